@@ -1,0 +1,13 @@
+//! scrm-wecom: everything scrm needs to talk to WeCom (企业微信), without a database.
+//!
+//! * [`crypto`] — WXBizMsgCrypt: callback signature, AES-256-CBC with 32-byte PKCS#7,
+//!   URL verification, sealing callbacks (for the simulator) and opening them.
+//! * [`secret`] — [`Secret`], a string whose `Debug`/`Display` never print it.
+
+pub mod crypto;
+pub mod secret;
+mod xml;
+
+pub use crypto::{CallbackCrypto, CryptoError};
+pub use secret::Secret;
+pub use xml::XmlError;

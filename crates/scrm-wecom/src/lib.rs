@@ -2,12 +2,17 @@
 //!
 //! * [`crypto`] — WXBizMsgCrypt: callback signature, AES-256-CBC with 32-byte PKCS#7,
 //!   URL verification, sealing callbacks (for the simulator) and opening them.
+//! * [`events`] — typed `change_external_contact` / `change_external_chat` /
+//!   `change_external_tag` events parsed from the decrypted XML and rendered back to it;
+//!   anything else is kept as [`events::Event::Unknown`].
 //! * [`secret`] — [`Secret`], a string whose `Debug`/`Display` never print it.
 
 pub mod crypto;
+pub mod events;
 pub mod secret;
 mod xml;
 
 pub use crypto::{CallbackCrypto, CryptoError};
+pub use events::{CallbackEvent, Event, parse_event};
 pub use secret::Secret;
 pub use xml::XmlError;

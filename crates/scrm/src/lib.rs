@@ -1,1 +1,23 @@
-//! scrm
+//! scrm, a social CRM for WeCom (企业微信).
+//!
+//! A tour of the crate:
+//! - [`cli`]: the `scrm` subcommands; [`startup`]: building and serving the [`startup::Application`].
+//! - [`config`]: defaults, `.env` and environment (the seeds' names too), validated at startup.
+//! - [`http`]: the router, its layers, the response envelope and error model, health, metrics,
+//!   the route table with one access rule per route, and the OpenAPI docs at `/docs`.
+//! - [`auth`]: users, passwords, tokens, roles and permissions, the guard on every route.
+//! - [`system`]: users, API tokens and the audit log over the API; [`audit`]: recording changes.
+//! - [`state`]: what handlers share, and the clock.
+//!
+//! The database layer is the `scrm-db` crate; the job engine `scrm-jobs`; the WeCom client
+//! `scrm-wecom`; the WeCom simulator `scrm-wecom-sim`.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod system;
+pub mod telemetry;

@@ -1,0 +1,499 @@
+//! Configuration: defaults that run with nothing set, then `.env`, then the environment.
+//!
+//! Two naming schemes are accepted, because the seeds use their own: `DATABASE_URL` or the
+//! seeds' `DB_HOST`/`DB_PORT`/`DB_USER`/`DB_PASSWORD`/`DB_DATABASE` (MySQL, as the seeds use it);
+//! `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`/`REDIS_DB`. Everything is validated
+//! once, at startup, and a bad value stops startup with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use scrm_db::Backend;
+
+/// A value that must never be printed: its `Debug` and `Display` show `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Which parts of scrm this process runs (DESIGN.md: many API and worker processes scale out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP API and background workers in one process (the default).
+    All,
+    /// HTTP API only.
+    Api,
+    /// Background workers only (still answers `/health` and `/metrics`).
+    Worker,
+}
+
+impl Role {
+    pub fn runs_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The effective configuration of one scrm process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the data lives (`sqlite:`, `mysql:`, `postgres:`); may embed a password.
+    pub database_url: Secret,
+    /// Upper bound of database connections in this process.
+    pub database_max_connections: u32,
+    /// Address the HTTP server binds.
+    pub bind: IpAddr,
+    /// Port the HTTP server binds (`PORT`, default 7000).
+    pub port: u16,
+    /// Redis for shared token cache, rate limits and wake-ups across processes; optional.
+    pub redis_url: Option<Secret>,
+    /// Which parts of scrm run in this process.
+    pub role: Role,
+    /// A request that takes longer is answered 408 and abandoned.
+    pub request_timeout: Duration,
+    /// Bodies larger than this are refused with 413.
+    pub body_limit_bytes: usize,
+    /// Lifetime of a login token.
+    pub session_ttl: Duration,
+    /// Password of the first `admin` user, created on the first start of an empty database.
+    pub admin_password: Option<Secret>,
+    /// Log format and filter.
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    /// Failed logins allowed per user name and window before it is locked for the window.
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    /// Where `config` values came from, for `scrm config`.
+    pub sources: BTreeMap<&'static str, &'static str>,
+}
+
+/// A configuration error: which key is bad and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A source of configuration values: the process environment, or a map in tests.
+pub trait Source {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment (after `.env` has been loaded into it).
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Source for BTreeMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        BTreeMap::get(self, key)
+            .cloned()
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// The default SQLite database, a file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/scrm.db";
+
+impl Config {
+    /// Load `.env` (if present) into the environment, then read the configuration from it.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env is normal; a malformed one is an error worth stopping for.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(bad(".env", e.to_string())),
+        }
+        Config::from_source(&Env)
+    }
+
+    /// Read the configuration from any source; the defaults run with nothing set.
+    pub fn from_source(src: &dyn Source) -> Result<Config, ConfigError> {
+        let mut sources = BTreeMap::new();
+        let database_url = database_url(src, &mut sources)?;
+        let redis_url = redis_url(src, &mut sources)?;
+
+        let port = parse_or(src, "PORT", 7000u16, &mut sources)?;
+        let bind = parse_or(src, "SCRM_BIND", IpAddr::from([127, 0, 0, 1]), &mut sources)?;
+        let role = match src
+            .get("SCRM_ROLE")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("all") => Role::All,
+            Some("api") => Role::Api,
+            Some("worker") => Role::Worker,
+            Some(other) => {
+                return Err(bad(
+                    "SCRM_ROLE",
+                    format!("{other:?} is not all, api or worker"),
+                ));
+            }
+        };
+        let log_format = match src.get("SCRM_LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad(
+                    "SCRM_LOG_FORMAT",
+                    format!("{other:?} is not pretty or json"),
+                ));
+            }
+        };
+        let log_filter = src
+            .get("RUST_LOG")
+            .unwrap_or_else(|| "info,sqlx=warn".into());
+        let request_timeout = Duration::from_secs(parse_or(
+            src,
+            "SCRM_REQUEST_TIMEOUT_SECS",
+            30u64,
+            &mut sources,
+        )?);
+        if request_timeout.is_zero() {
+            return Err(bad("SCRM_REQUEST_TIMEOUT_SECS", "must be at least 1"));
+        }
+        let body_limit_bytes = parse_or(
+            src,
+            "SCRM_BODY_LIMIT_BYTES",
+            2 * 1024 * 1024usize,
+            &mut sources,
+        )?;
+        let session_ttl = Duration::from_secs(parse_or(
+            src,
+            "SCRM_SESSION_TTL_SECS",
+            12 * 3600u64,
+            &mut sources,
+        )?);
+        let database_max_connections =
+            parse_or(src, "SCRM_DB_MAX_CONNECTIONS", 16u32, &mut sources)?;
+        if database_max_connections == 0 {
+            return Err(bad("SCRM_DB_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        let login_max_failures = parse_or(src, "SCRM_LOGIN_MAX_FAILURES", 5u32, &mut sources)?;
+        let login_window = Duration::from_secs(parse_or(
+            src,
+            "SCRM_LOGIN_WINDOW_SECS",
+            300u64,
+            &mut sources,
+        )?);
+        let admin_password = src.get("SCRM_ADMIN_PASSWORD").map(Secret::new);
+        if let Some(p) = &admin_password
+            && p.expose().chars().count() < 8
+        {
+            return Err(bad("SCRM_ADMIN_PASSWORD", "must be at least 8 characters"));
+        }
+
+        Ok(Config {
+            database_url,
+            database_max_connections,
+            bind,
+            port,
+            redis_url,
+            role,
+            request_timeout,
+            body_limit_bytes,
+            session_ttl,
+            admin_password,
+            log_format,
+            log_filter,
+            login_max_failures,
+            login_window,
+            sources,
+        })
+    }
+
+    /// The database backend the URL names.
+    pub fn backend(&self) -> Backend {
+        Backend::from_url(self.database_url.expose()).unwrap_or(Backend::Sqlite)
+    }
+
+    /// Every setting as `KEY = value` lines, secrets masked (for `scrm config`).
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let src = |k: &str| self.sources.get(k).copied().unwrap_or("default");
+        vec![
+            (
+                "DATABASE_URL".into(),
+                format!(
+                    "{}  ({})",
+                    scrm_db::redact_url(self.database_url.expose()),
+                    src("DATABASE_URL")
+                ),
+            ),
+            ("database backend".into(), self.backend().to_string()),
+            (
+                "SCRM_DB_MAX_CONNECTIONS".into(),
+                self.database_max_connections.to_string(),
+            ),
+            ("SCRM_BIND".into(), self.bind.to_string()),
+            ("PORT".into(), format!("{}  ({})", self.port, src("PORT"))),
+            (
+                "REDIS_URL".into(),
+                match &self.redis_url {
+                    Some(u) => format!(
+                        "{}  ({})",
+                        scrm_db::redact_url(u.expose()),
+                        src("REDIS_URL")
+                    ),
+                    None => "(not configured: in-process cache, limits and wake-ups)".into(),
+                },
+            ),
+            (
+                "SCRM_ROLE".into(),
+                format!("{:?}", self.role).to_lowercase(),
+            ),
+            (
+                "SCRM_REQUEST_TIMEOUT_SECS".into(),
+                self.request_timeout.as_secs().to_string(),
+            ),
+            (
+                "SCRM_BODY_LIMIT_BYTES".into(),
+                self.body_limit_bytes.to_string(),
+            ),
+            (
+                "SCRM_SESSION_TTL_SECS".into(),
+                self.session_ttl.as_secs().to_string(),
+            ),
+            (
+                "SCRM_LOGIN_MAX_FAILURES".into(),
+                self.login_max_failures.to_string(),
+            ),
+            (
+                "SCRM_LOGIN_WINDOW_SECS".into(),
+                self.login_window.as_secs().to_string(),
+            ),
+            (
+                "SCRM_ADMIN_PASSWORD".into(),
+                if self.admin_password.is_some() {
+                    "***".into()
+                } else {
+                    "(not set)".into()
+                },
+            ),
+            (
+                "SCRM_LOG_FORMAT".into(),
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("RUST_LOG".into(), self.log_filter.clone()),
+        ]
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    src: &dyn Source,
+    key: &'static str,
+    default: T,
+    sources: &mut BTreeMap<&'static str, &'static str>,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match src.get(key) {
+        None => Ok(default),
+        Some(raw) => {
+            sources.insert(key, "environment");
+            raw.trim()
+                .parse()
+                .map_err(|e| bad(key, format!("{raw:?}: {e}")))
+        }
+    }
+}
+
+fn database_url(
+    src: &dyn Source,
+    sources: &mut BTreeMap<&'static str, &'static str>,
+) -> Result<Secret, ConfigError> {
+    if let Some(url) = src.get("DATABASE_URL") {
+        sources.insert("DATABASE_URL", "DATABASE_URL");
+        if Backend::from_url(&url).is_none() {
+            return Err(bad(
+                "DATABASE_URL",
+                "must start with sqlite:, mysql: or postgres:",
+            ));
+        }
+        if !url.starts_with("sqlite:") {
+            url::Url::parse(&url).map_err(|e| bad("DATABASE_URL", e.to_string()))?;
+        }
+        return Ok(Secret::new(url));
+    }
+    let Some(host) = src.get("DB_HOST") else {
+        return Ok(Secret::new(DEFAULT_DATABASE_URL));
+    };
+    // The seeds' names describe a MySQL server.
+    sources.insert(
+        "DATABASE_URL",
+        "DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_DATABASE",
+    );
+    let port: u16 = match src.get("DB_PORT") {
+        None => 3306,
+        Some(p) => p
+            .parse()
+            .map_err(|e| bad("DB_PORT", format!("{p:?}: {e}")))?,
+    };
+    let user = src.get("DB_USER").unwrap_or_else(|| "root".into());
+    let database = src
+        .get("DB_DATABASE")
+        .ok_or_else(|| bad("DB_DATABASE", "required when DB_HOST is set"))?;
+    let mut url = url::Url::parse(&format!("mysql://{host}:{port}/"))
+        .map_err(|e| bad("DB_HOST", e.to_string()))?;
+    url.set_username(&user)
+        .map_err(|_| bad("DB_USER", "not usable in a URL"))?;
+    if let Some(pw) = src.get("DB_PASSWORD") {
+        url.set_password(Some(&pw))
+            .map_err(|_| bad("DB_PASSWORD", "not usable in a URL"))?;
+    }
+    url.set_path(&format!("/{database}"));
+    Ok(Secret::new(url.to_string()))
+}
+
+fn redis_url(
+    src: &dyn Source,
+    sources: &mut BTreeMap<&'static str, &'static str>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(url) = src.get("REDIS_URL") {
+        sources.insert("REDIS_URL", "REDIS_URL");
+        let parsed = url::Url::parse(&url).map_err(|e| bad("REDIS_URL", e.to_string()))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(bad("REDIS_URL", "must start with redis:// or rediss://"));
+        }
+        return Ok(Some(Secret::new(url)));
+    }
+    let Some(host) = src.get("REDIS_HOST") else {
+        return Ok(None);
+    };
+    sources.insert("REDIS_URL", "REDIS_HOST/REDIS_PORT/REDIS_PASSWORD/REDIS_DB");
+    let port: u16 = match src.get("REDIS_PORT") {
+        None => 6379,
+        Some(p) => p
+            .parse()
+            .map_err(|e| bad("REDIS_PORT", format!("{p:?}: {e}")))?,
+    };
+    let db: u32 = match src.get("REDIS_DB") {
+        None => 0,
+        Some(d) => d
+            .parse()
+            .map_err(|e| bad("REDIS_DB", format!("{d:?}: {e}")))?,
+    };
+    let mut url = url::Url::parse(&format!("redis://{host}:{port}/{db}"))
+        .map_err(|e| bad("REDIS_HOST", e.to_string()))?;
+    if let Some(pw) = src.get("REDIS_PASSWORD") {
+        url.set_password(Some(&pw))
+            .map_err(|_| bad("REDIS_PASSWORD", "not usable in a URL"))?;
+    }
+    Ok(Some(Secret::new(url.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_source(&map)
+    }
+
+    #[test]
+    fn nothing_set_runs_on_sqlite_port_7000_on_loopback() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.bind.to_string(), "127.0.0.1");
+        assert!(c.redis_url.is_none());
+    }
+
+    #[test]
+    fn the_seeds_names_build_a_mysql_url() {
+        let c = cfg(&[
+            ("DB_HOST", "db"),
+            ("DB_USER", "scrm"),
+            ("DB_PASSWORD", "p@ss"),
+            ("DB_DATABASE", "crm"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_url.expose(), "mysql://scrm:p%40ss@db:3306/crm");
+        let c = cfg(&[
+            ("REDIS_HOST", "cache"),
+            ("REDIS_DB", "2"),
+            ("REDIS_PASSWORD", "x"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url.unwrap().expose(), "redis://:x@cache:6379/2");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        assert_eq!(cfg(&[("PORT", "seventy")]).unwrap_err().key, "PORT");
+        assert_eq!(
+            cfg(&[("DATABASE_URL", "oracle://x")]).unwrap_err().key,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            cfg(&[("REDIS_PORT", "-1"), ("REDIS_HOST", "h")])
+                .unwrap_err()
+                .key,
+            "REDIS_PORT"
+        );
+        assert_eq!(cfg(&[("SCRM_ROLE", "boss")]).unwrap_err().key, "SCRM_ROLE");
+        assert_eq!(cfg(&[("DB_HOST", "h")]).unwrap_err().key, "DB_DATABASE");
+    }
+
+    #[test]
+    fn secrets_are_masked_in_descriptions() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("SCRM_ADMIN_PASSWORD", "correct horse"),
+        ])
+        .unwrap();
+        let text = format!("{:?} {:?}", c.describe(), c);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("correct horse"), "{text}");
+    }
+}

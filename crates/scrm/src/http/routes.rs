@@ -1,0 +1,116 @@
+//! The route table. Every route is registered through [`Routes::route`] with exactly one
+//! [`Access`] decision, which is both enforced (by the guard layered on that route alone) and
+//! recorded (for the OpenAPI document and the test that fails on a route without a permission).
+//! Handlers get the caller from [`CurrentUser`](crate::auth::CurrentUser), which only the guard
+//! provides, so a route that skipped registration cannot see a user.
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
+
+use crate::state::AppState;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, login, docs, callbacks that carry their own signature).
+    Public,
+    /// Any signed-in user, whatever the role.
+    Authenticated,
+    /// Users whose role holds this permission.
+    Permission(&'static str),
+}
+
+/// One registered route, as the OpenAPI document and the permission test see it.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub tag: &'static str,
+}
+
+/// A module's routes and their table.
+pub struct Routes {
+    tag: &'static str,
+    state: AppState,
+    router: Router<AppState>,
+    table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    /// Start a module's routes; `tag` groups them in the API docs.
+    pub fn new(state: &AppState, tag: &'static str) -> Self {
+        Routes {
+            tag,
+            state: state.clone(),
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    /// Register `handler` for `method path`, guarded by `access`.
+    pub fn route<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        summary: &'static str,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
+        let mut method_router = on(filter, handler);
+        if access != Access::Public {
+            method_router = method_router.route_layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                move |state, req, next| crate::auth::guard(state, access, req, next),
+            ));
+        }
+        self.router = self.router.route(path, method_router);
+        self.table.push(RouteInfo {
+            method,
+            path,
+            access,
+            summary,
+            tag: self.tag,
+        });
+        self
+    }
+
+    /// Add another module's routes.
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.table.extend(other.table);
+        self
+    }
+
+    /// Mount a plain router (static assets) whose routes are all public, recording them.
+    pub fn public_router(
+        mut self,
+        router: Router<AppState>,
+        routes: &[(Method, &'static str, &'static str)],
+    ) -> Self {
+        self.router = self.router.merge(router);
+        for (method, path, summary) in routes {
+            self.table.push(RouteInfo {
+                method: method.clone(),
+                path,
+                access: Access::Public,
+                summary,
+                tag: self.tag,
+            });
+        }
+        self
+    }
+
+    /// The router and the table.
+    pub fn into_parts(self) -> (Router<AppState>, Vec<RouteInfo>) {
+        (self.router, self.table)
+    }
+}

@@ -1,0 +1,207 @@
+//! The test harness: scrm on port 0 with a fresh database, and typed request helpers.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use scrm::auth::{Role, password, users};
+use scrm::config::Config;
+use scrm::http::routes::RouteInfo;
+use scrm::startup::Application;
+use scrm::state::AppState;
+use scrm_db::Backend;
+use serde_json::{Value, json};
+
+/// The password of the `admin` user every test app starts with.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// A running scrm and a signed-in admin.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub routes: Vec<RouteInfo>,
+    pub admin_token: String,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// An answer: status, headers and the JSON body (Null when the body is not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The envelope's `error` name.
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+    /// The envelope's `data`.
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+}
+
+/// Extra configuration on top of the test defaults.
+pub fn config(url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("DATABASE_URL".into(), url.into());
+    env.insert("SCRM_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into());
+    env.insert("SCRM_LOGIN_MAX_FAILURES".into(), "3".into());
+    env.insert("SCRM_DB_MAX_CONNECTIONS".into(), "8".into());
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Config::from_source(&env).expect("test configuration")
+}
+
+/// Start scrm on `backend` with a fresh database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Start scrm with extra configuration.
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let url = scrm_db::testing::fresh_url(backend)
+        .await
+        .expect("test database");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let app = Application::build_with_listener(config(&url, extra), listener)
+        .await
+        .expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let routes = app.routes().to_vec();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let mut app = TestApp {
+        base,
+        client,
+        state,
+        routes,
+        admin_token: String::new(),
+        _shutdown: tx,
+    };
+    app.admin_token = app.login("admin", ADMIN_PASSWORD).await;
+    app
+}
+
+impl TestApp {
+    /// Send a request; `token` signs it, `body` is sent as JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_resp(req.send().await.expect("request sent")).await
+    }
+
+    /// Send raw bytes with a content type.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        into_resp(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Log in and return the token; panics if the login fails.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let r = self.try_login(username, password).await;
+        assert_eq!(r.status, 200, "login of {username} failed: {:?}", r.body);
+        r.data()["token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn try_login(&self, username: &str, password: &str) -> Resp {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
+    }
+
+    /// Create a user with a role through the API (as admin) and return (id, token).
+    pub async fn user_with_role(&self, username: &str, role: &str) -> (i64, String) {
+        let r = self
+            .post(
+                "/api/v1/system/users",
+                &self.admin_token,
+                json!({"username": username, "password": "password-123", "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let id = r.data()["id"].as_i64().expect("id");
+        (id, self.login(username, "password-123").await)
+    }
+
+    /// Create another tenant with its own admin, straight in the database; returns its token.
+    pub async fn other_tenant_admin(&self, tenant: &str, username: &str) -> (i64, String) {
+        let db = &self.state.db;
+        let tenant_id = users::ensure_tenant(db, tenant).await.expect("tenant");
+        let hash = password::hash("password-123").expect("hash");
+        let mut tx = db.begin().await.expect("tx");
+        users::create(&mut tx, tenant_id, username, username, &hash, Role::Admin)
+            .await
+            .expect("user");
+        tx.commit().await.expect("commit");
+        (tenant_id, self.login(username, "password-123").await)
+    }
+}
+
+async fn into_resp(r: reqwest::Response) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let bytes = r.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,445 @@
+//! The engine's loops: the dispatcher (claim into free slots, sleep until the next due job or a
+//! wake-up), the completer (write results in batches), the heartbeat (leases, cancellations,
+//! timeouts, the worker row) and maintenance (reap expired leases, fire cron, refresh gauges).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Core;
+use crate::error::JobError;
+use crate::job::{JobOutcome, ms};
+use crate::store::{self, ClaimRequest, ClaimedJob, Finished, Outcome};
+use crate::worker::JobContext;
+
+/// A handler in flight.
+pub(crate) struct Running {
+    pub cancel: CancellationToken,
+    pub abort: Option<AbortHandle>,
+    pub kind: String,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub concurrency_key: Option<String>,
+    pub started_at: i64,
+    pub deadline: i64,
+}
+
+/// What the completer receives.
+pub(crate) enum Msg {
+    Finished(Box<Finished>),
+    Stop,
+}
+
+/// Claim into free slots until shutdown.
+pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
+    let clock = core.jobs.clock().clone();
+    let poll = ms(core.config.poll_interval);
+    loop {
+        let notified = core.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let free = core
+            .config
+            .concurrency
+            .saturating_sub(core.in_flight.load(Ordering::Acquire));
+        let mut wake_at = clock.now_ms() + poll;
+        if free > 0 {
+            let want = free.min(core.config.claim_batch.max(1));
+            let now = clock.now_ms();
+            let req = ClaimRequest {
+                worker_id: &core.worker_id,
+                now,
+                lease_until: now + ms(core.config.lease),
+                limit: want,
+                kinds: &core.kinds,
+            };
+            match store::claim(core.jobs.db(), &req).await {
+                Ok(jobs) => {
+                    let got = jobs.len();
+                    for job in jobs {
+                        spawn_job(&core, job, now);
+                    }
+                    if got == want {
+                        continue; // probably more waiting
+                    }
+                    match store::next_wake(core.jobs.db(), now, &core.kinds).await {
+                        Ok(Some(at)) => wake_at = wake_at.min(at),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "jobs: next due time"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "jobs: claim failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = &mut notified => {}
+            _ = clock.sleep_until(wake_at) => {}
+        }
+    }
+}
+
+fn spawn_job(core: &Arc<Core>, job: ClaimedJob, now: i64) {
+    core.in_flight.fetch_add(1, Ordering::AcqRel);
+    let Some(reg) = core.handlers.get(&job.kind) else {
+        // Cannot happen (we claim only registered kinds); give it back rather than lose it.
+        report(
+            core,
+            &job,
+            now,
+            Err(JobError::retryable("no handler")),
+            "error",
+        );
+        return;
+    };
+    let cancel = CancellationToken::new();
+    let running = Running {
+        cancel: cancel.clone(),
+        abort: None,
+        kind: job.kind.clone(),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+        concurrency_key: job.concurrency_key.clone(),
+        started_at: now,
+        deadline: now + ms(reg.opts.timeout),
+    };
+    if let Ok(mut r) = core.running.lock() {
+        r.insert(job.id, running);
+    }
+    let ctx = JobContext {
+        id: job.id,
+        kind: job.kind.clone(),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+        tenant_id: job.tenant_id,
+        group_key: job.group_key.clone(),
+        run_at: job.run_at,
+        worker_id: core.worker_id.clone(),
+        cancel,
+        jobs: core.jobs.clone(),
+    };
+    let handler = reg.handler.clone();
+    let task_core = core.clone();
+    let id = job.id;
+    let handle = tokio::spawn(async move {
+        let result = match serde_json::from_str(&job.payload) {
+            Ok(payload) => std::panic::AssertUnwindSafe(handler.call(ctx, payload))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(JobError::retryable("handler panicked"))),
+            Err(e) => Err(JobError::permanent(format!("payload is not JSON: {e}"))),
+        };
+        if take(&task_core, id).is_some() {
+            report(&task_core, &job, now, result, "error");
+        }
+    });
+    if let Ok(mut r) = core.running.lock()
+        && let Some(entry) = r.get_mut(&id)
+    {
+        entry.abort = Some(handle.abort_handle());
+    }
+}
+
+fn take(core: &Core, id: i64) -> Option<Running> {
+    core.running.lock().ok()?.remove(&id)
+}
+
+/// Turn a handler's result into a stored outcome and hand it to the completer.
+fn report(
+    core: &Core,
+    job: &ClaimedJob,
+    started_at: i64,
+    result: Result<JobOutcome, JobError>,
+    failure: &'static str,
+) {
+    let now = core.jobs.now_ms();
+    let outcome = match result {
+        Ok(JobOutcome::Done) => Outcome::Done,
+        Ok(JobOutcome::RetryAt(at)) => Outcome::Reschedule { at, payload: None },
+        Ok(JobOutcome::Reschedule { at, payload }) => Outcome::Reschedule {
+            at,
+            payload: Some(payload.to_string()),
+        },
+        Err(e) => failed(core, &job.kind, job.attempts, job.max_attempts, e, now),
+    };
+    send(
+        core,
+        Finished {
+            id: job.id,
+            kind: job.kind.clone(),
+            attempt: job.attempts,
+            worker_id: Some(core.worker_id.to_string()),
+            concurrency_key: job.concurrency_key.clone(),
+            started_at,
+            finished_at: now,
+            outcome,
+            failure,
+        },
+    );
+}
+
+/// Retry after the kind's backoff, or dead when out of attempts or permanent.
+pub(crate) fn failed(
+    core: &Core,
+    kind: &str,
+    attempt: i64,
+    max_attempts: i64,
+    e: JobError,
+    now: i64,
+) -> Outcome {
+    match e {
+        JobError::Retryable(error) if attempt < max_attempts => {
+            let opts = core
+                .handlers
+                .get(kind)
+                .map(|r| r.opts.clone())
+                .unwrap_or_else(|| core.jobs.kind_options(kind));
+            Outcome::Retry {
+                at: now + opts.retry_delay_ms(attempt),
+                error,
+            }
+        }
+        JobError::Retryable(error) | JobError::Permanent(error) => Outcome::Dead { error },
+    }
+}
+
+fn send(core: &Core, f: Finished) {
+    if core.done_tx.send(Msg::Finished(Box::new(f))).is_err() {
+        // The completer is gone (engine aborted): the lease will expire and another engine
+        // retries the job; keep the slot count honest anyway.
+        core.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Give back every job still running (drain timeout): abort it, requeue without an attempt.
+pub(crate) fn release_all(core: &Arc<Core>) {
+    let drained: Vec<(i64, Running)> = match core.running.lock() {
+        Ok(mut r) => r.drain().collect(),
+        Err(_) => return,
+    };
+    let now = core.jobs.now_ms();
+    for (id, r) in drained {
+        if let Some(a) = &r.abort {
+            a.abort();
+        }
+        send(
+            core,
+            Finished {
+                id,
+                kind: r.kind,
+                attempt: r.attempt,
+                worker_id: Some(core.worker_id.to_string()),
+                concurrency_key: r.concurrency_key,
+                started_at: r.started_at,
+                finished_at: now,
+                outcome: Outcome::Release,
+                failure: "released",
+            },
+        );
+    }
+}
+
+/// Write results in batches: take one, then whatever else is already waiting.
+pub(crate) async fn completer(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut stop = false;
+    while !stop {
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        match first {
+            Msg::Finished(f) => batch.push(*f),
+            Msg::Stop => stop = true,
+        }
+        while batch.len() < core.config.finish_batch.max(1) {
+            match rx.try_recv() {
+                Ok(Msg::Finished(f)) => batch.push(*f),
+                Ok(Msg::Stop) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        write_batch(&core, &batch).await;
+        core.in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
+        core.notify.notify_one();
+    }
+}
+
+async fn write_batch(core: &Core, batch: &[Finished]) {
+    for attempt in 0..20 {
+        let now = core.jobs.now_ms();
+        match store::finish(
+            core.jobs.db(),
+            Some(&core.worker_id),
+            batch,
+            now,
+            core.config.record_every_attempt,
+        )
+        .await
+        {
+            Ok(summary) => {
+                crate::stats::record(&summary);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "jobs: writing results failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * (attempt + 1).min(8))).await;
+            }
+        }
+    }
+    // Gave up: the leases expire and other engines rerun these jobs (at-least-once).
+    tracing::error!(
+        n = batch.len(),
+        "jobs: results lost; leases will expire and retry"
+    );
+}
+
+/// Extend leases, pick up cancellations, enforce timeouts, update the worker row.
+pub(crate) async fn heartbeat(core: Arc<Core>) {
+    let clock = core.jobs.clock().clone();
+    loop {
+        let at = clock.now_ms() + ms(core.config.heartbeat);
+        tokio::select! {
+            _ = core.stop_bg.cancelled() => return,
+            _ = clock.sleep_until(at) => {}
+        }
+        let now = clock.now_ms();
+        enforce_timeouts(&core, now);
+        let db = core.jobs.db();
+        match store::heartbeat_leases(db, &core.worker_id, now + ms(core.config.lease), now).await {
+            Ok(rows) => {
+                let flags: std::collections::HashMap<i64, i64> = rows.into_iter().collect();
+                if let Ok(r) = core.running.lock() {
+                    for (id, job) in r.iter() {
+                        match flags.get(id) {
+                            Some(0) => {}
+                            // Cancel requested, or no longer ours: stop cooperatively.
+                            _ => job.cancel.cancel(),
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "jobs: heartbeat failed"),
+        }
+        let n = core.running.lock().map(|r| r.len()).unwrap_or(0);
+        if let Err(e) = crate::worker::beat(db, &core.worker_id, "running", n, now).await {
+            tracing::warn!(error = %e, "jobs: worker heartbeat failed");
+        }
+    }
+}
+
+fn enforce_timeouts(core: &Arc<Core>, now: i64) {
+    let late: Vec<(i64, Running)> = match core.running.lock() {
+        Ok(mut r) => {
+            let ids: Vec<i64> = r
+                .iter()
+                .filter(|(_, j)| now >= j.deadline)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| r.remove(&id).map(|j| (id, j)))
+                .collect()
+        }
+        Err(_) => return,
+    };
+    for (id, r) in late {
+        r.cancel.cancel();
+        if let Some(a) = &r.abort {
+            a.abort();
+        }
+        let secs = (r.deadline - r.started_at) / 1000;
+        let e = JobError::retryable(format!("timed out after {secs} s"));
+        let outcome = failed(core, &r.kind, r.attempt, r.max_attempts, e, now);
+        send(
+            core,
+            Finished {
+                id,
+                kind: r.kind,
+                attempt: r.attempt,
+                worker_id: Some(core.worker_id.to_string()),
+                concurrency_key: r.concurrency_key,
+                started_at: r.started_at,
+                finished_at: now,
+                outcome,
+                failure: "timeout",
+            },
+        );
+    }
+}
+
+/// Reap expired leases, fire due cron schedules, refresh the gauges.
+pub(crate) async fn maintenance(core: Arc<Core>) {
+    let clock = core.jobs.clock().clone();
+    let mut next_gauges = 0;
+    loop {
+        let now = clock.now_ms();
+        if let Err(e) = reap(&core, now).await {
+            tracing::warn!(error = %e, "jobs: reaping expired leases failed");
+        }
+        if let Err(e) = crate::cron::fire_due(&core.jobs, now).await {
+            tracing::warn!(error = %e, "jobs: firing cron schedules failed");
+        }
+        if now >= next_gauges {
+            next_gauges = now + 15_000;
+            if let Ok(s) = crate::stats::stats(&core.jobs).await {
+                crate::stats::export(&s);
+            }
+        }
+        let mut at = clock.now_ms() + ms(core.config.maintenance_interval);
+        if let Ok(Some(fire)) = crate::cron::next_fire_at(core.jobs.db()).await {
+            at = at.min(fire);
+        }
+        tokio::select! {
+            _ = core.stop_bg.cancelled() => return,
+            _ = clock.sleep_until(at) => {}
+        }
+    }
+}
+
+async fn reap(core: &Core, now: i64) -> scrm_db::DbResult<()> {
+    let expired = store::expired_leases(core.jobs.db(), now, 500).await?;
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let batch: Vec<Finished> = expired
+        .into_iter()
+        .map(|x| {
+            let e = JobError::retryable("lease expired");
+            Finished {
+                outcome: failed(core, &x.kind, x.attempts, x.max_attempts, e, now),
+                id: x.id,
+                kind: x.kind,
+                attempt: x.attempts,
+                worker_id: x.worker_id,
+                concurrency_key: x.concurrency_key,
+                started_at: x.started_at.unwrap_or(now),
+                finished_at: now,
+                failure: "lease_expired",
+            }
+        })
+        .collect();
+    let s = store::finish(core.jobs.db(), None, &batch, now, false).await?;
+    if s.applied > 0 {
+        tracing::warn!(n = s.applied, "jobs: took back jobs whose lease expired");
+        crate::stats::record(&s);
+        core.jobs.wake().await;
+    }
+    Ok(())
+}

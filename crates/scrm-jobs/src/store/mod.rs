@@ -1,0 +1,112 @@
+//! The SQL of the hot path: claiming due jobs ([`claim`]), finishing them in batches by
+//! primary key ([`finish`]), leases (heartbeat and expiry) and the next due time. Dialect
+//! differences stay here: `FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL/MariaDB, the
+//! `BEGIN IMMEDIATE` write lock on SQLite, and the upsert syntax.
+
+pub(crate) mod claim;
+pub(crate) mod finish;
+
+use scrm_db::{Backend, Db, DbResult, Query, query};
+
+pub(crate) use claim::{ClaimRequest, ClaimedJob, claim};
+pub(crate) use finish::{FinishSummary, Finished, Outcome, finish};
+
+/// The row-lock suffix for a claim on this backend. SQLite needs none: `BEGIN IMMEDIATE`
+/// already holds the database's single write lock.
+pub(crate) fn skip_locked(b: Backend) -> &'static str {
+    match b {
+        Backend::Sqlite => "",
+        _ => " FOR UPDATE SKIP LOCKED",
+    }
+}
+
+/// The row-lock suffix that waits (for rows we must not skip, like limit keys).
+pub(crate) fn for_update(b: Backend) -> &'static str {
+    match b {
+        Backend::Sqlite => "",
+        _ => " FOR UPDATE",
+    }
+}
+
+/// `SUM(expr)` as a BIGINT on every backend (PostgreSQL sums BIGINT to NUMERIC, MySQL to
+/// DECIMAL, which would not decode as `i64`), 0 for no rows.
+pub(crate) fn sum_i64(b: Backend, expr: &str) -> String {
+    match b {
+        Backend::Postgres => format!("COALESCE(CAST(SUM({expr}) AS BIGINT), 0)"),
+        Backend::MySql => format!("COALESCE(CAST(SUM({expr}) AS SIGNED), 0)"),
+        Backend::Sqlite => format!("COALESCE(SUM({expr}), 0)"),
+    }
+}
+
+/// Append ` AND kind IN (…)` unless every kind is wanted.
+pub(crate) fn push_kinds(q: &mut Query, kinds: &[String]) {
+    if !kinds.is_empty() {
+        q.push_sql(" AND kind IN ");
+        q.push_in_list(kinds.iter().map(String::as_str));
+    }
+}
+
+/// The earliest moment something may become claimable after `now`: a pending job's `run_at`
+/// or a spaced key's `next_allowed_at`. The engine sleeps until then (or its poll interval).
+pub(crate) async fn next_wake(db: &Db, now: i64, kinds: &[String]) -> DbResult<Option<i64>> {
+    let mut q = query("SELECT MIN(run_at) FROM job WHERE state = 0 AND run_at > ?").bind(now);
+    push_kinds(&mut q, kinds);
+    let job = db.fetch_one::<(Option<i64>,)>(q).await?.0;
+    let key = db
+        .fetch_one::<(Option<i64>,)>(
+            query("SELECT MIN(next_allowed_at) FROM job_key WHERE next_allowed_at > ?").bind(now),
+        )
+        .await?
+        .0;
+    Ok(match (job, key) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Extend the leases of every job this worker runs, and report each one's
+/// `cancel_requested` flag. A job missing from the answer is no longer ours (its lease
+/// expired and the reaper took it): the caller cancels it locally.
+pub(crate) async fn heartbeat_leases(
+    db: &Db,
+    worker_id: &str,
+    lease_until: i64,
+    now: i64,
+) -> DbResult<Vec<(i64, i64)>> {
+    db.execute(
+        query("UPDATE job SET lease_until = ?, updated_at = ? WHERE worker_id = ? AND state = 1")
+            .bind(lease_until)
+            .bind(now)
+            .bind(worker_id),
+    )
+    .await?;
+    db.fetch_all(
+        query("SELECT id, cancel_requested FROM job WHERE worker_id = ? AND state = 1")
+            .bind(worker_id),
+    )
+    .await
+}
+
+/// A running job whose lease ran out (its worker died, hung, or lost the database).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Expired {
+    pub id: i64,
+    pub kind: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub concurrency_key: Option<String>,
+    pub worker_id: Option<String>,
+    pub started_at: Option<i64>,
+}
+
+pub(crate) async fn expired_leases(db: &Db, now: i64, limit: i64) -> DbResult<Vec<Expired>> {
+    db.fetch_all(
+        query(
+            "SELECT id, kind, attempts, max_attempts, concurrency_key, worker_id, started_at \
+             FROM job WHERE state = 1 AND lease_until < ? ORDER BY id LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit),
+    )
+    .await
+}

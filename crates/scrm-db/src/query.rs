@@ -125,6 +125,13 @@ impl Query {
         self
     }
 
+    /// Append another query's SQL and values (a shared `WHERE` clause for a page and its count).
+    pub fn append(&mut self, other: &Query) -> &mut Self {
+        self.sql.to_mut().push_str(&other.sql);
+        self.args.extend(other.args.iter().cloned());
+        self
+    }
+
     /// The SQL as written, with `?` placeholders.
     pub fn sql(&self) -> &str {
         &self.sql

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Sim;
+use scrm_wecom::events as we;
 
 /// A change event, as its XML carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -50,25 +51,11 @@ pub enum Event {
     },
 }
 
-fn cdata(out: &mut String, tag: &str, v: &str) {
-    // "]]>" cannot appear inside CDATA; split it across two sections as XML writers do.
-    let v = v.replace("]]>", "]]]]><![CDATA[>");
-    out.push_str(&format!("<{tag}><![CDATA[{v}]]></{tag}>"));
-}
-
-fn plain(out: &mut String, tag: &str, v: impl std::fmt::Display) {
-    out.push_str(&format!("<{tag}>{v}</{tag}>"));
-}
-
 impl Event {
-    /// The decrypted event XML (self-built envelope: ToUserName = corpid, FromUserName = sys).
-    pub fn to_xml(&self, corp_id: &str, create_time: i64) -> String {
-        let mut x = String::from("<xml>");
-        cdata(&mut x, "ToUserName", corp_id);
-        cdata(&mut x, "FromUserName", "sys");
-        plain(&mut x, "CreateTime", create_time);
-        cdata(&mut x, "MsgType", "event");
-        match self {
+    /// The same event as `scrm_wecom`'s typed model, whose renderer writes the XML we send:
+    /// one renderer for both sides keeps the simulator and the parser in step.
+    pub fn to_wecom(&self) -> we::Event {
+        match self.clone() {
             Event::ChangeExternalContact {
                 change_type,
                 user_id,
@@ -77,25 +64,23 @@ impl Event {
                 welcome_code,
                 source,
                 fail_reason,
-            } => {
-                cdata(&mut x, "Event", "change_external_contact");
-                cdata(&mut x, "ChangeType", change_type);
-                // The doc puts FailReason before UserID for transfer_fail.
-                if let Some(r) = fail_reason {
-                    cdata(&mut x, "FailReason", r);
-                }
-                cdata(&mut x, "UserID", user_id);
-                cdata(&mut x, "ExternalUserID", external_user_id);
-                if let Some(s) = state {
-                    cdata(&mut x, "State", s);
-                }
-                if let Some(w) = welcome_code {
-                    cdata(&mut x, "WelcomeCode", w);
-                }
-                if let Some(s) = source {
-                    cdata(&mut x, "Source", s);
-                }
-            }
+            } => match we::ExternalContactChange::from_wire(&change_type) {
+                Some(change) => we::Event::ExternalContact(we::ExternalContactEvent {
+                    change,
+                    user_id,
+                    external_user_id,
+                    state,
+                    welcome_code,
+                    source,
+                    fail_reason,
+                }),
+                None => we::Event::Unknown {
+                    msg_type: "event".into(),
+                    event: "change_external_contact".into(),
+                    change_type,
+                    raw_xml: String::new(),
+                },
+            },
             Event::ChangeExternalChat {
                 chat_id,
                 change_type,
@@ -106,46 +91,40 @@ impl Event {
                 last_mem_ver,
                 cur_mem_ver,
             } => {
-                cdata(&mut x, "Event", "change_external_chat");
-                cdata(&mut x, "ChatId", chat_id);
-                cdata(&mut x, "ChangeType", change_type);
-                if let Some(d) = update_detail {
-                    cdata(&mut x, "UpdateDetail", d);
-                }
-                if let Some(j) = join_scene {
-                    plain(&mut x, "JoinScene", j);
-                }
-                if let Some(q) = quit_scene {
-                    plain(&mut x, "QuitScene", q);
-                }
-                if !mem_change_list.is_empty() {
-                    plain(&mut x, "MemChangeCnt", mem_change_list.len());
-                    x.push_str("<MemChangeList>");
-                    for m in mem_change_list {
-                        cdata(&mut x, "Item", m);
-                    }
-                    x.push_str("</MemChangeList>");
-                }
-                if let Some(v) = last_mem_ver {
-                    cdata(&mut x, "LastMemVer", v);
-                }
-                if let Some(v) = cur_mem_ver {
-                    cdata(&mut x, "CurMemVer", v);
-                }
+                let change = match change_type.as_str() {
+                    "create" => we::ChatChange::Create,
+                    "dismiss" => we::ChatChange::Dismiss,
+                    _ => we::ChatChange::Update(we::ChatUpdate {
+                        detail: we::ChatUpdateDetail::from_wire(
+                            update_detail.as_deref().unwrap_or(""),
+                        ),
+                        join_scene: join_scene.map(i64::from),
+                        quit_scene: quit_scene.map(i64::from),
+                        mem_change_cnt: (!mem_change_list.is_empty())
+                            .then_some(mem_change_list.len() as i64),
+                        mem_change_list,
+                        last_mem_ver,
+                        cur_mem_ver,
+                    }),
+                };
+                we::Event::ExternalChat(we::ExternalChatEvent { chat_id, change })
             }
             Event::ChangeExternalTag {
                 id,
                 tag_type,
                 change_type,
-            } => {
-                cdata(&mut x, "Event", "change_external_tag");
-                cdata(&mut x, "Id", id);
-                cdata(&mut x, "TagType", tag_type);
-                cdata(&mut x, "ChangeType", change_type);
-            }
+            } => we::Event::ExternalTag(we::ExternalTagEvent {
+                change: we::TagChange::from_wire(&change_type).unwrap_or(we::TagChange::Update),
+                id,
+                tag_type: Some(we::TagKind::from_wire(&tag_type)),
+                strategy_id: None,
+            }),
         }
-        x.push_str("</xml>");
-        x
+    }
+
+    /// The decrypted event XML (self-built envelope: ToUserName = corpid, FromUserName = sys).
+    pub fn to_xml(&self, corp_id: &str, create_time: i64) -> String {
+        we::CallbackEvent::new(corp_id, create_time, self.to_wecom()).to_xml()
     }
 }
 
@@ -353,7 +332,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contact_event_xml_matches_the_doc_layout() {
+    fn contact_event_round_trips_through_the_client_parser() {
         let e = Event::ChangeExternalContact {
             change_type: "add_external_contact".into(),
             user_id: "zhangsan".into(),
@@ -364,9 +343,11 @@ mod tests {
             fail_reason: None,
         };
         let x = e.to_xml("ww1", 1403610513);
-        assert!(x.starts_with("<xml><ToUserName><![CDATA[ww1]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1403610513</CreateTime>"));
-        assert!(x.contains("<Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[zhangsan]]></UserID>"));
-        assert!(x.ends_with("<WelcomeCode><![CDATA[WELCOMECODE]]></WelcomeCode></xml>"));
+        assert!(x.contains("<ChangeType><![CDATA[add_external_contact]]></ChangeType>"));
+        assert!(x.contains("<WelcomeCode><![CDATA[WELCOMECODE]]></WelcomeCode>"));
+        let parsed = scrm_wecom::events::parse_event(&x).unwrap();
+        assert_eq!(parsed.event, e.to_wecom());
+        assert_eq!(parsed.create_time, 1403610513);
     }
 
     #[test]
@@ -382,6 +363,10 @@ mod tests {
             cur_mem_ver: Some("v2".into()),
         };
         let x = e.to_xml("ww1", 1);
-        assert!(x.contains("<JoinScene>3</JoinScene><MemChangeCnt>2</MemChangeCnt><MemChangeList><Item><![CDATA[a]]></Item><Item><![CDATA[b]]></Item></MemChangeList>"));
+        assert!(x.contains("<MemChangeCnt>2</MemChangeCnt>"));
+        assert_eq!(
+            scrm_wecom::events::parse_event(&x).unwrap().event,
+            e.to_wecom()
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! WeCom's limits and the injected faults.
 //!
 //! Two layers: [`transport`] is an axum middleware for what happens below the JSON (added
-//! latency, slow replies, HTTP 500, connections dropped mid-reply); [`Limiter`] and [`roll`]
-//! serve the errcode-level checks made by each API's gate (45009 rate limits, 45033
-//! concurrency, injected -1/45009/45033/42001).
+//! latency, HTTP 500, connections dropped mid-reply); [`Limiter`] and [`roll`] serve the checks
+//! made by each API's gate (45009 rate limits, 45033 concurrency, injected -1/45009/45033/42001,
+//! slow processing).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,9 +144,6 @@ pub async fn transport(State(sim): State<Sim>, req: Request, next: Next) -> Resp
     }
     if roll(f.http_500) {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    if roll(f.slow) && f.slow_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(f.slow_ms)).await;
     }
     let drop = roll(f.drop_connection);
     let resp = next.run(req).await;

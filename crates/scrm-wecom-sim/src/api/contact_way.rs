@@ -79,7 +79,7 @@ fn validate(sim: &Sim, api: Api, w: &ContactWay) -> Result<(), Response> {
 
 async fn add(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::AddContactWay;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let w: ContactWay = tri!(req.json(api));
     tri!(validate(&sim, api, &w));
     let config_id = sim.new_id("");
@@ -109,7 +109,7 @@ struct IdReq {
 
 async fn get(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GetContactWay;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: IdReq = tri!(req.json(api));
     let ways = sim.0.contact_ways.lock();
     let Some((w, qr)) = ways.ways.get(&body.config_id) else {
@@ -133,7 +133,7 @@ struct UpdateReq {
 
 async fn update(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::UpdateContactWay;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: UpdateReq = tri!(req.json(api));
     let Some((current, _)) = sim.0.contact_ways.lock().ways.get(&body.config_id).cloned() else {
         return err_detail(api, 40058, "invalid config_id");
@@ -154,7 +154,7 @@ async fn update(State(sim): State<Sim>, req: ApiRequest) -> Response {
 
 async fn del(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::DelContactWay;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: IdReq = tri!(req.json(api));
     match sim.0.contact_ways.lock().ways.remove(&body.config_id) {
         Some(_) => ok_empty(),

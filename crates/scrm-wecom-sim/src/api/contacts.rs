@@ -61,7 +61,7 @@ struct DeptOut<'a> {
 
 async fn department_list(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::DepartmentList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let c = sim.company();
     let ids = match tri!(dept_param(&c, api, req.param("id"))) {
         Some(root) => subtree(&c, root),
@@ -90,7 +90,7 @@ async fn department_list(State(sim): State<Sim>, req: ApiRequest) -> Response {
 
 async fn department_simplelist(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::DepartmentSimpleList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let c = sim.company();
     let ids = match tri!(dept_param(&c, api, req.param("id"))) {
         Some(root) => subtree(&c, root),
@@ -163,7 +163,7 @@ fn members(c: &Company, api: Api, req: &ApiRequest) -> Result<Vec<u32>, Response
 
 async fn user_list(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::UserList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let c = sim.company();
     let ids = tri!(members(&c, api, &req));
     let list: Vec<serde_json::Value> = ids
@@ -175,7 +175,7 @@ async fn user_list(State(sim): State<Sim>, req: ApiRequest) -> Response {
 
 async fn user_simplelist(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::UserSimpleList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let c = sim.company();
     let ids = tri!(members(&c, api, &req));
     let list: Vec<serde_json::Value> = ids
@@ -198,7 +198,7 @@ struct ListIdReq {
 /// One row per (member, department), `limit` 1..10000 (API-FACTS §3).
 async fn user_list_id(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::UserListId;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: ListIdReq = tri!(req.json(api));
     let limit = match body.limit {
         None => 10_000,
@@ -231,7 +231,7 @@ async fn user_list_id(State(sim): State<Sim>, req: ApiRequest) -> Response {
 
 async fn user_get(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::UserGet;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let Some(userid) = req.param("userid") else {
         return err(api, 41009);
     };

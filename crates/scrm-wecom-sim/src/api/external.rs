@@ -146,7 +146,7 @@ struct FollowUserOut<'a> {
 
 async fn get_follow_user_list(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::FollowUserList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let c = sim.company();
     let follow_user: Vec<&str> = c
         .staff
@@ -160,7 +160,7 @@ async fn get_follow_user_list(State(sim): State<Sim>, req: ApiRequest) -> Respon
 /// A member's customers; 84061 when there are none (as WeCom does, API-FACTS §4).
 async fn list(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::ExternalList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let Some(userid) = req.param("userid") else {
         return err(api, 41009);
     };
@@ -195,7 +195,7 @@ struct GetOut<'a> {
 
 async fn get(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::ExternalGet;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let Some(ext) = req.param("external_userid") else {
         return err(api, 41035);
     };
@@ -269,7 +269,7 @@ struct BatchOut<'a> {
 /// cursor holds (member position, offset in that member's customers).
 async fn batch_get_by_user(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::BatchGetByUser;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: BatchReq = tri!(req.json(api));
     if body.userid_list.is_empty() || body.userid_list.len() > 100 {
         return err_detail(api, 40058, "userid_list must hold 1..100 userids");
@@ -355,7 +355,7 @@ struct RemarkReq {
 /// Edits a follow's remark fields. Made through the API, so no callback (API-FACTS §11).
 async fn remark(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::Remark;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: RemarkReq = tri!(req.json(api));
     if body.remark.is_none()
         && body.description.is_none()

@@ -39,7 +39,7 @@ const UNFILTERED_MAX_STAFF: usize = 1000;
 
 async fn list(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GroupChatList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: ListReq = tri!(req.json(api));
     let limit = match body.limit {
         Some(l) if (1..=1000).contains(&l) => l as usize,
@@ -124,7 +124,7 @@ struct MemberOut {
 
 async fn get(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GroupChatGet;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: GetReq = tri!(req.json(api));
     let c = sim.company();
     let Some(idx) = c
@@ -247,12 +247,12 @@ fn do_transfer(sim: &Sim, api: Api, req: &ApiRequest, resigned: bool) -> Respons
 
 async fn transfer(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GroupChatTransfer;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     do_transfer(&sim, api, &req, true)
 }
 
 async fn onjob_transfer(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GroupChatOnjobTransfer;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     do_transfer(&sim, api, &req, false)
 }

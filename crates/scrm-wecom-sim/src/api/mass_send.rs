@@ -533,7 +533,7 @@ struct ListV2Req {
 /// `creator` filter matches their senders.
 async fn get_groupmsg_list_v2(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GetGroupMsgListV2;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: ListV2Req = tri!(req.json(api));
     let (Some(start), Some(end)) = (body.start_time, body.end_time) else {
         return err_detail(api, 40058, "start_time and end_time are required");
@@ -619,7 +619,7 @@ fn page_limit(l: Option<u32>) -> usize {
 
 async fn get_groupmsg_task(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GetGroupMsgTask;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: TaskReq = tri!(req.json(api));
     let Some(cur) = cursor_decode(body.cursor.as_deref(), 1) else {
         return err_detail(api, 40058, "invalid cursor");
@@ -649,7 +649,7 @@ async fn get_groupmsg_task(State(sim): State<Sim>, req: ApiRequest) -> Response 
 
 async fn get_groupmsg_send_result(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GetGroupMsgSendResult;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: TaskReq = tri!(req.json(api));
     let Some(userid) = body.userid.as_deref().filter(|u| !u.is_empty()) else {
         return err(api, 41009);
@@ -726,7 +726,7 @@ async fn remind(State(sim): State<Sim>, req: ApiRequest) -> Response {
 
 async fn cancel(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::CancelGroupMsgSend;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: MsgIdReq = tri!(req.json(api));
     let mut m = sim.0.mass.lock();
     let Some(&i) = m.index.get(&body.msgid) else {

@@ -60,7 +60,7 @@ fn store(sim: &Sim, api: Api, kind: &str, data: &[u8], now: i64) -> Result<Strin
 async fn upload(State(sim): State<Sim>, req: Request) -> Response {
     let api = Api::MediaUpload;
     let query = parse_query(req.uri().query());
-    let g = match check_gate(&sim, api, req.method(), &query) {
+    let g = match check_gate(&sim, api, &req.method().clone(), &query).await {
         Ok(g) => g,
         Err(r) => return r,
     };
@@ -84,7 +84,7 @@ async fn upload(State(sim): State<Sim>, req: Request) -> Response {
 async fn upload_attachment(State(sim): State<Sim>, req: Request) -> Response {
     let api = Api::MediaUploadAttachment;
     let query = parse_query(req.uri().query());
-    let g = match check_gate(&sim, api, req.method(), &query) {
+    let g = match check_gate(&sim, api, &req.method().clone(), &query).await {
         Ok(g) => g,
         Err(r) => return r,
     };

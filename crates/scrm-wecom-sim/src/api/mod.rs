@@ -1,7 +1,8 @@
 //! The WeCom HTTP API: same paths, methods, JSON shapes and errcodes as
 //! `https://qyapi.weixin.qq.com` (API-FACTS). Every call goes through [`gate`]: token checks
 //! (41001/40014/42001), per-secret forced errors (48002/60020), permissions, the wrong HTTP
-//! method (40058), rate limits (45009), concurrency (45033) and injected faults — in that order.
+//! method (40058), rate limits (45009), concurrency (45033), injected errcodes and slow
+//! processing — in that order.
 //! Errors are HTTP 200 with `errcode` and, where WeCom does so, the endpoint's list fields empty.
 
 pub mod contact_way;
@@ -199,7 +200,7 @@ pub(crate) struct Gate {
 }
 
 /// The checks every API call passes before its handler runs (see the module doc for order).
-pub(crate) fn check_gate(
+pub(crate) async fn check_gate(
     sim: &Sim,
     api: Api,
     method: &Method,
@@ -252,6 +253,10 @@ pub(crate) fn check_gate(
     if spec.need != Need::Nothing && faults::roll(faults.token_expired) {
         return Err(err(api, 42001));
     }
+    // A slow reply is slow processing: it holds its concurrency slot while it sleeps.
+    if faults.slow_ms > 0 && faults::roll(faults.slow) {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.slow_ms)).await;
+    }
     Ok(Gate {
         secret,
         now,
@@ -262,7 +267,7 @@ pub(crate) fn check_gate(
 /// Runs the gate, returning its error reply from the calling handler.
 macro_rules! gate {
     ($sim:expr, $api:expr, $req:expr) => {
-        match $crate::api::check_gate(&$sim, $api, &$req.method, &$req.query) {
+        match $crate::api::check_gate(&$sim, $api, &$req.method, &$req.query).await {
             Ok(g) => g,
             Err(r) => return r,
         }

@@ -296,7 +296,7 @@ fn tag_out(t: &Tag, with_deleted: bool) -> TagOut<'_> {
 /// tags, `deleted` on tags. tag_id: those tags in their groups, `deleted` on both.
 async fn get_corp_tag_list(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GetCorpTagList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: ListReq = tri!(req.json(api));
     let c = sim.company();
     let mut out: Vec<GroupOut> = Vec::new();
@@ -411,7 +411,7 @@ struct EditReq {
 
 async fn edit_corp_tag(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::EditCorpTag;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: EditReq = tri!(req.json(api));
     if body.id.is_empty() {
         return err_detail(api, 40058, "id required");
@@ -437,7 +437,7 @@ struct DelReq {
 
 async fn del_corp_tag(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::DelCorpTag;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: DelReq = tri!(req.json(api));
     match delete(&mut sim.company_mut(), &body.tag_id, &body.group_id, true) {
         Ok(()) => ok_empty(),
@@ -501,7 +501,7 @@ pub(crate) fn mark(
 
 async fn mark_tag(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::MarkTag;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: MarkReq = tri!(req.json(api));
     match mark(
         &mut sim.company_mut(),
@@ -540,7 +540,8 @@ mod tests {
             delete(&mut c, &[console_tag], &[], true).unwrap_err().0,
             40068
         );
-        delete(&mut c, &[c.tags[t[0] as usize].id.clone()], &[], true).unwrap();
+        let id = c.tags[t[0] as usize].id.clone();
+        delete(&mut c, &[id], &[], true).unwrap();
         assert!(c.tag_groups[g as usize].deleted);
     }
 }

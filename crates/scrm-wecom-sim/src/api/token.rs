@@ -23,7 +23,7 @@ struct TokenReply {
 /// API-FACTS §14.5; clients must not rely on it), else issues a new one.
 async fn gettoken(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GetToken;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let Some(corpid) = req.param("corpid") else {
         return err(api, 41002);
     };

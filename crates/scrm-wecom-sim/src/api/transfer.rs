@@ -242,13 +242,13 @@ fn result(sim: &Sim, api: Api, req: &ApiRequest, resigned: bool) -> Response {
 
 async fn transfer_result(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::TransferResult;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     result(&sim, api, &req, false)
 }
 
 async fn resigned_transfer_result(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::ResignedTransferResult;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     result(&sim, api, &req, true)
 }
 
@@ -262,7 +262,7 @@ struct UnassignedReq {
 /// Customers of members who left and are not being transferred; cursor = (member, offset).
 async fn get_unassigned_list(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GetUnassignedList;
-    gate!(sim, api, req);
+    let _gate = gate!(sim, api, req);
     let body: UnassignedReq = tri!(req.json(api));
     let size = match body.page_size {
         None | Some(0) => 1000,

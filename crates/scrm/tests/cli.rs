@@ -99,3 +99,41 @@ fn users_are_created_listed_and_reset_from_the_command_line() {
     assert_eq!(code, 0, "{out}");
     let _ = std::fs::remove_file(db);
 }
+
+#[test]
+fn callback_decrypt_prints_the_plaintext_or_the_failed_check() {
+    // API-FACTS §10.1 vector A: the official sample's URL verification.
+    let args = [
+        "callback",
+        "decrypt",
+        "--token",
+        "QDG6eK",
+        "--aes-key",
+        "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+        "--receive-id",
+        "wx5823bf96d3bd56c7",
+        "--signature",
+        "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
+        "--timestamp",
+        "1409659589",
+        "--nonce",
+        "263014780",
+        "--echostr",
+        "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ==",
+    ];
+    let (code, out, err) = scrm(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "1616140317555161061");
+
+    let mut bad_signature = args;
+    bad_signature[9] = "0000000000000000000000000000000000000000";
+    let (code, _, err) = scrm(&bad_signature, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("check `signature` failed"), "{err}");
+
+    let mut other_corp = args;
+    other_corp[7] = "ww-someone-else";
+    let (code, _, err) = scrm(&other_corp, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("check `receive id` failed"), "{err}");
+}

@@ -1,5 +1,8 @@
 //! The `scrm` command line: one binary, a subcommand per way to run it.
 
+mod callback;
+mod demo;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -31,6 +34,19 @@ enum Command {
     User(UserCommand),
     /// Print the effective configuration, secrets masked.
     Config,
+    /// A first run: the WeCom simulator with a small company, and scrm on SQLite using it.
+    Demo(demo::DemoArgs),
+    /// Run the WeCom simulator alone (for tests, benchmarks and development).
+    Sim(Box<scrm_wecom_sim::SimConfig>),
+    /// WeCom callback tools.
+    #[command(subcommand)]
+    Callback(CallbackCommand),
+}
+
+#[derive(Subcommand)]
+enum CallbackCommand {
+    /// Verify and decrypt a callback: prints the plaintext, or which check failed.
+    Decrypt(callback::DecryptArgs),
 }
 
 #[derive(Args)]
@@ -134,6 +150,20 @@ async fn dispatch(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user_command(cmd, &config).await,
+        Command::Demo(args) => demo::run(args, config).await,
+        Command::Sim(sim_config) => {
+            let listener = tokio::net::TcpListener::bind(&sim_config.listen)
+                .await
+                .with_context(|| format!("binding {}", sim_config.listen))?;
+            println!("WeCom simulator at http://{}", listener.local_addr()?);
+            scrm_wecom_sim::Simulator::serve(listener, *sim_config, startup::shutdown_signal())
+                .await
+        }
+        Command::Callback(CallbackCommand::Decrypt(args)) => {
+            let plaintext = callback::decrypt(&args)?;
+            println!("{plaintext}");
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,350 @@
+//! Tag groups, corp tags, and customers' tags with the per-tag counter.
+//!
+//! The counter (`tag_count`) changes in the same transaction as the tag rows, by exactly the
+//! number of rows inserted or deleted (an insert that found the row already there counts 0), so
+//! seed 004's tag list with customer counts is a primary-key read and is always exact.
+//!
+//! TODO(wecom push): tags made here should be added to WeCom (add_corp_tag) and customer tag
+//! changes pushed with mark_tag, as jobs enqueued in these transactions, once the WeCom client is
+//! wired into the app state.
+
+use scrm_db::{Backend, DbResult, Tx, query};
+use serde::Serialize;
+use serde_json::json;
+
+use super::store;
+use super::timeline;
+use crate::events;
+
+/// A tag with its group and count, for lists.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct TagRow {
+    pub id: i64,
+    pub group_id: i64,
+    pub name: String,
+    pub sort_order: i64,
+    pub wecom_tag_id: Option<String>,
+    pub customer_count: i64,
+}
+
+/// A tag group as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRow {
+    pub id: i64,
+    pub name: String,
+    pub sort_order: i64,
+    pub wecom_group_id: Option<String>,
+}
+
+/// Which of `tag_ids` are not the tenant's tags.
+pub async fn unknown_tags(tx: &mut Tx, tenant_id: i64, tag_ids: &[i64]) -> DbResult<Vec<i64>> {
+    if tag_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut q = query("SELECT id FROM tag WHERE tenant_id = ? AND id IN ").bind(tenant_id);
+    q.push_in_list(tag_ids.iter().copied());
+    let found: Vec<(i64,)> = tx.fetch_all(q).await?;
+    Ok(tag_ids
+        .iter()
+        .copied()
+        .filter(|t| !found.iter().any(|f| f.0 == *t))
+        .collect())
+}
+
+async fn tag_names(tx: &mut Tx, tenant_id: i64, tag_ids: &[i64]) -> DbResult<Vec<String>> {
+    if tag_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut q = query("SELECT name FROM tag WHERE tenant_id = ? AND id IN ").bind(tenant_id);
+    q.push_in_list(tag_ids.iter().copied());
+    q.push_sql(" ORDER BY id");
+    Ok(tx
+        .fetch_all::<(String,)>(q)
+        .await?
+        .into_iter()
+        .map(|r| r.0)
+        .collect())
+}
+
+/// Add tags to a customer; returns the tags that were new. Tags must be the tenant's (check with
+/// [`unknown_tags`]). Counters, version, timeline and `customer.tag.added` go in the same `tx`.
+pub async fn add_to_customer(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    tag_ids: &[i64],
+    tagged_by: Option<i64>,
+    now: i64,
+) -> DbResult<Vec<i64>> {
+    let insert = match tx.backend() {
+        Backend::MySql => {
+            "INSERT IGNORE INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, ?, ?)"
+        }
+        _ => {
+            "INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        }
+    };
+    let mut added = Vec::new();
+    for t in dedup(tag_ids) {
+        let r = tx
+            .execute(
+                query(insert)
+                    .bind(tenant_id)
+                    .bind(t)
+                    .bind(customer_id)
+                    .bind(tagged_by)
+                    .bind(now),
+            )
+            .await?;
+        if r.rows_affected > 0 {
+            added.push(t);
+        }
+    }
+    if added.is_empty() {
+        return Ok(added);
+    }
+    bump_counts(tx, tenant_id, &added, 1).await?;
+    store::touch(tx, tenant_id, customer_id, now).await?;
+    let names = tag_names(tx, tenant_id, &added).await?;
+    timeline::record(
+        tx,
+        tenant_id,
+        customer_id,
+        timeline::kind::TAGGED,
+        &format!("tagged {}", names.join(", ")),
+        json!({"tagIds": added, "by": tagged_by}),
+    )
+    .await?;
+    events::emit(
+        tx,
+        tenant_id,
+        events::kind::CUSTOMER_TAG_ADDED,
+        customer_id,
+        json!({"customerId": customer_id, "tagIds": added}),
+    )
+    .await?;
+    Ok(added)
+}
+
+/// Remove tags from a customer; returns the tags that were there.
+pub async fn remove_from_customer(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    tag_ids: &[i64],
+    removed_by: Option<i64>,
+    now: i64,
+) -> DbResult<Vec<i64>> {
+    let mut removed = Vec::new();
+    for t in dedup(tag_ids) {
+        let r = tx
+            .execute(
+                query(
+                    "DELETE FROM customer_tag WHERE tenant_id = ? AND tag_id = ? AND customer_id = ?",
+                )
+                .bind(tenant_id)
+                .bind(t)
+                .bind(customer_id),
+            )
+            .await?;
+        if r.rows_affected > 0 {
+            removed.push(t);
+        }
+    }
+    if removed.is_empty() {
+        return Ok(removed);
+    }
+    bump_counts(tx, tenant_id, &removed, -1).await?;
+    store::touch(tx, tenant_id, customer_id, now).await?;
+    let names = tag_names(tx, tenant_id, &removed).await?;
+    timeline::record(
+        tx,
+        tenant_id,
+        customer_id,
+        timeline::kind::UNTAGGED,
+        &format!("untagged {}", names.join(", ")),
+        json!({"tagIds": removed, "by": removed_by}),
+    )
+    .await?;
+    events::emit(
+        tx,
+        tenant_id,
+        events::kind::CUSTOMER_TAG_REMOVED,
+        customer_id,
+        json!({"customerId": customer_id, "tagIds": removed}),
+    )
+    .await?;
+    Ok(removed)
+}
+
+fn dedup(ids: &[i64]) -> Vec<i64> {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+async fn bump_counts(tx: &mut Tx, tenant_id: i64, tag_ids: &[i64], delta: i64) -> DbResult<()> {
+    // Sorted ids: concurrent transactions lock counter rows in one order, so they cannot
+    // deadlock on each other.
+    for t in dedup(tag_ids) {
+        tx.execute(
+            query(
+                "UPDATE tag_count SET customer_count = customer_count + ? WHERE tenant_id = ? AND tag_id = ?",
+            )
+            .bind(delta)
+            .bind(tenant_id)
+            .bind(t),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Create a tag group; a second group with the same name is a conflict.
+pub async fn create_group(
+    tx: &mut Tx,
+    tenant_id: i64,
+    name: &str,
+    sort_order: Option<i64>,
+    wecom_group_id: Option<&str>,
+    now: i64,
+) -> DbResult<i64> {
+    let order = match sort_order {
+        Some(o) => o,
+        None => {
+            tx.fetch_i64(
+                query("SELECT COALESCE(MAX(sort_order), 0) + 1 FROM tag_group WHERE tenant_id = ?")
+                    .bind(tenant_id),
+            )
+            .await?
+        }
+    };
+    tx.insert_id(
+        query(
+            "INSERT INTO tag_group (tenant_id, wecom_group_id, name, sort_order, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(wecom_group_id)
+        .bind(name)
+        .bind(order)
+        .bind(now)
+        .bind(now),
+    )
+    .await
+}
+
+/// Create a tag in a group (with its counter at 0).
+pub async fn create_tag(
+    tx: &mut Tx,
+    tenant_id: i64,
+    group_id: i64,
+    name: &str,
+    sort_order: Option<i64>,
+    wecom_tag_id: Option<&str>,
+    now: i64,
+) -> DbResult<i64> {
+    let order = match sort_order {
+        Some(o) => o,
+        None => {
+            tx.fetch_i64(
+                query(
+                    "SELECT COALESCE(MAX(sort_order), 0) + 1 FROM tag WHERE tenant_id = ? AND group_id = ?",
+                )
+                .bind(tenant_id)
+                .bind(group_id),
+            )
+            .await?
+        }
+    };
+    let id = tx
+        .insert_id(
+            query(
+                "INSERT INTO tag (tenant_id, group_id, wecom_tag_id, name, sort_order, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(tenant_id)
+            .bind(group_id)
+            .bind(wecom_tag_id)
+            .bind(name)
+            .bind(order)
+            .bind(now)
+            .bind(now),
+        )
+        .await?;
+    tx.execute(
+        query("INSERT INTO tag_count (tenant_id, tag_id, customer_count) VALUES (?, ?, 0)")
+            .bind(tenant_id)
+            .bind(id),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Delete a tag: its customer rows, its counter, its group-chat rows; customers that carried it
+/// get a new version (their cached detail showed it). Returns how many customers carried it.
+pub async fn delete_tag(tx: &mut Tx, tenant_id: i64, tag_id: i64, now: i64) -> DbResult<i64> {
+    let carried = tx
+        .execute(
+            query(
+                "UPDATE customer SET version = version + 1, updated_at = ? WHERE tenant_id = ? AND id IN \
+                 (SELECT customer_id FROM customer_tag WHERE tenant_id = ? AND tag_id = ?)",
+            )
+            .bind(now)
+            .bind(tenant_id)
+            .bind(tenant_id)
+            .bind(tag_id),
+        )
+        .await?
+        .rows_affected;
+    for sql in [
+        "DELETE FROM customer_tag WHERE tenant_id = ? AND tag_id = ?",
+        "DELETE FROM tag_count WHERE tenant_id = ? AND tag_id = ?",
+        "DELETE FROM group_chat_tag WHERE tenant_id = ? AND tag_id = ?",
+        "DELETE FROM tag WHERE tenant_id = ? AND id = ?",
+    ] {
+        tx.execute(query(sql).bind(tenant_id).bind(tag_id)).await?;
+    }
+    events::emit(
+        tx,
+        tenant_id,
+        events::kind::TAG_DELETED,
+        tag_id,
+        json!({"tagId": tag_id, "customerCount": carried}),
+    )
+    .await?;
+    Ok(i64::try_from(carried).unwrap_or(i64::MAX))
+}
+
+/// Every tag of the tenant (optionally of one group) with its count, in display order.
+pub async fn list_tags(
+    db: &scrm_db::Db,
+    tenant_id: i64,
+    group_id: Option<i64>,
+) -> DbResult<Vec<TagRow>> {
+    let mut q = query(
+        "SELECT t.id, t.group_id, t.name, t.sort_order, t.wecom_tag_id, COALESCE(n.customer_count, 0) AS customer_count \
+         FROM tag t LEFT JOIN tag_count n ON n.tenant_id = t.tenant_id AND n.tag_id = t.id \
+         WHERE t.tenant_id = ?",
+    )
+    .bind(tenant_id);
+    if let Some(g) = group_id {
+        q.push_sql(" AND t.group_id = ?").push_bind(g);
+    }
+    q.push_sql(" ORDER BY t.group_id, t.sort_order, t.id");
+    db.fetch_all(q).await
+}
+
+/// Every tag group of the tenant, in display order.
+pub async fn list_groups(db: &scrm_db::Db, tenant_id: i64) -> DbResult<Vec<GroupRow>> {
+    db.fetch_all(
+        query(
+            "SELECT id, name, sort_order, wecom_group_id FROM tag_group WHERE tenant_id = ? ORDER BY sort_order, id",
+        )
+        .bind(tenant_id),
+    )
+    .await
+}

@@ -308,7 +308,7 @@ impl Jobs {
         Ok(n)
     }
 
-    /// Retry: dead jobs are replayed (attempts reset, due now); with explicit ids, pending
+    /// Retry: dead jobs are replayed (fresh attempts, due now); with explicit ids, pending
     /// jobs waiting for a retry or a delay run now too. Returns how many were changed.
     pub async fn retry(&self, scope: Scope, target: &Target) -> JobsResult<u64> {
         let mut n = self.replay(scope, target).await?;
@@ -331,12 +331,13 @@ impl Jobs {
         Ok(n)
     }
 
-    /// Replay dead jobs (the dead-letter queue): attempts reset, due now.
+    /// Replay dead jobs (the dead-letter queue): due now, with a fresh budget of attempts
+    /// (attempt numbers continue, so the history stays readable).
     pub async fn replay(&self, scope: Scope, target: &Target) -> JobsResult<u64> {
         let now = self.now_ms();
         let mut q = query(
-            "UPDATE job SET state = 0, attempts = 0, run_at = ?, finished_at = NULL, \
-             cancel_requested = 0, updated_at = ? WHERE state = 3",
+            "UPDATE job SET state = 0, max_attempts = attempts + max_attempts, run_at = ?, \
+             finished_at = NULL, cancel_requested = 0, updated_at = ? WHERE state = 3",
         )
         .bind(now)
         .bind(now);

@@ -222,23 +222,7 @@ impl JobEngine {
             tokio::spawn(runner::maintenance(core.clone())).abort_handle(),
         ];
         if core.config.listen {
-            if let scrm_db::Db::Postgres(pool) = core.jobs.db() {
-                let t = tokio::spawn(crate::wake::listen_postgres(
-                    pool.clone(),
-                    core.jobs.inner.hub.clone(),
-                    core.stop_bg.clone(),
-                ));
-                handles.push(t.abort_handle());
-            }
-            #[cfg(feature = "redis")]
-            if let Some(url) = core.jobs.options().redis_url.clone() {
-                let t = tokio::spawn(crate::wake::listen_redis(
-                    url,
-                    core.jobs.inner.hub.clone(),
-                    core.stop_bg.clone(),
-                ));
-                handles.push(t.abort_handle());
-            }
+            handles.extend(spawn_listeners(&core));
         }
         let dispatcher = tokio::spawn(runner::dispatcher(core.clone(), shutdown.clone()));
         handles.push(dispatcher.abort_handle());
@@ -253,6 +237,29 @@ impl JobEngine {
             supervisor,
         })
     }
+}
+
+/// Cross-process wake-up listeners: PostgreSQL LISTEN, and Redis when configured.
+fn spawn_listeners(core: &Arc<Core>) -> Vec<AbortHandle> {
+    let mut out = Vec::new();
+    if let scrm_db::Db::Postgres(pool) = core.jobs.db() {
+        let t = tokio::spawn(crate::wake::listen_postgres(
+            pool.clone(),
+            core.jobs.inner.hub.clone(),
+            core.stop_bg.clone(),
+        ));
+        out.push(t.abort_handle());
+    }
+    #[cfg(feature = "redis")]
+    if let Some(url) = core.jobs.options().redis_url.clone() {
+        let t = tokio::spawn(crate::wake::listen_redis(
+            url,
+            core.jobs.inner.hub.clone(),
+            core.stop_bg.clone(),
+        ));
+        out.push(t.abort_handle());
+    }
+    out
 }
 
 /// A started engine.

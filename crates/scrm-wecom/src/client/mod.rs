@@ -48,7 +48,7 @@ pub use token::{CachedToken, MemoryTokenCache, RedisTokenCache, TokenCache, Toke
 
 use crate::secret::Secret;
 use error::{CONCURRENT_OUT_OF_LIMIT, FREQ_OUT_OF_LIMIT, SYSTEM_BUSY};
-use token::{FlightLocks, now_ms};
+use token::FlightLocks;
 
 /// The real WeCom API.
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com";
@@ -342,91 +342,6 @@ impl AppClient {
     /// The underlying shared client.
     pub fn client(&self) -> &WeComClient {
         &self.client
-    }
-
-    /// A valid access token, from the cache or freshly fetched (one fetch at a time).
-    pub async fn access_token(&self) -> Result<Secret, WeComError> {
-        let inner = &self.client.inner;
-        let cache = &inner.tokens;
-        if let Some(t) = cache.get(&self.key).await?
-            && t.is_fresh(now_ms())
-        {
-            return Ok(t.access_token);
-        }
-        let flight = inner.flights.get(&self.key);
-        let _in_process = flight.lock().await;
-        // Whoever held the lock before us may have refreshed already.
-        let current = cache.get(&self.key).await?;
-        if let Some(t) = &current
-            && t.is_fresh(now_ms())
-        {
-            return Ok(t.access_token.clone());
-        }
-        if cache
-            .try_lock_refresh(&self.key, inner.config.token_lock_ttl)
-            .await?
-        {
-            return self.refresh_holding_lock().await;
-        }
-        // Another process is refreshing. A token that still works is fine meanwhile.
-        if let Some(t) = current.filter(|t| t.is_usable(now_ms())) {
-            return Ok(t.access_token);
-        }
-        let deadline = Instant::now() + inner.config.token_lock_ttl * 2;
-        loop {
-            tokio::time::sleep(inner.config.token_poll_interval).await;
-            if let Some(t) = cache.get(&self.key).await?
-                && t.is_fresh(now_ms())
-            {
-                return Ok(t.access_token);
-            }
-            // The refresher may have died; its lock expires after the TTL.
-            if cache
-                .try_lock_refresh(&self.key, inner.config.token_lock_ttl)
-                .await?
-            {
-                return self.refresh_holding_lock().await;
-            }
-            if Instant::now() >= deadline {
-                return Err(WeComError::Store(
-                    "timed out waiting for another process to refresh the access token".into(),
-                ));
-            }
-        }
-    }
-
-    async fn refresh_holding_lock(&self) -> Result<Secret, WeComError> {
-        let inner = &self.client.inner;
-        let fetched = self.fetch_token().await;
-        if let Err(e) = inner.tokens.unlock_refresh(&self.key).await {
-            tracing::warn!(corp_id = %self.corp_id, error = %e, "could not release the token refresh lock; it will expire");
-        }
-        let token = fetched?;
-        inner.tokens.put(&self.key, &token).await?;
-        Ok(token.access_token)
-    }
-
-    async fn fetch_token(&self) -> Result<CachedToken, WeComError> {
-        let query = [
-            ("corpid", self.corp_id.to_string()),
-            ("corpsecret", self.secret.expose().to_owned()),
-        ];
-        // Boxed because execute → access_token → fetch_token → execute is (statically) a
-        // cycle, although at run time gettoken never asks for a token.
-        let response: GetTokenResponse =
-            Box::pin(self.execute(&api_contacts::GETTOKEN, &query, &Body::Empty, false)).await?;
-        if response.access_token.is_empty() {
-            return Err(WeComError::Decode {
-                api: "gettoken",
-                message: "empty access_token".into(),
-            });
-        }
-        tracing::info!(corp_id = %self.corp_id, expires_in = response.expires_in, "fetched WeCom access token");
-        Ok(CachedToken::fresh(
-            response.access_token,
-            response.expires_in,
-            self.client.inner.config.token_refresh_margin,
-        ))
     }
 
     pub(crate) async fn get<R: DeserializeOwned>(

@@ -15,8 +15,10 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use super::error::WeComError;
+use super::{AppClient, Body, GetTokenResponse, api_contacts};
 use crate::secret::Secret;
 
 /// Identifies one app's token without containing its secret: `corp_id:sha256(secret)[..16]`.
@@ -296,3 +298,93 @@ impl FlightLocks {
 
 /// Shared cache handle type used by the client.
 pub type SharedTokenCache = Arc<dyn TokenCache>;
+
+impl AppClient {
+    /// A valid access token, from the cache or freshly fetched (one fetch at a time).
+    pub async fn access_token(&self) -> Result<Secret, WeComError> {
+        let inner = &self.client.inner;
+        let cache = &inner.tokens;
+        if let Some(t) = cache.get(&self.key).await?
+            && t.is_fresh(now_ms())
+        {
+            return Ok(t.access_token);
+        }
+        let flight = inner.flights.get(&self.key);
+        let _in_process = flight.lock().await;
+        // Whoever held the lock before us may have refreshed already.
+        let current = cache.get(&self.key).await?;
+        if let Some(t) = &current
+            && t.is_fresh(now_ms())
+        {
+            return Ok(t.access_token.clone());
+        }
+        if cache
+            .try_lock_refresh(&self.key, inner.config.token_lock_ttl)
+            .await?
+        {
+            return self.refresh_holding_lock().await;
+        }
+        // Another process is refreshing. A token that still works is fine meanwhile.
+        if let Some(t) = current.filter(|t| t.is_usable(now_ms())) {
+            return Ok(t.access_token);
+        }
+        let deadline = Instant::now() + inner.config.token_lock_ttl * 2;
+        loop {
+            tokio::time::sleep(inner.config.token_poll_interval).await;
+            if let Some(t) = cache.get(&self.key).await?
+                && t.is_fresh(now_ms())
+            {
+                return Ok(t.access_token);
+            }
+            // The refresher may have died; its lock expires after the TTL.
+            if cache
+                .try_lock_refresh(&self.key, inner.config.token_lock_ttl)
+                .await?
+            {
+                return self.refresh_holding_lock().await;
+            }
+            if Instant::now() >= deadline {
+                return Err(WeComError::Store(
+                    "timed out waiting for another process to refresh the access token".into(),
+                ));
+            }
+        }
+    }
+
+    async fn refresh_holding_lock(&self) -> Result<Secret, WeComError> {
+        let inner = &self.client.inner;
+        // Store before unlocking: a process polling for our result that finds the lock free
+        // and the cache still empty would fetch a second token.
+        let stored = match self.fetch_token().await {
+            Ok(token) => inner.tokens.put(&self.key, &token).await.map(|()| token),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = inner.tokens.unlock_refresh(&self.key).await {
+            tracing::warn!(corp_id = %self.corp_id, error = %e, "could not release the token refresh lock; it will expire");
+        }
+        Ok(stored?.access_token)
+    }
+
+    async fn fetch_token(&self) -> Result<CachedToken, WeComError> {
+        let query = [
+            ("corpid", self.corp_id.to_string()),
+            ("corpsecret", self.secret.expose().to_owned()),
+        ];
+        // Boxed because execute → access_token → fetch_token → execute is (statically) a
+        // cycle, although at run time gettoken never asks for a token.
+        let response: GetTokenResponse =
+            Box::pin(self.execute(&api_contacts::GETTOKEN, &query, &Body::Empty, false)).await?;
+        if response.access_token.is_empty() {
+            return Err(WeComError::Decode {
+                api: "gettoken",
+                message: "empty access_token".into(),
+            });
+        }
+        tracing::info!(corp_id = %self.corp_id, expires_in = response.expires_in, "fetched WeCom access token");
+        Ok(CachedToken::fresh(
+            response.access_token,
+            response.expires_in,
+            self.client.inner.config.token_refresh_margin,
+        ))
+    }
+}

@@ -69,6 +69,9 @@ pub struct Duplicate {
     pub content: Arc<serde_json::Value>,
 }
 
+/// Per (recipient, content): count, msgids, the content.
+type Seen = (usize, Vec<String>, Arc<serde_json::Value>);
+
 /// Append-only log of deliveries.
 #[derive(Debug, Default)]
 pub struct DeliveryLog {
@@ -137,8 +140,7 @@ impl DeliveryLog {
     pub fn duplicates(&self) -> Vec<Duplicate> {
         // Serialise each distinct content once; many deliveries share one Arc.
         let mut text: HashMap<*const serde_json::Value, String> = HashMap::new();
-        let mut seen: HashMap<(&str, String), (usize, Vec<String>, Arc<serde_json::Value>)> =
-            HashMap::new();
+        let mut seen: HashMap<(&str, String), Seen> = HashMap::new();
         for d in &self.items {
             let key = text
                 .entry(Arc::as_ptr(&d.content))

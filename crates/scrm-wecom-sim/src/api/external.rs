@@ -98,8 +98,8 @@ pub(crate) fn generated_remark(c: &Company, f: &Follow) -> String {
         c.seed,
         u64::from(f.customer) ^ (u64::from(f.staff) << 32),
         77,
-    ) % 3
-        == 0
+    )
+    .is_multiple_of(3)
     {
         format!(
             "{}-{}",

@@ -114,7 +114,7 @@ pub fn customer_name(seed: u64, idx: u32) -> String {
         ),
         _ => format!("{sur}{given}"),
     };
-    if (h >> 32) % 8 == 0 {
+    if (h >> 32).is_multiple_of(8) {
         name.push_str(EMOJI[((h >> 36) % EMOJI.len() as u64) as usize]);
     }
     name

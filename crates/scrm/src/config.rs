@@ -96,6 +96,8 @@ pub struct Config {
     /// Failed logins allowed per user name and window before it is locked for the window.
     pub login_max_failures: u32,
     pub login_window: Duration,
+    /// Jobs one process runs at once (`SCRM_WORKER_CONCURRENCY`).
+    pub worker_concurrency: usize,
     /// Where `config` values came from, for `scrm config`.
     pub sources: BTreeMap<&'static str, &'static str>,
 }
@@ -222,6 +224,10 @@ impl Config {
             300u64,
             &mut sources,
         )?);
+        let worker_concurrency = parse_or(src, "SCRM_WORKER_CONCURRENCY", 32usize, &mut sources)?;
+        if worker_concurrency == 0 {
+            return Err(bad("SCRM_WORKER_CONCURRENCY", "must be at least 1"));
+        }
         let admin_password = src.get("SCRM_ADMIN_PASSWORD").map(Secret::new);
         if let Some(p) = &admin_password
             && p.expose().chars().count() < 8
@@ -244,6 +250,7 @@ impl Config {
             log_filter,
             login_max_failures,
             login_window,
+            worker_concurrency,
             sources,
         })
     }

@@ -7,6 +7,7 @@
 //!   the route table with one access rule per route, and the OpenAPI docs at `/docs`.
 //! - [`auth`]: users, passwords, tokens, roles and permissions, the guard on every route.
 //! - [`system`]: users, API tokens and the audit log over the API; [`audit`]: recording changes.
+//! - [`jobs`]: the job engine's handlers, workers and the `/api/jobs` monitoring and control API.
 //! - [`state`]: what handlers share, and the clock.
 //!
 //! The database layer is the `scrm-db` crate; the job engine `scrm-jobs`; the WeCom client
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod startup;
 pub mod state;
 pub mod system;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use scrm_db::{Db, PoolSettings};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Role, password, users};
 use crate::config::Config;
@@ -125,11 +126,13 @@ impl Application {
         let db = connect_and_migrate(&config).await?;
         let redis = connect_redis(&config).await?;
         bootstrap_admin(&db, &config).await?;
+        let jobs = crate::jobs::client(&db, config.redis_url.as_ref().map(|u| u.expose()));
         let state = AppState {
             db,
             config: Arc::new(config),
             redis,
             metrics: crate::http::observe::recorder(),
+            jobs,
         };
         let (router, routes) = crate::http::router(state.clone());
         Ok(Application {
@@ -155,25 +158,38 @@ impl Application {
         &self.routes
     }
 
-    /// Serve until `shutdown` resolves, then stop accepting and finish in-flight requests.
+    /// Serve until `shutdown` resolves, then stop accepting, finish in-flight requests, let the
+    /// workers finish the jobs they hold, and close the database.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
-        tracing::info!(%addr, backend = %self.state.db.backend(), "scrm listening");
+        let role = self.state.config.role;
+        tracing::info!(%addr, backend = %self.state.db.backend(), ?role, "scrm listening");
+        let stop_workers = CancellationToken::new();
+        let workers = if role.runs_workers() {
+            Some(crate::jobs::start_workers(&self.state, stop_workers.clone()).await?)
+        } else {
+            None
+        };
         let db = self.state.db.clone();
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")?;
-        tracing::info!("in-flight requests finished; closing the database");
+        .context("serving HTTP");
+        tracing::info!("in-flight requests finished");
+        stop_workers.cancel();
+        if let Some(w) = workers {
+            w.wait().await;
+            tracing::info!("workers drained");
+        }
         db.close().await;
-        Ok(())
+        served
     }
 }
 

@@ -17,6 +17,8 @@ pub struct AppState {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The job engine's client: enqueue in a transaction, query, control.
+    pub jobs: scrm_jobs::Jobs,
 }
 
 /// Milliseconds since the Unix epoch: the one clock application code reads, so the unit of

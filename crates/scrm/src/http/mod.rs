@@ -26,8 +26,19 @@ use routes::{Access, RouteInfo, Routes};
 
 use crate::state::AppState;
 
-/// Every module's routes, in one table.
+/// Every module's routes, in one table; a worker-only process serves health and metrics alone.
 pub fn all_routes(state: &AppState) -> Routes {
+    if !state.config.role.runs_api() {
+        return health_routes(state);
+    }
+    health_routes(state)
+        .merge(crate::auth::routes::routes(state))
+        .merge(crate::system::routes(state))
+        .merge(crate::jobs::routes(state))
+}
+
+/// Health and metrics: every process answers these, workers too.
+fn health_routes(state: &AppState) -> Routes {
     Routes::new(state, "health")
         .route(
             Method::GET,
@@ -50,8 +61,6 @@ pub fn all_routes(state: &AppState) -> Routes {
             "Prometheus metrics",
             observe::metrics,
         )
-        .merge(crate::auth::routes::routes(state))
-        .merge(crate::system::routes(state))
 }
 
 /// The whole application router with its layers, and the route table behind it.

@@ -4,6 +4,7 @@ mod auth;
 mod errors;
 mod health;
 mod helpers;
+mod jobs;
 mod permissions;
 mod system;
 mod tenants;

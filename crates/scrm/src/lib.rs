@@ -17,6 +17,8 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod customers;
+pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod startup;

@@ -78,7 +78,9 @@ async fn lookup(state: &AppState, db: &str, tenant_id: i64, id: i64) -> Option<C
             .await
             .ok()
             .flatten();
-        return raw.and_then(|r| serde_json::from_str::<Cached>(&r).ok()).map(Cached::into_detail);
+        return raw
+            .and_then(|r| serde_json::from_str::<Cached>(&r).ok())
+            .map(Cached::into_detail);
     }
     let map = local().lock().ok()?;
     let (at, d) = map.get(&(db.to_string(), tenant_id, id))?;

@@ -52,7 +52,11 @@ pub(crate) fn customer_not_found() -> ApiError {
 }
 
 /// A required, non-empty list of positive ids, at most `max`, deduplicated in order.
-pub(crate) fn check_ids(field: &str, ids: Option<Vec<i64>>, max: usize) -> Result<Vec<i64>, ApiError> {
+pub(crate) fn check_ids(
+    field: &str,
+    ids: Option<Vec<i64>>,
+    max: usize,
+) -> Result<Vec<i64>, ApiError> {
     let ids = ids.ok_or_else(|| ApiError::field(field, "is required"))?;
     if ids.is_empty() {
         return Err(ApiError::field(field, "must not be empty"));

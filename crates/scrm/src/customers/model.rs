@@ -222,7 +222,12 @@ pub fn normalize_mobile(raw: &str) -> Result<Option<String>, ApiError> {
             '0'..='9' => out.push(c),
             '+' if i == 0 => out.push(c),
             ' ' | '-' | '(' | ')' => {}
-            _ => return Err(ApiError::field("mobile", "digits, spaces, dashes and a leading + only")),
+            _ => {
+                return Err(ApiError::field(
+                    "mobile",
+                    "digits, spaces, dashes and a leading + only",
+                ));
+            }
         }
     }
     let digits = out.trim_start_matches('+').len();
@@ -245,7 +250,10 @@ pub fn parse_time(field: &str, v: &serde_json::Value) -> Result<Option<i64>, Api
         serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
             .map(|t| Some(t.timestamp_millis()))
             .map_err(|_| ApiError::field(field, "must be ISO 8601, e.g. 2026-11-22T10:00:00Z")),
-        _ => Err(ApiError::field(field, "must be epoch milliseconds or ISO 8601")),
+        _ => Err(ApiError::field(
+            field,
+            "must be epoch milliseconds or ISO 8601",
+        )),
     }
 }
 
@@ -297,7 +305,10 @@ impl CustomerBody {
         }
         if let Some(s) = self.status {
             if !(0..=2).contains(&s) {
-                return Err(ApiError::field("status", "must be 0 (deleted), 1 (normal) or 2 (lost)"));
+                return Err(ApiError::field(
+                    "status",
+                    "must be 0 (deleted), 1 (normal) or 2 (lost)",
+                ));
             }
             f.status = Some(s);
         }

@@ -22,23 +22,88 @@ use crate::state::{AppState, now_ms};
 pub fn routes(state: &AppState) -> Routes {
     use Method as M;
     Routes::new(state, "customers")
-        .route(M::POST, "/api/v1/customers", Access::Permission(perm::CUSTOMER_CREATE), "Create a customer", create)
-        .route(M::GET, "/api/v1/customers", Access::Permission(perm::CUSTOMER_VIEW), "List customers (page, size, keyword, channel, status, followUserId)", list)
-        .route(M::GET, "/api/v1/customers/{id}", Access::Permission(perm::CUSTOMER_VIEW), "One customer with tags, follow users and groups", get)
-        .route(M::PUT, "/api/v1/customers/{id}", Access::Permission(perm::CUSTOMER_UPDATE), "Change a customer", update)
-        .route(M::DELETE, "/api/v1/customers/{id}", Access::Permission(perm::CUSTOMER_DELETE), "Delete a customer", delete)
-        .route(M::GET, "/api/v1/customers/{id}/portrait", Access::Permission(perm::CUSTOMER_VIEW), "The customer's portrait: profile, tags, groups, staff, stage, recent follow-ups", portrait)
-        .route(M::GET, "/api/v1/customers/{id}/timeline", Access::Permission(perm::CUSTOMER_VIEW), "Everything that happened to the customer, newest first", timeline_page)
-        .route(M::GET, "/api/v1/workbench/customer/search", Access::Permission(perm::WORKBENCH_CUSTOMER_VIEW), "Seed 004: customers by tags, groups and keyword", search_get)
-        .route(M::POST, "/api/v1/workbench/customer/search", Access::Permission(perm::WORKBENCH_CUSTOMER_VIEW), "Seed 004: customers by tags, groups and keyword", search_post)
+        .route(
+            M::POST,
+            "/api/v1/customers",
+            Access::Permission(perm::CUSTOMER_CREATE),
+            "Create a customer",
+            create,
+        )
+        .route(
+            M::GET,
+            "/api/v1/customers",
+            Access::Permission(perm::CUSTOMER_VIEW),
+            "List customers (page, size, keyword, channel, status, followUserId)",
+            list,
+        )
+        .route(
+            M::GET,
+            "/api/v1/customers/{id}",
+            Access::Permission(perm::CUSTOMER_VIEW),
+            "One customer with tags, follow users and groups",
+            get,
+        )
+        .route(
+            M::PUT,
+            "/api/v1/customers/{id}",
+            Access::Permission(perm::CUSTOMER_UPDATE),
+            "Change a customer",
+            update,
+        )
+        .route(
+            M::DELETE,
+            "/api/v1/customers/{id}",
+            Access::Permission(perm::CUSTOMER_DELETE),
+            "Delete a customer",
+            delete,
+        )
+        .route(
+            M::GET,
+            "/api/v1/customers/{id}/portrait",
+            Access::Permission(perm::CUSTOMER_VIEW),
+            "The customer's portrait: profile, tags, groups, staff, stage, recent follow-ups",
+            portrait,
+        )
+        .route(
+            M::GET,
+            "/api/v1/customers/{id}/timeline",
+            Access::Permission(perm::CUSTOMER_VIEW),
+            "Everything that happened to the customer, newest first",
+            timeline_page,
+        )
+        .route(
+            M::GET,
+            "/api/v1/workbench/customer/search",
+            Access::Permission(perm::WORKBENCH_CUSTOMER_VIEW),
+            "Seed 004: customers by tags, groups and keyword",
+            search_get,
+        )
+        .route(
+            M::POST,
+            "/api/v1/workbench/customer/search",
+            Access::Permission(perm::WORKBENCH_CUSTOMER_VIEW),
+            "Seed 004: customers by tags, groups and keyword",
+            search_post,
+        )
 }
 
 /// The detail, through the cache; 404 when not the tenant's.
-pub(crate) async fn detail_of(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<CustomerDetail> {
-    cache::detail(state, tenant_id, id).await?.map(|d| d.0).ok_or_else(customer_not_found)
+pub(crate) async fn detail_of(
+    state: &AppState,
+    tenant_id: i64,
+    id: i64,
+) -> ApiResult<CustomerDetail> {
+    cache::detail(state, tenant_id, id)
+        .await?
+        .map(|d| d.0)
+        .ok_or_else(customer_not_found)
 }
 
-async fn create(State(state): State<AppState>, user: CurrentUser, ApiJson(body): ApiJson<CustomerBody>) -> ApiResult<Reply<CustomerDetail>> {
+async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<CustomerBody>,
+) -> ApiResult<Reply<CustomerDetail>> {
     let ext = external_userid(body.external_userid.clone())?;
     let f = body.into_fields()?;
     if f.name.clone().flatten().is_none() {
@@ -54,23 +119,58 @@ async fn create(State(state): State<AppState>, user: CurrentUser, ApiJson(body):
     if let Some(s) = &f.stage {
         followups::check_stage(&mut tx, user.tenant_id, s).await?;
     }
-    let id = store::insert(&mut tx, user.tenant_id, &ext, &f, now).await.map_err(|e| {
-        if e.is_conflict() {
-            ApiError::Conflict("a customer with this externalUserid already exists".into())
-        } else {
-            e.into()
-        }
-    })?;
+    let id = store::insert(&mut tx, user.tenant_id, &ext, &f, now)
+        .await
+        .map_err(|e| {
+            if e.is_conflict() {
+                ApiError::Conflict("a customer with this externalUserid already exists".into())
+            } else {
+                e.into()
+            }
+        })?;
     if let Some(Some(staff_id)) = f.follow_user_id {
         staff::ensure_follow(&mut tx, user.tenant_id, id, staff_id, now).await?;
     }
     let channel = f.channel.clone().flatten();
-    stats::record(&mut tx, user.tenant_id, now, channel.as_deref(), f.follow_user_id.flatten(), stats::Change::Added).await?;
-    timeline::record(&mut tx, user.tenant_id, id, timeline::kind::ADDED, "customer added", json!({"by": user.username, "channel": channel})).await?;
-    let row = store::get_tx(&mut tx, user.tenant_id, id).await?.ok_or_else(customer_not_found)?;
+    stats::record(
+        &mut tx,
+        user.tenant_id,
+        now,
+        channel.as_deref(),
+        f.follow_user_id.flatten(),
+        stats::Change::Added,
+    )
+    .await?;
+    timeline::record(
+        &mut tx,
+        user.tenant_id,
+        id,
+        timeline::kind::ADDED,
+        "customer added",
+        json!({"by": user.username, "channel": channel}),
+    )
+    .await?;
+    let row = store::get_tx(&mut tx, user.tenant_id, id)
+        .await?
+        .ok_or_else(customer_not_found)?;
     let view = CustomerView::new(row, vec![]);
-    events::emit(&mut tx, user.tenant_id, events::kind::CUSTOMER_CREATED, id, serde_json::to_value(&view).unwrap_or_default()).await?;
-    audit::record(&mut tx, &user, "customer.create", "customer", id, json!({"externalUserid": ext, "name": view.name})).await?;
+    events::emit(
+        &mut tx,
+        user.tenant_id,
+        events::kind::CUSTOMER_CREATED,
+        id,
+        serde_json::to_value(&view).unwrap_or_default(),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "customer.create",
+        "customer",
+        id,
+        json!({"externalUserid": ext, "name": view.name}),
+    )
+    .await?;
     tx.commit().await?;
     detail_of(&state, user.tenant_id, id).await.map(created)
 }
@@ -96,11 +196,20 @@ fn id_list(field: &str, raw: &str) -> ApiResult<Vec<i64>> {
     raw.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| ApiError::field(field, "comma-separated positive ids")))
+        .map(|s| {
+            s.parse::<i64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| ApiError::field(field, "comma-separated positive ids"))
+        })
         .collect()
 }
 
-async fn list(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Reply<ListPage<CustomerView>>> {
+async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Reply<ListPage<CustomerView>>> {
     let paging = Paging::new(q.page, q.size, 20, 200)?;
     if let Some(s) = q.status
         && !(0..=2).contains(&s)
@@ -108,7 +217,12 @@ async fn list(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): Api
         return Err(ApiError::field("status", "must be 0, 1 or 2"));
     }
     let filter = Filter {
-        tag_ids: q.tag_ids.as_deref().map(|t| id_list("tagIds", t)).transpose()?.unwrap_or_default(),
+        tag_ids: q
+            .tag_ids
+            .as_deref()
+            .map(|t| id_list("tagIds", t))
+            .transpose()?
+            .unwrap_or_default(),
         keyword: q.keyword.as_deref().and_then(Keyword::parse),
         channel: q.channel.filter(|c| !c.is_empty()),
         status: q.status,
@@ -118,17 +232,37 @@ async fn list(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): Api
         ..Default::default()
     };
     let (rows, total) = tokio::try_join!(
-        search::page(&state.db, user.tenant_id, &filter, paging.offset(), paging.size),
+        search::page(
+            &state.db,
+            user.tenant_id,
+            &filter,
+            paging.offset(),
+            paging.size
+        ),
         search::count(&state.db, user.tenant_id, &filter)
     )?;
-    Ok(ok(ListPage { list: store::views(&state.db, user.tenant_id, rows).await?, total, page: paging.page, size: paging.size }))
+    Ok(ok(ListPage {
+        list: store::views(&state.db, user.tenant_id, rows).await?,
+        total,
+        page: paging.page,
+        size: paging.size,
+    }))
 }
 
-async fn get(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<CustomerDetail>> {
+async fn get(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<CustomerDetail>> {
     detail_of(&state, user.tenant_id, id).await.map(ok)
 }
 
-async fn update(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>, ApiJson(body): ApiJson<CustomerBody>) -> ApiResult<Reply<CustomerDetail>> {
+async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CustomerBody>,
+) -> ApiResult<Reply<CustomerDetail>> {
     if body.external_userid.is_some() {
         return Err(ApiError::field("externalUserid", "cannot be changed"));
     }
@@ -138,7 +272,9 @@ async fn update(State(state): State<AppState>, user: CurrentUser, ApiPath(id): A
     }
     let now = now_ms();
     let mut tx = state.db.begin().await?;
-    let before = store::lock(&mut tx, user.tenant_id, id).await?.ok_or_else(customer_not_found)?;
+    let before = store::lock(&mut tx, user.tenant_id, id)
+        .await?
+        .ok_or_else(customer_not_found)?;
     if let Some(Some(staff_id)) = f.follow_user_id
         && !store::staff_exists(&mut tx, user.tenant_id, staff_id).await?
     {
@@ -152,7 +288,15 @@ async fn update(State(state): State<AppState>, user: CurrentUser, ApiPath(id): A
         staff::ensure_follow(&mut tx, user.tenant_id, id, staff_id, now).await?;
     }
     if f.status == Some(2) && before.status != 2 {
-        stats::record(&mut tx, user.tenant_id, now, before.channel.as_deref(), before.follow_user_id, stats::Change::Lost).await?;
+        stats::record(
+            &mut tx,
+            user.tenant_id,
+            now,
+            before.channel.as_deref(),
+            before.follow_user_id,
+            stats::Change::Lost,
+        )
+        .await?;
     }
     if let Some(s) = &f.stage
         && *s != before.stage
@@ -160,9 +304,32 @@ async fn update(State(state): State<AppState>, user: CurrentUser, ApiPath(id): A
         followups::stage_changed(&mut tx, user.tenant_id, id, &before.stage, s).await?;
     }
     let changed = changed_fields(&f);
-    timeline::record(&mut tx, user.tenant_id, id, timeline::kind::UPDATED, &format!("updated {}", changed.join(", ")), json!({"by": user.username})).await?;
-    events::emit(&mut tx, user.tenant_id, events::kind::CUSTOMER_UPDATED, id, json!({"customerId": id, "fields": changed})).await?;
-    audit::record(&mut tx, &user, "customer.update", "customer", id, json!({"fields": changed})).await?;
+    timeline::record(
+        &mut tx,
+        user.tenant_id,
+        id,
+        timeline::kind::UPDATED,
+        &format!("updated {}", changed.join(", ")),
+        json!({"by": user.username}),
+    )
+    .await?;
+    events::emit(
+        &mut tx,
+        user.tenant_id,
+        events::kind::CUSTOMER_UPDATED,
+        id,
+        json!({"customerId": id, "fields": changed}),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "customer.update",
+        "customer",
+        id,
+        json!({"fields": changed}),
+    )
+    .await?;
     tx.commit().await?;
     cache::invalidate(&state, user.tenant_id, &[id]).await;
     detail_of(&state, user.tenant_id, id).await.map(ok)
@@ -180,12 +347,33 @@ fn changed_fields(f: &super::model::CustomerFields) -> Vec<&'static str> {
     v
 }
 
-async fn delete(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<serde_json::Value>> {
+async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<serde_json::Value>> {
     let mut tx = state.db.begin().await?;
-    let row = store::lock(&mut tx, user.tenant_id, id).await?.ok_or_else(customer_not_found)?;
+    let row = store::lock(&mut tx, user.tenant_id, id)
+        .await?
+        .ok_or_else(customer_not_found)?;
     let tags = store::delete(&mut tx, user.tenant_id, id).await?;
-    events::emit(&mut tx, user.tenant_id, events::kind::CUSTOMER_DELETED, id, json!({"customerId": id, "externalUserid": row.external_userid, "tagIds": tags})).await?;
-    audit::record(&mut tx, &user, "customer.delete", "customer", id, json!({"externalUserid": row.external_userid, "name": row.name})).await?;
+    events::emit(
+        &mut tx,
+        user.tenant_id,
+        events::kind::CUSTOMER_DELETED,
+        id,
+        json!({"customerId": id, "externalUserid": row.external_userid, "tagIds": tags}),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "customer.delete",
+        "customer",
+        id,
+        json!({"externalUserid": row.external_userid, "name": row.name}),
+    )
+    .await?;
     tx.commit().await?;
     cache::invalidate(&state, user.tenant_id, &[id]).await;
     Ok(ok(json!({"id": id})))
@@ -204,13 +392,22 @@ struct Portrait {
     staff_count: usize,
 }
 
-async fn portrait(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<Portrait>> {
+async fn portrait(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<Portrait>> {
     let profile = detail_of(&state, user.tenant_id, id).await?;
     let stages = followups::stages(&state.db, user.tenant_id).await?;
     let stage = stages
         .into_iter()
         .find(|s| s.code == profile.customer.stage)
-        .unwrap_or_else(|| followups::Stage { code: profile.customer.stage.clone(), name: profile.customer.stage.clone(), sort_order: 0, is_final: false });
+        .unwrap_or_else(|| followups::Stage {
+            code: profile.customer.stage.clone(),
+            name: profile.customer.stage.clone(),
+            sort_order: 0,
+            is_final: false,
+        });
     let (recent, total) = followups::list(&state.db, user.tenant_id, id, 0, 5).await?;
     Ok(ok(Portrait {
         tag_count: profile.customer.tags.len(),
@@ -230,11 +427,24 @@ struct PageQuery {
     size: Option<i64>,
 }
 
-async fn timeline_page(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Reply<ListPage<timeline::Entry>>> {
+async fn timeline_page(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Reply<ListPage<timeline::Entry>>> {
     let paging = Paging::new(q.page, q.size, 20, 200)?;
-    store::version(&state.db, user.tenant_id, id).await?.ok_or_else(customer_not_found)?;
-    let (list, total) = timeline::list(&state.db, user.tenant_id, id, paging.offset(), paging.size).await?;
-    Ok(ok(ListPage { list, total, page: paging.page, size: paging.size }))
+    store::version(&state.db, user.tenant_id, id)
+        .await?
+        .ok_or_else(customer_not_found)?;
+    let (list, total) =
+        timeline::list(&state.db, user.tenant_id, id, paging.offset(), paging.size).await?;
+    Ok(ok(ListPage {
+        list,
+        total,
+        page: paging.page,
+        size: paging.size,
+    }))
 }
 
 /// Seed 004's search body (and query).
@@ -261,30 +471,56 @@ pub struct SearchRecord {
     pub phone: Option<String>,
 }
 
-async fn search_post(State(state): State<AppState>, user: CurrentUser, ApiJson(b): ApiJson<SearchBody>) -> ApiResult<Reply<RecordsPage<SearchRecord>>> {
+async fn search_post(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<SearchBody>,
+) -> ApiResult<Reply<RecordsPage<SearchRecord>>> {
     run_search(&state, &user, b).await.map(ok)
 }
 
 /// GET takes the same fields as query parameters; lists as `tagIds=1,2` or repeated.
-async fn search_get(State(state): State<AppState>, user: CurrentUser, RawQuery(raw): RawQuery) -> ApiResult<Reply<RecordsPage<SearchRecord>>> {
+async fn search_get(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Reply<RecordsPage<SearchRecord>>> {
     let mut b = SearchBody::default();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let key = k.trim_end_matches("[]");
-        let int = |field: &str| v.trim().parse::<i64>().map_err(|_| ApiError::field(field, "must be an integer"));
+        let int = |field: &str| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::field(field, "must be an integer"))
+        };
         match key {
-            "tagIds" => b.tag_ids.get_or_insert_with(Vec::new).extend(id_list("tagIds", &v)?),
-            "groupIds" => b.group_ids.get_or_insert_with(Vec::new).extend(id_list("groupIds", &v)?),
+            "tagIds" => b
+                .tag_ids
+                .get_or_insert_with(Vec::new)
+                .extend(id_list("tagIds", &v)?),
+            "groupIds" => b
+                .group_ids
+                .get_or_insert_with(Vec::new)
+                .extend(id_list("groupIds", &v)?),
             "keyword" => b.keyword = Some(v.into_owned()),
             "page" => b.page = Some(int("page")?),
             "size" => b.size = Some(int("size")?),
             "tagMode" => b.tag_mode = Some(v.into_owned()),
-            other => return Err(ApiError::invalid(format!("invalid query: unknown parameter `{other}`"))),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "invalid query: unknown parameter `{other}`"
+                )));
+            }
         }
     }
     run_search(&state, &user, b).await.map(ok)
 }
 
-async fn run_search(state: &AppState, user: &CurrentUser, b: SearchBody) -> ApiResult<RecordsPage<SearchRecord>> {
+async fn run_search(
+    state: &AppState,
+    user: &CurrentUser,
+    b: SearchBody,
+) -> ApiResult<RecordsPage<SearchRecord>> {
     let paging = Paging::new(b.page, b.size, 10, 200)?;
     let tag_all = match b.tag_mode.as_deref() {
         None | Some("any") => false,
@@ -312,12 +548,23 @@ async fn run_search(state: &AppState, user: &CurrentUser, b: SearchBody) -> ApiR
         ..Default::default()
     };
     let (rows, total) = tokio::try_join!(
-        search::page(&state.db, user.tenant_id, &filter, paging.offset(), paging.size),
+        search::page(
+            &state.db,
+            user.tenant_id,
+            &filter,
+            paging.offset(),
+            paging.size
+        ),
         search::count(&state.db, user.tenant_id, &filter)
     )?;
     let records = rows
         .into_iter()
-        .map(|r| SearchRecord { customer_id: r.id, name: r.name, wechat_id: r.external_userid, phone: r.mobile })
+        .map(|r| SearchRecord {
+            customer_id: r.id,
+            name: r.name,
+            wechat_id: r.external_userid,
+            phone: r.mobile,
+        })
         .collect();
     Ok(RecordsPage::new(records, total, paging.page, paging.size))
 }

@@ -221,7 +221,8 @@ fn conditions(tenant_id: i64, f: &Filter) -> Query {
                     .push_bind(g.as_str());
                 }
                 q.push_sql(alt.column);
-                q.push_sql(" LIKE ? ESCAPE '!')").push_bind(alt.pattern.as_str());
+                q.push_sql(" LIKE ? ESCAPE '!')")
+                    .push_bind(alt.pattern.as_str());
             }
             q.push_sql(")");
         }
@@ -299,8 +300,9 @@ pub async fn count(db: &Db, tenant_id: i64, f: &Filter) -> DbResult<i64> {
 
 /// Per-tag counts from the counter table, smallest first.
 async fn tag_sizes(db: &Db, tenant_id: i64, tag_ids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
-    let mut q = query("SELECT tag_id, customer_count FROM tag_count WHERE tenant_id = ? AND tag_id IN ")
-        .bind(tenant_id);
+    let mut q =
+        query("SELECT tag_id, customer_count FROM tag_count WHERE tenant_id = ? AND tag_id IN ")
+            .bind(tenant_id);
     q.push_in_list(tag_ids.iter().copied());
     let mut sizes: Vec<(i64, i64)> = db.fetch_all(q).await?;
     sizes.sort_by_key(|s| s.1);

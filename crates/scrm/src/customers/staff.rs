@@ -16,8 +16,20 @@ use crate::state::AppState;
 
 pub fn routes(state: &AppState) -> Routes {
     Routes::new(state, "staff")
-        .route(Method::GET, "/api/v1/staff", Access::Permission(perm::STAFF_VIEW), "Staff members (filled by sync)", list_staff)
-        .route(Method::GET, "/api/v1/departments", Access::Permission(perm::STAFF_VIEW), "Departments (filled by sync)", list_departments)
+        .route(
+            Method::GET,
+            "/api/v1/staff",
+            Access::Permission(perm::STAFF_VIEW),
+            "Staff members (filled by sync)",
+            list_staff,
+        )
+        .route(
+            Method::GET,
+            "/api/v1/departments",
+            Access::Permission(perm::STAFF_VIEW),
+            "Departments (filled by sync)",
+            list_departments,
+        )
 }
 
 /// A staff member as stored and shown.
@@ -33,48 +45,144 @@ pub struct StaffRow {
 }
 
 /// Insert or update a staff member by WeCom userid; returns its id.
-pub async fn upsert_staff(tx: &mut Tx, tenant_id: i64, userid: &str, name: &str, department_ids: &[i64], status: i64, now: i64) -> DbResult<i64> {
+pub async fn upsert_staff(
+    tx: &mut Tx,
+    tenant_id: i64,
+    userid: &str,
+    name: &str,
+    department_ids: &[i64],
+    status: i64,
+    now: i64,
+) -> DbResult<i64> {
     let deps = serde_json::to_string(department_ids).unwrap_or_else(|_| "[]".into());
     let sql = match tx.backend() {
-        Backend::MySql => "INSERT INTO staff (tenant_id, userid, name, department_ids, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON DUPLICATE KEY UPDATE name = VALUES(name), department_ids = VALUES(department_ids), status = VALUES(status), updated_at = VALUES(updated_at)",
-        _ => "INSERT INTO staff (tenant_id, userid, name, department_ids, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, userid) DO UPDATE SET name = excluded.name, department_ids = excluded.department_ids, status = excluded.status, updated_at = excluded.updated_at",
+        Backend::MySql => {
+            "INSERT INTO staff (tenant_id, userid, name, department_ids, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE name = VALUES(name), department_ids = VALUES(department_ids), status = VALUES(status), updated_at = VALUES(updated_at)"
+        }
+        _ => {
+            "INSERT INTO staff (tenant_id, userid, name, department_ids, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, userid) DO UPDATE SET name = excluded.name, department_ids = excluded.department_ids, status = excluded.status, updated_at = excluded.updated_at"
+        }
     };
-    tx.execute(query(sql).bind(tenant_id).bind(userid).bind(name).bind(deps).bind(status).bind(now).bind(now)).await?;
-    tx.fetch_i64(query("SELECT id FROM staff WHERE tenant_id = ? AND userid = ?").bind(tenant_id).bind(userid)).await
+    tx.execute(
+        query(sql)
+            .bind(tenant_id)
+            .bind(userid)
+            .bind(name)
+            .bind(deps)
+            .bind(status)
+            .bind(now)
+            .bind(now),
+    )
+    .await?;
+    tx.fetch_i64(
+        query("SELECT id FROM staff WHERE tenant_id = ? AND userid = ?")
+            .bind(tenant_id)
+            .bind(userid),
+    )
+    .await
 }
 
 /// Insert or update a department by WeCom id.
-pub async fn upsert_department(tx: &mut Tx, tenant_id: i64, wecom_id: i64, name: &str, parent_id: i64, sort_order: i64, now: i64) -> DbResult<()> {
+pub async fn upsert_department(
+    tx: &mut Tx,
+    tenant_id: i64,
+    wecom_id: i64,
+    name: &str,
+    parent_id: i64,
+    sort_order: i64,
+    now: i64,
+) -> DbResult<()> {
     let sql = match tx.backend() {
-        Backend::MySql => "INSERT INTO department (tenant_id, wecom_id, name, parent_id, sort_order, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON DUPLICATE KEY UPDATE name = VALUES(name), parent_id = VALUES(parent_id), sort_order = VALUES(sort_order), updated_at = VALUES(updated_at)",
-        _ => "INSERT INTO department (tenant_id, wecom_id, name, parent_id, sort_order, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, wecom_id) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id, sort_order = excluded.sort_order, updated_at = excluded.updated_at",
+        Backend::MySql => {
+            "INSERT INTO department (tenant_id, wecom_id, name, parent_id, sort_order, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE name = VALUES(name), parent_id = VALUES(parent_id), sort_order = VALUES(sort_order), updated_at = VALUES(updated_at)"
+        }
+        _ => {
+            "INSERT INTO department (tenant_id, wecom_id, name, parent_id, sort_order, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, wecom_id) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id, sort_order = excluded.sort_order, updated_at = excluded.updated_at"
+        }
     };
-    tx.execute(query(sql).bind(tenant_id).bind(wecom_id).bind(name).bind(parent_id).bind(sort_order).bind(now).bind(now)).await.map(|_| ())
+    tx.execute(
+        query(sql)
+            .bind(tenant_id)
+            .bind(wecom_id)
+            .bind(name)
+            .bind(parent_id)
+            .bind(sort_order)
+            .bind(now)
+            .bind(now),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Make `staff_id` a follower of the customer (the owner always is one).
-pub async fn ensure_follow(tx: &mut Tx, tenant_id: i64, customer_id: i64, staff_id: i64, now: i64) -> DbResult<()> {
+pub async fn ensure_follow(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    staff_id: i64,
+    now: i64,
+) -> DbResult<()> {
     let sql = match tx.backend() {
-        Backend::MySql => "INSERT IGNORE INTO customer_follow (tenant_id, customer_id, staff_id, add_time, add_way, status, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 1, ?, ?)",
-        _ => "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, add_time, add_way, status, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 1, ?, ?) ON CONFLICT DO NOTHING",
+        Backend::MySql => {
+            "INSERT IGNORE INTO customer_follow (tenant_id, customer_id, staff_id, add_time, add_way, status, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 1, ?, ?)"
+        }
+        _ => {
+            "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, add_time, add_way, status, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 1, ?, ?) ON CONFLICT DO NOTHING"
+        }
     };
-    tx.execute(query(sql).bind(tenant_id).bind(customer_id).bind(staff_id).bind(now).bind(now).bind(now)).await.map(|_| ())
+    tx.execute(
+        query(sql)
+            .bind(tenant_id)
+            .bind(customer_id)
+            .bind(staff_id)
+            .bind(now)
+            .bind(now)
+            .bind(now),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// A follow relation from WeCom (get external contact's follow_user), inserted or updated.
 #[allow(clippy::too_many_arguments)]
-pub async fn upsert_follow(tx: &mut Tx, tenant_id: i64, customer_id: i64, staff_id: i64, remark: Option<&str>, add_time: Option<i64>, add_way: i64, state: Option<&str>, now: i64) -> DbResult<()> {
+pub async fn upsert_follow(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    staff_id: i64,
+    remark: Option<&str>,
+    add_time: Option<i64>,
+    add_way: i64,
+    state: Option<&str>,
+    now: i64,
+) -> DbResult<()> {
     let sql = match tx.backend() {
-        Backend::MySql => "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, remark, add_time, add_way, state, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
-             ON DUPLICATE KEY UPDATE remark = VALUES(remark), add_time = VALUES(add_time), add_way = VALUES(add_way), state = VALUES(state), status = 1, updated_at = VALUES(updated_at)",
-        _ => "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, remark, add_time, add_way, state, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
-             ON CONFLICT (tenant_id, customer_id, staff_id) DO UPDATE SET remark = excluded.remark, add_time = excluded.add_time, add_way = excluded.add_way, state = excluded.state, status = 1, updated_at = excluded.updated_at",
+        Backend::MySql => {
+            "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, remark, add_time, add_way, state, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
+             ON DUPLICATE KEY UPDATE remark = VALUES(remark), add_time = VALUES(add_time), add_way = VALUES(add_way), state = VALUES(state), status = 1, updated_at = VALUES(updated_at)"
+        }
+        _ => {
+            "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, remark, add_time, add_way, state, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
+             ON CONFLICT (tenant_id, customer_id, staff_id) DO UPDATE SET remark = excluded.remark, add_time = excluded.add_time, add_way = excluded.add_way, state = excluded.state, status = 1, updated_at = excluded.updated_at"
+        }
     };
-    tx.execute(query(sql).bind(tenant_id).bind(customer_id).bind(staff_id).bind(remark).bind(add_time).bind(add_way).bind(state).bind(now).bind(now)).await?;
+    tx.execute(
+        query(sql)
+            .bind(tenant_id)
+            .bind(customer_id)
+            .bind(staff_id)
+            .bind(remark)
+            .bind(add_time)
+            .bind(add_way)
+            .bind(state)
+            .bind(now)
+            .bind(now),
+    )
+    .await?;
     super::store::touch(tx, tenant_id, customer_id, now).await
 }
 
@@ -86,20 +194,38 @@ struct StaffQuery {
     keyword: Option<String>,
 }
 
-async fn list_staff(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): ApiQuery<StaffQuery>) -> ApiResult<Reply<ListPage<StaffRow>>> {
+async fn list_staff(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<StaffQuery>,
+) -> ApiResult<Reply<ListPage<StaffRow>>> {
     let paging = Paging::new(q.page, q.size, 50, 500)?;
     let mut w = query(" WHERE tenant_id = ?").bind(user.tenant_id);
-    if let Some(k) = q.keyword.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
-        w.push_sql(" AND (name LIKE ? OR userid LIKE ?)").push_bind(format!("%{k}%")).push_bind(format!("%{k}%"));
+    if let Some(k) = q
+        .keyword
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    {
+        w.push_sql(" AND (name LIKE ? OR userid LIKE ?)")
+            .push_bind(format!("%{k}%"))
+            .push_bind(format!("%{k}%"));
     }
     let mut c = query("SELECT COUNT(*) FROM staff");
     c.append(&w);
     let total = state.db.fetch_i64(c).await?;
     let mut p = query("SELECT id, userid, name, department_ids, status FROM staff");
     p.append(&w);
-    p.push_sql(" ORDER BY id LIMIT ? OFFSET ?").push_bind(paging.size).push_bind(paging.offset());
+    p.push_sql(" ORDER BY id LIMIT ? OFFSET ?")
+        .push_bind(paging.size)
+        .push_bind(paging.offset());
     let list = state.db.fetch_all(p).await?;
-    Ok(ok(ListPage { list, total, page: paging.page, size: paging.size }))
+    Ok(ok(ListPage {
+        list,
+        total,
+        page: paging.page,
+        size: paging.size,
+    }))
 }
 
 /// A department as shown.
@@ -113,7 +239,10 @@ pub struct DepartmentRow {
     pub sort_order: i64,
 }
 
-async fn list_departments(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Reply<Vec<DepartmentRow>>> {
+async fn list_departments(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Reply<Vec<DepartmentRow>>> {
     let rows = state
         .db
         .fetch_all(query("SELECT id, wecom_id, name, parent_id, sort_order FROM department WHERE tenant_id = ? ORDER BY parent_id, sort_order, id").bind(user.tenant_id))

@@ -42,11 +42,22 @@ fn china() -> FixedOffset {
 
 /// The day (YYYY-MM-DD, China time) of an epoch-ms time.
 pub fn day_of(ms: i64) -> String {
-    china().timestamp_millis_opt(ms).single().map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
+    china()
+        .timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
 }
 
 /// Count an add or a loss for the tenant, its channel and its owner, on the day of `now`.
-pub async fn record(tx: &mut Tx, tenant_id: i64, now: i64, channel: Option<&str>, staff_id: Option<i64>, change: Change) -> DbResult<()> {
+pub async fn record(
+    tx: &mut Tx,
+    tenant_id: i64,
+    now: i64,
+    channel: Option<&str>,
+    staff_id: Option<i64>,
+    change: Change,
+) -> DbResult<()> {
     let day = day_of(now);
     let (added, lost) = match change {
         Change::Added => (1, 0),
@@ -60,13 +71,26 @@ pub async fn record(tx: &mut Tx, tenant_id: i64, now: i64, channel: Option<&str>
         dims.push(("staff", s.to_string()));
     }
     let sql = match tx.backend() {
-        Backend::MySql => "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, ?, ?, ?, ?, 0) \
-             ON DUPLICATE KEY UPDATE added = added + VALUES(added), lost = lost + VALUES(lost)",
-        _ => "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, ?, ?, ?, ?, 0) \
-             ON CONFLICT (tenant_id, day, dim, dim_value) DO UPDATE SET added = customer_stats_daily.added + excluded.added, lost = customer_stats_daily.lost + excluded.lost",
+        Backend::MySql => {
+            "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, ?, ?, ?, ?, 0) \
+             ON DUPLICATE KEY UPDATE added = added + VALUES(added), lost = lost + VALUES(lost)"
+        }
+        _ => {
+            "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, ?, ?, ?, ?, 0) \
+             ON CONFLICT (tenant_id, day, dim, dim_value) DO UPDATE SET added = customer_stats_daily.added + excluded.added, lost = customer_stats_daily.lost + excluded.lost"
+        }
     };
     for (dim, value) in dims {
-        tx.execute(query(sql).bind(tenant_id).bind(day.as_str()).bind(dim).bind(value).bind(added).bind(lost)).await?;
+        tx.execute(
+            query(sql)
+                .bind(tenant_id)
+                .bind(day.as_str())
+                .bind(dim)
+                .bind(value)
+                .bind(added)
+                .bind(lost),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -120,7 +144,8 @@ struct Statistics {
 fn date(field: &str, v: Option<String>, default: NaiveDate) -> ApiResult<NaiveDate> {
     match v {
         None => Ok(default),
-        Some(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| ApiError::field(field, "must be YYYY-MM-DD")),
+        Some(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+            .map_err(|_| ApiError::field(field, "must be YYYY-MM-DD")),
     }
 }
 
@@ -133,17 +158,28 @@ struct StatRow {
     lost: i64,
 }
 
-async fn statistics(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): ApiQuery<StatsQuery>) -> ApiResult<Reply<Statistics>> {
-    let today = NaiveDate::parse_from_str(&day_of(now_ms()), "%Y-%m-%d").map_err(anyhow::Error::from)?;
+async fn statistics(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> ApiResult<Reply<Statistics>> {
+    let today =
+        NaiveDate::parse_from_str(&day_of(now_ms()), "%Y-%m-%d").map_err(anyhow::Error::from)?;
     let end = date("endDate", q.end_date, today)?;
     let start = date("startDate", q.start_date, end - chrono::Days::new(29))?;
     if start > end {
         return Err(ApiError::field("startDate", "must not be after endDate"));
     }
     if (end - start).num_days() > 366 {
-        return Err(ApiError::field("startDate", "the period is at most 366 days"));
+        return Err(ApiError::field(
+            "startDate",
+            "the period is at most 366 days",
+        ));
     }
-    let (s, e) = (start.format("%Y-%m-%d").to_string(), end.format("%Y-%m-%d").to_string());
+    let (s, e) = (
+        start.format("%Y-%m-%d").to_string(),
+        end.format("%Y-%m-%d").to_string(),
+    );
     let rows: Vec<StatRow> = state
         .db
         .fetch_all(query("SELECT day, dim, dim_value, added, lost FROM customer_stats_daily WHERE tenant_id = ? AND day >= ? AND day <= ? ORDER BY day").bind(user.tenant_id).bind(s.as_str()).bind(e.as_str()))
@@ -153,14 +189,38 @@ async fn statistics(State(state): State<AppState>, user: CurrentUser, ApiQuery(q
     let mut by_staff: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
     for r in rows {
         match r.dim.as_str() {
-            "" => daily.push(Day { date: r.day, added: r.added, lost: r.lost, net: r.added - r.lost }),
-            "channel" => { let e = by_channel.entry(r.dim_value).or_default(); e.0 += r.added; e.1 += r.lost; }
-            _ => { let e = by_staff.entry(r.dim_value).or_default(); e.0 += r.added; e.1 += r.lost; }
+            "" => daily.push(Day {
+                date: r.day,
+                added: r.added,
+                lost: r.lost,
+                net: r.added - r.lost,
+            }),
+            "channel" => {
+                let e = by_channel.entry(r.dim_value).or_default();
+                e.0 += r.added;
+                e.1 += r.lost;
+            }
+            _ => {
+                let e = by_staff.entry(r.dim_value).or_default();
+                e.0 += r.added;
+                e.1 += r.lost;
+            }
         }
     }
-    let period = Day { date: format!("{s}..{e}"), added: daily.iter().map(|d| d.added).sum(), lost: daily.iter().map(|d| d.lost).sum(), net: daily.iter().map(|d| d.net).sum() };
+    let period = Day {
+        date: format!("{s}..{e}"),
+        added: daily.iter().map(|d| d.added).sum(),
+        lost: daily.iter().map(|d| d.lost).sum(),
+        net: daily.iter().map(|d| d.net).sum(),
+    };
     // Totals by status: index-only counts on (tenant_id, status, id).
-    let by_status: Vec<(i64, i64)> = state.db.fetch_all(query("SELECT status, COUNT(*) FROM customer WHERE tenant_id = ? GROUP BY status").bind(user.tenant_id)).await?;
+    let by_status: Vec<(i64, i64)> = state
+        .db
+        .fetch_all(
+            query("SELECT status, COUNT(*) FROM customer WHERE tenant_id = ? GROUP BY status")
+                .bind(user.tenant_id),
+        )
+        .await?;
     let mut totals = Totals::default();
     for (status, n) in by_status {
         totals.total += n;
@@ -170,7 +230,25 @@ async fn statistics(State(state): State<AppState>, user: CurrentUser, ApiQuery(q
             _ => totals.normal += n,
         }
     }
-    totals.blacklisted = state.db.fetch_i64(query("SELECT COUNT(*) FROM customer_blacklist WHERE tenant_id = ?").bind(user.tenant_id)).await?;
-    let slices = |m: std::collections::BTreeMap<String, (i64, i64)>| m.into_iter().map(|(key, (added, lost))| Slice { key, added, lost }).collect();
-    Ok(ok(Statistics { totals, start_date: s, end_date: e, period, daily, by_channel: slices(by_channel), by_staff: slices(by_staff) }))
+    totals.blacklisted = state
+        .db
+        .fetch_i64(
+            query("SELECT COUNT(*) FROM customer_blacklist WHERE tenant_id = ?")
+                .bind(user.tenant_id),
+        )
+        .await?;
+    let slices = |m: std::collections::BTreeMap<String, (i64, i64)>| {
+        m.into_iter()
+            .map(|(key, (added, lost))| Slice { key, added, lost })
+            .collect()
+    };
+    Ok(ok(Statistics {
+        totals,
+        start_date: s,
+        end_date: e,
+        period,
+        daily,
+        by_channel: slices(by_channel),
+        by_staff: slices(by_staff),
+    }))
 }

@@ -110,7 +110,14 @@ pub async fn update(
                     .bind(id),
             )
             .await?;
-            write_grams(tx, tenant_id, id, row.name.as_deref(), row.mobile.as_deref()).await?;
+            write_grams(
+                tx,
+                tenant_id,
+                id,
+                row.name.as_deref(),
+                row.mobile.as_deref(),
+            )
+            .await?;
         }
     }
     Ok(changed)
@@ -249,17 +256,13 @@ pub async fn version(db: &Db, tenant_id: i64, id: i64) -> DbResult<Option<i64>> 
 }
 
 /// The tags of each of these customers.
-pub async fn tags_of(
-    db: &Db,
-    tenant_id: i64,
-    ids: &[i64],
-) -> DbResult<HashMap<i64, Vec<TagRef>>> {
+pub async fn tags_of(db: &Db, tenant_id: i64, ids: &[i64]) -> DbResult<HashMap<i64, Vec<TagRef>>> {
     let mut out: HashMap<i64, Vec<TagRef>> = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
     }
     #[derive(sqlx::FromRow)]
-    struct R {
+    struct TagJoin {
         customer_id: i64,
         id: i64,
         name: String,
@@ -273,7 +276,7 @@ pub async fn tags_of(
     .bind(tenant_id);
     q.push_in_list(ids.iter().copied());
     q.push_sql(" ORDER BY t.group_id, t.sort_order, t.id");
-    for r in db.fetch_all::<R>(q).await? {
+    for r in db.fetch_all::<TagJoin>(q).await? {
         out.entry(r.customer_id).or_default().push(TagRef {
             id: r.id,
             name: r.name,
@@ -382,9 +385,17 @@ pub async fn blacklisted_among(db: &Db, tenant_id: i64, ids: &[i64]) -> DbResult
 
 /// 404 unless the customer is the tenant's (checked first, so another tenant's id is a 404
 /// before any field of the body is judged).
-pub async fn version_tx_check(tx: &mut Tx, tenant_id: i64, id: i64) -> Result<(), crate::http::ApiError> {
+pub async fn version_tx_check(
+    tx: &mut Tx,
+    tenant_id: i64,
+    id: i64,
+) -> Result<(), crate::http::ApiError> {
     let found = tx
-        .fetch_optional::<(i64,)>(query("SELECT id FROM customer WHERE tenant_id = ? AND id = ?").bind(tenant_id).bind(id))
+        .fetch_optional::<(i64,)>(
+            query("SELECT id FROM customer WHERE tenant_id = ? AND id = ?")
+                .bind(tenant_id)
+                .bind(id),
+        )
         .await?;
     found.map(|_| ()).ok_or_else(super::customer_not_found)
 }

@@ -29,9 +29,27 @@ use crate::state::{AppState, iso, now_ms};
 pub fn routes(state: &AppState) -> Routes {
     use Method as M;
     Routes::new(state, "customers")
-        .route(M::POST, "/api/v1/customers/{id}/transfer", Access::Permission(perm::CUSTOMER_TRANSFER), "Assign or transfer a customer to a staff member", transfer_one)
-        .route(M::POST, "/api/v1/customers/transfer", Access::Permission(perm::CUSTOMER_TRANSFER), "Assign or transfer many customers", transfer_many)
-        .route(M::GET, "/api/v1/customers/transfers", Access::Permission(perm::CUSTOMER_VIEW), "Transfer records (status waiting, in_progress, done, failed)", list)
+        .route(
+            M::POST,
+            "/api/v1/customers/{id}/transfer",
+            Access::Permission(perm::CUSTOMER_TRANSFER),
+            "Assign or transfer a customer to a staff member",
+            transfer_one,
+        )
+        .route(
+            M::POST,
+            "/api/v1/customers/transfer",
+            Access::Permission(perm::CUSTOMER_TRANSFER),
+            "Assign or transfer many customers",
+            transfer_many,
+        )
+        .route(
+            M::GET,
+            "/api/v1/customers/transfers",
+            Access::Permission(perm::CUSTOMER_VIEW),
+            "Transfer records (status waiting, in_progress, done, failed)",
+            list,
+        )
 }
 
 /// Transfer kinds.
@@ -70,7 +88,9 @@ struct Checked {
 }
 
 async fn check(tx: &mut Tx, tenant_id: i64, b: &TransferBody) -> ApiResult<Checked> {
-    let to = b.to_staff_id.ok_or_else(|| ApiError::field("toStaffId", "is required"))?;
+    let to = b
+        .to_staff_id
+        .ok_or_else(|| ApiError::field("toStaffId", "is required"))?;
     if !store::staff_exists(tx, tenant_id, to).await? {
         return Err(ApiError::field("toStaffId", "no such staff member"));
     }
@@ -78,7 +98,12 @@ async fn check(tx: &mut Tx, tenant_id: i64, b: &TransferBody) -> ApiResult<Check
     if !KINDS.contains(&kind.as_str()) {
         return Err(ApiError::field("kind", "one of assign, on_job, resigned"));
     }
-    let reason = b.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
+    let reason = b
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
     if reason.as_ref().is_some_and(|r| r.chars().count() > 255) {
         return Err(ApiError::field("reason", "at most 255 characters"));
     }
@@ -86,9 +111,21 @@ async fn check(tx: &mut Tx, tenant_id: i64, b: &TransferBody) -> ApiResult<Check
 }
 
 /// Record a transfer of one customer (and apply it when it is an assignment); returns its id.
-async fn transfer(tx: &mut Tx, user: &CurrentUser, customer_id: i64, c: &Checked, now: i64) -> ApiResult<i64> {
-    let row = store::lock(tx, user.tenant_id, customer_id).await?.ok_or_else(customer_not_found)?;
-    let status = if c.kind == "assign" { "done" } else { "waiting" };
+async fn transfer(
+    tx: &mut Tx,
+    user: &CurrentUser,
+    customer_id: i64,
+    c: &Checked,
+    now: i64,
+) -> ApiResult<i64> {
+    let row = store::lock(tx, user.tenant_id, customer_id)
+        .await?
+        .ok_or_else(customer_not_found)?;
+    let status = if c.kind == "assign" {
+        "done"
+    } else {
+        "waiting"
+    };
     let id = tx
         .insert_id(
             query("INSERT INTO customer_transfer (tenant_id, customer_id, kind, from_staff_id, to_staff_id, status, reason, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -105,51 +142,126 @@ async fn transfer(tx: &mut Tx, user: &CurrentUser, customer_id: i64, c: &Checked
         )
         .await?;
     if status == "done" {
-        apply(tx, user.tenant_id, customer_id, row.follow_user_id, c.to, &c.kind, now).await?;
+        apply(
+            tx,
+            user.tenant_id,
+            customer_id,
+            row.follow_user_id,
+            c.to,
+            &c.kind,
+            now,
+        )
+        .await?;
     }
     Ok(id)
 }
 
 /// The owner changes: follow relation, version, timeline, `customer.transferred`.
-async fn apply(tx: &mut Tx, tenant_id: i64, customer_id: i64, from: Option<i64>, to: i64, kind: &str, now: i64) -> DbResult<()> {
+async fn apply(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    from: Option<i64>,
+    to: i64,
+    kind: &str,
+    now: i64,
+) -> DbResult<()> {
     tx.execute(query("UPDATE customer SET follow_user_id = ?, version = version + 1, updated_at = ? WHERE tenant_id = ? AND id = ?").bind(to).bind(now).bind(tenant_id).bind(customer_id)).await?;
     staff::ensure_follow(tx, tenant_id, customer_id, to, now).await?;
-    timeline::record(tx, tenant_id, customer_id, timeline::kind::TRANSFER, &format!("owner {} → {to} ({kind})", from.map(|f| f.to_string()).unwrap_or_else(|| "-".into())), json!({"from": from, "to": to, "kind": kind})).await?;
-    events::emit(tx, tenant_id, events::kind::CUSTOMER_TRANSFERRED, customer_id, json!({"customerId": customer_id, "fromStaffId": from, "toStaffId": to, "kind": kind})).await
+    timeline::record(
+        tx,
+        tenant_id,
+        customer_id,
+        timeline::kind::TRANSFER,
+        &format!(
+            "owner {} → {to} ({kind})",
+            from.map(|f| f.to_string()).unwrap_or_else(|| "-".into())
+        ),
+        json!({"from": from, "to": to, "kind": kind}),
+    )
+    .await?;
+    events::emit(
+        tx,
+        tenant_id,
+        events::kind::CUSTOMER_TRANSFERRED,
+        customer_id,
+        json!({"customerId": customer_id, "fromStaffId": from, "toStaffId": to, "kind": kind}),
+    )
+    .await
 }
 
 /// Move a transfer on (the WeCom job and the transfer_result poll call this); `done` applies it.
-pub async fn set_status(tx: &mut Tx, tenant_id: i64, transfer_id: i64, status: &str, reason: Option<&str>, now: i64) -> DbResult<()> {
+pub async fn set_status(
+    tx: &mut Tx,
+    tenant_id: i64,
+    transfer_id: i64,
+    status: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> DbResult<()> {
     let row: Option<TransferRow> = tx
         .fetch_optional(query("SELECT id, customer_id, kind, from_staff_id, to_staff_id, status, reason, created_at, updated_at FROM customer_transfer WHERE tenant_id = ? AND id = ?").bind(tenant_id).bind(transfer_id))
         .await?;
-    let Some(row) = row else { return Err(scrm_db::DbError::NotFound) };
+    let Some(row) = row else {
+        return Err(scrm_db::DbError::NotFound);
+    };
     if row.status == "done" || row.status == "failed" {
         return Ok(());
     }
     tx.execute(query("UPDATE customer_transfer SET status = ?, reason = COALESCE(?, reason), updated_at = ? WHERE tenant_id = ? AND id = ?").bind(status).bind(reason).bind(now).bind(tenant_id).bind(transfer_id)).await?;
     if status == "done" {
-        apply(tx, tenant_id, row.customer_id, row.from_staff_id, row.to_staff_id, &row.kind, now).await?;
+        apply(
+            tx,
+            tenant_id,
+            row.customer_id,
+            row.from_staff_id,
+            row.to_staff_id,
+            &row.kind,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
 
-async fn transfer_one(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>, ApiJson(b): ApiJson<TransferBody>) -> ApiResult<Reply<serde_json::Value>> {
+async fn transfer_one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<TransferBody>,
+) -> ApiResult<Reply<serde_json::Value>> {
     if b.customer_ids.is_some() {
-        return Err(ApiError::field("customerIds", "use POST /api/v1/customers/transfer for many"));
+        return Err(ApiError::field(
+            "customerIds",
+            "use POST /api/v1/customers/transfer for many",
+        ));
     }
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     store::version_tx_check(&mut tx, user.tenant_id, id).await?;
     let c = check(&mut tx, user.tenant_id, &b).await?;
     let tid = transfer(&mut tx, &user, id, &c, now).await?;
-    audit::record(&mut tx, &user, "customer.transfer", "customer", id, json!({"transferId": tid, "toStaffId": c.to, "kind": c.kind})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "customer.transfer",
+        "customer",
+        id,
+        json!({"transferId": tid, "toStaffId": c.to, "kind": c.kind}),
+    )
+    .await?;
     tx.commit().await?;
     cache::invalidate(&state, user.tenant_id, &[id]).await;
-    Ok(created(json!({"transferId": tid, "customerId": id, "status": if c.kind == "assign" { "done" } else { "waiting" }})))
+    Ok(created(
+        json!({"transferId": tid, "customerId": id, "status": if c.kind == "assign" { "done" } else { "waiting" }}),
+    ))
 }
 
-async fn transfer_many(State(state): State<AppState>, user: CurrentUser, ApiJson(b): ApiJson<TransferBody>) -> ApiResult<Reply<serde_json::Value>> {
+async fn transfer_many(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<TransferBody>,
+) -> ApiResult<Reply<serde_json::Value>> {
     let ids = check_ids("customerIds", b.customer_ids.clone(), 1000)?;
     let now = now_ms();
     let mut tx = state.db.begin().await?;
@@ -159,11 +271,21 @@ async fn transfer_many(State(state): State<AppState>, user: CurrentUser, ApiJson
     for id in &found {
         transfers.push(transfer(&mut tx, &user, *id, &c, now).await?);
     }
-    audit::record(&mut tx, &user, "customer.transfer.batch", "customer", 0, json!({"customerIds": found, "toStaffId": c.to, "kind": c.kind})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "customer.transfer.batch",
+        "customer",
+        0,
+        json!({"customerIds": found, "toStaffId": c.to, "kind": c.kind}),
+    )
+    .await?;
     tx.commit().await?;
     cache::invalidate(&state, user.tenant_id, &found).await;
     let missing: Vec<i64> = ids.into_iter().filter(|i| !found.contains(i)).collect();
-    Ok(created(json!({"transferIds": transfers, "notFound": missing})))
+    Ok(created(
+        json!({"transferIds": transfers, "notFound": missing}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -185,12 +307,19 @@ struct TransferView {
     update_time: String,
 }
 
-async fn list(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Reply<ListPage<TransferView>>> {
+async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Reply<ListPage<TransferView>>> {
     let paging = Paging::new(q.page, q.size, 20, 200)?;
     let mut w = query(" WHERE tenant_id = ?").bind(user.tenant_id);
     if let Some(s) = &q.status {
         if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::field("status", "one of waiting, in_progress, done, failed"));
+            return Err(ApiError::field(
+                "status",
+                "one of waiting, in_progress, done, failed",
+            ));
         }
         w.push_sql(" AND status = ?").push_bind(s.as_str());
     }
@@ -200,10 +329,26 @@ async fn list(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): Api
     let mut c = query("SELECT COUNT(*) FROM customer_transfer");
     c.append(&w);
     let total = state.db.fetch_i64(c).await?;
-    let mut p = query("SELECT id, customer_id, kind, from_staff_id, to_staff_id, status, reason, created_at, updated_at FROM customer_transfer");
+    let mut p = query(
+        "SELECT id, customer_id, kind, from_staff_id, to_staff_id, status, reason, created_at, updated_at FROM customer_transfer",
+    );
     p.append(&w);
-    p.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?").push_bind(paging.size).push_bind(paging.offset());
+    p.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
+        .push_bind(paging.size)
+        .push_bind(paging.offset());
     let rows: Vec<TransferRow> = state.db.fetch_all(p).await?;
-    let list = rows.into_iter().map(|row| TransferView { create_time: iso(row.created_at), update_time: iso(row.updated_at), row }).collect();
-    Ok(ok(ListPage { list, total, page: paging.page, size: paging.size }))
+    let list = rows
+        .into_iter()
+        .map(|row| TransferView {
+            create_time: iso(row.created_at),
+            update_time: iso(row.updated_at),
+            row,
+        })
+        .collect();
+    Ok(ok(ListPage {
+        list,
+        total,
+        page: paging.page,
+        size: paging.size,
+    }))
 }

@@ -152,9 +152,11 @@ pub async fn relay_once(db: &Db, sinks: &[Arc<dyn Sink>], limit: i64) -> anyhow:
         };
         if let Err(e) = deliver(&event, sinks).await {
             db.execute(
-                query("UPDATE event_outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?")
-                    .bind(format!("{e:#}"))
-                    .bind(row.id),
+                query(
+                    "UPDATE event_outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                )
+                .bind(format!("{e:#}"))
+                .bind(row.id),
             )
             .await?;
             return Ok(done);

@@ -34,6 +34,7 @@ pub fn all_routes(state: &AppState) -> Routes {
     health_routes(state)
         .merge(crate::auth::routes::routes(state))
         .merge(crate::system::routes(state))
+        .merge(crate::customers::routes(state))
         .merge(crate::jobs::routes(state))
 }
 

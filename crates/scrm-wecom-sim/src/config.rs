@@ -207,7 +207,8 @@ pub struct FaultConfig {
     /// HTTP 500 with an empty body.
     #[arg(long = "sim-fault-http500", default_value_t = 0.0)]
     pub http_500: f64,
-    /// Reply normally but only after `slow_ms` (to trip client timeouts).
+    /// Process slowly: sleep `slow_ms` while holding the call's concurrency slot (trips client
+    /// timeouts; with `max_concurrent_per_api` it produces 45033 for the calls behind it).
     #[arg(long = "sim-fault-slow", default_value_t = 0.0)]
     pub slow: f64,
     /// Delay of a slow reply in milliseconds.

@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::response::Response;
 use axum::routing::any;
 
-use super::{Api, check_gate, err, err_detail, ok, parse_query};
+use super::{Api, check_gate, err, err_detail, ok_msg, parse_query};
 use crate::state::Sim;
 
 pub(crate) fn routes() -> Router<Sim> {
@@ -74,9 +74,10 @@ async fn upload(State(sim): State<Sim>, req: Request) -> Response {
     };
     match store(&sim, api, &kind, &data, g.now) {
         // created_at is a string here (and an integer in upload_attachment) — as WeCom does.
-        Ok(id) => {
-            ok(serde_json::json!({"type": kind, "media_id": id, "created_at": g.now.to_string()}))
-        }
+        Ok(id) => ok_msg(
+            "",
+            serde_json::json!({"type": kind, "media_id": id, "created_at": g.now.to_string()}),
+        ),
         Err(r) => r,
     }
 }
@@ -103,7 +104,10 @@ async fn upload_attachment(State(sim): State<Sim>, req: Request) -> Response {
         Err(r) => return r,
     };
     match store(&sim, api, &kind, &data, g.now) {
-        Ok(id) => ok(serde_json::json!({"type": kind, "media_id": id, "created_at": g.now})),
+        Ok(id) => ok_msg(
+            "",
+            serde_json::json!({"type": kind, "media_id": id, "created_at": g.now}),
+        ),
         Err(r) => r,
     }
 }

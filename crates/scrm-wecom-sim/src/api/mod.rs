@@ -292,6 +292,11 @@ pub(crate) use tri;
 
 /// errcode 0 reply: `{"errcode":0,"errmsg":"ok", ...body}`.
 pub(crate) fn ok<T: Serialize>(body: T) -> Response {
+    ok_msg("ok", body)
+}
+
+/// errcode 0 reply with a chosen errmsg (media uploads answer `"errmsg":""`, API-FACTS §8).
+pub(crate) fn ok_msg<T: Serialize>(errmsg: &'static str, body: T) -> Response {
     #[derive(Serialize)]
     struct Ok<T> {
         errcode: i32,
@@ -301,7 +306,7 @@ pub(crate) fn ok<T: Serialize>(body: T) -> Response {
     }
     json_response(&Ok {
         errcode: 0,
-        errmsg: "ok",
+        errmsg,
         body,
     })
 }

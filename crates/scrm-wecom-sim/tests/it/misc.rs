@@ -37,6 +37,7 @@ async fn uploaded_media_can_be_attached_to_mass_sends() {
         v["created_at"].is_string(),
         "created_at is a string in media/upload"
     );
+    assert_eq!(v["errmsg"], "");
     let media_id = v["media_id"].as_str().unwrap();
     let a = upload(
         &t,

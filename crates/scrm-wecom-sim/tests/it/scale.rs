@@ -3,8 +3,8 @@ use std::time::Instant;
 use scrm_wecom_sim::company::generate;
 use scrm_wecom_sim::config::CompanySize;
 
-/// A million customers generate, and the same seed gives the same company. Slow in debug
-/// builds (about a minute on 2 cores), so ignored by default:
+/// A million customers generate, and the same seed gives the same company. Two generations
+/// take about 25 s in a debug build (0.3 s each in release), so ignored by default:
 /// `cargo test -p scrm-wecom-sim --release -- --ignored a_million`.
 #[test]
 #[ignore = "takes > 20 s in debug builds"]

@@ -15,12 +15,12 @@ use axum::routing::any;
 use chrono::{Datelike, FixedOffset, TimeZone};
 use serde::Deserialize;
 
+use super::content::validate_content;
 use super::{
     Api, ApiRequest, cursor_decode, cursor_encode, err, err_detail, gate, ok, ok_empty, tri,
     valid_userid,
 };
 use crate::company::Company;
-use crate::deliveries::DeliveryKind;
 use crate::state::Sim;
 
 pub(crate) fn routes() -> Router<Sim> {
@@ -85,7 +85,7 @@ fn cst() -> FixedOffset {
         .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"))
 }
 
-fn month_of(t: i64) -> (i32, u32) {
+pub(crate) fn month_of(t: i64) -> (i32, u32) {
     let d = cst()
         .timestamp_opt(t, 0)
         .single()
@@ -94,7 +94,7 @@ fn month_of(t: i64) -> (i32, u32) {
 }
 
 /// Effective monthly quota: configured, or the days of the current month (current WeCom rule).
-fn quota(configured: u32, now: i64) -> u32 {
+pub(crate) fn quota(configured: u32, now: i64) -> u32 {
     if configured > 0 {
         return configured;
     }
@@ -106,86 +106,6 @@ fn quota(configured: u32, now: i64) -> u32 {
         (Some(a), Some(b)) => (b - a).num_days() as u32,
         _ => 30,
     }
-}
-
-/// Checks text and attachments (API-FACTS §7/§8) and returns the content to log.
-pub(crate) fn validate_content(
-    sim: &Sim,
-    api: Api,
-    text: Option<&serde_json::Value>,
-    attachments: &[serde_json::Value],
-    now: i64,
-) -> Result<Arc<serde_json::Value>, Response> {
-    let content = text
-        .and_then(|t| t.get("content"))
-        .and_then(|c| c.as_str())
-        .unwrap_or("");
-    if content.len() > 4000 {
-        return Err(err_detail(api, 45002, "text.content exceeds 4000 bytes"));
-    }
-    if content.is_empty() && attachments.is_empty() {
-        return Err(err(api, 44004));
-    }
-    if attachments.len() > 9 {
-        return Err(err(api, 41064));
-    }
-    let media = sim.0.media.lock();
-    let media_ok = |id: &str| media.get(id).is_some_and(|&exp| exp > now);
-    for a in attachments {
-        let kind = a.get("msgtype").and_then(|m| m.as_str()).unwrap_or("");
-        let Some(obj) = a.get(kind).filter(|o| o.is_object()) else {
-            return Err(err(api, 41065));
-        };
-        let field = |k: &str| {
-            obj.get(k)
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-        };
-        match kind {
-            "image" => match (field("media_id"), field("pic_url")) {
-                (Some(id), _) if !media_ok(id) => return Err(err_detail(api, 40007, id)),
-                (None, None) => return Err(err(api, 41006)),
-                _ => {}
-            },
-            "video" | "file" => match field("media_id") {
-                None => return Err(err(api, 41006)),
-                Some(id) if !media_ok(id) => return Err(err_detail(api, 40007, id)),
-                _ => {}
-            },
-            "link" => {
-                let (Some(title), Some(url)) = (field("title"), field("url")) else {
-                    return Err(err_detail(api, 40058, "link needs title and url"));
-                };
-                if title.len() > 128 || url.len() > 2048 {
-                    return Err(err_detail(api, 40058, "link title/url too long"));
-                }
-            }
-            "miniprogram" => {
-                if ["title", "pic_media_id", "appid", "page"]
-                    .iter()
-                    .any(|k| field(k).is_none())
-                {
-                    return Err(err_detail(
-                        api,
-                        40058,
-                        "miniprogram needs title, pic_media_id, appid and page",
-                    ));
-                }
-            }
-            _ => return Err(err(api, 41065)),
-        }
-    }
-    let mut v = serde_json::Map::new();
-    if !content.is_empty() {
-        v.insert("text".into(), serde_json::json!({ "content": content }));
-    }
-    if !attachments.is_empty() {
-        v.insert(
-            "attachments".into(),
-            serde_json::Value::Array(attachments.to_vec()),
-        );
-    }
-    Ok(Arc::new(serde_json::Value::Object(v)))
 }
 
 #[derive(Deserialize, Default)]
@@ -415,105 +335,6 @@ async fn add_msg_template(State(sim): State<Sim>, req: ApiRequest) -> Response {
         });
     }
     ok(serde_json::json!({ "fail_list": fail_list, "msgid": msgid }))
-}
-
-impl Sim {
-    /// Simulates the sender(s) confirming a mass send in the client (all senders when
-    /// `userid` is `None`). Delivers to each recipient still a friend and within quota.
-    /// Returns the number of messages delivered; errors on an unknown or cancelled msgid.
-    pub fn confirm_mass_send(&self, msgid: &str, userid: Option<&str>) -> anyhow::Result<usize> {
-        let c = self.company();
-        let only = match userid {
-            Some(u) => Some(
-                c.staff_by_userid(u)
-                    .ok_or_else(|| anyhow::anyhow!("unknown userid {u}"))?,
-            ),
-            None => None,
-        };
-        let now = self.now();
-        let quota = quota(self.0.config.read().mass_send.receive_quota_per_month, now);
-        let mut guard = self.0.mass.lock();
-        let m = &mut *guard;
-        let &i = m
-            .index
-            .get(msgid)
-            .ok_or_else(|| anyhow::anyhow!("unknown msgid {msgid}"))?;
-        let send = &mut m.sends[i];
-        anyhow::ensure!(!send.cancelled, "mass send {msgid} was cancelled");
-        let mut log = self.0.deliveries.lock();
-        let mut delivered = 0;
-        let kind = if send.group {
-            DeliveryKind::GroupMassSend
-        } else {
-            DeliveryKind::MassSend
-        };
-        for task in send
-            .tasks
-            .iter_mut()
-            .filter(|t| t.confirmed_at.is_none() && only.is_none_or(|o| o == t.sender))
-        {
-            task.confirmed_at = Some(now);
-            let sender = &c.staff[task.sender as usize].userid;
-            for r in &mut task.recipients {
-                let reachable = match r.target {
-                    Target::Customer(cu) => c.follow_of(cu, task.sender).is_some(),
-                    Target::Chat(ch) => !c.chats[ch as usize].dismissed,
-                };
-                let got = m.received.entry(r.target).or_default();
-                let this_month = got
-                    .iter()
-                    .filter(|&&t| month_of(t) == month_of(now))
-                    .count() as u32;
-                r.status = if !reachable {
-                    2
-                } else if this_month >= quota {
-                    3
-                } else {
-                    1
-                };
-                if r.status == 1 {
-                    got.push(now);
-                    r.send_time = now;
-                    let to = match r.target {
-                        Target::Customer(cu) => c.external_userid(cu),
-                        Target::Chat(ch) => c.chat_id(ch),
-                    };
-                    log.push(kind, msgid, sender, to, &send.content, now);
-                    delivered += 1;
-                }
-            }
-        }
-        Ok(delivered)
-    }
-
-    /// Mass sends created so far, as JSON (admin view).
-    pub fn mass_sends(&self) -> serde_json::Value {
-        let c = self.company();
-        let m = self.0.mass.lock();
-        let list: Vec<serde_json::Value> = m
-            .sends
-            .iter()
-            .map(|s| {
-                let tasks: Vec<serde_json::Value> = s
-                    .tasks
-                    .iter()
-                    .map(|t| {
-                        let count = |st: u8| t.recipients.iter().filter(|r| r.status == st).count();
-                        serde_json::json!({
-                            "userid": c.staff[t.sender as usize].userid,
-                            "confirmed_at": t.confirmed_at,
-                            "recipients": t.recipients.len(),
-                            "status_counts": [count(0), count(1), count(2), count(3)],
-                        })
-                    })
-                    .collect();
-                serde_json::json!({"msgid": s.msgid, "chat_type": if s.group {"group"} else {"single"},
-                    "create_time": s.create_time, "cancelled": s.cancelled, "reminders": s.reminders.len(),
-                    "content": *s.content, "tasks": tasks})
-            })
-            .collect();
-        serde_json::Value::Array(list)
-    }
 }
 
 #[derive(Deserialize, Default)]

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::any;
 use serde::Deserialize;
 
-use super::mass_send::validate_content;
+use super::content::validate_content;
 use super::{Api, ApiRequest, err, err_detail, gate, ok, ok_empty, tri};
 use crate::deliveries::DeliveryKind;
 use crate::state::Sim;

@@ -11,8 +11,10 @@
 
 pub mod contact_way;
 pub mod contacts;
+pub mod content;
 pub mod external;
 pub mod groupchat;
+pub mod mass_confirm;
 pub mod mass_send;
 pub mod media;
 pub mod messages;

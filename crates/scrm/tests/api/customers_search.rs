@@ -1,0 +1,547 @@
+//! Seed 004's customer search and tag list, tag management, group chats, export and import.
+
+use serde_json::{Value, json};
+
+use crate::customers::{customer, tags};
+use crate::helpers::TestApp;
+
+fn ids(r: &Value) -> Vec<i64> {
+    let mut v: Vec<i64> = r["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["customerId"].as_i64().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+async fn tag(app: &TestApp, customer: i64, tag_ids: &[i64]) {
+    let r = app
+        .post(
+            &format!("/api/v1/customers/{customer}/tags"),
+            &app.admin_token,
+            json!({"tagIds": tag_ids}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+async fn counts(app: &TestApp) -> Vec<(String, i64)> {
+    let r = app
+        .get("/api/v1/workbench/customer/tags", &app.admin_token)
+        .await;
+    assert_eq!(r.status, 200);
+    r.data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tagName"].as_str().unwrap().to_string(),
+                t["customerCount"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn searches_by_tags_groups_and_keyword_with_exact_totals(app: TestApp) {
+    let a = customer(
+        &app,
+        json!({"name": "张三", "mobile": "13800138000", "externalUserid": "wm-a"}),
+    )
+    .await;
+    let b = customer(&app, json!({"name": "张三丰", "mobile": "13900001111"})).await;
+    let c = customer(&app, json!({"name": "李四", "mobile": "13700008000"})).await;
+    let d = customer(&app, json!({"name": "Wang Wu", "mobile": "+8615011112222"})).await;
+    let t = tags(&app, "意向", &["高", "中", "低"]).await;
+    tag(&app, a, &[t[0], t[1]]).await;
+    tag(&app, b, &[t[0]]).await;
+    tag(&app, c, &[t[1]]).await;
+
+    let cases: Vec<(Value, Vec<i64>)> = vec![
+        (json!({}), vec![a, b, c, d]),
+        (json!({"keyword": "张三"}), vec![a, b]),
+        (json!({"keyword": "三丰"}), vec![b]),
+        (json!({"keyword": "张"}), vec![a, b]),
+        (json!({"keyword": "8000"}), vec![a, c]),
+        (json!({"keyword": "138"}), vec![a]),
+        (json!({"keyword": "wang"}), vec![d]),
+        (json!({"keyword": "WANG W"}), vec![d]),
+        (json!({"keyword": "%"}), vec![]),
+        (json!({"tagIds": [t[0]]}), vec![a, b]),
+        (json!({"tagIds": [t[0], t[1]]}), vec![a, b, c]),
+        (json!({"tagIds": [t[0], t[1], t[2]]}), vec![a, b, c]),
+        (json!({"tagIds": [t[0], t[1]], "tagMode": "all"}), vec![a]),
+        (json!({"tagIds": [t[2]]}), vec![]),
+        (json!({"tagIds": [t[0]], "keyword": "三丰"}), vec![b]),
+        (json!({"tagIds": [t[1]], "keyword": "8000"}), vec![a, c]),
+        (json!({"tagIds": [999]}), vec![]),
+    ];
+    for (body, want) in cases {
+        let r = app
+            .post(
+                "/api/v1/workbench/customer/search",
+                &app.admin_token,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{body}: {:?}", r.body);
+        assert_eq!(ids(&r.body), want, "{body}");
+        assert_eq!(r.data()["total"], want.len(), "{body}: total");
+    }
+    let r = app
+        .post(
+            "/api/v1/workbench/customer/search",
+            &app.admin_token,
+            json!({"page": 2, "size": 3}),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.data()["total"].as_i64(),
+            r.data()["size"].as_i64(),
+            r.data()["current"].as_i64(),
+            r.data()["pages"].as_i64()
+        ),
+        (Some(4), Some(3), Some(2), Some(2))
+    );
+    assert_eq!(
+        ids(&r.body),
+        vec![a],
+        "newest first, so the oldest is on page 2"
+    );
+    let rec = &r.data()["records"][0];
+    assert_eq!(rec["name"], "张三");
+    assert_eq!(rec["wechatId"], "wm-a");
+    assert_eq!(rec["phone"], "13800138000");
+
+    let r = app
+        .get(
+            &format!(
+                "/api/v1/workbench/customer/search?tagIds={},{}&keyword=张&page=1&size=10",
+                t[0], t[1]
+            ),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(ids(&r.body), vec![a, b]);
+    let r = app
+        .get(
+            &format!(
+                "/api/v1/workbench/customer/search?tagIds={}&tagIds={}&tagMode=all",
+                t[0], t[1]
+            ),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(ids(&r.body), vec![a]);
+    for q in ["tagIds=x", "size=0", "page=-1", "tagMode=some", "bogus=1"] {
+        let r = app
+            .get(
+                &format!("/api/v1/workbench/customer/search?{q}"),
+                &app.admin_token,
+            )
+            .await;
+        assert_eq!(r.status, 400, "{q}");
+    }
+    let r = app
+        .post(
+            "/api/v1/workbench/customer/search",
+            &app.admin_token,
+            json!({"tagIds": [-1]}),
+        )
+        .await;
+    assert_eq!(r.body["fields"][0]["field"], "tagIds");
+
+    // Group chats: customers a and c are in the group; c leaves.
+    let mut tx = app.state.db.begin().await.unwrap();
+    let g = scrm::customers::groups::upsert_group(
+        &mut tx,
+        1,
+        "wrOg1",
+        Some("VIP 群"),
+        Some("zhangwei"),
+        None,
+        Some(1),
+        1,
+    )
+    .await
+    .unwrap();
+    for (who, cid) in [("wm-a", a), ("wm-c", c)] {
+        scrm::customers::groups::member_joined(&mut tx, 1, g, who, 2, Some(cid), None, 1, 1)
+            .await
+            .unwrap();
+    }
+    scrm::customers::groups::member_joined(&mut tx, 1, g, "zhangwei", 1, None, Some("张伟"), 1, 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let r = app
+        .post(
+            "/api/v1/workbench/customer/search",
+            &app.admin_token,
+            json!({"groupIds": [g]}),
+        )
+        .await;
+    assert_eq!(
+        (ids(&r.body), r.data()["total"].as_i64()),
+        (vec![a, c], Some(2))
+    );
+    let mut tx = app.state.db.begin().await.unwrap();
+    scrm::customers::groups::member_left(&mut tx, 1, g, "wm-c")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let r = app
+        .post(
+            "/api/v1/workbench/customer/search",
+            &app.admin_token,
+            json!({"groupIds": [g], "tagIds": [t[1]]}),
+        )
+        .await;
+    assert_eq!(
+        (ids(&r.body), r.data()["total"].as_i64()),
+        (vec![a], Some(1))
+    );
+
+    let r = app.get("/api/v1/groups", &app.admin_token).await;
+    assert_eq!(r.data()["total"], 1);
+    assert_eq!(r.data()["list"][0]["memberCount"], 2);
+    let r = app
+        .get(
+            &format!("/api/v1/groups/{g}/members?memberType=2"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(r.data()["total"], 1);
+    let r = app
+        .post(
+            &format!("/api/v1/groups/{g}/tags"),
+            &app.admin_token,
+            json!({"tagIds": [t[2]]}),
+        )
+        .await;
+    assert_eq!(r.data()["tags"][0]["name"], "低");
+    let r = app
+        .get(&format!("/api/v1/customers/{a}"), &app.admin_token)
+        .await;
+    assert_eq!(r.data()["groups"][0]["name"], "VIP 群");
+    let kinds: Vec<String> = scrm::events::recent(&app.state.db, 1, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert!(kinds.contains(&"group.member.joined".into()));
+    assert!(kinds.contains(&"group.member.left".into()));
+    assert!(kinds.contains(&"customer.tag.added".into()));
+}
+
+async fn tag_counts_stay_correct_through_add_remove_and_delete(app: TestApp) {
+    let t = tags(&app, "来源", &["线上", "线下"]).await;
+    let a = customer(&app, json!({"name": "甲"})).await;
+    let b = customer(&app, json!({"name": "乙"})).await;
+    tag(&app, a, &[t[0], t[1]]).await;
+    tag(&app, a, &[t[0]]).await; // again: no double count
+    tag(&app, b, &[t[0]]).await;
+    assert_eq!(
+        counts(&app).await,
+        vec![("线上".into(), 2), ("线下".into(), 1)]
+    );
+    let r = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/customers/{a}/tags"),
+            Some(&app.admin_token),
+            Some(json!({"tagIds": [t[1]]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.data()["tags"].as_array().unwrap().len(), 1);
+    let r = app
+        .post(
+            &format!("/api/v1/customers/{b}/tags/remove"),
+            &app.admin_token,
+            json!({"tagIds": [t[1]]}),
+        )
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "removing a tag the customer lacks changes nothing"
+    );
+    assert_eq!(
+        counts(&app).await,
+        vec![("线上".into(), 2), ("线下".into(), 0)]
+    );
+    app.delete(&format!("/api/v1/customers/{a}"), &app.admin_token)
+        .await;
+    assert_eq!(
+        counts(&app).await,
+        vec![("线上".into(), 1), ("线下".into(), 0)]
+    );
+    let r = app
+        .post(
+            "/api/v1/workbench/customer/search",
+            &app.admin_token,
+            json!({"tagIds": [t[0], t[1]]}),
+        )
+        .await;
+    assert_eq!(r.data()["total"], 1);
+    let r = app
+        .post(
+            "/api/v1/customers/tags/batch",
+            &app.admin_token,
+            json!({"customerIds": [b], "tagIds": [t[1]], "action": "add"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        counts(&app).await,
+        vec![("线上".into(), 1), ("线下".into(), 1)]
+    );
+    let r = app
+        .delete(&format!("/api/v1/tags/{}", t[0]), &app.admin_token)
+        .await;
+    assert_eq!(r.data()["customerCount"], 1);
+    assert_eq!(counts(&app).await, vec![("线下".into(), 1)]);
+    let r = app
+        .get(&format!("/api/v1/customers/{b}"), &app.admin_token)
+        .await;
+    assert_eq!(r.data()["tags"][0]["name"], "线下");
+    // Unknown tag ids are named.
+    let r = app
+        .post(
+            &format!("/api/v1/customers/{b}/tags"),
+            &app.admin_token,
+            json!({"tagIds": [424242]}),
+        )
+        .await;
+    assert_eq!(r.body["fields"][0]["field"], "tagIds");
+    let r = app
+        .post(
+            &format!("/api/v1/customers/{b}/tags"),
+            &app.admin_token,
+            json!({"tagIds": []}),
+        )
+        .await;
+    assert_eq!(r.body["fields"][0]["field"], "tagIds");
+}
+
+async fn tags_and_groups_are_created_renamed_reordered_and_deleted(app: TestApp) {
+    let r = app
+        .post("/api/v1/tag-groups", &app.admin_token, json!({"name": "A"}))
+        .await;
+    let ga = r.data()["id"].as_i64().unwrap();
+    let r = app
+        .post("/api/v1/tag-groups", &app.admin_token, json!({"name": "B"}))
+        .await;
+    let gb = r.data()["id"].as_i64().unwrap();
+    let r = app
+        .post("/api/v1/tag-groups", &app.admin_token, json!({"name": "A"}))
+        .await;
+    assert_eq!(r.status, 409);
+    let r = app
+        .post("/api/v1/tag-groups", &app.admin_token, json!({"name": " "}))
+        .await;
+    assert_eq!(r.body["fields"][0]["field"], "name");
+    let r = app
+        .post(
+            "/api/v1/tag-groups/reorder",
+            &app.admin_token,
+            json!({"ids": [gb, ga]}),
+        )
+        .await;
+    assert_eq!(r.data()[0]["name"], "B");
+    let r = app
+        .put(
+            &format!("/api/v1/tag-groups/{ga}"),
+            &app.admin_token,
+            json!({"name": "A2"}),
+        )
+        .await;
+    assert_eq!(r.data()["name"], "A2");
+    let t1 = app
+        .post(
+            "/api/v1/tags",
+            &app.admin_token,
+            json!({"groupId": ga, "name": "x"}),
+        )
+        .await;
+    assert_eq!(t1.status, 201, "{:?}", t1.body);
+    let t1 = t1.data()["id"].as_i64().unwrap();
+    let t2 = app
+        .post(
+            "/api/v1/tags",
+            &app.admin_token,
+            json!({"groupId": ga, "name": "y"}),
+        )
+        .await
+        .data()["id"]
+        .as_i64()
+        .unwrap();
+    let r = app
+        .post(
+            "/api/v1/tags",
+            &app.admin_token,
+            json!({"groupId": ga, "name": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    let r = app
+        .post(
+            "/api/v1/tags",
+            &app.admin_token,
+            json!({"groupId": 9999, "name": "z"}),
+        )
+        .await;
+    assert_eq!(r.body["fields"][0]["field"], "groupId");
+    let r = app
+        .post(
+            "/api/v1/tags/reorder",
+            &app.admin_token,
+            json!({"groupId": ga, "ids": [t2, t1]}),
+        )
+        .await;
+    assert_eq!(r.data()[0]["name"], "y");
+    let r = app
+        .put(
+            &format!("/api/v1/tags/{t1}"),
+            &app.admin_token,
+            json!({"groupId": gb}),
+        )
+        .await;
+    assert_eq!(r.data()["groupId"], gb);
+    let r = app
+        .get(&format!("/api/v1/tags?groupId={gb}"), &app.admin_token)
+        .await;
+    assert_eq!(r.data().as_array().unwrap().len(), 1);
+    let r = app
+        .delete(&format!("/api/v1/tag-groups/{ga}"), &app.admin_token)
+        .await;
+    assert_eq!(r.data()["deletedTags"], 1);
+    let r = app.get("/api/v1/tag-groups", &app.admin_token).await;
+    assert_eq!(r.data().as_array().unwrap().len(), 1);
+    assert_eq!(r.data()[0]["tags"][0]["name"], "x");
+}
+
+async fn exports_csv_and_imports_with_a_per_row_report(app: TestApp) {
+    let t = tags(&app, "g", &["老客"]).await;
+    let a = customer(
+        &app,
+        json!({"name": "张三", "mobile": "13800138000", "externalUserid": "wm-a"}),
+    )
+    .await;
+    customer(&app, json!({"name": "=cmd()", "channel": "web"})).await;
+    tag(&app, a, &t).await;
+    for path in ["/v1/export/friends", "/api/v1/customers/export"] {
+        let resp = app
+            .client
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&app.admin_token)
+            .json(&json!({"tagIds": t}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/csv")
+        );
+        let text = resp.text().await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[1].contains("张三") && lines[1].contains("老客"),
+            "{text}"
+        );
+    }
+    let all = app
+        .client
+        .post(format!("{}/api/v1/customers/export", app.base))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(all.contains("'=cmd()"), "formulas are defused: {all}");
+    let r = app
+        .post(
+            "/api/v1/customers/export",
+            &app.admin_token,
+            json!({"format": "pdf"}),
+        )
+        .await;
+    assert_eq!(r.body["fields"][0]["field"], "format");
+
+    let csv = "externalUserid,name,mobile,gender,channel\n\
+               wm-a,张三改,13800138000,1,web\n\
+               wm-new,新客户,13911112222,2,\"ads, offline\"\n\
+               wm-bad,坏手机,12ab,1,web\n\
+               ,,,,\n\
+               wm-g,性别,13911113333,9,web\n\
+               wm-ok,好,,,\n";
+    let r = app
+        .call_raw(
+            reqwest::Method::POST,
+            "/api/v1/customers/import",
+            Some(&app.admin_token),
+            "text/csv",
+            csv.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rep = r.data();
+    assert_eq!(
+        (
+            rep["total"].as_i64(),
+            rep["created"].as_i64(),
+            rep["updated"].as_i64(),
+            rep["failed"].as_i64()
+        ),
+        (Some(6), Some(2), Some(1), Some(3)),
+        "{rep}"
+    );
+    let fields: Vec<(i64, &str)> = rep["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_i64().unwrap(),
+                e["field"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(fields, vec![(4, "mobile"), (5, "name"), (6, "gender")]);
+    let r = app
+        .get("/api/v1/customers?keyword=张三改", &app.admin_token)
+        .await;
+    assert_eq!(r.data()["total"], 1);
+    let r = app
+        .get("/api/v1/customers?channel=ads, offline", &app.admin_token)
+        .await;
+    assert_eq!(r.data()["total"], 1);
+    let r = app
+        .call_raw(
+            reqwest::Method::POST,
+            "/api/v1/customers/import",
+            Some(&app.admin_token),
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 415);
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    searches_by_tags_groups_and_keyword_with_exact_totals,
+    tag_counts_stay_correct_through_add_remove_and_delete,
+    tags_and_groups_are_created_renamed_reordered_and_deleted,
+    exports_csv_and_imports_with_a_per_row_report,
+);

@@ -21,6 +21,7 @@ pub mod customers;
 pub mod events;
 pub mod http;
 pub mod jobs;
+pub mod operation;
 pub mod startup;
 pub mod state;
 pub mod system;

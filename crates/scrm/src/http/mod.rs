@@ -36,6 +36,7 @@ pub fn all_routes(state: &AppState) -> Routes {
         .merge(crate::system::routes(state))
         .merge(crate::customers::routes(state))
         .merge(crate::jobs::routes(state))
+        .merge(crate::operation::routes(state))
 }
 
 /// Health and metrics: every process answers these, workers too.

@@ -1,7 +1,8 @@
 //! `cargo bench -p scrm-jobs --bench jobs`: throughput, lateness and memory of the job engine
 //! on each database in `BENCH_DB_URLS` (comma-separated; default: a SQLite file in /tmp).
 //! Sizes: `N` (100000), `DELAYED_N` (100000), `SPREAD_MS` (10000), `HOLD_N` (1000000),
-//! `CONCURRENCY` (256), `CLAIM_BATCH` (128); 0 skips a run. One JSON line per database.
+//! `CONCURRENCY` (256), `CLAIM_BATCH` (128), `CLAIMERS` (2),
+//! `FINISH_WRITERS` (2); 0 skips a run. One JSON line per database.
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         hold_n: env_usize("HOLD_N", d.hold_n),
         concurrency: env_usize("CONCURRENCY", d.concurrency),
         claim_batch: env_usize("CLAIM_BATCH", d.claim_batch),
+        claimers: env_usize("CLAIMERS", d.claimers),
+        finish_writers: env_usize("FINISH_WRITERS", d.finish_writers),
     };
     let urls = std::env::var("BENCH_DB_URLS")
         .unwrap_or_else(|_| "sqlite:///tmp/scrm-jobs-bench.db".into());

@@ -456,3 +456,19 @@ impl AlertSink for WebhookSink {
         })
     }
 }
+
+#[cfg(all(test, feature = "webhook"))]
+mod tests {
+    use super::WebhookSink;
+
+    #[test]
+    fn webhook_signatures_are_hmac_sha256_of_timestamp_dot_body() {
+        let sink = WebhookSink::new("http://127.0.0.1:9/hook", "secret").unwrap();
+        let sig = sink.sign(1_700_000_000_000, b"{}");
+        assert!(sig.starts_with("sha256="));
+        assert_eq!(sig.len(), 7 + 64);
+        assert_eq!(sig, sink.sign(1_700_000_000_000, b"{}"));
+        assert_ne!(sig, sink.sign(1_700_000_000_001, b"{}"));
+        assert!(!format!("{sink:?}").contains("secret"));
+    }
+}

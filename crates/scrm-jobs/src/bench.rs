@@ -38,6 +38,10 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Jobs per claim.
     pub claim_batch: usize,
+    /// Concurrent claim loops.
+    pub claimers: usize,
+    /// Concurrent finishing writes.
+    pub finish_writers: usize,
 }
 
 impl Default for BenchOptions {
@@ -49,6 +53,8 @@ impl Default for BenchOptions {
             hold_n: 1_000_000,
             concurrency: 256,
             claim_batch: 128,
+            claimers: 2,
+            finish_writers: 2,
         }
     }
 }
@@ -69,6 +75,10 @@ pub struct BenchReport {
     pub hold_enqueue_per_s: Option<f64>,
     pub hold_rss_mib: Option<f64>,
     pub peak_rss_mib: f64,
+    /// Claim transactions during the drain.
+    pub drain_claims: Option<u64>,
+    /// Finishing transactions during the drain.
+    pub drain_finishes: Option<u64>,
 }
 
 fn engine_config(o: &BenchOptions) -> EngineConfig {
@@ -77,6 +87,8 @@ fn engine_config(o: &BenchOptions) -> EngineConfig {
         claim_batch: o.claim_batch,
         builtins: false,
         finish_batch: 1024,
+        claimers: o.claimers,
+        finish_writers: o.finish_writers,
         ..Default::default()
     }
 }
@@ -174,6 +186,10 @@ async fn throughput(jobs: &Jobs, o: &BenchOptions, r: &mut BenchReport) -> JobsR
         }
     };
     let stop = tokio_util::sync::CancellationToken::new();
+    let (c0, f0) = (
+        crate::store::CLAIM_TXS.load(Ordering::Relaxed),
+        crate::store::FINISH_TXS.load(Ordering::Relaxed),
+    );
     let t = Instant::now();
     let engine = JobEngine::builder(jobs.clone())
         .config(engine_config(o))
@@ -185,6 +201,8 @@ async fn throughput(jobs: &Jobs, o: &BenchOptions, r: &mut BenchReport) -> JobsR
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     r.drain_per_s = Some((n as f64 / t.elapsed().as_secs_f64()).round());
+    r.drain_claims = Some(crate::store::CLAIM_TXS.load(Ordering::Relaxed) - c0);
+    r.drain_finishes = Some(crate::store::FINISH_TXS.load(Ordering::Relaxed) - f0);
     stop.cancel();
     engine.wait().await;
     Ok(())

@@ -40,6 +40,11 @@ pub struct EngineConfig {
     pub drain_timeout: Duration,
     /// Most results written by one finishing transaction.
     pub finish_batch: usize,
+    /// Claim loops run at once (each claims up to `claim_batch`): more than one lets claims
+    /// overlap, for throughput when the database round trip dominates.
+    pub claimers: usize,
+    /// Finishing transactions written at once.
+    pub finish_writers: usize,
     /// Record successful attempts in `job_attempt` too (failures always are). Off by default:
     /// the job row already holds the last run's worker and times, and an extra insert per job
     /// would halve throughput.
@@ -64,6 +69,8 @@ impl Default for EngineConfig {
             maintenance_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             finish_batch: 512,
+            claimers: 1,
+            finish_writers: 2,
             record_every_attempt: false,
             builtins: true,
             retention: Duration::from_secs(7 * 86_400),
@@ -224,9 +231,13 @@ impl JobEngine {
         if core.config.listen {
             handles.extend(spawn_listeners(&core));
         }
-        let dispatcher = tokio::spawn(runner::dispatcher(core.clone(), shutdown.clone()));
-        handles.push(dispatcher.abort_handle());
-        let supervisor = tokio::spawn(supervise(core.clone(), shutdown, dispatcher, completer));
+        let mut dispatchers = Vec::new();
+        for _ in 0..core.config.claimers.max(1) {
+            let d = tokio::spawn(runner::dispatcher(core.clone(), shutdown.clone()));
+            handles.push(d.abort_handle());
+            dispatchers.push(d);
+        }
+        let supervisor = tokio::spawn(supervise(core.clone(), shutdown, dispatchers, completer));
         handles.push(supervisor.abort_handle());
         if let Ok(mut t) = core.tasks.lock() {
             t.extend(handles);
@@ -310,11 +321,13 @@ impl EngineHandle {
 async fn supervise(
     core: Arc<Core>,
     shutdown: CancellationToken,
-    dispatcher: tokio::task::JoinHandle<()>,
+    dispatchers: Vec<tokio::task::JoinHandle<()>>,
     completer: tokio::task::JoinHandle<()>,
 ) {
     shutdown.cancelled().await;
-    let _ = dispatcher.await;
+    for d in dispatchers {
+        let _ = d.await;
+    }
     let db = core.jobs.db().clone();
     let now = core.jobs.now_ms();
     let n = core.in_flight.load(Ordering::Acquire);

@@ -46,13 +46,9 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             return;
         }
-        let free = core
-            .config
-            .concurrency
-            .saturating_sub(core.in_flight.load(Ordering::Acquire));
+        let want = reserve_slots(&core);
         let mut wake_at = clock.now_ms() + poll;
-        if free > 0 {
-            let want = free.min(core.config.claim_batch.max(1));
+        if want > 0 {
             let now = clock.now_ms();
             let req = ClaimRequest {
                 worker_id: &core.worker_id,
@@ -61,14 +57,19 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
                 limit: want,
                 kinds: &core.kinds,
             };
-            match store::claim(core.jobs.db(), &req).await {
+            let claimed = store::claim(core.jobs.db(), &req).await;
+            let got = claimed.as_ref().map(Vec::len).unwrap_or(0);
+            core.in_flight.fetch_sub(want - got, Ordering::AcqRel);
+            match claimed {
                 Ok(jobs) => {
-                    let got = jobs.len();
                     for job in jobs {
                         spawn_job(&core, job, now);
                     }
                     if got == want {
-                        continue; // probably more waiting
+                        // Probably more waiting: wake a sibling dispatcher too, so claims
+                        // overlap with each other as well as with the finishing writes.
+                        core.notify.notify_one();
+                        continue;
                     }
                     match store::next_wake(core.jobs.db(), now, &core.kinds).await {
                         Ok(Some(at)) => wake_at = wake_at.min(at),
@@ -94,8 +95,27 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
     }
 }
 
+/// Take up to one claim batch of free slots (atomically, as several dispatchers may run).
+fn reserve_slots(core: &Core) -> usize {
+    let mut cur = core.in_flight.load(Ordering::Acquire);
+    loop {
+        let free = core.config.concurrency.saturating_sub(cur);
+        if free == 0 {
+            return 0;
+        }
+        let want = free.min(core.config.claim_batch.max(1));
+        match core
+            .in_flight
+            .compare_exchange(cur, cur + want, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return want,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Start a claimed job (its slot is already counted in `in_flight`).
 fn spawn_job(core: &Arc<Core>, job: ClaimedJob, now: i64) {
-    core.in_flight.fetch_add(1, Ordering::AcqRel);
     let Some(reg) = core.handlers.get(&job.kind) else {
         // Cannot happen (we claim only registered kinds); give it back rather than lose it.
         report(
@@ -256,6 +276,8 @@ pub(crate) fn release_all(core: &Arc<Core>) {
 
 /// Write results in batches: take one, then whatever else is already waiting.
 pub(crate) async fn completer(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let parallel = core.config.finish_writers.max(1);
+    let writers = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut stop = false;
     while !stop {
         let Some(first) = rx.recv().await else {
@@ -266,20 +288,46 @@ pub(crate) async fn completer(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<M
             Msg::Finished(f) => batch.push(*f),
             Msg::Stop => stop = true,
         }
-        while batch.len() < core.config.finish_batch.max(1) {
+        // Linger up to 2 ms for more results while other claimed jobs are still running:
+        // handlers finish one by one, and writing each trickle as its own transaction (a commit
+        // and an fsync each) would cap the drain at a few thousand jobs a second.
+        let max = core.config.finish_batch.max(1);
+        let linger_until = tokio::time::Instant::now() + Duration::from_millis(2);
+        while batch.len() < max && !stop {
             match rx.try_recv() {
                 Ok(Msg::Finished(f)) => batch.push(*f),
                 Ok(Msg::Stop) => stop = true,
-                Err(_) => break,
+                Err(_) => {
+                    let outstanding = core.in_flight.load(Ordering::Acquire);
+                    if batch.len() >= outstanding || tokio::time::Instant::now() >= linger_until {
+                        break;
+                    }
+                    match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                        Ok(Some(Msg::Finished(f))) => batch.push(*f),
+                        Ok(Some(Msg::Stop)) | Ok(None) => stop = true,
+                        Err(_) => break,
+                    }
+                }
             }
         }
         if batch.is_empty() {
             continue;
         }
-        write_batch(&core, &batch).await;
-        core.in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
-        core.notify.notify_one();
+        // Several batches may be written at once (separate transactions on separate
+        // connections): one writer at a time caps the drain at one commit round trip.
+        let Ok(permit) = writers.clone().acquire_owned().await else {
+            return;
+        };
+        let core = core.clone();
+        tokio::spawn(async move {
+            write_batch(&core, &batch).await;
+            core.in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
+            core.notify.notify_one();
+            drop(permit);
+        });
     }
+    // Stop: wait for the writes still running.
+    let _ = writers.acquire_many(parallel as u32).await;
 }
 
 async fn write_batch(core: &Core, batch: &[Finished]) {
@@ -314,13 +362,21 @@ async fn write_batch(core: &Core, batch: &[Finished]) {
 /// Extend leases, pick up cancellations, enforce timeouts, update the worker row.
 pub(crate) async fn heartbeat(core: Arc<Core>) {
     let clock = core.jobs.clock().clone();
+    let every = ms(core.config.heartbeat).max(1);
+    // Beats on a fixed grid from the start: a beat that falls due while the previous one was
+    // still writing runs at once instead of sliding (a test moving a manual clock relies on
+    // every interval it crosses producing a beat).
+    let mut at = clock.now_ms() + every;
     loop {
-        let at = clock.now_ms() + ms(core.config.heartbeat);
         tokio::select! {
             _ = core.stop_bg.cancelled() => return,
             _ = clock.sleep_until(at) => {}
         }
         let now = clock.now_ms();
+        at += every;
+        if at < now - 10 * every {
+            at = now + every; // fell far behind (a long pause): do not burst
+        }
         enforce_timeouts(&core, now);
         let db = core.jobs.db();
         match store::heartbeat_leases(db, &core.worker_id, now + ms(core.config.lease), now).await {
@@ -402,7 +458,9 @@ pub(crate) async fn maintenance(core: Arc<Core>) {
                 crate::stats::export(&s);
             }
         }
-        let mut at = clock.now_ms() + ms(core.config.maintenance_interval);
+        // From the `now` this pass started with: a clock that moved meanwhile makes the next
+        // pass start at once rather than one interval after the move.
+        let mut at = now + ms(core.config.maintenance_interval);
         if let Ok(Some(fire)) = crate::cron::next_fire_at(core.jobs.db()).await {
             at = at.min(fire);
         }

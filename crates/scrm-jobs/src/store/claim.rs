@@ -40,6 +40,7 @@ pub(crate) async fn claim(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<Claimed
     if r.limit == 0 || r.kinds.is_empty() {
         return Ok(Vec::new());
     }
+    super::CLAIM_TXS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tx = db.begin().await?;
     let mut rows = candidates(&mut tx, r, true, r.limit).await?;
     if rows.len() < r.limit {

@@ -8,6 +8,13 @@ pub(crate) mod finish;
 
 use scrm_db::{Backend, Db, DbResult, Query, query};
 
+use std::sync::atomic::AtomicU64;
+
+/// Claim transactions run by this process (the benchmark reports jobs per claim).
+pub(crate) static CLAIM_TXS: AtomicU64 = AtomicU64::new(0);
+/// Finishing transactions run by this process.
+pub(crate) static FINISH_TXS: AtomicU64 = AtomicU64::new(0);
+
 pub(crate) use claim::{ClaimRequest, ClaimedJob, claim};
 pub(crate) use finish::{FinishSummary, Finished, Outcome, finish};
 

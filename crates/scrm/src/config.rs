@@ -100,6 +100,105 @@ pub struct Config {
     pub worker_concurrency: usize,
     /// Where `config` values came from, for `scrm config`.
     pub sources: BTreeMap<&'static str, &'static str>,
+    // --- integration (seed 003) ---
+    /// WeCom settings: master key for secrets at rest, the seeds' `WEWORK_*`, sync schedules.
+    pub integration: IntegrationConfig,
+}
+
+// --- integration (seed 003) ---
+
+/// The integration module's process settings.
+#[derive(Debug, Clone)]
+pub struct IntegrationConfig {
+    /// `SCRM_MASTER_KEY`: 32 bytes as 64 hex characters or base64; encrypts WeCom secrets at rest.
+    pub master_key: Option<Secret>,
+    /// `SCRM_MASTER_KEY_FILE`: where the key is kept (created on first start) when
+    /// `SCRM_MASTER_KEY` is not set. Default `data/master.key`, beside the default database.
+    pub master_key_file: std::path::PathBuf,
+    /// The seeds' `WEWORK_CORP_ID` / `WEWORK_CORP_SECRET` / `WEWORK_AGENT_ID` (+ optional
+    /// `WEWORK_CONTACT_SECRET`, `WEWORK_CONTACTS_SECRET`, `WEWORK_TOKEN`,
+    /// `WEWORK_ENCODING_AES_KEY`, `WEWORK_API_BASE`): the default tenant's config at start.
+    pub wework: Option<WeworkEnv>,
+    /// `WEWORK_SYNC_INCREMENTAL_CRON` (default hourly) and `WEWORK_SYNC_FULL_CRON` (default
+    /// nightly at 03:30, Asia/Shanghai); `off` disables one. Reconciliation catches lost callbacks.
+    pub incremental_cron: Option<String>,
+    pub full_cron: Option<String>,
+}
+
+/// A WeCom configuration given in the environment.
+#[derive(Debug, Clone)]
+pub struct WeworkEnv {
+    pub corp_id: String,
+    pub corp_secret: Secret,
+    pub agent_id: i64,
+    pub contact_secret: Option<Secret>,
+    pub contacts_secret: Option<Secret>,
+    pub token: Option<Secret>,
+    pub encoding_aes_key: Option<Secret>,
+    pub api_base: Option<String>,
+}
+
+fn integration_config(
+    src: &dyn Source,
+    sources: &mut BTreeMap<&'static str, &'static str>,
+) -> Result<IntegrationConfig, ConfigError> {
+    let master_key = src.get("SCRM_MASTER_KEY").map(Secret::new);
+    let master_key_file = src
+        .get("SCRM_MASTER_KEY_FILE")
+        .unwrap_or_else(|| "data/master.key".into())
+        .into();
+    let wework = match (src.get("WEWORK_CORP_ID"), src.get("WEWORK_CORP_SECRET")) {
+        (None, None) => None,
+        (Some(_), None) => return Err(bad("WEWORK_CORP_SECRET", "required with WEWORK_CORP_ID")),
+        (None, Some(_)) => return Err(bad("WEWORK_CORP_ID", "required with WEWORK_CORP_SECRET")),
+        (Some(corp_id), Some(secret)) => {
+            sources.insert("WEWORK_CORP_ID", "environment");
+            let agent_id = src
+                .get("WEWORK_AGENT_ID")
+                .ok_or_else(|| bad("WEWORK_AGENT_ID", "required with WEWORK_CORP_ID"))?;
+            let agent_id = agent_id
+                .trim()
+                .parse()
+                .map_err(|e| bad("WEWORK_AGENT_ID", format!("{agent_id:?}: {e}")))?;
+            let api_base = src.get("WEWORK_API_BASE");
+            if let Some(b) = &api_base
+                && !(b.starts_with("http://") || b.starts_with("https://"))
+            {
+                return Err(bad(
+                    "WEWORK_API_BASE",
+                    "must start with http:// or https://",
+                ));
+            }
+            Some(WeworkEnv {
+                corp_id,
+                corp_secret: Secret::new(secret),
+                agent_id,
+                contact_secret: src.get("WEWORK_CONTACT_SECRET").map(Secret::new),
+                contacts_secret: src.get("WEWORK_CONTACTS_SECRET").map(Secret::new),
+                token: src.get("WEWORK_TOKEN").map(Secret::new),
+                encoding_aes_key: src.get("WEWORK_ENCODING_AES_KEY").map(Secret::new),
+                api_base,
+            })
+        }
+    };
+    let cron = |key: &'static str, default: &str| -> Result<Option<String>, ConfigError> {
+        match src.get(key) {
+            Some(v) if v.eq_ignore_ascii_case("off") => Ok(None),
+            Some(v) => {
+                scrm_jobs::cron::next_after(&v, "Asia/Shanghai", 0)
+                    .map_err(|e| bad(key, e.to_string()))?;
+                Ok(Some(v))
+            }
+            None => Ok(Some(default.to_string())),
+        }
+    };
+    Ok(IntegrationConfig {
+        master_key,
+        master_key_file,
+        wework,
+        incremental_cron: cron("WEWORK_SYNC_INCREMENTAL_CRON", "0 * * * *")?,
+        full_cron: cron("WEWORK_SYNC_FULL_CRON", "30 3 * * *")?,
+    })
 }
 
 /// A configuration error: which key is bad and why.
@@ -228,6 +327,7 @@ impl Config {
         if worker_concurrency == 0 {
             return Err(bad("SCRM_WORKER_CONCURRENCY", "must be at least 1"));
         }
+        let integration = integration_config(src, &mut sources)?;
         let admin_password = src.get("SCRM_ADMIN_PASSWORD").map(Secret::new);
         if let Some(p) = &admin_password
             && p.expose().chars().count() < 8
@@ -252,6 +352,7 @@ impl Config {
             login_window,
             worker_concurrency,
             sources,
+            integration,
         })
     }
 
@@ -327,6 +428,22 @@ impl Config {
                 format!("{:?}", self.log_format).to_lowercase(),
             ),
             ("RUST_LOG".into(), self.log_filter.clone()),
+            (
+                "WEWORK_CORP_ID".into(),
+                self.integration
+                    .wework
+                    .as_ref()
+                    .map(|w| format!("{} (secrets ***)", w.corp_id))
+                    .unwrap_or_else(|| "(not set)".into()),
+            ),
+            (
+                "SCRM_MASTER_KEY".into(),
+                if self.integration.master_key.is_some() {
+                    "***".into()
+                } else {
+                    format!("(key file {})", self.integration.master_key_file.display())
+                },
+            ),
         ]
     }
 }

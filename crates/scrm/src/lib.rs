@@ -20,6 +20,7 @@ pub mod config;
 pub mod customers;
 pub mod events;
 pub mod http;
+pub mod integration;
 pub mod jobs;
 pub mod operation;
 pub mod startup;

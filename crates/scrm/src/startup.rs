@@ -134,6 +134,8 @@ impl Application {
             metrics: crate::http::observe::recorder(),
             jobs,
         };
+        // integration (seed 003): WEWORK_* default config, sync schedules.
+        crate::integration::on_startup(&state).await?;
         let (router, routes) = crate::http::router(state.clone());
         Ok(Application {
             listener,

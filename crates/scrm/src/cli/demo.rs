@@ -31,8 +31,10 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
         config.admin_password = Some(Secret::new(DEMO_ADMIN_PASSWORD));
     }
     let sim_port = args.sim_port.unwrap_or(config.port.saturating_add(1));
-    let mut sim_config = scrm_wecom_sim::SimConfig::default();
-    sim_config.listen = format!("{}:{sim_port}", config.bind);
+    let mut sim_config = scrm_wecom_sim::SimConfig {
+        listen: format!("{}:{sim_port}", config.bind),
+        ..Default::default()
+    };
     sim_config.size.customers = args.customers;
     sim_config.size.staff = args.staff;
     let sim = scrm_wecom_sim::Simulator::start(sim_config)
@@ -42,6 +44,11 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     let port = app.port();
     let bind = app.state().config.bind;
+    // The default tenant's WeCom configuration points at the simulator, whose callbacks point
+    // back at scrm; a full sync is queued, so a newcomer sees data.
+    crate::integration::cli::demo_setup(app.state(), &sim, &format!("http://{bind}:{port}"))
+        .await
+        .context("connecting the demo to its simulator")?;
     println!();
     println!("  scrm demo is running");
     println!("  console and API  http://{bind}:{port}/   (API docs: http://{bind}:{port}/docs)");

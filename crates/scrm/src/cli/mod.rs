@@ -41,6 +41,8 @@ enum Command {
     /// WeCom callback tools.
     #[command(subcommand)]
     Callback(CallbackCommand),
+    /// Sync from WeCom now, with a progress bar (`scrm sync --type customer`).
+    Sync(crate::integration::cli::SyncArgs),
 }
 
 #[derive(Subcommand)]
@@ -159,6 +161,7 @@ async fn dispatch(command: Command, mut config: Config) -> anyhow::Result<()> {
             scrm_wecom_sim::Simulator::serve(listener, *sim_config, startup::shutdown_signal())
                 .await
         }
+        Command::Sync(args) => crate::integration::cli::run(args, config).await,
         Command::Callback(CallbackCommand::Decrypt(args)) => {
             let plaintext = callback::decrypt(&args)?;
             println!("{plaintext}");

@@ -37,6 +37,7 @@ pub fn all_routes(state: &AppState) -> Routes {
         .merge(crate::customers::routes(state))
         .merge(crate::jobs::routes(state))
         .merge(crate::operation::routes(state))
+        .merge(crate::integration::routes(state))
 }
 
 /// Health and metrics: every process answers these, workers too.

@@ -25,6 +25,7 @@ pub fn client(db: &scrm_db::Db, redis_url: Option<&str>) -> Jobs {
 pub fn engine(state: &AppState, config: EngineConfig) -> JobEngine {
     let builder = JobEngine::builder(state.jobs.clone()).config(config);
     // Each domain module adds its kinds here, e.g. `let builder = crate::customers::jobs::register(builder, state);`
+    let builder = crate::integration::jobs::register(builder, state);
     let builder = crate::operation::jobs::register(builder, state);
     builder.build()
 }

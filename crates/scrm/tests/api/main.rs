@@ -6,6 +6,8 @@ mod customers_search;
 mod errors;
 mod health;
 mod helpers;
+mod integration;
+mod integration_sync;
 mod jobs;
 mod permissions;
 mod system;

@@ -16,6 +16,8 @@ const PUBLIC: &[&str] = &[
     "/docs/openapi.json",
     "/docs/swagger-ui.css",
     "/docs/swagger-ui-bundle.js",
+    // WeCom's callbacks: signed with the callback token (msg_signature), not a user token.
+    "/api/wework/callback/{configId}",
 ];
 
 fn concrete(path: &str) -> String {

@@ -1,0 +1,84 @@
+//! WeCom clients per tenant: one shared [`WeComClient`] per API base (its HTTP pool, token cache
+//! and rate limiter), and cheap [`AppClient`]s per secret. With Redis configured, tokens and rate
+//! limits are shared by every scrm process (DESIGN.md); without it they live in this process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use scrm_wecom::client::{
+    ClientConfig, MemoryRateLimiter, MemoryTokenCache, RedisRateLimiter, RedisTokenCache,
+};
+use scrm_wecom::{AppClient, WeComClient};
+
+use super::config::WeworkConfig;
+use crate::state::AppState;
+
+/// The clients one configuration calls WeCom with.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// For 客户联系 APIs: customers, tags, group chats.
+    pub customers: AppClient,
+    /// For the directory: departments and members.
+    pub directory: AppClient,
+}
+
+fn clients() -> &'static Mutex<HashMap<String, WeComClient>> {
+    static C: OnceLock<Mutex<HashMap<String, WeComClient>>> = OnceLock::new();
+    C.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Client settings for a base URL. A loopback base is the simulator (or a test double): fast
+/// retries and no outbound limit, so tests and benchmarks measure scrm, not our own throttle.
+/// Anything else gets WeCom's real policy.
+pub fn client_config(base: &str) -> ClientConfig {
+    let local = url::Url::parse(base)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+    if local {
+        ClientConfig::for_simulator(base)
+    } else {
+        ClientConfig {
+            base_url: base.to_string(),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+/// The shared client for a base URL (built once per process).
+pub fn shared(state: &AppState, base: &str) -> anyhow::Result<WeComClient> {
+    let key = format!("{base}|{}", state.redis.is_some());
+    if let Some(c) = clients().lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(c);
+    }
+    let config = client_config(base);
+    let client = match &state.redis {
+        Some(conn) => {
+            let tokens = RedisTokenCache::new(conn.clone(), "scrm:wecom");
+            let limits =
+                RedisRateLimiter::new(conn.clone(), "scrm:wecom", config.rate_limits.clone());
+            WeComClient::new(config, Arc::new(tokens), Arc::new(limits))?
+        }
+        None => {
+            let limits = MemoryRateLimiter::new(config.rate_limits.clone());
+            WeComClient::new(config, Arc::new(MemoryTokenCache::new()), Arc::new(limits))?
+        }
+    };
+    if let Ok(mut m) = clients().lock() {
+        m.entry(key).or_insert_with(|| client.clone());
+    }
+    Ok(client)
+}
+
+/// The clients for a configuration.
+pub fn connect(state: &AppState, c: &WeworkConfig) -> anyhow::Result<Conn> {
+    let base = c
+        .api_base
+        .as_deref()
+        .unwrap_or(scrm_wecom::client::DEFAULT_BASE_URL);
+    let client = shared(state, base)?;
+    Ok(Conn {
+        customers: client.app(c.corp_id.clone(), c.customer_secret().clone()),
+        directory: client.app(c.corp_id.clone(), c.directory_secret().clone()),
+    })
+}

@@ -1,0 +1,257 @@
+//! The fetch half of a sync: read what WeCom has into memory ([`Staged`]), touching nothing in
+//! the database, so a failure here (WeCom unreachable, secret revoked) leaves scrm unchanged.
+//!
+//! Customers come from `batch/get_by_user` (100 per page), with the members split into chunks
+//! fetched concurrently; group chats from `groupchat/list` then `groupchat/get` per chat,
+//! concurrently. The client retries WeCom's transient errors itself (token refresh, -1, 45009,
+//! 45033, transport); what still fails here fails the sync, except a single chat that WeCom
+//! refuses for itself, which is left out and reported.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use futures::{StreamExt, TryStreamExt};
+use scrm_wecom::WeComError;
+use scrm_wecom::client::{
+    CustomerWithFollowInfo, Department, ExternalContact, FollowInfo, GetCorpTagListRequest,
+    GroupChat, TagGroup, User,
+};
+
+use super::SyncType;
+use crate::integration::client::Conn;
+
+/// How many WeCom requests one sync keeps in flight.
+pub const FETCH_CONCURRENCY: usize = 8;
+
+/// A customer and every member following it.
+#[derive(Debug, Clone)]
+pub struct StagedCustomer {
+    pub contact: ExternalContact,
+    pub follows: Vec<FollowInfo>,
+}
+
+/// One object that could not be fetched or applied; the sync goes on without it (`partial`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemError {
+    pub item: String,
+    pub reason: String,
+}
+
+/// Everything a sync fetched, per type (None: that type is not part of this sync).
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub departments: Option<Vec<Department>>,
+    pub users: Option<Vec<User>>,
+    pub tags: Option<Vec<TagGroup>>,
+    pub customers: Option<Vec<StagedCustomer>>,
+    pub groups: Option<Vec<(GroupChat, i64)>>,
+    pub errors: Vec<ItemError>,
+}
+
+impl Staged {
+    /// Objects fetched.
+    pub fn fetched(&self) -> i64 {
+        let n = |v: Option<usize>| v.unwrap_or(0) as i64;
+        n(self.departments.as_ref().map(Vec::len))
+            + n(self.users.as_ref().map(Vec::len))
+            + n(self
+                .tags
+                .as_ref()
+                .map(|g| g.iter().map(|g| g.tag.len() + 1).sum()))
+            + n(self.customers.as_ref().map(Vec::len))
+            + n(self.groups.as_ref().map(Vec::len))
+    }
+}
+
+/// Progress reporting: phase name and counts, read by the log writer.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub done: AtomicI64,
+    pub total: AtomicI64,
+    pub phase: std::sync::Mutex<String>,
+}
+
+impl Progress {
+    pub fn phase(&self, name: &str, total: i64) {
+        if let Ok(mut p) = self.phase.lock() {
+            *p = name.to_string();
+        }
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: i64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Fetch what the given phases need.
+pub async fn fetch(
+    conn: &Conn,
+    phases: &[SyncType],
+    progress: &Arc<Progress>,
+) -> Result<Staged, WeComError> {
+    let mut staged = Staged::default();
+    for phase in phases {
+        match phase {
+            SyncType::Department => {
+                progress.phase("fetch:department", 1);
+                staged.departments = Some(conn.directory.department_list(None).await?);
+            }
+            SyncType::User => {
+                progress.phase("fetch:user", 1);
+                staged.users = Some(conn.directory.user_list(1, true).await?);
+            }
+            SyncType::Tag => {
+                progress.phase("fetch:tag", 1);
+                staged.tags = Some(
+                    conn.customers
+                        .get_corp_tag_list(&GetCorpTagListRequest::default())
+                        .await?,
+                );
+            }
+            SyncType::Customer => {
+                staged.customers = Some(customers(conn, progress).await?);
+            }
+            SyncType::Groupchat => {
+                let (groups, errors) = groups(conn, progress).await?;
+                staged.groups = Some(groups);
+                staged.errors.extend(errors);
+            }
+            SyncType::Full => {}
+        }
+    }
+    Ok(staged)
+}
+
+/// Every customer of every member with 客户联系, grouped by customer.
+pub async fn customers(
+    conn: &Conn,
+    progress: &Arc<Progress>,
+) -> Result<Vec<StagedCustomer>, WeComError> {
+    let users = conn.customers.get_follow_user_list().await?;
+    // Chunks small enough that every slot has work, at most 100 (WeCom's limit per request).
+    let size = users.len().div_ceil(FETCH_CONCURRENCY * 4).clamp(1, 100);
+    let chunks: Vec<Vec<String>> = users.chunks(size).map(<[String]>::to_vec).collect();
+    progress.phase("fetch:customer", chunks.len() as i64);
+    let pairs: Vec<Vec<CustomerWithFollowInfo>> = futures::stream::iter(chunks)
+        .map(|chunk| {
+            let app = conn.customers.clone();
+            let progress = progress.clone();
+            async move {
+                let mut out = Vec::new();
+                let mut pages = app.customers_by_user_pages(chunk);
+                while let Some(page) = pages.try_next().await? {
+                    out.extend(page);
+                }
+                progress.add(1);
+                Ok::<_, WeComError>(out)
+            }
+        })
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut by_id: HashMap<String, StagedCustomer> = HashMap::new();
+    for pair in pairs.into_iter().flatten() {
+        let id = pair.external_contact.external_userid.clone();
+        by_id
+            .entry(id)
+            .or_insert_with(|| StagedCustomer {
+                contact: pair.external_contact,
+                follows: Vec::new(),
+            })
+            .follows
+            .push(pair.follow_info);
+    }
+    let mut out: Vec<StagedCustomer> = by_id.into_values().collect();
+    for c in &mut out {
+        c.follows
+            .sort_by(|a, b| (a.createtime, &a.userid).cmp(&(b.createtime, &b.userid)));
+        c.follows.dedup_by(|a, b| a.userid == b.userid);
+    }
+    out.sort_by(|a, b| a.contact.external_userid.cmp(&b.contact.external_userid));
+    Ok(out)
+}
+
+/// Errcodes about one chat alone (it vanished or is out of range): skip the chat, not the sync.
+fn chat_level(e: &WeComError) -> bool {
+    matches!(
+        e.errcode(),
+        Some(40050 | 90500..=90511 | 60011 | 86001..=86999)
+    )
+}
+
+/// Every group chat with its members, and its list status (0-3, the owner-transfer states).
+pub async fn groups(
+    conn: &Conn,
+    progress: &Arc<Progress>,
+) -> Result<(Vec<(GroupChat, i64)>, Vec<ItemError>), WeComError> {
+    let list = conn.customers.groupchat_list_all(0, None).await?;
+    progress.phase("fetch:groupchat", list.len() as i64);
+    let results: Vec<Result<(GroupChat, i64), ItemError>> = futures::stream::iter(list)
+        .map(|item| {
+            let app = conn.customers.clone();
+            let progress = progress.clone();
+            async move {
+                let r = app.groupchat_get(&item.chat_id, true).await;
+                progress.add(1);
+                match r {
+                    Ok(chat) => Ok(Ok((chat, item.status))),
+                    Err(e) if chat_level(&e) => Ok(Err(ItemError {
+                        item: format!("groupchat {}", item.chat_id),
+                        reason: e.to_string(),
+                    })),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut chats = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(c) => chats.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    chats.sort_by(|a, b| a.0.chat_id.cmp(&b.0.chat_id));
+    Ok((chats, errors))
+}
+
+/// One customer with all its follow members (`externalcontact/get`), for callbacks and repair;
+/// `None` when WeCom says it is no longer anyone's customer.
+pub async fn one_customer(
+    conn: &Conn,
+    external_userid: &str,
+) -> Result<Option<StagedCustomer>, WeComError> {
+    match conn
+        .customers
+        .get_customer_all_follow_users(external_userid)
+        .await
+    {
+        Ok(d) => Ok(Some(StagedCustomer {
+            contact: d.external_contact,
+            follows: d
+                .follow_user
+                .into_iter()
+                .map(|f| FollowInfo {
+                    tag_id: f.tags.iter().filter_map(|t| t.tag_id.clone()).collect(),
+                    userid: f.userid,
+                    remark: f.remark,
+                    description: f.description,
+                    createtime: f.createtime,
+                    remark_corp_name: f.remark_corp_name,
+                    remark_mobiles: f.remark_mobiles,
+                    oper_userid: f.oper_userid,
+                    add_way: f.add_way,
+                    state: f.state,
+                    wechat_channels: f.wechat_channels,
+                })
+                .collect(),
+        })),
+        Err(e) if matches!(e.errcode(), Some(84061 | 40096)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,390 @@
+//! Sync from WeCom (seed 003): departments, members, corp tags, customers with their follow
+//! relations and tags, and customer group chats.
+//!
+//! A run is a job (`wework.sync`) with a log row. It fetches everything it needs first
+//! ([`fetch`], nothing written), then applies the differences in one transaction ([`apply`],
+//! [`apply_customers`]) together with its final log, so a run that fails midway changes
+//! nothing. Incremental by default: objects whose content hash ([`hash`]) did not change are not
+//! written; `force` rewrites everything. One run per tenant at a time (a concurrency key), and a
+//! trigger while one of that type is pending or running returns that run.
+
+pub mod apply;
+pub mod apply_customers;
+pub mod fetch;
+pub mod hash;
+pub mod log;
+mod repair;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrm_jobs::{JobContext, JobError, JobOutcome, KeyLimit, NewJob};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::client;
+use super::config::{self, WeworkConfig};
+use crate::state::{AppState, now_ms};
+use fetch::Progress;
+
+pub use repair::repair;
+
+/// The job kind of a run.
+pub const JOB_KIND: &str = "wework.sync";
+
+/// What a run syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncType {
+    Department,
+    User,
+    Tag,
+    Customer,
+    Groupchat,
+    Full,
+}
+
+impl SyncType {
+    pub const ALL: [SyncType; 6] = [
+        Self::Department,
+        Self::User,
+        Self::Tag,
+        Self::Customer,
+        Self::Groupchat,
+        Self::Full,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Department => "department",
+            Self::User => "user",
+            Self::Tag => "tag",
+            Self::Customer => "customer",
+            Self::Groupchat => "groupchat",
+            Self::Full => "full",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// What a run of this type fetches and applies, in dependency order: members before the
+    /// customers that follow them, tags before the customers that carry them, customers before
+    /// the groups that link to them.
+    pub fn phases(self) -> &'static [SyncType] {
+        match self {
+            Self::Department => &[Self::Department],
+            Self::User => &[Self::User],
+            Self::Tag => &[Self::Tag],
+            Self::Customer => &[Self::Tag, Self::Customer],
+            Self::Groupchat => &[Self::Groupchat],
+            Self::Full => &[
+                Self::Department,
+                Self::User,
+                Self::Tag,
+                Self::Customer,
+                Self::Groupchat,
+            ],
+        }
+    }
+}
+
+/// The result of asking for a run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Triggered {
+    pub sync_log_id: i64,
+    pub sync_type: String,
+    pub status: String,
+    /// A run of this type was already pending or running; this is that run.
+    pub already_running: bool,
+}
+
+/// Start a run of `sync_type` for the tenant (or return the one already pending or running).
+pub async fn trigger(
+    state: &AppState,
+    c: &WeworkConfig,
+    sync_type: SyncType,
+    force: bool,
+    by: &str,
+) -> anyhow::Result<Triggered> {
+    let mut tx = state.db.begin().await?;
+    if let Some(active) = log::active(&mut tx, c.tenant_id, sync_type.as_str()).await? {
+        return Ok(Triggered {
+            sync_log_id: active.id,
+            sync_type: active.sync_type,
+            status: active.status,
+            already_running: true,
+        });
+    }
+    let id = log::create(&mut tx, c.tenant_id, c.id, sync_type.as_str(), force, by).await?;
+    // One run per tenant at a time: runs of different types touch the same rows.
+    let job = NewJob::new(JOB_KIND, &json!({"logId": id}))?
+        .tenant(c.tenant_id)
+        .group(format!("wework-sync:{}", c.tenant_id))
+        .limited_by(
+            format!("wework-sync:{}", c.tenant_id),
+            KeyLimit::concurrency(1),
+        );
+    state.jobs.enqueue(&mut tx, job).await?;
+    state.jobs.commit(tx).await?;
+    Ok(Triggered {
+        sync_log_id: id,
+        sync_type: sync_type.as_str().into(),
+        status: log::status::PENDING.into(),
+        already_running: false,
+    })
+}
+
+/// Called with (phase, done, total) while a run progresses (the CLI's progress bar).
+pub type OnProgress = Arc<dyn Fn(&str, i64, i64) + Send + Sync>;
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// Finished (success, partial or failed), recorded in the log.
+    Finished(Box<log::LogRow>),
+    /// WeCom failed transiently; worth another attempt (the log says so).
+    Retry(String),
+}
+
+/// Process-wide WeCom calls so far (the client counts them in `wecom_api_calls_total`).
+fn api_calls_total(state: &AppState) -> i64 {
+    routes::api_metrics(&state.metrics.render())
+        .iter()
+        .map(|a| a.calls)
+        .sum()
+}
+
+/// Run a pending log: fetch, then apply in one transaction. `may_retry`: a transient WeCom
+/// failure returns [`RunEnd::Retry`] instead of failing the run.
+pub async fn run(
+    state: &AppState,
+    log_id: i64,
+    may_retry: bool,
+    on_progress: Option<OnProgress>,
+) -> anyhow::Result<RunEnd> {
+    let row = log::by_id(&state.db, log_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("sync log {log_id} not found"))?;
+    if !matches!(
+        row.status.as_str(),
+        log::status::PENDING | log::status::RUNNING
+    ) {
+        return Ok(RunEnd::Finished(Box::new(row)));
+    }
+    let sync_type = SyncType::parse(&row.sync_type)
+        .ok_or_else(|| anyhow::anyhow!("unknown sync type {}", row.sync_type))?;
+    let Some(c) = config::for_tenant(state, row.tenant_id)
+        .await?
+        .filter(|c| c.enabled)
+    else {
+        return fail(state, &row, "no enabled WeCom configuration".into()).await;
+    };
+    log::start(&state.db, log_id).await?;
+    let started = std::time::Instant::now();
+    let api_before = api_calls_total(state);
+    let conn = client::connect(state, &c)?;
+    let progress = Arc::new(Progress::default());
+    let ticker = tokio::spawn(report_progress(
+        state.clone(),
+        log_id,
+        progress.clone(),
+        on_progress,
+    ));
+    let fetched = fetch::fetch(&conn, sync_type.phases(), &progress).await;
+    ticker.abort();
+    let staged = match fetched {
+        Ok(s) => s,
+        Err(e) => {
+            let advice = super::test::advice(e.errcode(), "this sync");
+            // A token error that survived the client's refresh-and-retry is a bad or revoked secret.
+            if may_retry && e.is_transient() && !e.is_token_invalid() {
+                tracing::warn!(log_id, error = %e, "sync fetch failed; will retry");
+                state
+                    .db
+                    .execute(
+                        scrm_db::query("UPDATE wework_sync_log SET message = ? WHERE id = ?")
+                            .bind(format!("attempt failed, retrying: {e}"))
+                            .bind(log_id),
+                    )
+                    .await?;
+                return Ok(RunEnd::Retry(e.to_string()));
+            }
+            return fail(state, &row, format!("{e}. {advice} Nothing was changed.")).await;
+        }
+    };
+    if let Ok(mut p) = progress.phase.lock() {
+        *p = "apply".into();
+    }
+    let _ = log::progress(&state.db, log_id, "apply", 0, staged.fetched()).await;
+    let mut ctx = apply::Ctx::new(row.tenant_id, now_ms(), row.force_full != 0);
+    ctx.errors.extend(staged.errors.iter().cloned());
+    ctx.counts.failed += staged.errors.len() as i64;
+    let mut tx = state.db.begin().await?;
+    let applied = apply_all(&mut tx, &mut ctx, &staged).await;
+    if let Err(e) = applied {
+        drop(tx);
+        return fail(
+            state,
+            &row,
+            format!("applying the changes failed, nothing was changed: {e}"),
+        )
+        .await;
+    }
+    let status = if ctx.errors.is_empty() {
+        log::status::SUCCESS
+    } else {
+        log::status::PARTIAL
+    };
+    let api_calls = api_calls_total(state) - api_before;
+    log::finish(
+        &mut tx,
+        log_id,
+        log::Outcome {
+            status,
+            fetched: staged.fetched(),
+            counts: &ctx.counts,
+            errors: &ctx.errors,
+            message: None,
+            api_calls,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    record_metrics(sync_type, status, started.elapsed(), &ctx.counts);
+    tracing::info!(
+        log_id,
+        sync_type = sync_type.as_str(),
+        status,
+        created = ctx.counts.created,
+        updated = ctx.counts.updated,
+        deleted = ctx.counts.deleted,
+        unchanged = ctx.counts.unchanged,
+        "sync finished"
+    );
+    let row = log::by_id(&state.db, log_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("sync log vanished"))?;
+    Ok(RunEnd::Finished(Box::new(row)))
+}
+
+async fn apply_all(
+    tx: &mut scrm_db::Tx,
+    ctx: &mut apply::Ctx,
+    s: &fetch::Staged,
+) -> scrm_db::DbResult<()> {
+    if let Some(d) = &s.departments {
+        apply::departments(tx, ctx, d).await?;
+    }
+    if let Some(u) = &s.users {
+        apply::users(tx, ctx, u).await?;
+    }
+    if let Some(t) = &s.tags {
+        apply::corp_tags(tx, ctx, t).await?;
+    }
+    if let Some(c) = &s.customers {
+        apply_customers::all_customers(tx, ctx, c).await?;
+    }
+    if let Some(g) = &s.groups {
+        apply::all_groups(tx, ctx, g).await?;
+    }
+    Ok(())
+}
+
+async fn fail(state: &AppState, row: &log::LogRow, message: String) -> anyhow::Result<RunEnd> {
+    tracing::warn!(log_id = row.id, %message, "sync failed");
+    let mut tx = state.db.begin().await?;
+    log::finish(
+        &mut tx,
+        row.id,
+        log::Outcome {
+            status: log::status::FAILED,
+            fetched: 0,
+            counts: &apply::Counts::default(),
+            errors: &[],
+            message: Some(message),
+            api_calls: 0,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if let Some(t) = SyncType::parse(&row.sync_type) {
+        metrics::counter!("wework_sync_runs_total", "type" => t.as_str(), "status" => log::status::FAILED).increment(1);
+    }
+    let row = log::by_id(&state.db, row.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("sync log vanished"))?;
+    Ok(RunEnd::Finished(Box::new(row)))
+}
+
+fn record_metrics(t: SyncType, status: &'static str, took: Duration, c: &apply::Counts) {
+    let ty = t.as_str();
+    metrics::counter!("wework_sync_runs_total", "type" => ty, "status" => status).increment(1);
+    metrics::histogram!("wework_sync_duration_seconds", "type" => ty).record(took.as_secs_f64());
+    for (op, n) in [
+        ("created", c.created),
+        ("updated", c.updated),
+        ("deleted", c.deleted),
+        ("unchanged", c.unchanged),
+        ("failed", c.failed),
+    ] {
+        metrics::counter!("wework_sync_rows_total", "type" => ty, "op" => op)
+            .increment(u64::try_from(n).unwrap_or(0));
+    }
+}
+
+/// Write the live progress to the log twice a second (and tell the CLI).
+async fn report_progress(state: AppState, log_id: i64, p: Arc<Progress>, on: Option<OnProgress>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let phase = p.phase.lock().map(|s| s.clone()).unwrap_or_default();
+        let (done, total) = (
+            p.done.load(Ordering::Relaxed),
+            p.total.load(Ordering::Relaxed),
+        );
+        let _ = log::progress(&state.db, log_id, &phase, done, total).await;
+        if let Some(f) = &on {
+            f(&phase, done, total);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The job handler of `wework.sync`.
+pub async fn handle(
+    state: AppState,
+    ctx: JobContext,
+    payload: serde_json::Value,
+) -> Result<JobOutcome, JobError> {
+    let log_id = payload["logId"]
+        .as_i64()
+        .ok_or_else(|| JobError::permanent("payload without logId"))?;
+    match run(&state, log_id, !ctx.is_last_attempt(), None).await {
+        Ok(RunEnd::Finished(_)) => Ok(JobOutcome::Done),
+        Ok(RunEnd::Retry(why)) => Err(JobError::retryable(why)),
+        Err(e) => Err(JobError::retryable(format!("{e:#}"))),
+    }
+}
+
+/// The job handler of the reconciliation schedules: a run for every tenant with an enabled
+/// configuration (`force` for the nightly one). Callbacks get lost; this catches up.
+pub async fn reconcile(
+    state: AppState,
+    payload: serde_json::Value,
+) -> Result<JobOutcome, JobError> {
+    let force = payload["force"].as_bool().unwrap_or(false);
+    for tenant in config::enabled_tenants(&state.db).await? {
+        let c = config::for_tenant(&state, tenant)
+            .await
+            .map_err(JobError::retryable)?;
+        if let Some(c) = c {
+            trigger(&state, &c, SyncType::Full, force, "schedule")
+                .await
+                .map_err(JobError::retryable)?;
+        }
+    }
+    Ok(JobOutcome::Done)
+}

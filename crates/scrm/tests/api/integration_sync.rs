@@ -1,0 +1,537 @@
+//! Sync from WeCom against the simulator: a full sync matches the simulated company under
+//! faults; an incremental sync writes only the changes; a failed sync changes nothing; runs of
+//! one type never overlap; each scenario reaches scrm as a callback within a second.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use scrm_db::query;
+use scrm_wecom::WeComClient;
+use scrm_wecom::client::ClientConfig;
+use scrm_wecom_sim::scenarios::{AddContact, ConsoleAddTags, EditContact, JoinGroup, Pair};
+use scrm_wecom_sim::{SecretKind, SimHandle};
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::integration::{connect, sim};
+
+/// Start a sync and wait for it to finish; the final log.
+pub async fn sync(app: &TestApp, body: Value) -> Value {
+    let r = app.post("/api/wework/sync", &app.admin_token, body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.data()["syncLogId"].as_i64().unwrap();
+    wait_log(app, id).await
+}
+
+async fn wait_log(app: &TestApp, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let logs = app
+            .get("/api/wework/sync/logs?pageSize=50", &app.admin_token)
+            .await;
+        let log = logs.data()["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == id)
+            .cloned()
+            .unwrap();
+        if !["pending", "running"].contains(&log["status"].as_str().unwrap()) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "sync {id} did not finish: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn n(app: &TestApp, sql: &str) -> i64 {
+    app.state
+        .db
+        .fetch_i64(query(sql.to_string()))
+        .await
+        .unwrap()
+}
+
+/// Check scrm's mirror against what the simulator's WeCom API shows (read without faults).
+async fn assert_matches(app: &TestApp, sim: &SimHandle) {
+    let saved = sim.config().faults;
+    sim.update_config(|c| c.faults = Default::default());
+    let c = sim.config();
+    let wc = WeComClient::in_memory(ClientConfig::for_simulator(sim.base_url())).unwrap();
+    let api = wc.app(c.creds.corp_id.clone(), c.creds.app_secret.clone());
+    let pairs = api
+        .list_all_customers_by_user(api.get_follow_user_list().await.unwrap())
+        .await
+        .unwrap();
+    let groups = api.groupchat_list_all(0, None).await.unwrap();
+    let tags = api.get_corp_tag_list(&Default::default()).await.unwrap();
+    sim.update_config(|c| c.faults = saved);
+
+    let customers: HashSet<&str> = pairs
+        .iter()
+        .map(|p| p.external_contact.external_userid.as_str())
+        .collect();
+    assert_eq!(
+        n(app, "SELECT COUNT(*) FROM customer WHERE status = 1").await,
+        customers.len() as i64
+    );
+    assert_eq!(
+        n(app, "SELECT COUNT(*) FROM customer_follow WHERE status = 1").await,
+        pairs.len() as i64
+    );
+    let tag_count: usize = tags.iter().map(|g| g.tag.len()).sum();
+    assert_eq!(
+        n(
+            app,
+            "SELECT COUNT(*) FROM tag WHERE wecom_tag_id IS NOT NULL"
+        )
+        .await,
+        tag_count as i64
+    );
+    assert_eq!(
+        n(app, "SELECT COUNT(*) FROM group_chat WHERE status <> 4").await,
+        groups.len() as i64
+    );
+
+    // Every relation, name, remark and tag, one by one.
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = app
+        .state
+        .db
+        .fetch_all(query("SELECT c.external_userid, s.userid, c.name, f.remark FROM customer_follow f JOIN customer c ON c.id = f.customer_id JOIN staff s ON s.id = f.staff_id WHERE f.status = 1"))
+        .await
+        .unwrap();
+    let stored: HashMap<(String, String), (Option<String>, Option<String>)> = rows
+        .into_iter()
+        .map(|(e, u, n, r)| ((e, u), (n, r)))
+        .collect();
+    let tag_rows: Vec<(String, String)> = app
+        .state
+        .db
+        .fetch_all(query("SELECT c.external_userid, t.wecom_tag_id FROM customer_tag ct JOIN customer c ON c.id = ct.customer_id JOIN tag t ON t.id = ct.tag_id"))
+        .await
+        .unwrap();
+    let mut stored_tags: HashMap<String, HashSet<String>> = HashMap::new();
+    for (e, t) in tag_rows {
+        stored_tags.entry(e).or_default().insert(t);
+    }
+    let mut wanted_tags: HashMap<String, HashSet<String>> = HashMap::new();
+    for p in &pairs {
+        let key = (
+            p.external_contact.external_userid.clone(),
+            p.follow_info.userid.clone(),
+        );
+        let (name, remark) = stored
+            .get(&key)
+            .unwrap_or_else(|| panic!("missing relation {key:?}"));
+        assert_eq!(name.as_deref().unwrap_or(""), p.external_contact.name);
+        let _ = remark;
+        wanted_tags
+            .entry(p.external_contact.external_userid.clone())
+            .or_default()
+            .extend(p.follow_info.tag_id.iter().cloned());
+    }
+    for (ext, wanted) in &wanted_tags {
+        let got = stored_tags.get(ext).cloned().unwrap_or_default();
+        assert_eq!(&got, wanted, "tags of {ext}");
+    }
+    // The per-tag counters agree with the rows.
+    let off = n(app, "SELECT COUNT(*) FROM tag_count n WHERE n.customer_count <> (SELECT COUNT(*) FROM customer_tag ct WHERE ct.tenant_id = n.tenant_id AND ct.tag_id = n.tag_id)").await;
+    assert_eq!(off, 0, "tag counters drifted");
+    for g in &groups {
+        let chat = api.groupchat_get(&g.chat_id, false).await;
+        if let Ok(chat) = chat {
+            let members = app
+                .state
+                .db
+                .fetch_i64(query("SELECT COUNT(*) FROM group_chat_member m JOIN group_chat g ON g.id = m.group_id WHERE g.chat_id = ? AND m.status = 1").bind(g.chat_id.as_str()))
+                .await
+                .unwrap();
+            assert_eq!(
+                members,
+                chat.member_list.len() as i64,
+                "members of {}",
+                g.chat_id
+            );
+        }
+    }
+}
+
+async fn full_sync_matches_the_company_under_transient_faults(app: TestApp) {
+    let sim = sim(300).await;
+    connect(&app, &sim).await;
+    sim.update_config(|c| {
+        c.faults.busy = 0.05;
+        c.faults.freq_limit = 0.02;
+        c.faults.token_expired = 0.03;
+        c.faults.http_500 = 0.02;
+    });
+    let log = sync(&app, json!({"syncType": "full"})).await;
+    assert_eq!(log["status"], "success", "{log}");
+    assert!(log["created"].as_i64().unwrap() > 300, "{log}");
+    assert_matches(&app, &sim).await;
+    // Nothing changed in WeCom: a second run writes nothing.
+    let again = sync(&app, json!({"syncType": "full"})).await;
+    assert_eq!(
+        (
+            again["status"].as_str(),
+            again["created"].as_i64(),
+            again["updated"].as_i64(),
+            again["deleted"].as_i64()
+        ),
+        (Some("success"), Some(0), Some(0), Some(0)),
+        "{again}"
+    );
+    let status = app.get("/api/wework/sync/status", &app.admin_token).await;
+    let full = status.data()["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["syncType"] == "full")
+        .unwrap()
+        .clone();
+    assert_eq!(full["running"], false);
+    assert_eq!(full["last"]["id"], again["id"]);
+    assert!(
+        status.data()["api"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["api"] == "externalcontact/batch/get_by_user"),
+        "{}",
+        status.body
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wework_sync_runs_total") && metrics.contains("wecom_api_calls_total")
+    );
+    sim.shutdown().await;
+}
+
+async fn incremental_sync_writes_only_the_changes(app: TestApp) {
+    let sim = sim(120).await;
+    // No callbacks in this test: the sync alone must notice every change.
+    connect(&app, &sim).await;
+    sim.update_config(|c| c.callback.url = None);
+    assert_eq!(
+        sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let (pairs, staff) = {
+        let co = sim.company();
+        let mut out = Vec::new();
+        for idx in 0..co.customers.len() as u32 {
+            if let Some((_, f)) = co.follows_of(idx).find(|(_, f)| {
+                co.staff[f.staff as usize].contact_enabled && co.staff[f.staff as usize].visible()
+            }) {
+                out.push((
+                    co.external_userid(idx),
+                    co.staff[f.staff as usize].userid.clone(),
+                ));
+            }
+            if out.len() == 4 {
+                break;
+            }
+        }
+        let staff = out[0].1.clone();
+        (out, staff)
+    };
+    for (ext, userid) in &pairs[..2] {
+        sim.staff_edits_contact(EditContact {
+            userid: userid.clone(),
+            external_userid: ext.clone(),
+            remark: Some("VIP".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let added = sim
+        .customer_adds_staff(AddContact {
+            userid: staff.clone(),
+            name: Some("新客户".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    sim.staff_deletes_customer(Pair {
+        userid: pairs[3].1.clone(),
+        external_userid: pairs[3].0.clone(),
+    })
+    .unwrap();
+    let before = n(&app, "SELECT COUNT(*) FROM customer_deletion").await;
+    let log = sync(&app, json!({"syncType": "customer"})).await;
+    assert_eq!(log["status"], "success", "{log}");
+    let deleted_or_updated = log["updated"].as_i64().unwrap() + log["deleted"].as_i64().unwrap();
+    assert_eq!(log["created"], 1, "{log}");
+    assert!(
+        (2..=3).contains(&deleted_or_updated),
+        "only the changed customers are written: {log}"
+    );
+    assert!(log["unchanged"].as_i64().unwrap() > 100, "{log}");
+    assert_eq!(
+        n(
+            &app,
+            &format!(
+                "SELECT COUNT(*) FROM customer WHERE external_userid = '{}'",
+                added.external_userid
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        n(
+            &app,
+            "SELECT COUNT(*) FROM customer_follow WHERE remark = 'VIP' AND status = 1"
+        )
+        .await,
+        2
+    );
+    assert!(
+        n(&app, "SELECT COUNT(*) FROM customer_deletion").await > before,
+        "the vanished relation is a deletion record"
+    );
+    assert_matches(&app, &sim).await;
+    sim.shutdown().await;
+}
+
+async fn a_failed_sync_changes_nothing(app: TestApp) {
+    let sim = sim(60).await;
+    connect(&app, &sim).await;
+    sim.update_config(|c| c.callback.url = None);
+    assert_eq!(
+        sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let snapshot = n(&app, "SELECT COUNT(*) + SUM(version) FROM customer").await;
+    let staff = sim
+        .company()
+        .staff
+        .iter()
+        .find(|s| s.contact_enabled && s.visible())
+        .unwrap()
+        .userid
+        .clone();
+    sim.customer_adds_staff(AddContact {
+        userid: staff,
+        ..Default::default()
+    })
+    .unwrap();
+    // The secret is reset in WeCom's console: fetching fails after the directory was read.
+    sim.set_secret_errcode(SecretKind::App, 40001);
+    let log = sync(&app, json!({"syncType": "full", "force": true})).await;
+    assert_eq!(log["status"], "failed", "{log}");
+    assert!(
+        log["message"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing was changed"),
+        "{log}"
+    );
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) + SUM(version) FROM customer").await,
+        snapshot
+    );
+    sim.shutdown().await;
+}
+
+async fn runs_of_one_type_do_not_overlap_and_bad_requests_are_named(app: TestApp) {
+    let r = app
+        .post(
+            "/api/wework/sync",
+            &app.admin_token,
+            json!({"syncType": "full"}),
+        )
+        .await;
+    assert_eq!((r.status, r.error()), (404, "WEWORK_CONFIG_NOT_FOUND"));
+    let sim = sim(200).await;
+    connect(&app, &sim).await;
+    sim.update_config(|c| c.faults.latency_min_ms = 20);
+    let a = app
+        .post(
+            "/api/wework/sync",
+            &app.admin_token,
+            json!({"syncType": "customer"}),
+        )
+        .await;
+    let b = app
+        .post("/api/wework/sync/customers", &app.admin_token, json!({}))
+        .await;
+    assert_eq!(
+        a.data()["syncLogId"],
+        b.data()["syncLogId"],
+        "{:?} {:?}",
+        a.body,
+        b.body
+    );
+    assert_eq!(b.data()["alreadyRunning"], true);
+    assert_eq!(
+        app.post(
+            "/api/wework/sync",
+            &app.admin_token,
+            json!({"syncType": "everything"})
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        app.get("/api/wework/sync/logs?status=weird", &app.admin_token)
+            .await
+            .status,
+        400
+    );
+    wait_log(&app, a.data()["syncLogId"].as_i64().unwrap()).await;
+    let r = app
+        .get(
+            "/api/wework/sync/logs?syncType=customer&status=success&page=1&pageSize=10",
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(r.data()["total"], 1, "{:?}", r.body);
+    sim.shutdown().await;
+}
+
+/// Poll until `sql` counts at least one row; the time it took.
+async fn within(app: &TestApp, what: &str, sql: String, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if app.state.db.fetch_i64(query(sql.clone())).await.unwrap() > 0 {
+            return start.elapsed();
+        }
+        if start.elapsed() >= limit {
+            let events = app
+                .get("/api/wework/callback/events?pageSize=50", &app.admin_token)
+                .await;
+            panic!(
+                "{what} did not reach scrm within {limit:?}; callbacks: {}",
+                events.body
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn each_scenario_reaches_scrm_as_a_callback_within_a_second(app: TestApp) {
+    let sim = sim(50).await;
+    connect(&app, &sim).await;
+    assert_eq!(
+        sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let second = Duration::from_secs(1);
+    let staff = sim
+        .company()
+        .staff
+        .iter()
+        .find(|s| s.contact_enabled && s.visible())
+        .unwrap()
+        .userid
+        .clone();
+
+    let added = sim
+        .customer_adds_staff(AddContact {
+            userid: staff.clone(),
+            name: Some("王小明".into()),
+            state: Some("qr-1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let ext = added.external_userid.clone();
+    within(&app, "add", format!("SELECT COUNT(*) FROM customer c JOIN customer_follow f ON f.customer_id = c.id WHERE c.external_userid = '{ext}' AND c.name = '王小明' AND f.status = 1"), second).await;
+    within(&app, "customer.created", format!("SELECT COUNT(*) FROM event_outbox WHERE event_type = 'customer.created' AND payload LIKE '%{ext}%'"), second).await;
+
+    sim.staff_edits_contact(EditContact {
+        userid: staff.clone(),
+        external_userid: ext.clone(),
+        remark: Some("老朋友".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    within(&app, "edit", format!("SELECT COUNT(*) FROM customer_follow f JOIN customer c ON c.id = f.customer_id WHERE c.external_userid = '{ext}' AND f.remark = '老朋友'"), second).await;
+
+    let tag_ids = sim
+        .console_add_tags(ConsoleAddTags {
+            group_name: Some("来源".into()),
+            tags: vec!["展会".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    within(
+        &app,
+        "tag change",
+        format!(
+            "SELECT COUNT(*) FROM tag WHERE wecom_tag_id = '{}'",
+            tag_ids[0]
+        ),
+        second,
+    )
+    .await;
+    sim.staff_edits_contact(EditContact {
+        userid: staff.clone(),
+        external_userid: ext.clone(),
+        add_tag: tag_ids.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    within(&app, "tagging", format!("SELECT COUNT(*) FROM customer_tag ct JOIN tag t ON t.id = ct.tag_id JOIN customer c ON c.id = ct.customer_id WHERE c.external_userid = '{ext}' AND t.wecom_tag_id = '{}'", tag_ids[0]), second).await;
+
+    let chat = sim.company().chat_id(0);
+    sim.member_joins_group(JoinGroup {
+        chat_id: chat.clone(),
+        member: Some(ext.clone()),
+        join_scene: 3,
+    })
+    .unwrap();
+    within(&app, "join group", format!("SELECT COUNT(*) FROM group_chat_member m JOIN group_chat g ON g.id = m.group_id JOIN customer c ON c.id = m.customer_id WHERE g.chat_id = '{chat}' AND c.external_userid = '{ext}' AND m.status = 1"), second).await;
+    within(
+        &app,
+        "group.member.joined",
+        "SELECT COUNT(*) FROM event_outbox WHERE event_type = 'group.member.joined'".into(),
+        second,
+    )
+    .await;
+
+    sim.customer_deletes_staff(Pair {
+        userid: staff.clone(),
+        external_userid: ext.clone(),
+    })
+    .unwrap();
+    within(&app, "delete", format!("SELECT COUNT(*) FROM customer_deletion WHERE external_userid = '{ext}' AND kind = 'customer_deleted_staff'"), second).await;
+    within(
+        &app,
+        "status",
+        format!("SELECT COUNT(*) FROM customer WHERE external_userid = '{ext}' AND status = 0"),
+        second,
+    )
+    .await;
+
+    let timeline = n(&app, &format!("SELECT COUNT(*) FROM customer_timeline t JOIN customer c ON c.id = t.customer_id WHERE c.external_userid = '{ext}'")).await;
+    assert!(
+        timeline >= 3,
+        "add, tag and group join are on the timeline ({timeline})"
+    );
+    let events = app
+        .get("/api/wework/callback/events?status=done", &app.admin_token)
+        .await;
+    assert!(
+        events.data()["total"].as_i64().unwrap() >= 6,
+        "{:?}",
+        events.body
+    );
+    sim.shutdown().await;
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    full_sync_matches_the_company_under_transient_faults,
+    incremental_sync_writes_only_the_changes,
+    a_failed_sync_changes_nothing,
+    runs_of_one_type_do_not_overlap_and_bad_requests_are_named,
+    each_scenario_reaches_scrm_as_a_callback_within_a_second,
+);

@@ -9,6 +9,7 @@ mod helpers;
 mod integration;
 mod integration_sync;
 mod jobs;
+mod operation;
 mod permissions;
 mod system;
 mod tenants;

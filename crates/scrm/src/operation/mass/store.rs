@@ -5,7 +5,7 @@
 use scrm_db::{Db, DbResult, Query, Tx, query};
 use serde::{Deserialize, Serialize};
 
-use super::{BATCH_SIZE, batch, result, status};
+use super::{BATCH_SIZE, batch, status};
 
 /// Who a task targets (seed 004's `target`): customers by id, by tag, by group chat; a customer
 /// in several is targeted once.
@@ -49,7 +49,7 @@ impl Target {
         }
         if !self.tag_ids.is_empty() {
             q.push_sql(
-                " OR c.id IN (SELECT ct.customer_id FROM customer_tag ct WHERE ct.tenant_id = ",
+                " OR c.id IN (SELECT ct.customer_id FROM customer_tag ct WHERE ct.tenant_id = ?",
             )
             .push_bind(tenant_id)
             .push_sql(" AND ct.tag_id IN ");
@@ -58,7 +58,7 @@ impl Target {
         }
         if !self.group_ids.is_empty() {
             q.push_sql(
-                " OR c.id IN (SELECT m.customer_id FROM group_chat_member m WHERE m.tenant_id = ",
+                " OR c.id IN (SELECT m.customer_id FROM group_chat_member m WHERE m.tenant_id = ?",
             )
             .push_bind(tenant_id)
             .push_sql(" AND m.status = 1 AND m.customer_id IS NOT NULL AND m.group_id IN ");
@@ -442,35 +442,31 @@ pub async fn set_results(
     Ok(n)
 }
 
-/// Update a task's counters from its results.
+/// Update a task's counters from its results in one statement (two batches finishing at once
+/// must not overwrite fresh counts with stale ones), and return (total, success, failed).
 pub async fn refresh_counts(db: &Db, task_id: i64, now: i64) -> DbResult<(i64, i64, i64)> {
-    let rows: Vec<(String, i64)> = db
-        .fetch_all(
-            query("SELECT status, COUNT(*) FROM t_group_send_result WHERE task_id = ? GROUP BY status")
-                .bind(task_id),
-        )
-        .await?;
-    let (mut total, mut ok, mut failed) = (0, 0, 0);
-    for (s, n) in rows {
-        total += n;
-        match s.as_str() {
-            result::SUCCESS => ok += n,
-            result::FAILED => failed += n,
-            _ => {}
-        }
-    }
+    let count = |cond: &str| {
+        format!("(SELECT COUNT(*) FROM t_group_send_result r WHERE r.task_id = t.id{cond})")
+    };
     db.execute(
-        query(
-            "UPDATE t_group_send_task SET target_count = ?, success_count = ?, failed_count = ?, update_time = ? WHERE id = ?",
-        )
-        .bind(total)
-        .bind(ok)
-        .bind(failed)
+        query(format!(
+            "UPDATE t_group_send_task AS t SET target_count = {}, success_count = {}, failed_count = {}, update_time = ? WHERE t.id = ?",
+            count(""),
+            count(" AND r.status = 'SUCCESS'"),
+            count(" AND r.status = 'FAILED'"),
+        ))
         .bind(now)
         .bind(task_id),
     )
     .await?;
-    Ok((total, ok, failed))
+    db.fetch_optional::<(i64, i64, i64)>(
+        query(
+            "SELECT target_count, success_count, failed_count FROM t_group_send_task WHERE id = ?",
+        )
+        .bind(task_id),
+    )
+    .await
+    .map(|r| r.unwrap_or_default())
 }
 
 /// When no batch is open any more, set the task's final status from its counts.

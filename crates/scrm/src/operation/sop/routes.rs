@@ -178,6 +178,9 @@ async fn update_template(
     ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<TemplateBody>,
 ) -> ApiResult<Reply<Value>> {
+    store::get_template(&state.db, user.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("SOP template"))?;
     let t = check(b)?;
     check_references(&state, user.tenant_id, &t).await?;
     let mut tx = state.db.begin().await?;

@@ -40,38 +40,40 @@ fn ids(v: &Value, key: &str) -> Vec<i64> {
         .unwrap_or_default()
 }
 
+/// Whether a template's trigger condition accepts the event.
+type Matcher = Box<dyn Fn(&Value) -> bool + Send>;
+
 /// Start the SOPs an event triggers. Returns how many executions started.
 pub async fn on_event(state: &AppState, e: &Event) -> anyhow::Result<usize> {
-    let (trigger, customer_id, matches): (i64, Option<i64>, Box<dyn Fn(&Value) -> bool + Send>) =
-        match e.event_type.as_str() {
-            kind::CUSTOMER_CREATED => (1, e.aggregate_id.parse().ok(), Box::new(|_| true)),
-            kind::CUSTOMER_TAG_ADDED => {
-                let tags = ids(&e.data, "tagIds");
-                (
-                    2,
-                    e.data
-                        .get("customerId")
-                        .and_then(Value::as_i64)
-                        .or(e.aggregate_id.parse().ok()),
-                    Box::new(move |cfg: &Value| {
-                        let want = ids(cfg, "tagIds");
-                        want.is_empty() || want.iter().any(|t| tags.contains(t))
-                    }),
-                )
-            }
-            kind::GROUP_MEMBER_JOINED => {
-                let group = e.data.get("groupId").and_then(Value::as_i64);
-                (
-                    3,
-                    e.data.get("customerId").and_then(Value::as_i64),
-                    Box::new(move |cfg: &Value| {
-                        let want = ids(cfg, "groupIds");
-                        want.is_empty() || group.is_some_and(|g| want.contains(&g))
-                    }),
-                )
-            }
-            _ => return Ok(0),
-        };
+    let (trigger, customer_id, matches): (i64, Option<i64>, Matcher) = match e.event_type.as_str() {
+        kind::CUSTOMER_CREATED => (1, e.aggregate_id.parse().ok(), Box::new(|_| true)),
+        kind::CUSTOMER_TAG_ADDED => {
+            let tags = ids(&e.data, "tagIds");
+            (
+                2,
+                e.data
+                    .get("customerId")
+                    .and_then(Value::as_i64)
+                    .or(e.aggregate_id.parse().ok()),
+                Box::new(move |cfg: &Value| {
+                    let want = ids(cfg, "tagIds");
+                    want.is_empty() || want.iter().any(|t| tags.contains(t))
+                }),
+            )
+        }
+        kind::GROUP_MEMBER_JOINED => {
+            let group = e.data.get("groupId").and_then(Value::as_i64);
+            (
+                3,
+                e.data.get("customerId").and_then(Value::as_i64),
+                Box::new(move |cfg: &Value| {
+                    let want = ids(cfg, "groupIds");
+                    want.is_empty() || group.is_some_and(|g| want.contains(&g))
+                }),
+            )
+        }
+        _ => return Ok(0),
+    };
     let Some(customer_id) = customer_id else {
         return Ok(0);
     };

@@ -1,0 +1,792 @@
+//! Operations against the WeCom simulator: group sends (seed 004), mass tasks (seed 000), SOPs,
+//! materials; exactly-once under a killed worker; validation, permissions, tenant isolation.
+
+use std::time::Duration;
+
+use scrm::operation::mass::Settings;
+use scrm::operation::mass::engine::chaos;
+use scrm_db::query;
+use scrm_jobs::{EngineConfig, Scope, Target};
+use scrm_wecom_sim::{SimConfig, SimHandle, Simulator};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::TestApp;
+
+/// A company in the simulator mirrored into scrm: staff, customers (owner = first follow).
+struct World {
+    sim: SimHandle,
+    tenant: i64,
+    /// (staff row id, userid)
+    staff: Vec<(i64, String)>,
+    /// (customer id, external_userid, owner userid)
+    customers: Vec<(i64, String, String)>,
+}
+
+async fn tenant_of(app: &TestApp) -> i64 {
+    app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn world(app: &TestApp, customers: u32, tune: impl FnOnce(&mut SimConfig)) -> World {
+    let mut cfg = SimConfig::default();
+    cfg.size.customers = customers;
+    cfg.size.staff = 4;
+    cfg.size.avg_follows = 1.0;
+    tune(&mut cfg);
+    let sim = Simulator::start(cfg).await.unwrap();
+    let tenant = tenant_of(app).await;
+    let appc = scrm::operation::wecom::simulator_app(
+        &sim.base_url(),
+        "wwsim00000000000001",
+        "sim-app-secret",
+    )
+    .unwrap();
+    scrm::operation::wecom::register(tenant, appc, 1000002);
+    let db = &app.state.db;
+    let now = scrm::state::now_ms();
+    let (staff_rows, cust_rows) = {
+        let c = sim.company();
+        let staff: Vec<(String, String)> = c
+            .staff
+            .iter()
+            .filter(|s| s.status == 1)
+            .map(|s| (s.userid.clone(), s.name.clone()))
+            .collect();
+        let mut cust = Vec::new();
+        for i in 0..c.customers.len() as u32 {
+            let owner = c
+                .follows_of(i)
+                .next()
+                .map(|(_, f)| &c.staff[f.staff as usize])
+                .filter(|s| s.status == 1)
+                .map(|s| s.userid.clone());
+            if let Some(owner) = owner {
+                cust.push((c.external_userid(i), c.customer_name(i), owner));
+            }
+        }
+        (staff, cust)
+    };
+    let mut staff = Vec::new();
+    for (userid, name) in staff_rows {
+        let id = db
+            .insert_id(query("INSERT INTO staff (tenant_id, userid, name, status, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)").bind(tenant).bind(&userid).bind(name).bind(now).bind(now))
+            .await
+            .unwrap();
+        staff.push((id, userid));
+    }
+    let mut customers = Vec::new();
+    for (ext, name, owner) in cust_rows {
+        let owner_id = staff.iter().find(|s| s.1 == owner).map(|s| s.0);
+        let id = db
+            .insert_id(query("INSERT INTO customer (tenant_id, external_userid, name, follow_user_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)").bind(tenant).bind(&ext).bind(name).bind(owner_id).bind(now).bind(now))
+            .await
+            .unwrap();
+        customers.push((id, ext, owner));
+    }
+    for (key, v) in [("mass.first_poll_ms", 100), ("mass.poll_interval_ms", 200)] {
+        Settings::set(db, tenant, key, v).await.unwrap();
+    }
+    World {
+        sim,
+        tenant,
+        staff,
+        customers,
+    }
+}
+
+async fn tag(app: &TestApp, w: &World, name: &str, customer_ids: &[i64]) -> i64 {
+    let db = &app.state.db;
+    let now = scrm::state::now_ms();
+    let g = db.insert_id(query("INSERT INTO tag_group (tenant_id, name, created_at, updated_at) VALUES (?, ?, ?, ?)").bind(w.tenant).bind(format!("g-{name}")).bind(now).bind(now)).await.unwrap();
+    let t = db.insert_id(query("INSERT INTO tag (tenant_id, group_id, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)").bind(w.tenant).bind(g).bind(name).bind(now).bind(now)).await.unwrap();
+    for c in customer_ids {
+        db.execute(query("INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_at) VALUES (?, ?, ?, ?)").bind(w.tenant).bind(t).bind(*c).bind(now)).await.unwrap();
+    }
+    t
+}
+
+async fn wait_final(app: &TestApp, id: i64) -> Value {
+    for _ in 0..300 {
+        let r = app
+            .get(
+                &format!("/api/v1/workbench/group-send/tasks/{id}?resultSize=1000"),
+                &app.admin_token,
+            )
+            .await;
+        let st = r.data()["status"].as_str().unwrap_or("").to_string();
+        if ["COMPLETED", "PARTIAL_SUCCESS", "FAILED", "CANCELLED"].contains(&st.as_str()) {
+            return r.data().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("task {id} did not finish");
+}
+
+fn text(s: &str) -> Value {
+    json!({"type": "TEXT", "data": {"text": s}})
+}
+
+async fn a_group_send_to_a_tag_reaches_each_customer_exactly_once(app: TestApp) {
+    let w = world(&app, 40, |_| {}).await;
+    let sender = w.staff[0].1.clone();
+    let mine: Vec<i64> = w
+        .customers
+        .iter()
+        .filter(|c| c.2 == sender)
+        .map(|c| c.0)
+        .collect();
+    // Customers the sender does not follow: WeCom leaves them out (fail_list).
+    let others: Vec<i64> = {
+        let c = w.sim.company();
+        let s = c.staff_by_userid(&sender).unwrap();
+        w.customers
+            .iter()
+            .filter(|x| {
+                c.customer_by_id(&x.1)
+                    .is_some_and(|i| c.follow_of(i, s).is_none())
+            })
+            .take(2)
+            .map(|x| x.0)
+            .collect()
+    };
+    let blacklisted = mine[0];
+    app.state
+        .db
+        .execute(query("UPDATE customer SET blacklisted = 1 WHERE id = ?").bind(blacklisted))
+        .await
+        .unwrap();
+    let all: Vec<i64> = mine.iter().chain(others.iter()).copied().collect();
+    let t = tag(&app, &w, "vip", &all).await;
+
+    let r = app
+        .post("/api/v1/workbench/group-send/tasks", &app.admin_token, json!({"senderAccountId": sender, "target": {"tagIds": [t]}, "messageContent": text("双十一快乐"), "taskName": "问候"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.data()["status"], "PENDING");
+    let id = r.data()["groupSendTaskId"].as_i64().unwrap();
+    let d = wait_final(&app, id).await;
+
+    assert_eq!(d["status"], "PARTIAL_SUCCESS", "{d}");
+    assert_eq!(d["targetCount"], all.len());
+    assert_eq!(d["successCount"], mine.len() - 1);
+    assert_eq!(d["failedCount"], others.len() + 1);
+    let results = d["results"].as_array().unwrap();
+    let by = |cid: i64| {
+        results
+            .iter()
+            .find(|r| r["customerId"] == cid)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by(blacklisted)["errorMessage"], "customer is blacklisted");
+    assert!(
+        by(others[0])["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("fail_list")
+    );
+    // The simulator's delivery log: each sendable target once, nobody else, no duplicates.
+    let per = w.sim.deliveries_per_recipient();
+    for (cid, ext, _) in &w.customers {
+        let want = usize::from(mine.contains(cid) && *cid != blacklisted);
+        assert_eq!(per.get(ext).copied().unwrap_or(0), want, "customer {cid}");
+    }
+    let calls: i64 = app
+        .state
+        .db
+        .fetch_i64(query("SELECT MAX(calls) FROM group_send_batch WHERE task_id = ?").bind(id))
+        .await
+        .unwrap();
+    let batches = app
+        .state
+        .db
+        .fetch_i64(query("SELECT COUNT(*) FROM group_send_batch WHERE task_id = ?").bind(id))
+        .await
+        .unwrap();
+    assert_eq!(batches, 1);
+    assert_eq!(calls, 1, "one add_msg_template for one sender");
+
+    // Quota: with one message a month allowed, a second send fails with the reason.
+    w.sim
+        .update_config(|c| c.mass_send.receive_quota_per_month = 1);
+    let r = app
+        .post("/api/v1/workbench/group-send/tasks", &app.admin_token, json!({"senderAccountId": sender, "target": {"customerIds": [mine[1]]}, "messageContent": text("again")}))
+        .await;
+    let d = wait_final(&app, r.data()["groupSendTaskId"].as_i64().unwrap()).await;
+    assert_eq!(d["status"], "FAILED");
+    assert!(
+        d["results"][0]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("quota"),
+        "{d}"
+    );
+
+    let list = app.get("/api/v1/workbench/group-send/tasks?status=PARTIAL_SUCCESS&taskName=问候&page=1&size=10", &app.admin_token).await;
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    assert_eq!(list.data()["total"], 1);
+    assert_eq!(list.data()["records"][0]["groupSendTaskId"], id);
+    assert_eq!(list.data()["pages"], 1);
+}
+
+async fn a_worker_killed_after_the_wecom_call_never_sends_twice(app: TestApp) {
+    let w = world(&app, 60, |_| {}).await;
+    let config = EngineConfig {
+        lease: Duration::from_millis(800),
+        heartbeat: Duration::from_millis(200),
+        builtins: false,
+        poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let first = scrm::jobs::engine(&app.state, config.clone())
+        .start(CancellationToken::new())
+        .await
+        .unwrap();
+    chaos::hang_after_next_call();
+    let ids: Vec<i64> = w.customers.iter().map(|c| c.0).collect();
+    let r = app
+        .post(
+            "/v1/workbench/mass-send",
+            &app.admin_token,
+            json!({"target": {"customerIds": ids}, "messageContent": text("限时优惠")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["groupSendTaskId"].as_i64().unwrap();
+    for _ in 0..200 {
+        if chaos::hung() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(chaos::hung(), 1, "a batch hung after its WeCom call");
+    first.abort(); // the process dies: the msgid was never recorded
+    let _second = scrm::jobs::engine(&app.state, config)
+        .start(CancellationToken::new())
+        .await
+        .unwrap();
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    assert_eq!(d["successCount"], w.customers.len());
+    assert!(
+        w.sim.duplicate_deliveries().is_empty(),
+        "duplicates: {:?}",
+        w.sim.duplicate_deliveries().len()
+    );
+    let per = w.sim.deliveries_per_recipient();
+    for (_, ext, _) in &w.customers {
+        assert_eq!(per.get(ext).copied(), Some(1), "{ext}");
+    }
+    // A batch killed before its request left may call again; none may call more than that.
+    let most = app
+        .state
+        .db
+        .fetch_i64(query("SELECT MAX(calls) FROM group_send_batch WHERE task_id = ?").bind(id))
+        .await
+        .unwrap();
+    assert!(most <= 2, "{most}");
+}
+
+async fn group_send_validates_and_stays_in_its_tenant(app: TestApp) {
+    let w = world(&app, 10, |_| {}).await;
+    let sender = w.staff[0].1.clone();
+    let c = w.customers[0].0;
+    let post = |b: Value| app.post("/api/v1/workbench/group-send/tasks", &app.admin_token, b);
+    let r = post(json!({"senderAccountId": "nobody", "target": {"customerIds": [c]}, "messageContent": text("x")})).await;
+    assert_eq!((r.status, r.error()), (404, "SENDER_ACCOUNT_NOT_FOUND"));
+    let r = post(json!({"senderAccountId": sender, "target": {"customerIds": [999999]}, "messageContent": text("x")})).await;
+    assert_eq!((r.status, r.error()), (422, "TARGET_CUSTOMERS_EMPTY"));
+    let r =
+        post(json!({"senderAccountId": sender, "target": {}, "messageContent": text("x")})).await;
+    assert_eq!((r.status, r.error()), (422, "TARGET_CUSTOMERS_EMPTY"));
+    let r = post(json!({"senderAccountId": sender, "target": {"customerIds": [c]}, "messageContent": {"type": "VOICE", "data": {}}})).await;
+    assert_eq!((r.status, r.error()), (400, "MESSAGE_CONTENT_INVALID"));
+    let r = post(json!({"senderAccountId": sender, "target": {"customerIds": [c]}, "messageContent": text(&"长".repeat(2000))})).await;
+    assert_eq!((r.status, r.error()), (422, "MESSAGE_CONTENT_INVALID"));
+    let r = post(json!({"target": {"customerIds": [c]}, "messageContent": text("x")})).await;
+    assert_eq!((r.status, r.error()), (400, "VALIDATION_FAILED"));
+    let r = post(json!({"senderAccountId": sender, "target": {"customerIds": [c]}, "messageContent": text("x"), "scheduledTime": "tomorrow"})).await;
+    assert_eq!(r.status, 400);
+
+    let accounts = app
+        .get(
+            "/api/v1/workbench/wechat/group-send/accounts",
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(accounts.status, 200);
+    assert_eq!(accounts.data().as_array().unwrap().len(), w.staff.len());
+    assert_eq!(accounts.data()[0]["accountType"], "WEWORK");
+    assert_eq!(accounts.data()[0]["status"], "ACTIVE");
+
+    // Scheduled in the future: stays PENDING, then cancel.
+    let r = post(json!({"senderAccountId": sender, "target": {"customerIds": [c]}, "messageContent": text("later"), "scheduledTime": "2099-01-01T00:00:00Z"})).await;
+    assert_eq!(r.status, 201);
+    let id = r.data()["groupSendTaskId"].as_i64().unwrap();
+    let (_, theirs) = app.other_tenant_admin("other co", "boss.o").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/workbench/group-send/tasks/{id}"), &theirs)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get("/api/v1/workbench/group-send/tasks", &theirs)
+            .await
+            .data()["total"],
+        0
+    );
+    assert_eq!(
+        app.post(&format!("/api/mass-task/{id}/cancel"), &theirs, json!({}))
+            .await
+            .status,
+        404
+    );
+    let (_, viewer) = app.user_with_role("viewer.o", "viewer").await;
+    assert_eq!(
+        app.post("/api/v1/workbench/group-send/tasks", &viewer, json!({}))
+            .await
+            .status,
+        403
+    );
+    let c1 = app
+        .post(
+            &format!("/api/mass-task/{id}/cancel"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(c1.status, 200, "{:?}", c1.body);
+    assert_eq!(c1.data()["status"], 4);
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "CANCELLED");
+    assert_eq!(w.sim.delivery_count(), 0);
+    let again = app
+        .post(
+            &format!("/api/mass-task/{id}/cancel"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!((again.status, again.error()), (409, "TASK_STATE_CONFLICT"));
+}
+
+async fn mass_tasks_are_created_executed_and_listed(app: TestApp) {
+    let w = world(&app, 12, |_| {}).await;
+    let ids: Vec<i64> = w.customers.iter().take(5).map(|c| c.0).collect();
+    let r = app.post("/api/mass-task", &app.admin_token, json!({"taskName": "双十一", "taskType": 1, "targetType": 1, "targetIds": ids, "messageContent": "双十一活动开始啦！", "messageType": 1, "scheduledTime": "2099-11-11T00:00:00"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.data()["status"], 0);
+    let id = r.data()["id"].as_i64().unwrap();
+    assert_eq!(
+        app.get("/api/mass-task/list?status=0", &app.admin_token)
+            .await
+            .data()["total"],
+        1
+    );
+    let e = app
+        .post(
+            "/api/mass-task/execute",
+            &app.admin_token,
+            json!({"taskId": id, "immediate": true}),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{:?}", e.body);
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    assert_eq!(w.sim.delivery_count(), 5);
+    assert_eq!(
+        app.get("/api/mass-task/list?status=2", &app.admin_token)
+            .await
+            .data()["list"][0]["successCount"],
+        5
+    );
+    let again = app
+        .post(
+            "/api/mass-task/execute",
+            &app.admin_token,
+            json!({"taskId": id, "immediate": true}),
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    // Tag task: local tags (no WeCom id) are added to each customer.
+    let t = tag(&app, &w, "new", &[]).await;
+    let r = app.post("/api/mass-task", &app.admin_token, json!({"taskName": "打标签", "taskType": 2, "targetType": 1, "targetIds": ids, "tagIds": [t]})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let tid = r.data()["id"].as_i64().unwrap();
+    app.post(
+        "/api/mass-task/execute",
+        &app.admin_token,
+        json!({"taskId": tid, "immediate": true}),
+    )
+    .await;
+    let d = wait_final(&app, tid).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    let n = app
+        .state
+        .db
+        .fetch_i64(query("SELECT COUNT(*) FROM customer_tag WHERE tag_id = ?").bind(t))
+        .await
+        .unwrap();
+    assert_eq!(n, 5);
+    for bad in [
+        json!({"taskName": "x", "taskType": 9, "targetType": 1, "targetIds": [1]}),
+        json!({"taskName": "x", "taskType": 1, "targetType": 7, "targetIds": [1]}),
+        json!({"taskType": 1}),
+    ] {
+        assert_eq!(
+            app.post("/api/mass-task", &app.admin_token, bad)
+                .await
+                .status,
+            400
+        );
+    }
+    assert_eq!(
+        app.get("/api/mass-task/list?status=9", &app.admin_token)
+            .await
+            .status,
+        400
+    );
+}
+
+async fn an_sop_runs_its_steps_on_schedule_pauses_and_cancels(app: TestApp) {
+    let w = world(&app, 6, |_| {}).await;
+    let t = tag(&app, &w, "sop-tag", &[]).await;
+    let body = json!({"templateName": "新客户欢迎SOP", "templateType": 1, "triggerType": 4, "description": "d", "steps": [
+        {"stepName": "欢迎", "stepType": 1, "delayTime": 0, "delayUnit": "minute", "actionContent": {"content": "欢迎加入！"}},
+        {"stepName": "打标签", "stepType": 2, "delayTime": 1, "delayUnit": "hour", "actionContent": {"tagIds": [t]}},
+        {"stepName": "提醒", "stepType": 5, "delayTime": 1, "delayUnit": "day", "actionContent": {"content": "跟进一下"}}]});
+    let r = app
+        .post("/api/sop/template", &app.admin_token, body.clone())
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tid = r.data()["templateId"].as_i64().unwrap();
+    assert_eq!(r.data()["steps"].as_array().unwrap().len(), 3);
+    let bad = app.post("/api/sop/template", &app.admin_token, json!({"templateName": "x", "triggerType": 1, "steps": [{"stepType": 2, "actionContent": {}}]})).await;
+    assert_eq!(bad.status, 400);
+    let bad = app.post("/api/sop/template", &app.admin_token, json!({"templateName": "x", "triggerType": 1, "steps": [{"stepType": 1, "delayUnit": "week", "actionContent": {"content": "a"}}]})).await;
+    assert_eq!(bad.status, 400);
+    let list = app
+        .get("/api/sop/templates?page=1&pageSize=20", &app.admin_token)
+        .await;
+    assert_eq!(list.data()["total"], 1);
+
+    let (c1, c2) = (w.customers[0].0, w.customers[1].0);
+    let r = app
+        .post(
+            "/api/sop/execute",
+            &app.admin_token,
+            json!({"templateId": tid, "targetType": 1, "targetIds": [c1, c2]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let execs: Vec<i64> = r.data()["executionIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(execs.len(), 2);
+    let again = app
+        .post(
+            "/api/sop/execute",
+            &app.admin_token,
+            json!({"templateId": tid, "targetIds": [c1]}),
+        )
+        .await;
+    assert_eq!(
+        again.data()["skippedTargetIds"],
+        json!([c1]),
+        "not started twice"
+    );
+
+    // Step 1 (no delay) runs now and logs WeCom's answer; steps 2-3 wait.
+    let mut step1 = Value::Null;
+    for _ in 0..100 {
+        let l = app
+            .get(
+                &format!("/api/sop/executions?templateId={tid}&status=0"),
+                &app.admin_token,
+            )
+            .await;
+        let e = l.data()["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == execs[0])
+            .cloned();
+        if let Some(e) = e
+            && e["steps"][0]["status"] == 2
+        {
+            step1 = e;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(step1["steps"][0]["result"]["errcode"], 0, "{step1}");
+    assert_eq!(step1["steps"][1]["status"], 0);
+    for _ in 0..100 {
+        if w.sim.delivery_count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(w.sim.delivery_count(), 2, "one welcome per execution");
+
+    // Pause shifts what is left by the pause.
+    let due_before = app
+        .state
+        .db
+        .fetch_i64(
+            query(
+                "SELECT due_at FROM sop_execution_step WHERE execution_id = ? AND step_order = 2",
+            )
+            .bind(execs[0]),
+        )
+        .await
+        .unwrap();
+    let p = app
+        .post(
+            "/api/sop/execution/control",
+            &app.admin_token,
+            json!({"executionIds": [execs[0]], "action": "pause"}),
+        )
+        .await;
+    assert_eq!(p.data()["affected"], 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.post(
+        "/api/sop/execution/control",
+        &app.admin_token,
+        json!({"executionIds": [execs[0]], "action": "resume"}),
+    )
+    .await;
+    let due_after = app
+        .state
+        .db
+        .fetch_i64(
+            query(
+                "SELECT due_at FROM sop_execution_step WHERE execution_id = ? AND step_order = 2",
+            )
+            .bind(execs[0]),
+        )
+        .await
+        .unwrap();
+    assert!(due_after >= due_before + 250, "{due_before} → {due_after}");
+    let jobs = app
+        .state
+        .jobs
+        .list_jobs(
+            Scope::System,
+            &scrm_jobs::JobFilter {
+                group_key: Some(format!("sop:{}", execs[0])),
+                ..Default::default()
+            },
+            1,
+            10,
+        )
+        .await
+        .unwrap();
+    let job_due: Vec<i64> = jobs
+        .items
+        .iter()
+        .filter(|j| j.state == 0)
+        .map(|j| j.run_at)
+        .collect();
+    assert!(
+        job_due.iter().all(|d| *d >= due_before + 250),
+        "{job_due:?}"
+    );
+
+    // The rest run when due: bring them forward and watch the execution finish.
+    let ids: Vec<i64> = jobs
+        .items
+        .iter()
+        .filter(|j| j.state == 0)
+        .map(|j| j.id)
+        .collect();
+    app.state
+        .jobs
+        .retry(Scope::System, &Target::Ids(ids))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let l = app
+            .get("/api/sop/executions?status=1", &app.admin_token)
+            .await;
+        if l.data()["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = app
+        .get("/api/sop/executions?status=1", &app.admin_token)
+        .await;
+    assert_eq!(
+        done.data()["list"][0]["steps"][2]["status"],
+        2,
+        "{:?}",
+        done.body
+    );
+    assert_eq!(
+        app.state
+            .db
+            .fetch_i64(query("SELECT COUNT(*) FROM customer_tag WHERE tag_id = ?").bind(t))
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Cancel stops the other one.
+    let c = app
+        .post(
+            "/api/sop/execution/control",
+            &app.admin_token,
+            json!({"executionIds": [execs[1]], "action": "cancel"}),
+        )
+        .await;
+    assert_eq!(c.data()["affected"], 1);
+    let l = app
+        .get("/api/sop/executions?status=4", &app.admin_token)
+        .await;
+    assert_eq!(l.data()["list"][0]["steps"][1]["status"], 4);
+    let bad = app
+        .post(
+            "/api/sop/execution/control",
+            &app.admin_token,
+            json!({"executionIds": [1], "action": "explode"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let (_, theirs) = app.other_tenant_admin("other sop", "boss.s").await;
+    assert_eq!(
+        app.get("/api/sop/executions", &theirs).await.data()["total"],
+        0
+    );
+    let r = app
+        .put(&format!("/api/sop/template/{tid}"), &theirs, body.clone())
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_eq!(
+        app.put(&format!("/api/sop/template/{tid}"), &app.admin_token, body)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.delete(&format!("/api/sop/template/{tid}"), &app.admin_token)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get("/api/sop/templates", &app.admin_token).await.data()["total"],
+        0
+    );
+}
+
+async fn materials_are_managed_and_uploaded_once(app: TestApp) {
+    let w = world(&app, 5, |_| {}).await;
+    let png = base64_of(&[137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13]);
+    let r = app
+        .post(
+            "/api/material",
+            &app.admin_token,
+            json!({"materialType": "image", "title": "海报", "fileName": "a.png", "fileData": png}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mid = r.data()["materialId"].as_i64().unwrap();
+    assert_eq!(
+        app.post(
+            "/api/material",
+            &app.admin_token,
+            json!({"materialType": "gif", "title": "x"})
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        app.post(
+            "/api/material",
+            &app.admin_token,
+            json!({"materialType": "link", "title": "x", "content": {}})
+        )
+        .await
+        .status,
+        400
+    );
+    let list = app
+        .get("/api/materials?materialType=image", &app.admin_token)
+        .await;
+    assert_eq!(list.data()["total"], 1);
+    let c = w.customers[0].0;
+    for _ in 0..2 {
+        let r = app.post("/v1/workbench/mass-send", &app.admin_token, json!({"target": {"customerIds": [c]}, "messageContent": {"type": "MATERIAL", "data": {"materialId": mid}}})).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        wait_final(&app, r.data()["groupSendTaskId"].as_i64().unwrap()).await;
+    }
+    let m = app
+        .get(&format!("/api/material/{mid}"), &app.admin_token)
+        .await;
+    let media = m.data()["mediaId"].as_str().unwrap().to_string();
+    assert!(!media.is_empty());
+    let deliveries = w.sim.deliveries();
+    assert_eq!(deliveries.len(), 2);
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.content.to_string().contains(&media)),
+        "one upload, reused"
+    );
+    let (_, theirs) = app.other_tenant_admin("other mat", "boss.m").await;
+    assert_eq!(
+        app.get(&format!("/api/material/{mid}"), &theirs)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.put(
+            &format!("/api/material/{mid}"),
+            &app.admin_token,
+            json!({"materialType": "image", "title": "新海报"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.delete(&format!("/api/material/{mid}"), &app.admin_token)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(&format!("/api/material/{mid}"), &app.admin_token)
+            .await
+            .status,
+        404
+    );
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+async fn spawn_api_only(backend: scrm_db::Backend) -> TestApp {
+    crate::helpers::spawn_app_with(backend, &[("SCRM_ROLE", "api")]).await
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    a_group_send_to_a_tag_reaches_each_customer_exactly_once,
+    group_send_validates_and_stays_in_its_tenant,
+    mass_tasks_are_created_executed_and_listed,
+    an_sop_runs_its_steps_on_schedule_pauses_and_cancels,
+    materials_are_managed_and_uploaded_once,
+);
+
+scrm_db::db_tests!(crate::operation::spawn_api_only; a_worker_killed_after_the_wecom_call_never_sends_twice);

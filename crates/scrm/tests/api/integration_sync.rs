@@ -539,3 +539,92 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     runs_of_one_type_do_not_overlap_and_bad_requests_are_named,
     each_scenario_reaches_scrm_as_a_callback_within_a_second,
 );
+
+/// The sync benchmark (BENCHMARKS.md): a full sync of a large simulated company under 10 %
+/// transient faults with a token that expires mid-run, then an incremental sync after 1 % of
+/// the customers changed. `SCRM_BENCH_CUSTOMERS` (default 100000), SQLite unless
+/// `SCRM_TEST_DB` names another backend:
+/// `SCRM_BENCH_CUSTOMERS=100000 cargo nextest run -p scrm --run-ignored only -E 'test(bench_sync)' --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes"]
+async fn bench_sync() {
+    let backend = scrm_db::testing::selected_backends()[0];
+    let app = crate::helpers::spawn_app(backend).await;
+    let customers: u32 = std::env::var("SCRM_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut c = scrm_wecom_sim::SimConfig::default();
+    c.size.customers = customers;
+    c.size.staff = (customers / 250).max(20);
+    c.size.group_chats = (customers / 200).max(10);
+    c.size.tags = 60;
+    c.size.tag_groups = 8;
+    c.creds.token_lifetime_secs = 20;
+    c.faults.busy = 0.04;
+    c.faults.freq_limit = 0.01;
+    c.faults.concurrent_limit = 0.02;
+    c.faults.http_500 = 0.02;
+    c.faults.token_expired = 0.01;
+    c.faults.latency_min_ms = 5;
+    c.faults.latency_max_ms = 15;
+    let sim = scrm_wecom_sim::Simulator::start(c).await.unwrap();
+    connect(&app, &sim).await;
+    sim.update_config(|c| c.callback.url = None);
+    let calls = |sim: &SimHandle| sim.call_counts().values().sum::<u64>();
+    let t0 = Instant::now();
+    let log = sync(&app, json!({"syncType": "full"})).await;
+    let took = t0.elapsed();
+    let pairs = n(&app, "SELECT COUNT(*) FROM customer_follow").await;
+    println!(
+        "BENCH full: {customers} customers, {pairs} relations, status {}, {:.1} s, {} WeCom calls (sim), rows/s {:.0}, log {}",
+        log["status"],
+        took.as_secs_f64(),
+        calls(&sim),
+        f64::from(customers) / took.as_secs_f64(),
+        log
+    );
+    assert_eq!(log["status"], "success", "{log}");
+    assert_matches(&app, &sim).await;
+
+    let changed: Vec<(String, String)> = {
+        let co = sim.company();
+        let mut out = Vec::new();
+        for idx in (0..co.customers.len() as u32).step_by(100) {
+            if let Some((_, f)) = co.follows_of(idx).find(|(_, f)| {
+                co.staff[f.staff as usize].contact_enabled && co.staff[f.staff as usize].visible()
+            }) {
+                out.push((
+                    co.external_userid(idx),
+                    co.staff[f.staff as usize].userid.clone(),
+                ));
+            }
+        }
+        out
+    };
+    for (ext, userid) in &changed {
+        sim.staff_edits_contact(EditContact {
+            userid: userid.clone(),
+            external_userid: ext.clone(),
+            remark: Some("bench".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let before = calls(&sim);
+    let t1 = Instant::now();
+    let log = sync(&app, json!({"syncType": "customer"})).await;
+    println!(
+        "BENCH incremental: {} changed, {:.1} s, {} WeCom calls, log {}",
+        changed.len(),
+        t1.elapsed().as_secs_f64(),
+        calls(&sim) - before,
+        log
+    );
+    assert_eq!(
+        log["updated"].as_i64().unwrap(),
+        changed.len() as i64,
+        "{log}"
+    );
+    sim.shutdown().await;
+}

@@ -110,6 +110,11 @@ async fn clean(db: &Db) -> JobsResult<()> {
     }
     db.execute(query("DELETE FROM job_stat WHERE kind LIKE 'bench.%'"))
         .await?;
+    if db.backend() == scrm_db::Backend::Postgres {
+        // Start every run from a vacuumed table: a previous run's dead tuples would slow the
+        // claims of this one (autovacuum may lag or be off on a benchmark box).
+        db.execute(query("VACUUM ANALYZE job")).await?;
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The `scrm` command line: one binary, a subcommand per way to run it.
 
+mod bench;
 mod callback;
 mod demo;
 
@@ -41,6 +42,9 @@ enum Command {
     /// WeCom callback tools.
     #[command(subcommand)]
     Callback(CallbackCommand),
+    /// Benchmarks (figures in BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Sync from WeCom now, with a progress bar (`scrm sync --type customer`).
     Sync(crate::integration::cli::SyncArgs),
 }
@@ -162,6 +166,7 @@ async fn dispatch(command: Command, mut config: Config) -> anyhow::Result<()> {
                 .await
         }
         Command::Sync(args) => crate::integration::cli::run(args, config).await,
+        Command::Bench(cmd) => bench::run(cmd, config.database_url.expose()).await,
         Command::Callback(CallbackCommand::Decrypt(args)) => {
             let plaintext = callback::decrypt(&args)?;
             println!("{plaintext}");

@@ -17,7 +17,10 @@ use crate::state::AppState;
 
 /// The client handle every module enqueues through.
 pub fn client(db: &scrm_db::Db, redis_url: Option<&str>) -> Jobs {
-    let opts = JobsOptions { redis_url: redis_url.map(str::to_string), ..Default::default() };
+    let opts = JobsOptions {
+        redis_url: redis_url.map(str::to_string),
+        ..Default::default()
+    };
     Jobs::with_options(db.clone(), Arc::new(SystemClock), opts)
 }
 
@@ -32,8 +35,14 @@ pub fn engine(state: &AppState, config: EngineConfig) -> JobEngine {
 
 /// Start this process's workers; they stop claiming when `shutdown` is cancelled and finish
 /// what they hold (see [`EngineHandle::wait`]).
-pub async fn start_workers(state: &AppState, shutdown: CancellationToken) -> anyhow::Result<EngineHandle> {
-    let config = EngineConfig { concurrency: state.config.worker_concurrency, ..Default::default() };
+pub async fn start_workers(
+    state: &AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<EngineHandle> {
+    let config = EngineConfig {
+        concurrency: state.config.worker_concurrency,
+        ..Default::default()
+    };
     let handle = engine(state, config).start(shutdown).await?;
     tracing::info!(worker = handle.worker_id(), "job workers started");
     Ok(handle)

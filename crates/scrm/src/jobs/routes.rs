@@ -22,16 +22,76 @@ pub fn routes(state: &AppState) -> Routes {
     let view = Access::Permission(perm::JOBS_VIEW);
     let manage = Access::Permission(perm::JOBS_MANAGE);
     Routes::new(state, "jobs")
-        .route(Method::GET, "/api/jobs", view, "Jobs, filtered by state (0-5), kind and group; newest first", list)
-        .route(Method::GET, "/api/jobs/stats", view, "Queue length, processing, completed and failed today, average time, per kind", stats)
-        .route(Method::GET, "/api/jobs/workers", view, "Registered workers with heartbeat, status and memory", workers)
-        .route(Method::GET, "/api/jobs/alerts", view, "Alerts raised by the alert rules, with their state", alerts)
-        .route(Method::GET, "/api/jobs/{id}", view, "One job with its payload and attempt history", detail)
-        .route(Method::POST, "/api/jobs/{id}/retry", manage, "Run a failed (dead) or pending job again now", retry_one)
-        .route(Method::POST, "/api/jobs/{id}/cancel", manage, "Cancel a job (a running one stops cooperatively)", cancel_one)
-        .route(Method::POST, "/api/jobs/{id}/pause", manage, "Pause a pending job", pause_one)
-        .route(Method::POST, "/api/jobs/{id}/resume", manage, "Resume a paused job", resume_one)
-        .route(Method::POST, "/api/jobs/control", manage, "retry / replay / cancel / pause / resume / purge many jobs: by ids, group or filter", control)
+        .route(
+            Method::GET,
+            "/api/jobs",
+            view,
+            "Jobs, filtered by state (0-5), kind and group; newest first",
+            list,
+        )
+        .route(
+            Method::GET,
+            "/api/jobs/stats",
+            view,
+            "Queue length, processing, completed and failed today, average time, per kind",
+            stats,
+        )
+        .route(
+            Method::GET,
+            "/api/jobs/workers",
+            view,
+            "Registered workers with heartbeat, status and memory",
+            workers,
+        )
+        .route(
+            Method::GET,
+            "/api/jobs/alerts",
+            view,
+            "Alerts raised by the alert rules, with their state",
+            alerts,
+        )
+        .route(
+            Method::GET,
+            "/api/jobs/{id}",
+            view,
+            "One job with its payload and attempt history",
+            detail,
+        )
+        .route(
+            Method::POST,
+            "/api/jobs/{id}/retry",
+            manage,
+            "Run a failed (dead) or pending job again now",
+            retry_one,
+        )
+        .route(
+            Method::POST,
+            "/api/jobs/{id}/cancel",
+            manage,
+            "Cancel a job (a running one stops cooperatively)",
+            cancel_one,
+        )
+        .route(
+            Method::POST,
+            "/api/jobs/{id}/pause",
+            manage,
+            "Pause a pending job",
+            pause_one,
+        )
+        .route(
+            Method::POST,
+            "/api/jobs/{id}/resume",
+            manage,
+            "Resume a paused job",
+            resume_one,
+        )
+        .route(
+            Method::POST,
+            "/api/jobs/control",
+            manage,
+            "retry / replay / cancel / pause / resume / purge many jobs: by ids, group or filter",
+            control,
+        )
 }
 
 #[derive(Deserialize)]
@@ -60,11 +120,29 @@ fn jobs_error(e: scrm_jobs::JobsError) -> ApiError {
     }
 }
 
-async fn list(State(state): State<AppState>, user: CurrentUser, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Reply<ListPage<scrm_jobs::JobRow>>> {
+async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Reply<ListPage<scrm_jobs::JobRow>>> {
     let paging = Paging::new(q.page, q.page_size, 20, 500)?;
-    let filter = JobFilter { state: state_of(q.state)?, kind: q.kind, group_key: q.group, ..Default::default() };
-    let page = state.jobs.list_jobs(scope(&user), &filter, paging.page, paging.size).await.map_err(jobs_error)?;
-    Ok(ok(ListPage { list: page.items, total: page.total, page: paging.page, size: paging.size }))
+    let filter = JobFilter {
+        state: state_of(q.state)?,
+        kind: q.kind,
+        group_key: q.group,
+        ..Default::default()
+    };
+    let page = state
+        .jobs
+        .list_jobs(scope(&user), &filter, paging.page, paging.size)
+        .await
+        .map_err(jobs_error)?;
+    Ok(ok(ListPage {
+        list: page.items,
+        total: page.total,
+        page: paging.page,
+        size: paging.size,
+    }))
 }
 
 async fn stats(State(state): State<AppState>) -> ApiResult<Reply<scrm_jobs::stats::Stats>> {
@@ -73,7 +151,9 @@ async fn stats(State(state): State<AppState>) -> ApiResult<Reply<scrm_jobs::stat
     Ok(ok(s))
 }
 
-async fn workers(State(state): State<AppState>) -> ApiResult<Reply<Vec<scrm_jobs::worker::WorkerInfo>>> {
+async fn workers(
+    State(state): State<AppState>,
+) -> ApiResult<Reply<Vec<scrm_jobs::worker::WorkerInfo>>> {
     Ok(ok(state.jobs.workers().await.map_err(jobs_error)?))
 }
 
@@ -83,34 +163,68 @@ struct AlertQuery {
     state: Option<String>,
 }
 
-async fn alerts(State(state): State<AppState>, ApiQuery(q): ApiQuery<AlertQuery>) -> ApiResult<Reply<Vec<scrm_jobs::Alert>>> {
+async fn alerts(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<AlertQuery>,
+) -> ApiResult<Reply<Vec<scrm_jobs::Alert>>> {
     if let Some(s) = &q.state
         && !matches!(s.as_str(), "firing" | "resolved")
     {
         return Err(ApiError::field("state", "must be firing or resolved"));
     }
-    Ok(ok(state.jobs.alerts(q.state.as_deref(), 200).await.map_err(jobs_error)?))
+    Ok(ok(state
+        .jobs
+        .alerts(q.state.as_deref(), 200)
+        .await
+        .map_err(jobs_error)?))
 }
 
-async fn detail(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<scrm_jobs::JobDetail>> {
-    Ok(ok(state.jobs.get_job(scope(&user), id).await.map_err(jobs_error)?))
+async fn detail(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<scrm_jobs::JobDetail>> {
+    Ok(ok(state
+        .jobs
+        .get_job(scope(&user), id)
+        .await
+        .map_err(jobs_error)?))
 }
 
 /// One control action on a target, audited.
-async fn act(state: &AppState, user: &CurrentUser, action: &str, target: Target) -> ApiResult<Value> {
+async fn act(
+    state: &AppState,
+    user: &CurrentUser,
+    action: &str,
+    target: Target,
+) -> ApiResult<Value> {
     let s = scope(user);
     let j = &state.jobs;
     let result = match action {
         "retry" => json!({ "affected": j.retry(s, &target).await.map_err(jobs_error)? }),
         "replay" => json!({ "affected": j.replay(s, &target).await.map_err(jobs_error)? }),
-        "cancel" => serde_json::to_value(j.cancel(s, &target).await.map_err(jobs_error)?).map_err(anyhow::Error::from)?,
+        "cancel" => serde_json::to_value(j.cancel(s, &target).await.map_err(jobs_error)?)
+            .map_err(anyhow::Error::from)?,
         "pause" => json!({ "affected": j.pause(s, &target).await.map_err(jobs_error)? }),
         "resume" => json!({ "affected": j.resume(s, &target, false).await.map_err(jobs_error)? }),
         "purge" => json!({ "affected": j.purge_dead(s, &target).await.map_err(jobs_error)? }),
-        other => return Err(ApiError::field("action", format!("{other:?} is not retry, replay, cancel, pause, resume or purge"))),
+        other => {
+            return Err(ApiError::field(
+                "action",
+                format!("{other:?} is not retry, replay, cancel, pause, resume or purge"),
+            ));
+        }
     };
     let mut tx = state.db.begin().await?;
-    audit::record(&mut tx, user, &format!("job.{action}"), "job", target_label(&target), json!({ "target": target, "result": result })).await?;
+    audit::record(
+        &mut tx,
+        user,
+        &format!("job.{action}"),
+        "job",
+        target_label(&target),
+        json!({ "target": target, "result": result }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(result)
 }
@@ -126,27 +240,54 @@ fn target_label(t: &Target) -> String {
 
 async fn one(state: AppState, user: CurrentUser, id: i64, action: &str) -> ApiResult<Reply<Value>> {
     // 404 for another tenant's job or none at all, before acting.
-    state.jobs.get_job(scope(&user), id).await.map_err(jobs_error)?;
+    state
+        .jobs
+        .get_job(scope(&user), id)
+        .await
+        .map_err(jobs_error)?;
     let result = act(&state, &user, action, Target::Ids(vec![id])).await?;
     let affected = result.get("affected").and_then(Value::as_u64).unwrap_or(1)
         + result.get("cancelled").and_then(Value::as_u64).unwrap_or(0)
-        + result.get("cancelling").and_then(Value::as_u64).unwrap_or(0);
+        + result
+            .get("cancelling")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
     if affected == 0 {
-        return Err(ApiError::domain(StatusCode::CONFLICT, "JOB_STATE_CONFLICT", format!("the job is not in a state that allows {action}")));
+        return Err(ApiError::domain(
+            StatusCode::CONFLICT,
+            "JOB_STATE_CONFLICT",
+            format!("the job is not in a state that allows {action}"),
+        ));
     }
     Ok(ok(result))
 }
 
-async fn retry_one(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<Value>> {
+async fn retry_one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<Value>> {
     one(state, user, id, "retry").await
 }
-async fn cancel_one(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<Value>> {
+async fn cancel_one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<Value>> {
     one(state, user, id, "cancel").await
 }
-async fn pause_one(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<Value>> {
+async fn pause_one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<Value>> {
     one(state, user, id, "pause").await
 }
-async fn resume_one(State(state): State<AppState>, user: CurrentUser, ApiPath(id): ApiPath<i64>) -> ApiResult<Reply<Value>> {
+async fn resume_one(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Reply<Value>> {
     one(state, user, id, "resume").await
 }
 
@@ -160,15 +301,25 @@ struct ControlBody {
     kind: Option<String>,
 }
 
-async fn control(State(state): State<AppState>, user: CurrentUser, ApiJson(body): ApiJson<ControlBody>) -> ApiResult<Reply<Value>> {
+async fn control(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<ControlBody>,
+) -> ApiResult<Reply<Value>> {
     let target = match (body.ids, body.group) {
         (Some(ids), None) if !ids.is_empty() && ids.len() <= 10_000 => Target::Ids(ids),
         (Some(_), None) => return Err(ApiError::field("ids", "give 1 to 10,000 ids")),
         (None, Some(g)) if !g.is_empty() => Target::Group(g),
-        (None, None) if body.state.is_some() || body.kind.is_some() => {
-            Target::Filter(JobFilter { state: state_of(body.state)?, kind: body.kind, ..Default::default() })
+        (None, None) if body.state.is_some() || body.kind.is_some() => Target::Filter(JobFilter {
+            state: state_of(body.state)?,
+            kind: body.kind,
+            ..Default::default()
+        }),
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of ids, group, or a state/kind filter",
+            ));
         }
-        _ => return Err(ApiError::invalid("give exactly one of ids, group, or a state/kind filter")),
     };
     Ok(ok(act(&state, &user, &body.action, target).await?))
 }

@@ -1,0 +1,95 @@
+//! `scrm bench …`: the benchmarks whose figures BENCHMARKS.md reports, runnable by anyone.
+//! Each runs against the database `--database-url` names (default: `DATABASE_URL`); use a
+//! scratch database — they write and delete their own rows.
+
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// The job engine: enqueue and drain N no-op jobs, lateness of delayed jobs, memory while
+    /// holding scheduled jobs.
+    Jobs(JobsBench),
+    /// Customer search at scale: generates a tenant of N customers, tags and tag relations,
+    /// then measures the search API's queries under concurrency.
+    Customers(CustomersBench),
+}
+
+#[derive(Args)]
+pub struct JobsBench {
+    /// Database to run on (default: DATABASE_URL / the configured database).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Jobs to enqueue and drain (0 skips).
+    #[arg(long, default_value_t = 100_000)]
+    n: usize,
+    /// Delayed jobs due over `--spread-secs` (0 skips).
+    #[arg(long, default_value_t = 100_000)]
+    delayed: usize,
+    #[arg(long, default_value_t = 10)]
+    spread_secs: u64,
+    /// Scheduled jobs to hold while measuring memory (0 skips).
+    #[arg(long, default_value_t = 0)]
+    hold: usize,
+    /// Engine slots.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+}
+
+#[derive(Args)]
+pub struct CustomersBench {
+    /// Database to run on (default: DATABASE_URL / the configured database).
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long, default_value_t = 1_000_000)]
+    customers: i64,
+    #[arg(long, default_value_t = 200)]
+    tags: i64,
+    #[arg(long, default_value_t = 3_000_000)]
+    relations: i64,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 800)]
+    requests: usize,
+}
+
+pub async fn run(cmd: BenchCommand, configured_url: &str) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Jobs(a) => {
+            let url = a.database_url.unwrap_or_else(|| configured_url.to_string());
+            let db = scrm_db::Db::connect(
+                &url,
+                &scrm_db::PoolSettings {
+                    max_connections: 16,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            db.migrate().await?;
+            let opts = scrm_jobs::bench::BenchOptions {
+                throughput_n: a.n,
+                delayed_n: a.delayed,
+                spread: std::time::Duration::from_secs(a.spread_secs),
+                hold_n: a.hold,
+                concurrency: a.concurrency,
+                ..Default::default()
+            };
+            let report = scrm_jobs::bench::run(&db, &opts).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            db.close().await;
+        }
+        BenchCommand::Customers(a) => {
+            let args = crate::customers::bench::BenchArgs {
+                database_url: a.database_url.unwrap_or_else(|| configured_url.to_string()),
+                customers: a.customers,
+                tags: a.tags,
+                relations: a.relations,
+                concurrency: a.concurrency,
+                requests: a.requests,
+                ..Default::default()
+            };
+            let report = crate::customers::bench::run(args).await?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}

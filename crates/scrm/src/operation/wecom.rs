@@ -1,8 +1,6 @@
-//! Where operation code gets a tenant's WeCom app client — the one place to swap for the
-//! integration module's per-tenant client factory (encrypted secrets per tenant) once it lands.
-//!
-//! Until then, a client comes from, in order: a client registered for the tenant in this process
-//! ([`register`]: tests, the benchmark, the demo), or the seeds' environment variables
+//! Where operation code gets a tenant's WeCom app client. In order: a client registered for the
+//! tenant in this process ([`register`]: tests and benchmarks), the tenant's WeCom configuration
+//! (the integration module's per-tenant factory), or the seeds' environment variables
 //! `WEWORK_CORP_ID` / `WEWORK_CORP_SECRET` / `WEWORK_AGENT_ID` (seed 003) with `WEWORK_API_BASE`
 //! for a simulator URL, shared by every tenant.
 
@@ -40,8 +38,10 @@ pub fn simulator_app(base_url: &str, corp_id: &str, secret: &str) -> anyhow::Res
     Ok(client.app(corp_id, secret))
 }
 
-/// The tenant's WeCom app, or an error saying what is missing (a job retries later).
-pub async fn client_for(_state: &AppState, tenant_id: i64) -> anyhow::Result<TenantWeCom> {
+/// The tenant's WeCom app, or an error saying what is missing (a job retries later): a client
+/// registered in this process, else the tenant's enabled WeCom configuration (integration
+/// module: encrypted secrets, shared token cache and limits), else the seeds' environment.
+pub async fn client_for(state: &AppState, tenant_id: i64) -> anyhow::Result<TenantWeCom> {
     if let Some(found) = registry()
         .read()
         .ok()
@@ -49,9 +49,18 @@ pub async fn client_for(_state: &AppState, tenant_id: i64) -> anyhow::Result<Ten
     {
         return Ok(found);
     }
+    if let Some(config) = crate::integration::config::for_tenant(state, tenant_id).await?
+        && config.enabled
+    {
+        let conn = crate::integration::client::connect(state, &config)?;
+        return Ok(TenantWeCom {
+            app: conn.customers,
+            agent_id: config.agent_id,
+        });
+    }
     from_env().ok_or_else(|| {
         anyhow::anyhow!(
-            "tenant {tenant_id} has no WeCom configuration (WEWORK_CORP_ID/WEWORK_CORP_SECRET)"
+            "tenant {tenant_id} has no WeCom configuration (POST /api/wework/config, or WEWORK_CORP_ID/WEWORK_CORP_SECRET)"
         )
     })
 }

@@ -8,7 +8,10 @@ use crate::helpers::TestApp;
 /// Enqueue a job of a kind no worker handles, so it stays where the test puts it.
 async fn enqueue(app: &TestApp, tenant_id: i64, group: &str) -> i64 {
     let mut tx = app.state.db.begin().await.unwrap();
-    let job = NewJob::new("test.parked", &json!({"n": 1})).unwrap().tenant(tenant_id).group(group);
+    let job = NewJob::new("test.parked", &json!({"n": 1}))
+        .unwrap()
+        .tenant(tenant_id)
+        .group(group);
     let id = app.state.jobs.enqueue(&mut tx, job).await.unwrap().id;
     tx.commit().await.unwrap();
     id
@@ -19,7 +22,9 @@ async fn jobs_are_listed_inspected_and_controlled(app: TestApp) {
     let tenant = me.data()["tenantId"].as_i64().unwrap();
     let id = enqueue(&app, tenant, "sop:1").await;
 
-    let list = app.get("/api/jobs?state=0&kind=test.parked", &app.admin_token).await;
+    let list = app
+        .get("/api/jobs?state=0&kind=test.parked", &app.admin_token)
+        .await;
     assert_eq!(list.status, 200, "{:?}", list.body);
     assert_eq!(list.data()["total"], 1);
     assert_eq!(list.data()["list"][0]["id"], id);
@@ -27,51 +32,139 @@ async fn jobs_are_listed_inspected_and_controlled(app: TestApp) {
     let detail = app.get(&format!("/api/jobs/{id}"), &app.admin_token).await;
     assert_eq!(detail.data()["payload"]["n"], 1);
 
-    let paused = app.post(&format!("/api/jobs/{id}/pause"), &app.admin_token, json!({})).await;
+    let paused = app
+        .post(
+            &format!("/api/jobs/{id}/pause"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
     assert_eq!(paused.status, 200, "{:?}", paused.body);
-    assert_eq!(app.get(&format!("/api/jobs/{id}"), &app.admin_token).await.data()["job"]["state"], 5);
-    app.post(&format!("/api/jobs/{id}/resume"), &app.admin_token, json!({})).await;
-    assert_eq!(app.get(&format!("/api/jobs/{id}"), &app.admin_token).await.data()["job"]["state"], 0);
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}"), &app.admin_token)
+            .await
+            .data()["job"]["state"],
+        5
+    );
+    app.post(
+        &format!("/api/jobs/{id}/resume"),
+        &app.admin_token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}"), &app.admin_token)
+            .await
+            .data()["job"]["state"],
+        0
+    );
 
-    let cancelled = app.post("/api/jobs/control", &app.admin_token, json!({"action": "cancel", "group": "sop:1"})).await;
+    let cancelled = app
+        .post(
+            "/api/jobs/control",
+            &app.admin_token,
+            json!({"action": "cancel", "group": "sop:1"}),
+        )
+        .await;
     assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
-    assert_eq!(app.get(&format!("/api/jobs/{id}"), &app.admin_token).await.data()["job"]["state"], 4);
-    let again = app.post(&format!("/api/jobs/{id}/pause"), &app.admin_token, json!({})).await;
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}"), &app.admin_token)
+            .await
+            .data()["job"]["state"],
+        4
+    );
+    let again = app
+        .post(
+            &format!("/api/jobs/{id}/pause"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
     assert_eq!((again.status, again.error()), (409, "JOB_STATE_CONFLICT"));
 
-    let audit = app.get("/api/v1/system/audit-logs?action=job.cancel", &app.admin_token).await;
+    let audit = app
+        .get(
+            "/api/v1/system/audit-logs?action=job.cancel",
+            &app.admin_token,
+        )
+        .await;
     assert_eq!(audit.data()["total"], 1);
 }
 
 async fn stats_show_the_queue_per_kind(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"].as_i64().unwrap();
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
     enqueue(&app, tenant, "g").await;
     enqueue(&app, tenant, "g").await;
     let stats = app.get("/api/jobs/stats", &app.admin_token).await;
     assert_eq!(stats.status, 200, "{:?}", stats.body);
     let kinds = stats.data()["kinds"].as_array().unwrap();
-    let parked = kinds.iter().find(|k| k["kind"] == "test.parked").expect("kind listed");
+    let parked = kinds
+        .iter()
+        .find(|k| k["kind"] == "test.parked")
+        .expect("kind listed");
     assert_eq!(parked["queued"], 2, "{parked}");
     let workers = app.get("/api/jobs/workers", &app.admin_token).await;
-    assert!(!workers.data().as_array().unwrap().is_empty(), "the app's own worker is registered");
+    assert!(
+        !workers.data().as_array().unwrap().is_empty(),
+        "the app's own worker is registered"
+    );
 }
 
 async fn another_tenant_cannot_see_or_touch_our_jobs(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"].as_i64().unwrap();
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
     let id = enqueue(&app, tenant, "ours").await;
     let (_, theirs) = app.other_tenant_admin("other company", "boss.j").await;
     assert_eq!(app.get("/api/jobs", &theirs).await.data()["total"], 0);
-    assert_eq!(app.get(&format!("/api/jobs/{id}"), &theirs).await.status, 404);
-    assert_eq!(app.post(&format!("/api/jobs/{id}/cancel"), &theirs, json!({})).await.status, 404);
-    let r = app.post("/api/jobs/control", &theirs, json!({"action": "cancel", "group": "ours"})).await;
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}"), &theirs).await.status,
+        404
+    );
+    assert_eq!(
+        app.post(&format!("/api/jobs/{id}/cancel"), &theirs, json!({}))
+            .await
+            .status,
+        404
+    );
+    let r = app
+        .post(
+            "/api/jobs/control",
+            &theirs,
+            json!({"action": "cancel", "group": "ours"}),
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert_eq!(app.get(&format!("/api/jobs/{id}"), &app.admin_token).await.data()["job"]["state"], 0, "untouched");
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}"), &app.admin_token)
+            .await
+            .data()["job"]["state"],
+        0,
+        "untouched"
+    );
 }
 
 async fn control_validates_its_input(app: TestApp) {
-    let r = app.post("/api/jobs/control", &app.admin_token, json!({"action": "explode", "ids": [1]})).await;
-    assert_eq!((r.status, r.body["fields"][0]["field"].as_str()), (400, Some("action")));
-    let r = app.post("/api/jobs/control", &app.admin_token, json!({"action": "cancel"})).await;
+    let r = app
+        .post(
+            "/api/jobs/control",
+            &app.admin_token,
+            json!({"action": "explode", "ids": [1]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["fields"][0]["field"].as_str()),
+        (400, Some("action"))
+    );
+    let r = app
+        .post(
+            "/api/jobs/control",
+            &app.admin_token,
+            json!({"action": "cancel"}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     let r = app.get("/api/jobs?state=9", &app.admin_token).await;
     assert_eq!(r.status, 400);

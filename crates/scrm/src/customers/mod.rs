@@ -13,6 +13,7 @@
 //! Every query is scoped by the caller's tenant; every write records an audit row, its domain
 //! events ([`crate::events`]) and its timeline entry in the same transaction.
 
+pub mod bench;
 pub mod cache;
 pub mod followups;
 pub mod groups;

@@ -56,6 +56,9 @@ pub struct GramMatch {
     /// `LOWER(c.name)` or `c.mobile`.
     pub column: &'static str,
     pub pattern: String,
+    /// The keyword is exactly one gram long: the gram's presence is the match, no recheck (and
+    /// the count needs no customer row at all).
+    pub exact: bool,
 }
 
 /// `%keyword%` with `LIKE` wildcards escaped by `!` (a backslash is itself an escape in MySQL
@@ -98,26 +101,32 @@ impl Keyword {
         if chars.len() < 2 || (digits_only && chars.len() < 4) {
             return Some(Keyword::Scan(like_pattern(&kw)));
         }
-        let name_grams: Vec<String> = chars
-            .windows(2)
-            .map(|w| format!("n{}{}", w[0], w[1]))
-            .collect();
-        let mut alts = vec![GramMatch {
-            grams: pick(dedup(name_grams)),
-            column: "LOWER(c.name)",
-            pattern: like_pattern(&kw),
-        }];
-        if digits_only {
-            let mobile_grams: Vec<String> = chars
+        // Four digits or more are a mobile fragment (a name with four digits in a row is not
+        // worth a second probe per search); anything else is a name fragment.
+        let alt = if digits_only {
+            let grams: Vec<String> = chars
                 .windows(4)
                 .map(|w| format!("m{}", w.iter().collect::<String>()))
                 .collect();
-            alts.push(GramMatch {
-                grams: pick(dedup(mobile_grams)),
+            GramMatch {
+                grams: pick(dedup(grams)),
                 column: "c.mobile",
                 pattern: like_pattern(&kw),
-            });
-        }
+                exact: chars.len() == 4,
+            }
+        } else {
+            let grams: Vec<String> = chars
+                .windows(2)
+                .map(|w| format!("n{}{}", w[0], w[1]))
+                .collect();
+            GramMatch {
+                grams: pick(dedup(grams)),
+                column: "LOWER(c.name)",
+                pattern: like_pattern(&kw),
+                exact: chars.len() == 2,
+            }
+        };
+        let alts = vec![alt];
         Some(Keyword::Grams(alts))
     }
 }
@@ -220,9 +229,13 @@ fn conditions(tenant_id: i64, f: &Filter) -> Query {
                     .push_bind(tenant_id)
                     .push_bind(g.as_str());
                 }
-                q.push_sql(alt.column);
-                q.push_sql(" LIKE ? ESCAPE '!')")
-                    .push_bind(alt.pattern.as_str());
+                if alt.exact {
+                    q.push_sql("1 = 1)");
+                } else {
+                    q.push_sql(alt.column);
+                    q.push_sql(" LIKE ? ESCAPE '!')")
+                        .push_bind(alt.pattern.as_str());
+                }
             }
             q.push_sql(")");
         }
@@ -254,6 +267,14 @@ pub async fn page(
         &format!("SELECT {COLUMNS} FROM customer c WHERE c.tenant_id = ?"),
     )
     .bind(tenant_id);
+    // A keyword is selective (a few hundred customers per gram of a million): start from its
+    // gram list instead of walking the whole key newest-first looking for rare matches.
+    if let Some(Keyword::Grams(alts)) = &f.keyword {
+        q.push_sql(" AND c.id IN (SELECT g0.customer_id FROM customer_gram g0 WHERE g0.tenant_id = ? AND g0.gram IN ")
+            .push_bind(tenant_id);
+        q.push_in_list(alts.iter().filter_map(|a| a.grams.first().cloned()));
+        q.push_sql(")");
+    }
     q.append(&conditions(tenant_id, f));
     q.push_sql(" ORDER BY c.id DESC LIMIT ? OFFSET ?")
         .push_bind(limit)
@@ -265,6 +286,31 @@ pub async fn page(
 pub async fn count(db: &Db, tenant_id: i64, f: &Filter) -> DbResult<i64> {
     let b = db.backend();
     let cond = conditions(tenant_id, f);
+    // An exact keyword and no column filters: count gram rows, probing tags and groups by
+    // customer id, without reading a single customer row.
+    if let Some(Keyword::Grams(alts)) = &f.keyword
+        && alts.iter().all(|a| a.exact)
+        && !f.has_column_filters()
+    {
+        let mut q = dialect(
+            b,
+            "SELECT COUNT(DISTINCT g0.customer_id) FROM customer_gram g0 WHERE g0.tenant_id = ? AND g0.gram IN ",
+        )
+        .bind(tenant_id);
+        q.push_in_list(alts.iter().filter_map(|a| a.grams.first().cloned()));
+        let only_sets = Filter {
+            tag_ids: f.tag_ids.clone(),
+            tag_all: f.tag_all,
+            group_ids: f.group_ids.clone(),
+            ..Default::default()
+        };
+        let cond = conditions(tenant_id, &only_sets);
+        q.push_sql(&cond.sql().replace("c.id", "g0.customer_id"));
+        for v in cond.args() {
+            q.push_bind(v.clone());
+        }
+        return db.fetch_i64(q).await;
+    }
     // Keyword: drive from the first gram of each alternative.
     if let Some(Keyword::Grams(alts)) = &f.keyword {
         let mut q = dialect(
@@ -389,8 +435,9 @@ mod tests {
         let Some(Keyword::Grams(alts)) = Keyword::parse("8000") else {
             panic!("grams expected")
         };
-        assert_eq!(alts.len(), 2);
-        assert_eq!(alts[1].grams, vec!["m8000"]);
+        assert_eq!(alts.len(), 1);
+        assert_eq!(alts[0].grams, vec!["m8000"]);
+        assert!(alts[0].exact);
         let Some(Keyword::Grams(alts)) = Keyword::parse("Zhang San Feng") else {
             panic!("grams expected")
         };

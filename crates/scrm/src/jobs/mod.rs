@@ -8,7 +8,12 @@ mod routes;
 
 use std::sync::Arc;
 
-use scrm_jobs::{EngineConfig, EngineHandle, JobEngine, Jobs, JobsOptions, SystemClock};
+use scrm_jobs::engine::EngineBuilder;
+use scrm_jobs::worker::JobContext;
+use scrm_jobs::{
+    EngineConfig, EngineHandle, JobEngine, JobError, JobOutcome, Jobs, JobsOptions, KindOptions,
+    NewJob, SystemClock,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use routes::routes;
@@ -27,7 +32,7 @@ pub fn client(db: &scrm_db::Db, redis_url: Option<&str>) -> Jobs {
 /// The engine with every module's handlers.
 pub fn engine(state: &AppState, config: EngineConfig) -> JobEngine {
     let builder = JobEngine::builder(state.jobs.clone()).config(config);
-    // Each domain module adds its kinds here, e.g. `let builder = crate::customers::jobs::register(builder, state);`
+    let builder = register_events_relay(builder, state);
     let builder = crate::integration::jobs::register(builder, state);
     let builder = crate::operation::jobs::register(builder, state);
     builder.build()
@@ -44,6 +49,56 @@ pub async fn start_workers(
         ..Default::default()
     };
     let handle = engine(state, config).start(shutdown).await?;
+    ensure_events_relay(state).await?;
     tracing::info!(worker = handle.worker_id(), "job workers started");
     Ok(handle)
+}
+
+/// The job that relays the domain-events outbox to in-process subscribers (SOP triggers,
+/// workflows) and external sinks, in order. One job with a fixed unique key reschedules itself,
+/// so however many workers run, one relay runs at a time.
+pub const EVENTS_RELAY: &str = "events.relay";
+
+/// Events published per relay run; a full batch runs again at once, otherwise after a second.
+const RELAY_BATCH: i64 = 500;
+
+fn register_events_relay(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
+    let db = state.db.clone();
+    builder.register(
+        EVENTS_RELAY,
+        KindOptions::default(),
+        move |ctx: JobContext, _payload: serde_json::Value| {
+            let db = db.clone();
+            async move {
+                let published = crate::events::relay_once(&db, &[], RELAY_BATCH)
+                    .await
+                    .map_err(JobError::retryable)?;
+                let pause = if published as i64 >= RELAY_BATCH {
+                    0
+                } else {
+                    1_000
+                };
+                Ok(JobOutcome::Reschedule {
+                    at: ctx.now_ms() + pause,
+                    payload: serde_json::json!({}),
+                })
+            }
+        },
+    )
+}
+
+/// Make sure the relay job exists (idempotent: its unique key), and revive it if it died.
+async fn ensure_events_relay(state: &AppState) -> anyhow::Result<()> {
+    let job = NewJob::new(EVENTS_RELAY, &serde_json::json!({}))?.unique_key(EVENTS_RELAY);
+    state.jobs.enqueue_now(job).await?;
+    let dead = scrm_jobs::JobFilter {
+        state: Some(scrm_jobs::JobState::Dead),
+        kind: Some(EVENTS_RELAY.to_string()),
+        ..Default::default()
+    };
+    state
+        .jobs
+        .replay(scrm_jobs::Scope::System, &scrm_jobs::Target::Filter(dead))
+        .await?;
+    Ok(())
 }

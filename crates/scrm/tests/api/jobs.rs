@@ -170,7 +170,41 @@ async fn control_validates_its_input(app: TestApp) {
     assert_eq!(r.status, 400);
 }
 
+async fn domain_events_are_relayed_by_the_workers(app: TestApp) {
+    let r = app
+        .post(
+            "/api/v1/customers",
+            &app.admin_token,
+            json!({"externalUserid": "wmRelay", "name": "王五"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let unpublished =
+        || scrm_db::query("SELECT COUNT(*) FROM event_outbox WHERE published_at IS NULL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = app.state.db.fetch_i64(unpublished()).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} events never relayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let relay = app
+        .get("/api/jobs?kind=events.relay", &app.admin_token)
+        .await;
+    assert_eq!(
+        relay.data()["total"],
+        0,
+        "the relay is a system job, invisible to tenants"
+    );
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    domain_events_are_relayed_by_the_workers,
     jobs_are_listed_inspected_and_controlled,
     stats_show_the_queue_per_kind,
     another_tenant_cannot_see_or_touch_our_jobs,

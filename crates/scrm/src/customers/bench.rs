@@ -152,7 +152,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         }
     };
 
-    let specs: Vec<(&str, Box<dyn Fn(&mut StdRng) -> Filter + Send + Sync>)> = vec![
+    let specs: Vec<(&str, MakeFilter)> = vec![
         (
             "tags (any of 2) + keyword (2 Chinese chars)",
             Box::new(move |r| Filter {
@@ -220,6 +220,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         scenarios,
     })
 }
+
+/// Makes one request's filter from the worker's random source.
+type MakeFilter = Box<dyn Fn(&mut StdRng) -> Filter + Send + Sync>;
 
 type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = scrm_db::DbResult<()>> + Send>>;
 

@@ -186,7 +186,9 @@ fn dedup(ids: &[i64]) -> Vec<i64> {
     v
 }
 
-async fn bump_counts(tx: &mut Tx, tenant_id: i64, tag_ids: &[i64], delta: i64) -> DbResult<()> {
+/// Add `delta` to the per-tag customer counters of `tag_ids`. Every writer of `customer_tag`
+/// (the API here, WeCom sync) calls this, so the counters have one keeper.
+pub async fn bump_counts(tx: &mut Tx, tenant_id: i64, tag_ids: &[i64], delta: i64) -> DbResult<()> {
     // Sorted ids: concurrent transactions lock counter rows in one order, so they cannot
     // deadlock on each other.
     for t in dedup(tag_ids) {

@@ -290,6 +290,7 @@ async fn quiet_tag(
             "INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, NULL, ?) ON CONFLICT DO NOTHING"
         }
     };
+    let mut inserted = Vec::with_capacity(tag_ids.len());
     for tag in tag_ids {
         let n = tx
             .execute(
@@ -302,10 +303,10 @@ async fn quiet_tag(
             .await?
             .rows_affected;
         if n > 0 {
-            tx.execute(query("UPDATE tag_count SET customer_count = customer_count + 1 WHERE tenant_id = ? AND tag_id = ?").bind(tenant_id).bind(*tag)).await?;
+            inserted.push(*tag);
         }
     }
-    Ok(())
+    crate::customers::tags::bump_counts(tx, tenant_id, &inserted, 1).await
 }
 
 /// A customer WeCom no longer lists for anyone: status 0 (deleted), its relations ended, a

@@ -8,6 +8,7 @@
 //! - [`auth`]: users, passwords, tokens, roles and permissions, the guard on every route.
 //! - [`system`]: users, API tokens and the audit log over the API; [`audit`]: recording changes.
 //! - [`jobs`]: the job engine's handlers, workers and the `/api/jobs` monitoring and control API.
+//! - [`console`]: the web console (server-rendered pages with htmx) under `/console`.
 //! - [`state`]: what handlers share, and the clock.
 //!
 //! The database layer is the `scrm-db` crate; the job engine `scrm-jobs`; the WeCom client
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod customers;
 pub mod events;
 pub mod http;

@@ -138,23 +138,36 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The guard layered on every non-public route: authenticate, check the permission, and hand
-/// the caller to the handler.
+/// The one access check: authenticate the caller and check the route's permission. The API's
+/// guard and the console's page guard both use it, so a page and an API route with the same
+/// [`Access`] admit exactly the same callers.
+pub async fn check(
+    state: &AppState,
+    access: Access,
+    headers: &axum::http::HeaderMap,
+) -> Result<CurrentUser, ApiError> {
+    let user = authenticate(state, headers).await?;
+    if let Access::Permission(permission) = access
+        && !user.can(permission)
+    {
+        return Err(ApiError::Forbidden(permission.to_string()));
+    }
+    Ok(user)
+}
+
+/// The guard layered on every non-public API route: authenticate, check the permission, and
+/// hand the caller to the handler.
 pub async fn guard(
     State(state): State<AppState>,
     access: Access,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let user = match authenticate(&state, req.headers()).await {
-        Ok(user) => user,
-        Err(e) => return e.into_response(),
-    };
-    if let Access::Permission(permission) = access
-        && !user.can(permission)
-    {
-        return ApiError::Forbidden(permission.to_string()).into_response();
+    match check(&state, access, req.headers()).await {
+        Ok(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
     }
-    req.extensions_mut().insert(user);
-    next.run(req).await
 }

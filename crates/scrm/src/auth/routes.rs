@@ -65,7 +65,7 @@ pub struct Me {
     pub permissions: Vec<&'static str>,
 }
 
-async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Reply<LoginResponse>> {
@@ -177,7 +177,7 @@ async fn me(user: CurrentUser) -> ApiResult<Reply<Me>> {
     }))
 }
 
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Reply<serde_json::Value>> {

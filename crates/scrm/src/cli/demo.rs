@@ -51,7 +51,8 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
         .context("connecting the demo to its simulator")?;
     println!();
     println!("  scrm demo is running");
-    println!("  console and API  http://{bind}:{port}/   (API docs: http://{bind}:{port}/docs)");
+    println!("  console          http://{bind}:{port}/console   (中文; English: ?lang=en)");
+    println!("  API              http://{bind}:{port}/api   (docs: http://{bind}:{port}/docs)");
     if password_given {
         println!("  login            admin / (the password in SCRM_ADMIN_PASSWORD)");
     } else {

@@ -25,7 +25,7 @@ pub mod search;
 pub mod staff;
 pub mod stats;
 pub mod store;
-mod tag_routes;
+pub(crate) mod tag_routes;
 pub mod tags;
 pub mod timeline;
 pub mod transfer;

@@ -107,7 +107,7 @@ struct ReasonBody {
     reason: Option<String>,
 }
 
-async fn set_blacklist(
+pub(crate) async fn set_blacklist(
     state: &AppState,
     user: &CurrentUser,
     id: i64,

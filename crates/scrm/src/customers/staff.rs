@@ -188,13 +188,13 @@ pub async fn upsert_follow(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StaffQuery {
+pub(crate) struct StaffQuery {
     page: Option<i64>,
     size: Option<i64>,
     keyword: Option<String>,
 }
 
-async fn list_staff(
+pub(crate) async fn list_staff(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<StaffQuery>,

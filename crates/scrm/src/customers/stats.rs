@@ -97,14 +97,14 @@ pub async fn record(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StatsQuery {
+pub(crate) struct StatsQuery {
     start_date: Option<String>,
     end_date: Option<String>,
 }
 
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct Totals {
+pub(crate) struct Totals {
     total: i64,
     normal: i64,
     lost: i64,
@@ -114,7 +114,7 @@ struct Totals {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Day {
+pub(crate) struct Day {
     date: String,
     added: i64,
     lost: i64,
@@ -123,7 +123,7 @@ struct Day {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Slice {
+pub(crate) struct Slice {
     key: String,
     added: i64,
     lost: i64,
@@ -131,7 +131,7 @@ struct Slice {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Statistics {
+pub(crate) struct Statistics {
     totals: Totals,
     start_date: String,
     end_date: String,
@@ -158,7 +158,7 @@ struct StatRow {
     lost: i64,
 }
 
-async fn statistics(
+pub(crate) async fn statistics(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<StatsQuery>,

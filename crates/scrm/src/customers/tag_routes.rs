@@ -645,7 +645,7 @@ async fn remove_customer_tags(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BatchBody {
+pub(crate) struct BatchBody {
     customer_ids: Option<Vec<i64>>,
     tag_ids: Option<Vec<i64>>,
     action: Option<String>,
@@ -653,7 +653,7 @@ struct BatchBody {
 
 /// Tag or untag up to 1,000 customers in one transaction (larger batches are seed 000's mass
 /// tasks, run as jobs).
-async fn batch_tags(
+pub(crate) async fn batch_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<BatchBody>,

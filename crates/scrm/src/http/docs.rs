@@ -41,7 +41,7 @@ fn http_method(m: &Method) -> Option<HttpMethod> {
 /// Build the OpenAPI document from the route table.
 pub fn openapi(table: &[RouteInfo]) -> OpenApi {
     let mut paths = Paths::new();
-    for r in table {
+    for r in table.iter().filter(|r| !r.page) {
         let Some(method) = http_method(&r.method) else {
             continue;
         };
@@ -127,6 +127,7 @@ pub fn routes_info() -> Vec<RouteInfo> {
         access: Access::Public,
         summary,
         tag: "docs",
+        page: false,
     })
     .collect()
 }

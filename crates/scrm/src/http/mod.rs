@@ -38,6 +38,7 @@ pub fn all_routes(state: &AppState) -> Routes {
         .merge(crate::jobs::routes(state))
         .merge(crate::operation::routes(state))
         .merge(crate::integration::routes(state))
+        .merge(crate::console::routes(state))
 }
 
 /// Health and metrics: every process answers these, workers too.

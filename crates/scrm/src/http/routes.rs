@@ -30,6 +30,9 @@ pub struct RouteInfo {
     pub access: Access,
     pub summary: &'static str,
     pub tag: &'static str,
+    /// A console page (HTML): guarded by the same check, but a caller without a session is sent
+    /// to the login page and a refusal is an HTML page; left out of the API docs.
+    pub page: bool,
 }
 
 /// A module's routes and their table.
@@ -38,6 +41,8 @@ pub struct Routes {
     state: AppState,
     router: Router<AppState>,
     table: Vec<RouteInfo>,
+    /// Console pages rather than API routes.
+    page: bool,
 }
 
 impl Routes {
@@ -48,6 +53,15 @@ impl Routes {
             state: state.clone(),
             router: Router::new(),
             table: Vec::new(),
+            page: false,
+        }
+    }
+
+    /// Start the console's pages: the same table and access rules, with the page guard.
+    pub fn pages(state: &AppState, tag: &'static str) -> Self {
+        Routes {
+            page: true,
+            ..Routes::new(state, tag)
         }
     }
 
@@ -66,7 +80,12 @@ impl Routes {
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
         let mut method_router = on(filter, handler);
-        if access != Access::Public {
+        if access != Access::Public && self.page {
+            method_router = method_router.route_layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                move |state, req, next| crate::console::auth::page_guard(state, access, req, next),
+            ));
+        } else if access != Access::Public {
             method_router = method_router.route_layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 move |state, req, next| crate::auth::guard(state, access, req, next),
@@ -79,6 +98,7 @@ impl Routes {
             access,
             summary,
             tag: self.tag,
+            page: self.page,
         });
         self
     }
@@ -104,6 +124,7 @@ impl Routes {
                 access: Access::Public,
                 summary,
                 tag: self.tag,
+                page: self.page,
             });
         }
         self

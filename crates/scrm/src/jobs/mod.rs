@@ -4,7 +4,7 @@
 //! Domain modules own their job kinds: each exposes `register(builder, state) -> builder`, and
 //! [`engine`] chains them, so a new kind is registered next to the code that enqueues it.
 
-mod routes;
+pub(crate) mod routes;
 
 use std::sync::Arc;
 

@@ -262,7 +262,7 @@ async fn one(state: AppState, user: CurrentUser, id: i64, action: &str) -> ApiRe
     Ok(ok(result))
 }
 
-async fn retry_one(
+pub(crate) async fn retry_one(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -62,14 +62,14 @@ pub fn routes(state: &AppState) -> Routes {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Account {
+pub(crate) struct Account {
     account_id: String,
     account_name: String,
     account_type: &'static str,
     status: &'static str,
 }
 
-async fn accounts(
+pub(crate) async fn accounts(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Reply<Vec<Account>>> {
@@ -168,7 +168,7 @@ fn created_view(t: &TaskRow) -> Value {
     })
 }
 
-async fn create_task(
+pub(crate) async fn create_task(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<CreateBody>,
@@ -191,7 +191,7 @@ async fn mass_send(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(crate) struct ListQuery {
     status: Option<String>,
     task_name: Option<String>,
     start_time: Option<String>,
@@ -200,7 +200,7 @@ struct ListQuery {
     size: Option<i64>,
 }
 
-async fn list_tasks(
+pub(crate) async fn list_tasks(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -278,13 +278,13 @@ async fn list_tasks(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DetailQuery {
+pub(crate) struct DetailQuery {
     result_page: Option<i64>,
     result_size: Option<i64>,
     result_status: Option<String>,
 }
 
-async fn task_detail(
+pub(crate) async fn task_detail(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(task_id): ApiPath<i64>,

@@ -1,6 +1,8 @@
 //! scrm's API tests: one binary, a fresh database per test, on every backend SCRM_TEST_DB selects.
 
 mod auth;
+mod console;
+mod console_browser;
 mod customers;
 mod customers_search;
 mod errors;

@@ -1,4 +1,7 @@
-//! Every route has an access decision, and it holds.
+//! Every route has an access decision, and it holds — the JSON API's and the console's pages
+//! alike: pages are in the same route table with the same access rules, checked by the same
+//! function; only what a refusal looks like differs (a page sends a visitor without a session
+//! to the login page, and answers a role without the permission with a 403 page).
 
 use reqwest::Method;
 use scrm::http::routes::Access;
@@ -18,6 +21,11 @@ const PUBLIC: &[&str] = &[
     "/docs/swagger-ui-bundle.js",
     // WeCom's callbacks: signed with the callback token (msg_signature), not a user token.
     "/api/wework/callback/{configId}",
+    // The console: its entry, login, language switch and embedded assets.
+    "/",
+    "/console/login",
+    "/console/lang",
+    "/console/assets/{file}",
 ];
 
 fn concrete(path: &str) -> String {
@@ -42,8 +50,32 @@ async fn every_route_has_a_permission_unless_public_on_purpose(app: TestApp) {
 }
 
 async fn every_guarded_route_refuses_a_caller_without_a_token(app: TestApp) {
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     for r in app.routes.iter().filter(|r| r.access != Access::Public) {
         let method = Method::from_bytes(r.method.as_str().as_bytes()).unwrap();
+        if r.page {
+            let resp = no_redirects
+                .request(method, format!("{}{}", app.base, concrete(r.path)))
+                .send()
+                .await
+                .unwrap();
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            assert!(
+                resp.status() == 303 && to.starts_with("/console/login"),
+                "{} {} answered {} ({to}) without a session",
+                r.method,
+                r.path,
+                resp.status()
+            );
+            continue;
+        }
         let resp = app
             .call(method, &concrete(r.path), None, Some(json!({})))
             .await;
@@ -77,6 +109,12 @@ async fn every_permission_route_refuses_a_role_without_it(app: TestApp) {
                 .await;
             if role.allows(p) {
                 assert_ne!(resp.status, 403, "{} {} refused {role:?}", r.method, r.path);
+            } else if r.page {
+                assert_eq!(
+                    resp.status, 403,
+                    "{} {} let {role:?} through",
+                    r.method, r.path
+                );
             } else {
                 assert_eq!(
                     (resp.status, resp.error()),

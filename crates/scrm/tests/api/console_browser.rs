@@ -1,0 +1,438 @@
+//! The console in a real browser: headless Chromium driven through chromedriver (WebDriver), the
+//! main journeys against scrm and the WeCom simulator in-process — log in, sync, find customers
+//! by tag, send to that tag and watch the send complete with per-customer results; a viewer sees
+//! no buttons it may not use. SQLite is enough here (the HTTP-level page tests run on every
+//! backend). Every wait is on an element or a URL, with a deadline; screenshots of each page go
+//! to `target/tmp/console-screenshots/` (kept as CI artifacts).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/test.sh installs them when missing).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use scrm::operation::mass::Settings;
+use scrm_db::Backend;
+use serde_json::json;
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app};
+use crate::integration::{connect, sim};
+
+/// How long a page may take to show what the test waits for (a sync, a send).
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A headless Chromium session with its own chromedriver, ended when dropped.
+struct Browser {
+    client: Client,
+    base: String,
+    _driver: tokio::process::Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Browser {
+    async fn start(base: &str) -> Browser {
+        let driver = which("chromedriver").expect(
+            "chromedriver not found: apt-get install -y chromium chromium-driver (scripts/test.sh does)",
+        );
+        let port = free_port();
+        let child = tokio::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": which("chromium").unwrap_or_else(|| "/usr/bin/chromium".into()),
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--disable-gpu", "--window-size=1366,1000", "--lang=zh-CN"],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        // chromedriver takes a moment to listen: try to connect until it answers.
+        let mut last = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        base: base.to_string(),
+                        _driver: child,
+                    };
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not answer: {last:?}");
+    }
+
+    async fn open(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .expect("navigate");
+    }
+
+    /// Wait for an element matching a CSS selector.
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(PATIENCE)
+            .every(Duration::from_millis(100))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let url = self.client.current_url().await.ok();
+                let src = self.client.source().await.unwrap_or_default();
+                panic!("no {css} on {url:?}: {e}\n{}", &src[..src.len().min(4000)]);
+            }
+        }
+    }
+
+    /// Wait for an element matching an XPath (text content, say).
+    async fn wait_for_xpath(&self, xpath: &str) {
+        if let Err(e) = self
+            .client
+            .wait()
+            .at_most(PATIENCE)
+            .every(Duration::from_millis(100))
+            .for_element(Locator::XPath(xpath))
+            .await
+        {
+            let src = self.client.source().await.unwrap_or_default();
+            panic!("no {xpath}: {e}\n{}", &src[..src.len().min(4000)]);
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.wait_for(css).await.text().await.expect("text")
+    }
+
+    async fn present(&self, css: &str) -> bool {
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("find")
+            .is_empty()
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.expect("click");
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.wait_for(css).await;
+        e.clear().await.expect("clear");
+        e.send_keys(text).await.expect("type");
+    }
+
+    async fn login(&self, username: &str, password: &str) {
+        self.open("/console").await;
+        self.fill("#username", username).await;
+        self.fill("#password", password).await;
+        self.click("#login-submit").await;
+        self.wait_for("#whoami").await;
+    }
+
+    /// Keep a screenshot of the page for the CI artifacts.
+    async fn shot(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+fn which(name: &str) -> Option<String> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+    })
+}
+
+/// scrm connected to a simulated company of 30 customers, quick to poll send results.
+async fn scrm_with_wecom() -> (TestApp, scrm_wecom_sim::SimHandle, i64) {
+    let app = spawn_app(Backend::Sqlite).await;
+    let sim = sim(30).await;
+    connect(&app, &sim).await;
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    for (key, v) in [("mass.first_poll_ms", 100), ("mass.poll_interval_ms", 200)] {
+        Settings::set(&app.state.db, tenant, key, v).await.unwrap();
+    }
+    (app, sim, tenant)
+}
+
+#[tokio::test]
+async fn console_journey_sync_find_by_tag_send_to_the_tag_and_watch_it_finish() {
+    let (app, _sim, tenant) = scrm_with_wecom().await;
+    let b = Browser::start(&app.base).await;
+
+    // Log in: the login page first, then the workbench.
+    b.open("/console/customers").await;
+    b.wait_for("#login-submit").await;
+    b.shot("login").await;
+    b.login("admin", ADMIN_PASSWORD).await;
+    b.shot("workbench-empty").await;
+
+    // Sync from WeCom and watch the status until the full sync has finished.
+    b.open("/console/integration").await;
+    b.click("#start-sync").await;
+    let done = b
+        .wait_for(r#"tr.sync-type[data-type="full"] [data-status]"#)
+        .await
+        .attr("data-status")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(done, "success");
+    b.shot("integration").await;
+
+    // Find customers by tag: the tag with most customers, as the list filter.
+    let tenant_tags = app
+        .get("/api/v1/workbench/customer/tags", &app.admin_token)
+        .await;
+    let top = tenant_tags
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|t| t["customerCount"].as_i64().unwrap())
+        .cloned()
+        .expect("the sync brought tags");
+    let (tag_id, tag_name) = (
+        top["tagId"].as_i64().unwrap(),
+        top["tagName"].as_str().unwrap().to_string(),
+    );
+    let tagged = app
+        .get(
+            &format!("/api/v1/customers?tagIds={tag_id}"),
+            &app.admin_token,
+        )
+        .await
+        .data()["total"]
+        .as_i64()
+        .unwrap();
+    assert!(tagged > 0);
+    b.open("/console/customers").await;
+    b.wait_for("#tag-filter")
+        .await
+        .select_by_value(&tag_id.to_string())
+        .await
+        .unwrap();
+    b.click("#search").await;
+    b.wait_for(&format!(
+        "select#tag-filter option[value=\"{tag_id}\"][selected]"
+    ))
+    .await;
+    assert_eq!(b.text("#customer-total").await, tagged.to_string());
+    let rows = b
+        .client
+        .find_all(Locator::Css("tr.customer-row"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len() as i64, tagged.min(20));
+    for r in &rows {
+        assert!(
+            r.text().await.unwrap().contains(&tag_name),
+            "every row has the tag"
+        );
+    }
+    b.shot("customers-by-tag").await;
+
+    // A group send to the tag: the live count shows who it reaches.
+    let target = scrm::operation::mass::store::Target {
+        tag_ids: vec![tag_id],
+        ..Default::default()
+    };
+    let reach = scrm::operation::mass::store::count_sendable(&app.state.db, tenant, &target)
+        .await
+        .unwrap();
+    // The sender: the member who follows most of the tagged customers (WeCom sends only to a
+    // member's own customers; the others come back failed, with the reason).
+    let (sender,): (String,) = app
+        .state
+        .db
+        .fetch_one(
+            scrm_db::query(
+                "SELECT s.userid FROM staff s JOIN customer_follow f ON f.staff_id = s.id AND f.status = 1 \
+                 JOIN customer_tag ct ON ct.customer_id = f.customer_id AND ct.tag_id = ? \
+                 WHERE s.status = 1 GROUP BY s.userid ORDER BY COUNT(*) DESC, s.userid LIMIT 1",
+            )
+            .bind(tag_id),
+        )
+        .await
+        .unwrap();
+    b.open("/console/group-send/new").await;
+    b.wait_for("#sender")
+        .await
+        .select_by_value(&sender)
+        .await
+        .unwrap();
+    b.fill("#task-name", "浏览器群发").await;
+    b.click(&format!("input[name=tagIds][value=\"{tag_id}\"]"))
+        .await;
+    // htmx swaps the count in after the tick.
+    let want = reach.to_string();
+    b.wait_for_xpath(&format!(
+        "//span[@id='target-count-value' and text()='{want}']"
+    ))
+    .await;
+    assert_eq!(b.text("#target-count-value").await, want);
+    b.fill("#text", "您好，这是来自控制台的群发").await;
+    b.shot("group-send-new").await;
+    b.click("#create-send").await;
+
+    // The task page refreshes itself until the send is final.
+    b.wait_for("#task-status").await;
+    let status = b
+        .wait_for(
+            r#"#task-status[data-status="COMPLETED"], #task-status[data-status="PARTIAL_SUCCESS"], #task-status[data-status="FAILED"]"#,
+        )
+        .await
+        .attr("data-status")
+        .await
+        .unwrap()
+        .unwrap();
+    b.shot("group-send-done").await;
+    let target: i64 = b.text("#task-target").await.parse().unwrap();
+    let sent: i64 = b.text("#task-success").await.parse().unwrap();
+    let failed: i64 = b.text("#task-failed").await.parse().unwrap();
+    assert_eq!(target, reach);
+    assert_eq!(sent + failed, target, "every customer has a result");
+    assert_eq!(
+        status,
+        if failed == 0 {
+            "COMPLETED"
+        } else if sent == 0 {
+            "FAILED"
+        } else {
+            "PARTIAL_SUCCESS"
+        }
+    );
+    assert_eq!(b.text("#result-total").await, target.to_string());
+
+    // Filter the results by status: failures carry their reason.
+    if failed > 0 {
+        b.click("#filter-failed").await;
+        b.wait_for("#filter-failed.status").await;
+        let rows = b
+            .client
+            .find_all(Locator::Css("tr.result-row"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len() as i64, failed.min(50));
+        for r in &rows {
+            assert_eq!(
+                r.attr("data-status").await.unwrap().as_deref(),
+                Some("FAILED")
+            );
+            let reason = r
+                .find(Locator::Css(".reason"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(!reason.trim().is_empty(), "a failure names its reason");
+        }
+        b.shot("group-send-failures").await;
+    }
+    if sent > 0 {
+        b.click("#filter-success").await;
+        b.wait_for("#filter-success.status").await;
+        let rows = b
+            .client
+            .find_all(Locator::Css("tr.result-row"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len() as i64, sent.min(50));
+        // A customer's page, from the results: profile and timeline.
+        rows[0]
+            .find(Locator::Css("a"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.wait_for("#customer-name").await;
+        b.wait_for("#timeline li").await;
+        b.shot("customer").await;
+    }
+
+    // The workbench and the job monitor render with the data.
+    b.open("/console").await;
+    b.wait_for("#growth-chart").await;
+    b.shot("workbench").await;
+    b.open("/console/jobs").await;
+    b.wait_for("#dead-jobs").await;
+    b.shot("jobs").await;
+
+    // The English switch.
+    b.click("#lang-switch").await;
+    b.wait_for("html[lang=en]").await;
+    assert!(b.text("header.top nav").await.contains("Customers"));
+    b.close().await;
+}
+
+#[tokio::test]
+async fn console_viewer_does_not_see_or_reach_admin_buttons() {
+    let (app, _sim, _) = scrm_with_wecom().await;
+    app.user_with_role("vera", "viewer").await;
+    let b = Browser::start(&app.base).await;
+    b.login("vera", "password-123").await;
+    assert!(b.text("#whoami").await.contains("只读"));
+    assert!(
+        !b.present("#new-send").await,
+        "no new send on the workbench"
+    );
+
+    b.open("/console/customers").await;
+    b.wait_for("#customers").await;
+    assert!(!b.present("#bulk-actions").await);
+
+    b.open("/console/group-send").await;
+    b.wait_for("#tasks").await;
+    assert!(!b.present("#new-send").await);
+
+    b.open("/console/integration").await;
+    b.wait_for("#sync-status").await;
+    assert!(!b.present("#start-sync").await);
+    assert!(!b.present("#test-connection").await);
+
+    b.open("/console/jobs").await;
+    b.wait_for("#dead-jobs").await;
+    assert!(!b.present("button.replay").await);
+    b.shot("viewer-jobs").await;
+
+    // Typing the address of a page the role may not use: refused by the server.
+    b.open("/console/group-send/new").await;
+    assert_eq!(b.text("#error-name").await, "FORBIDDEN");
+    b.close().await;
+}

@@ -9,6 +9,8 @@
 //!   inheritance records; [`risk`]: blacklist, deletion records, churn rules and warnings;
 //!   [`stats`]: daily statistics kept incrementally; [`timeline`]: the portrait's history;
 //!   [`import_export`]: CSV/XLSX export and import.
+//! - [`push`]: tag changes pushed to WeCom as jobs; [`transfer_jobs`]: 在职/离职继承 through WeCom
+//!   with transfer_result polling; [`jobs`] registers their kinds.
 //!
 //! Every query is scoped by the caller's tenant; every write records an audit row, its domain
 //! events ([`crate::events`]) and its timeline entry in the same transaction.
@@ -18,7 +20,9 @@ pub mod cache;
 pub mod followups;
 pub mod groups;
 pub mod import_export;
+pub mod jobs;
 pub mod model;
+pub mod push;
 pub mod risk;
 pub mod routes;
 pub mod search;
@@ -29,6 +33,7 @@ pub(crate) mod tag_routes;
 pub mod tags;
 pub mod timeline;
 pub mod transfer;
+pub mod transfer_jobs;
 
 use crate::http::ApiError;
 use crate::http::routes::Routes;
@@ -45,6 +50,7 @@ pub fn routes(state: &AppState) -> Routes {
         .merge(risk::routes(state))
         .merge(stats::routes(state))
         .merge(import_export::routes(state))
+        .merge(push::routes(state))
 }
 
 /// The 404 for a customer that is not there or not the caller's tenant's.

@@ -6,6 +6,7 @@ use axum::http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::push::{self, Pushes};
 use super::tags::{self, GroupRow, TagRow};
 use super::{cache, check_ids, customer_not_found, store};
 use crate::audit;
@@ -194,10 +195,12 @@ async fn create_group(
     let id = tags::create_group(&mut tx, user.tenant_id, &name, b.sort_order, None, now)
         .await
         .map_err(|e| conflict(e, "a tag group with this name"))?;
+    let pushes = Pushes::new(&state.jobs, &mut tx, user.tenant_id).await?;
     for t in &tag_names {
-        tags::create_tag(&mut tx, user.tenant_id, id, t, None, None, now)
+        let tag = tags::create_tag(&mut tx, user.tenant_id, id, t, None, None, now)
             .await
             .map_err(|e| conflict(e, "a tag with this name in the group"))?;
+        pushes.tag_saved(&mut tx, tag, "create").await?;
     }
     audit::record(
         &mut tx,
@@ -254,6 +257,12 @@ async fn update_group(
     tx.execute(q)
         .await
         .map_err(|e| conflict(e, "a tag group with this name"))?;
+    if name.is_some() {
+        Pushes::new(&state.jobs, &mut tx, user.tenant_id)
+            .await?
+            .group_renamed(&mut tx, id)
+            .await?;
+    }
     audit::record(
         &mut tx,
         &user,
@@ -287,9 +296,21 @@ async fn delete_group(
                 .bind(id),
         )
         .await?;
+    let pushes = Pushes::new(&state.jobs, &mut tx, user.tenant_id).await?;
+    let wecom_group = push::wecom_id(&mut tx, user.tenant_id, push::target::GROUP, id).await?;
     for (t,) in &ids {
+        if wecom_group.is_none() {
+            let wecom_tag = push::wecom_id(&mut tx, user.tenant_id, push::target::TAG, *t).await?;
+            pushes
+                .deleted(&mut tx, push::target::TAG, *t, wecom_tag)
+                .await?;
+        }
         tags::delete_tag(&mut tx, user.tenant_id, *t, now).await?;
     }
+    // Deleting a group in WeCom deletes its tags.
+    pushes
+        .deleted(&mut tx, push::target::GROUP, id, wecom_group)
+        .await?;
     tx.execute(
         scrm_db::query("DELETE FROM tag_group WHERE tenant_id = ? AND id = ?")
             .bind(user.tenant_id)
@@ -433,6 +454,10 @@ async fn create_tag(
     )
     .await
     .map_err(|e| conflict(e, "a tag with this name in the group"))?;
+    Pushes::new(&state.jobs, &mut tx, user.tenant_id)
+        .await?
+        .tag_saved(&mut tx, id, "create")
+        .await?;
     audit::record(
         &mut tx,
         &user,
@@ -489,6 +514,12 @@ async fn update_tag(
     tx.execute(q)
         .await
         .map_err(|e| conflict(e, "a tag with this name in the group"))?;
+    if name.is_some() {
+        Pushes::new(&state.jobs, &mut tx, user.tenant_id)
+            .await?
+            .tag_saved(&mut tx, id, "rename")
+            .await?;
+    }
     if name.is_some() || b.group_id.is_some() {
         // Customers show the tag's name: their cached details must not keep the old one.
         tx.execute(
@@ -524,6 +555,11 @@ async fn delete_tag(
     {
         return Err(ApiError::NotFound("tag"));
     }
+    let wecom_tag = push::wecom_id(&mut tx, user.tenant_id, push::target::TAG, id).await?;
+    Pushes::new(&state.jobs, &mut tx, user.tenant_id)
+        .await?
+        .deleted(&mut tx, push::target::TAG, id, wecom_tag)
+        .await?;
     let carried = tags::delete_tag(&mut tx, user.tenant_id, id, now_ms()).await?;
     audit::record(
         &mut tx,
@@ -597,6 +633,10 @@ async fn add_customer_tags(
     let ids = checked_tags(&mut tx, user.tenant_id, b.tag_ids).await?;
     let added =
         tags::add_to_customer(&mut tx, user.tenant_id, id, &ids, Some(user.id), now_ms()).await?;
+    Pushes::new(&state.jobs, &mut tx, user.tenant_id)
+        .await?
+        .customer_tags(&mut tx, id, &added)
+        .await?;
     audit::record(
         &mut tx,
         &user,
@@ -627,6 +667,10 @@ async fn remove_customer_tags(
     let removed =
         tags::remove_from_customer(&mut tx, user.tenant_id, id, &ids, Some(user.id), now_ms())
             .await?;
+    Pushes::new(&state.jobs, &mut tx, user.tenant_id)
+        .await?
+        .customer_tags(&mut tx, id, &removed)
+        .await?;
     audit::record(
         &mut tx,
         &user,
@@ -668,6 +712,7 @@ pub(crate) async fn batch_tags(
     let mut tx = state.db.begin().await?;
     let tag_ids = checked_tags(&mut tx, user.tenant_id, b.tag_ids).await?;
     let found = store::existing_ids(&mut tx, user.tenant_id, &customers).await?;
+    let pushes = Pushes::new(&state.jobs, &mut tx, user.tenant_id).await?;
     let mut changed = 0usize;
     for c in &found {
         let n = if add {
@@ -676,6 +721,7 @@ pub(crate) async fn batch_tags(
             tags::remove_from_customer(&mut tx, user.tenant_id, *c, &tag_ids, Some(user.id), now)
                 .await?
         };
+        pushes.customer_tags(&mut tx, *c, &n).await?;
         changed += n.len();
     }
     let missing: Vec<i64> = customers

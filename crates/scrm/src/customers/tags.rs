@@ -4,9 +4,8 @@
 //! number of rows inserted or deleted (an insert that found the row already there counts 0), so
 //! seed 004's tag list with customer counts is a primary-key read and is always exact.
 //!
-//! TODO(wecom push): tags made here should be added to WeCom (add_corp_tag) and customer tag
-//! changes pushed with mark_tag, as jobs enqueued in these transactions, once the WeCom client is
-//! wired into the app state.
+//! Changes made through the API are pushed to WeCom by [`super::push`]; these functions do not
+//! push (WeCom sync writes through them too).
 
 use scrm_db::{Backend, DbResult, Tx, query};
 use serde::Serialize;

@@ -6,8 +6,7 @@
 //! transfer_result to `done` (the owner changes then) or `failed` with WeCom's reason, through
 //! [`set_status`].
 //!
-//! TODO(wecom push): enqueue the WeCom call as a job in the same transaction once the WeCom
-//! client and the job engine are in the app state.
+//! The WeCom side runs as jobs enqueued with the record ([`super::transfer_jobs`]).
 
 use axum::extract::State;
 use axum::http::Method;
@@ -15,7 +14,7 @@ use scrm_db::{DbResult, Tx, query};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{cache, check_ids, customer_not_found, staff, store, timeline};
+use super::{cache, check_ids, customer_not_found, staff, store, timeline, transfer_jobs};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
@@ -110,14 +109,15 @@ async fn check(tx: &mut Tx, tenant_id: i64, b: &TransferBody) -> ApiResult<Check
     Ok(Checked { to, kind, reason })
 }
 
-/// Record a transfer of one customer (and apply it when it is an assignment); returns its id.
+/// Record a transfer of one customer (and apply it when it is an assignment); returns its id
+/// and the owner it is handed over from.
 async fn transfer(
     tx: &mut Tx,
     user: &CurrentUser,
     customer_id: i64,
     c: &Checked,
     now: i64,
-) -> ApiResult<i64> {
+) -> ApiResult<(i64, Option<i64>)> {
     let row = store::lock(tx, user.tenant_id, customer_id)
         .await?
         .ok_or_else(customer_not_found)?;
@@ -153,7 +153,7 @@ async fn transfer(
         )
         .await?;
     }
-    Ok(id)
+    Ok((id, row.follow_user_id))
 }
 
 /// The owner changes: follow relation, version, timeline, `customer.transferred`.
@@ -208,8 +208,9 @@ pub async fn set_status(
     if row.status == "done" || row.status == "failed" {
         return Ok(());
     }
-    tx.execute(query("UPDATE customer_transfer SET status = ?, reason = COALESCE(?, reason), updated_at = ? WHERE tenant_id = ? AND id = ?").bind(status).bind(reason).bind(now).bind(tenant_id).bind(transfer_id)).await?;
-    if status == "done" {
+    // Conditional: of two pollers settling the same transfer, one applies it.
+    let moved = tx.execute(query("UPDATE customer_transfer SET status = ?, reason = COALESCE(?, reason), updated_at = ? WHERE tenant_id = ? AND id = ? AND status NOT IN ('done', 'failed')").bind(status).bind(reason).bind(now).bind(tenant_id).bind(transfer_id)).await?.rows_affected;
+    if moved > 0 && status == "done" {
         apply(
             tx,
             tenant_id,
@@ -240,7 +241,10 @@ async fn transfer_one(
     let mut tx = state.db.begin().await?;
     store::version_tx_check(&mut tx, user.tenant_id, id).await?;
     let c = check(&mut tx, user.tenant_id, &b).await?;
-    let tid = transfer(&mut tx, &user, id, &c, now).await?;
+    let (tid, from) = transfer(&mut tx, &user, id, &c, now).await?;
+    if c.kind != "assign" {
+        transfer_jobs::enqueue(&state.jobs, &mut tx, user.tenant_id, &[(tid, from)]).await?;
+    }
     audit::record(
         &mut tx,
         &user,
@@ -268,8 +272,14 @@ async fn transfer_many(
     let c = check(&mut tx, user.tenant_id, &b).await?;
     let found = store::existing_ids(&mut tx, user.tenant_id, &ids).await?;
     let mut transfers = Vec::new();
+    let mut started = Vec::new();
     for id in &found {
-        transfers.push(transfer(&mut tx, &user, *id, &c, now).await?);
+        let (tid, from) = transfer(&mut tx, &user, *id, &c, now).await?;
+        transfers.push(tid);
+        started.push((tid, from));
+    }
+    if c.kind != "assign" {
+        transfer_jobs::enqueue(&state.jobs, &mut tx, user.tenant_id, &started).await?;
     }
     audit::record(
         &mut tx,

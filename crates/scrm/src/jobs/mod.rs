@@ -35,6 +35,7 @@ pub fn engine(state: &AppState, config: EngineConfig) -> JobEngine {
     let builder = register_events_relay(builder, state);
     let builder = crate::integration::jobs::register(builder, state);
     let builder = crate::operation::jobs::register(builder, state);
+    let builder = crate::customers::jobs::register(builder, state);
     builder.build()
 }
 

@@ -38,6 +38,17 @@ pub fn simulator_app(base_url: &str, corp_id: &str, secret: &str) -> anyhow::Res
     Ok(client.app(corp_id, secret))
 }
 
+/// Whether `tenant_id` has a WeCom app without asking the database: a client registered in
+/// this process, or the seeds' environment variables (the tenant's stored configuration is the
+/// third way, see [`client_for`]).
+pub fn in_process(tenant_id: i64) -> bool {
+    registry()
+        .read()
+        .ok()
+        .is_some_and(|r| r.contains_key(&tenant_id))
+        || from_env().is_some()
+}
+
 /// The tenant's WeCom app, or an error saying what is missing (a job retries later): a client
 /// registered in this process, else the tenant's enabled WeCom configuration (integration
 /// module: encrypted secrets, shared token cache and limits), else the seeds' environment.

@@ -477,13 +477,29 @@ async fn follow_ups_stages_blacklist_and_transfers(app: TestApp) {
         let r = app.post(&tr, &app.admin_token, body).await;
         assert_eq!(r.body["fields"][0]["field"], field);
     }
-    let r = app
-        .get(
-            "/api/v1/customers/transfers?status=waiting",
-            &app.admin_token,
-        )
-        .await;
-    assert_eq!(r.data()["total"], 1);
+    // Without a WeCom app the WeCom transfer cannot start: it fails, saying why.
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        let r = app
+            .get(
+                "/api/v1/customers/transfers?status=failed",
+                &app.admin_token,
+            )
+            .await;
+        if r.data()["total"] == 1 {
+            failed = r.data()["list"][0].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(failed["kind"], "on_job", "{failed:?}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no WeCom configuration"),
+        "{failed:?}"
+    );
     let r = app
         .post(
             "/api/v1/customers/transfer",

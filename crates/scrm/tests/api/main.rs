@@ -5,6 +5,7 @@ mod console;
 mod console_browser;
 mod customers;
 mod customers_search;
+mod customers_wecom;
 mod errors;
 mod health;
 mod helpers;

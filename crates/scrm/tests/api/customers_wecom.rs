@@ -350,10 +350,7 @@ async fn tag_changes_reach_wecom_and_failed_pushes_are_retried(app: TestApp) {
 
 async fn transfer_status(app: &TestApp, id: i64) -> Value {
     let r = app
-        .get(
-            &format!("/api/v1/customers/transfers?size=200"),
-            &app.admin_token,
-        )
+        .get("/api/v1/customers/transfers?size=200", &app.admin_token)
         .await;
     r.data()["list"]
         .as_array()

@@ -12,6 +12,39 @@ pub enum BenchCommand {
     /// Customer search at scale: generates a tenant of N customers, tags and tag relations,
     /// then measures the search API's queries under concurrency.
     Customers(CustomersBench),
+    /// Operations at scale: one group send to N customers (time to every result final, WeCom
+    /// calls, peak RSS) and N three-step SOP executions (steps/s, lateness), against the WeCom
+    /// simulator started as a child process at a realistic latency.
+    MassSend(MassSendBench),
+}
+
+#[derive(Args)]
+pub struct MassSendBench {
+    /// Database to run on (default: DATABASE_URL / the configured database).
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long, default_value_t = 100_000)]
+    customers: u32,
+    /// Staff in the simulated company (senders: recipients per sender ≈ customers / staff).
+    #[arg(long, default_value_t = 8)]
+    staff: u32,
+    /// WeCom latency added by the simulator to every call, uniform between min and max.
+    #[arg(long, default_value_t = 30)]
+    latency_min_ms: u64,
+    #[arg(long, default_value_t = 100)]
+    latency_max_ms: u64,
+    /// SOP executions of three steps (0 skips).
+    #[arg(long, default_value_t = 100_000)]
+    sop: i64,
+    /// Job engine slots (SQLite has one writer: 32 suits it better).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Database connections.
+    #[arg(long, default_value_t = 32)]
+    db_connections: u32,
+    /// Give up on a part after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -52,7 +85,9 @@ pub struct CustomersBench {
     requests: usize,
 }
 
-pub async fn run(cmd: BenchCommand, configured_url: &str) -> anyhow::Result<()> {
+pub async fn run(cmd: BenchCommand, config: crate::config::Config) -> anyhow::Result<()> {
+    let configured_url = config.database_url.expose().to_string();
+    let configured_url = configured_url.as_str();
     match cmd {
         BenchCommand::Jobs(a) => {
             let url = a.database_url.unwrap_or_else(|| configured_url.to_string());
@@ -89,6 +124,23 @@ pub async fn run(cmd: BenchCommand, configured_url: &str) -> anyhow::Result<()> 
             };
             let report = crate::customers::bench::run(args).await?;
             println!("{report}");
+        }
+        BenchCommand::MassSend(a) => {
+            let args = crate::operation::bench::BenchArgs {
+                database_url: a.database_url.unwrap_or_else(|| configured_url.to_string()),
+                customers: a.customers,
+                staff: a.staff,
+                latency_min_ms: a.latency_min_ms,
+                latency_max_ms: a.latency_max_ms,
+                sop: a.sop,
+                concurrency: a.concurrency,
+                db_connections: a.db_connections,
+                timeout: std::time::Duration::from_secs(a.timeout_secs),
+                ..Default::default()
+            };
+            let report = crate::operation::bench::run(config, args).await?;
+            println!("{report}");
+            println!("{}", serde_json::to_string(&report)?);
         }
     }
     Ok(())

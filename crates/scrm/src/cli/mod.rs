@@ -166,7 +166,7 @@ async fn dispatch(command: Command, mut config: Config) -> anyhow::Result<()> {
                 .await
         }
         Command::Sync(args) => crate::integration::cli::run(args, config).await,
-        Command::Bench(cmd) => bench::run(cmd, config.database_url.expose()).await,
+        Command::Bench(cmd) => bench::run(cmd, config).await,
         Command::Callback(CallbackCommand::Decrypt(args)) => {
             let plaintext = callback::decrypt(&args)?;
             println!("{plaintext}");

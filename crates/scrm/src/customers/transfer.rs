@@ -190,6 +190,62 @@ async fn apply(
     .await
 }
 
+/// Make `to_staff_id` the owner of a customer now, for code that decided it outside this
+/// module's routes (operation's assign tasks and SOP assign steps, after WeCom accepted
+/// transfer_customer): a `done` transfer record of `kind` with `reason`, the owner change, the
+/// follow relation, the timeline entry and `customer.transferred`, in the caller's transaction.
+/// Returns the transfer id; `None` when the customer does not exist (or was deleted) or the
+/// staff member is already its owner. Callers invalidate the customer cache after commit
+/// ([`super::cache::invalidate`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn assign_owner(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    to_staff_id: i64,
+    kind: &str,
+    reason: Option<&str>,
+    created_by: Option<i64>,
+    now: i64,
+) -> DbResult<Option<i64>> {
+    let Some(row) = store::lock(tx, tenant_id, customer_id).await? else {
+        return Ok(None);
+    };
+    if row.follow_user_id == Some(to_staff_id) {
+        return Ok(None);
+    }
+    let kind = if KINDS.contains(&kind) {
+        kind
+    } else {
+        "assign"
+    };
+    let id = tx
+        .insert_id(
+            query("INSERT INTO customer_transfer (tenant_id, customer_id, kind, from_staff_id, to_staff_id, status, reason, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?)")
+                .bind(tenant_id)
+                .bind(customer_id)
+                .bind(kind)
+                .bind(row.follow_user_id)
+                .bind(to_staff_id)
+                .bind(reason)
+                .bind(created_by)
+                .bind(now)
+                .bind(now),
+        )
+        .await?;
+    apply(
+        tx,
+        tenant_id,
+        customer_id,
+        row.follow_user_id,
+        to_staff_id,
+        kind,
+        now,
+    )
+    .await?;
+    Ok(Some(id))
+}
+
 /// Move a transfer on (the WeCom job and the transfer_result poll call this); `done` applies it.
 pub async fn set_status(
     tx: &mut Tx,

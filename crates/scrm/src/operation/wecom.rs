@@ -14,8 +14,10 @@ use crate::state::AppState;
 /// A tenant's WeCom app: the client for its corp and the app's agentid (message/send needs it).
 #[derive(Clone)]
 pub struct TenantWeCom {
-    /// Calls WeCom as the tenant's self-built app.
+    /// Calls the 客户联系 APIs (the customer-contact secret when configured, else the app's).
     pub app: AppClient,
+    /// Calls as the self-built app itself (its own secret): app messages (message/send).
+    pub agent: AppClient,
     /// The app's agentid.
     pub agent_id: i64,
 }
@@ -28,7 +30,14 @@ fn registry() -> &'static RwLock<HashMap<i64, TenantWeCom>> {
 /// Use `app` for `tenant_id` in this process (tests and benchmarks point it at a simulator).
 pub fn register(tenant_id: i64, app: AppClient, agent_id: i64) {
     if let Ok(mut reg) = registry().write() {
-        reg.insert(tenant_id, TenantWeCom { app, agent_id });
+        reg.insert(
+            tenant_id,
+            TenantWeCom {
+                agent: app.clone(),
+                app,
+                agent_id,
+            },
+        );
     }
 }
 
@@ -64,8 +73,15 @@ pub async fn client_for(state: &AppState, tenant_id: i64) -> anyhow::Result<Tena
         && config.enabled
     {
         let conn = crate::integration::client::connect(state, &config)?;
+        let base = config
+            .api_base
+            .as_deref()
+            .unwrap_or(scrm_wecom::client::DEFAULT_BASE_URL);
+        let agent = crate::integration::client::shared(state, base)?
+            .app(config.corp_id.clone(), config.corp_secret.clone());
         return Ok(TenantWeCom {
             app: conn.customers,
+            agent,
             agent_id: config.agent_id,
         });
     }
@@ -98,8 +114,10 @@ fn from_env() -> Option<TenantWeCom> {
             _ => ClientConfig::default(),
         };
         let client = WeComClient::in_memory(config).ok()?;
+        let app = client.app(corp, secret);
         Some(TenantWeCom {
-            app: client.app(corp, secret),
+            agent: app.clone(),
+            app,
             agent_id,
         })
     })

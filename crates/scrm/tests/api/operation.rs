@@ -773,6 +773,315 @@ async fn materials_are_managed_and_uploaded_once(app: TestApp) {
     );
 }
 
+async fn assign_tasks_and_sop_steps_change_the_local_owner(app: TestApp) {
+    let w = world(&app, 16, |_| {}).await;
+    // The takeover: a member who already follows customers (so WeCom lets them take more).
+    let (c1, _, owner1) = w.customers[0].clone();
+    let to = w
+        .staff
+        .iter()
+        .find(|s| s.1 != owner1 && w.customers.iter().any(|c| c.2 == s.1))
+        .expect("a second member with customers")
+        .clone();
+    let (c2, _, _) = w
+        .customers
+        .iter()
+        .find(|c| c.0 != c1 && c.2 != to.1)
+        .expect("a second customer of someone else")
+        .clone();
+
+    // Mass task type 3.
+    let r = app.post("/api/mass-task", &app.admin_token, json!({"taskName": "分配客户", "taskType": 3, "targetType": 1, "targetIds": [c1], "staffId": to.0})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    let e = app
+        .post(
+            "/api/mass-task/execute",
+            &app.admin_token,
+            json!({"taskId": id, "immediate": true}),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{:?}", e.body);
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    let c = app
+        .get(&format!("/api/v1/customers/{c1}"), &app.admin_token)
+        .await;
+    assert_eq!(c.data()["followUserId"], to.0, "{:?}", c.body);
+    let tr = app
+        .get(
+            &format!("/api/v1/customers/transfers?customerId={c1}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(tr.status, 200, "{:?}", tr.body);
+    assert_eq!(tr.data()["list"][0]["toStaffId"], to.0, "{:?}", tr.body);
+    assert_eq!(tr.data()["list"][0]["status"], "done");
+    assert_eq!(
+        w.sim
+            .call_counts()
+            .get("/cgi-bin/externalcontact/transfer_customer")
+            .copied(),
+        Some(1),
+        "WeCom was asked to transfer"
+    );
+
+    // SOP step type 4.
+    let body = json!({"templateName": "分配SOP", "templateType": 1, "triggerType": 4, "steps": [
+        {"stepName": "分配", "stepType": 4, "delayTime": 0, "delayUnit": "minute", "actionContent": {"staffId": to.0}}]});
+    let r = app.post("/api/sop/template", &app.admin_token, body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tid = r.data()["templateId"].as_i64().unwrap();
+    let r = app
+        .post(
+            "/api/sop/execute",
+            &app.admin_token,
+            json!({"templateId": tid, "targetType": 1, "targetIds": [c2]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut done = Value::Null;
+    for _ in 0..300 {
+        let l = app
+            .get(
+                &format!("/api/sop/executions?templateId={tid}&status=1"),
+                &app.admin_token,
+            )
+            .await;
+        if l.data()["total"] == 1 {
+            done = l.data()["list"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["steps"][0]["status"], 2, "{done}");
+    let c = app
+        .get(&format!("/api/v1/customers/{c2}"), &app.admin_token)
+        .await;
+    assert_eq!(c.data()["followUserId"], to.0, "{:?}", c.body);
+}
+
+/// Executions of a template (all statuses).
+async fn executions(app: &TestApp, template: i64) -> Vec<Value> {
+    app.get(
+        &format!("/api/sop/executions?templateId={template}&pageSize=100"),
+        &app.admin_token,
+    )
+    .await
+    .data()["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn wait_until(app: &TestApp, what: &str, sql: String, at_least: i64) {
+    for _ in 0..300 {
+        if app
+            .state
+            .db
+            .fetch_i64(query(sql.clone()))
+            .await
+            .unwrap_or(0)
+            >= at_least
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: `{sql}` did not reach {at_least}");
+}
+
+async fn wait_executions(app: &TestApp, template: i64, n: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let l = executions(app, template).await;
+        if l.len() >= n {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("template {template} did not start {n} execution(s)");
+}
+
+async fn sop_triggers_start_from_wecom_callbacks_once_per_customer(app: TestApp) {
+    use scrm_wecom_sim::scenarios::{
+        AddContact, ConsoleAddTags, EditContact, JoinGroup, LeaveGroup,
+    };
+    let sim = crate::integration::sim(30).await;
+    crate::integration::connect(&app, &sim).await;
+    assert_eq!(
+        crate::integration_sync::sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let staff = sim
+        .company()
+        .staff
+        .iter()
+        .find(|s| s.contact_enabled && s.visible() && s.status == 1)
+        .unwrap()
+        .userid
+        .clone();
+    // Two tags WeCom knows (created in the console; the callback brings them to scrm), and a
+    // group chat: the templates name them.
+    let wecom_tags = sim
+        .console_add_tags(ConsoleAddTags {
+            group_name: Some("活动".into()),
+            tags: vec!["展会".into(), "直播".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let in_list = wecom_tags
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    wait_until(
+        &app,
+        "tags",
+        format!("SELECT COUNT(*) FROM tag WHERE wecom_tag_id IN ({in_list})"),
+        2,
+    )
+    .await;
+    let tag_of = |wecom: String| {
+        let db = app.state.db.clone();
+        async move {
+            db.fetch_i64(query("SELECT id FROM tag WHERE wecom_tag_id = ?").bind(wecom))
+                .await
+                .unwrap()
+        }
+    };
+    let tag_a = tag_of(wecom_tags[0].clone()).await;
+    let tag_b = tag_of(wecom_tags[1].clone()).await;
+    let chat = sim.company().chat_id(0);
+    let group = app
+        .state
+        .db
+        .fetch_i64(query("SELECT id FROM group_chat WHERE chat_id = ?").bind(&chat))
+        .await
+        .unwrap();
+    let template = |name: &str, trigger: i64, config: Value, welcome: &str| {
+        // A welcome now, a reminder tomorrow: the run stays active while the test goes on.
+        json!({"templateName": name, "templateType": 1, "triggerType": trigger, "triggerConfig": config, "status": 1, "steps": [
+            {"stepName": "欢迎", "stepType": 1, "delayTime": 0, "delayUnit": "minute", "actionContent": {"content": welcome}},
+            {"stepName": "提醒", "stepType": 5, "delayTime": 1, "delayUnit": "day", "actionContent": {"content": "跟进"}}]})
+    };
+    let mut ids = Vec::new();
+    for body in [
+        template("加好友欢迎", 1, json!({}), "欢迎添加！"),
+        template("标签跟进", 2, json!({"tagIds": [tag_a, tag_b]}), "展会见！"),
+        template("入群欢迎", 3, json!({"groupIds": [group]}), "欢迎入群！"),
+    ] {
+        let r = app.post("/api/sop/template", &app.admin_token, body).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        ids.push(r.data()["templateId"].as_i64().unwrap());
+    }
+    let (t_add, t_tag, t_group) = (ids[0], ids[1], ids[2]);
+
+    // Add friend: WeCom's add_external_contact callback → customer.created → the SOP.
+    let ext = sim
+        .customer_adds_staff(AddContact {
+            userid: staff.clone(),
+            name: Some("韩梅梅".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .external_userid;
+    let l = wait_executions(&app, t_add, 1).await;
+    let cid = app
+        .state
+        .db
+        .fetch_i64(query("SELECT id FROM customer WHERE external_userid = ?").bind(&ext))
+        .await
+        .unwrap();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0]["targetId"], cid);
+    assert_eq!(l[0]["triggerType"], 1);
+    for _ in 0..300 {
+        if sim.deliveries_per_recipient().get(&ext).copied() == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sim.deliveries_per_recipient().get(&ext).copied(),
+        Some(1),
+        "the welcome step reached the new customer"
+    );
+
+    // Tag added (a staff member tags the customer in WeCom) → customer.tag.added → the SOP;
+    // a second matching tag while that run is active starts nothing.
+    sim.staff_edits_contact(EditContact {
+        userid: staff.clone(),
+        external_userid: ext.clone(),
+        add_tag: vec![wecom_tags[0].clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    let l = wait_executions(&app, t_tag, 1).await;
+    assert_eq!((l.len(), &l[0]["targetId"]), (1, &json!(cid)), "{l:?}");
+    assert_eq!(l[0]["triggerType"], 2);
+    sim.staff_edits_contact(EditContact {
+        userid: staff.clone(),
+        external_userid: ext.clone(),
+        add_tag: vec![wecom_tags[1].clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    wait_until(
+        &app,
+        "second tag event published",
+        format!("SELECT COUNT(*) FROM event_outbox WHERE event_type = 'customer.tag.added' AND aggregate_id = '{cid}' AND published_at IS NOT NULL"),
+        2,
+    )
+    .await;
+    assert_eq!(
+        executions(&app, t_tag).await.len(),
+        1,
+        "not started twice for a running customer"
+    );
+
+    // Joined group → group.member.joined → the SOP; leaving and joining again while it runs
+    // starts nothing.
+    sim.member_joins_group(JoinGroup {
+        chat_id: chat.clone(),
+        member: Some(ext.clone()),
+        join_scene: 3,
+    })
+    .unwrap();
+    let l = wait_executions(&app, t_group, 1).await;
+    assert_eq!((l.len(), &l[0]["targetId"]), (1, &json!(cid)), "{l:?}");
+    assert_eq!(l[0]["triggerType"], 3);
+    sim.member_leaves_group(LeaveGroup {
+        chat_id: chat.clone(),
+        member: ext.clone(),
+        quit_scene: 0,
+    })
+    .unwrap();
+    wait_until(
+        &app,
+        "left the group",
+        format!("SELECT COUNT(*) FROM group_chat_member WHERE group_id = {group} AND customer_id = {cid} AND status = 0"),
+        1,
+    )
+    .await;
+    sim.member_joins_group(JoinGroup {
+        chat_id: chat.clone(),
+        member: Some(ext.clone()),
+        join_scene: 3,
+    })
+    .unwrap();
+    wait_until(
+        &app,
+        "second join event published",
+        format!("SELECT COUNT(*) FROM event_outbox WHERE event_type = 'group.member.joined' AND payload LIKE '%\"customerId\":{cid},%' AND published_at IS NOT NULL"),
+        2,
+    )
+    .await;
+    assert_eq!(executions(&app, t_group).await.len(), 1);
+    // The add-friend template did not start again on these events either.
+    assert_eq!(executions(&app, t_add).await.len(), 1);
+    sim.shutdown().await;
+}
+
 fn base64_of(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -788,6 +1097,8 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     mass_tasks_are_created_executed_and_listed,
     an_sop_runs_its_steps_on_schedule_pauses_and_cancels,
     materials_are_managed_and_uploaded_once,
+    assign_tasks_and_sop_steps_change_the_local_owner,
+    sop_triggers_start_from_wecom_callbacks_once_per_customer,
 );
 
 scrm_db::db_tests!(crate::operation::spawn_api_only; a_worker_killed_after_the_wecom_call_never_sends_twice);

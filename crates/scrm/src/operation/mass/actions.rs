@@ -126,7 +126,7 @@ pub async fn run_action(
     }
     let outcomes = match task.task_type {
         2 => tag_chunk(&state, &wecom, &task, &action, &rows).await,
-        _ => assign_chunk(&state, &wecom, &action, &rows).await,
+        _ => assign_chunk(&state, &wecom, &task, &action, &rows).await,
     };
     for (id, outcome) in outcomes {
         let (st, err) = match outcome {
@@ -186,60 +186,127 @@ async fn tag_chunk(
     out
 }
 
+/// The staff member an assign action names (`staffId`, or `staffUserid`) in the tenant:
+/// (row id, WeCom userid).
+pub async fn assignee(
+    db: &Db,
+    tenant_id: i64,
+    action: &Value,
+) -> scrm_db::DbResult<Option<(i64, String)>> {
+    let mut q = query("SELECT id, userid FROM staff WHERE tenant_id = ?").bind(tenant_id);
+    match (
+        action.get("staffId").and_then(Value::as_i64),
+        action.get("staffUserid").and_then(Value::as_str),
+    ) {
+        (Some(id), _) => q.push_sql(" AND id = ?").push_bind(id),
+        (None, Some(userid)) => q.push_sql(" AND userid = ?").push_bind(userid.to_string()),
+        (None, None) => return Ok(None),
+    };
+    db.fetch_optional(q).await
+}
+
+/// A customer refused by transfer_customer (its per-customer errcode).
+#[derive(Debug, thiserror::Error)]
+#[error("transfer_customer errcode {0}")]
+pub struct TransferRefused(pub i64);
+
+/// Assign one customer to `to` (row id, userid): transfer_customer in WeCom from its owner
+/// `owner` (unless `to` already owns it), then the local owner, with a transfer record, through
+/// [`crate::customers::transfer::assign_owner`]. Returns WeCom's answer. Errors are a
+/// [`scrm_wecom::WeComError`], a [`TransferRefused`] or a database error.
+#[allow(clippy::too_many_arguments)]
+pub async fn assign_customer(
+    state: &AppState,
+    wecom: &TenantWeCom,
+    tenant_id: i64,
+    customer_id: i64,
+    owner: &str,
+    external_userid: &str,
+    to: &(i64, String),
+    reason: &str,
+) -> anyhow::Result<Value> {
+    let answer = if owner == to.1 {
+        serde_json::json!({"skipped": "already the owner"})
+    } else {
+        let list = wecom
+            .app
+            .transfer_customer(&TransferCustomerRequest {
+                handover_userid: owner.to_string(),
+                takeover_userid: to.1.clone(),
+                external_userid: vec![external_userid.to_string()],
+                transfer_success_msg: None,
+            })
+            .await?;
+        // 40129: a transfer of this customer is already under way; 40100: WeCom already has
+        // this takeover — both leave the customer going to `to`.
+        match list.first().map(|c| c.errcode) {
+            Some(0) | Some(40129) | Some(40100) | None => {}
+            Some(code) => return Err(TransferRefused(code).into()),
+        }
+        serde_json::json!({"errcode": 0, "customer": list, "takeover": to.1})
+    };
+    let mut tx = state.db.begin().await?;
+    let transfer = crate::customers::transfer::assign_owner(
+        &mut tx,
+        tenant_id,
+        customer_id,
+        to.0,
+        "on_job",
+        Some(reason),
+        None,
+        crate::state::now_ms(),
+    )
+    .await?;
+    tx.commit().await?;
+    crate::customers::cache::invalidate(state, tenant_id, &[customer_id]).await;
+    let mut answer = answer;
+    answer["transferId"] = serde_json::json!(transfer);
+    Ok(answer)
+}
+
 async fn assign_chunk(
     state: &AppState,
     wecom: &TenantWeCom,
+    task: &TaskRow,
     action: &Value,
     rows: &[Pending],
 ) -> Vec<(i64, Result<(), String>)> {
-    let takeover: Option<String> = match action.get("staffId").and_then(Value::as_i64) {
-        Some(id) => state
-            .db
-            .fetch_optional::<(String,)>(query("SELECT userid FROM staff WHERE id = ?").bind(id))
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.0),
-        None => action
-            .get("staffUserid")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+    let to = match assignee(&state.db, task.tenant_id, action).await {
+        Ok(Some(to)) => to,
+        Ok(None) => {
+            return rows
+                .iter()
+                .map(|r| (r.id, Err("no staff to assign to".to_string())))
+                .collect();
+        }
+        Err(e) => {
+            return rows
+                .iter()
+                .map(|r| (r.id, Err(format!("database: {e}"))))
+                .collect();
+        }
     };
-    let Some(takeover) = takeover else {
-        return rows
-            .iter()
-            .map(|r| (r.id, Err("no staff to assign to".to_string())))
-            .collect();
-    };
+    let reason = format!("mass task {}", task.id);
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let (Some(ext), Some(owner)) = (&r.external_userid, &r.sender_userid) else {
             out.push((r.id, Err("customer has no owner staff".to_string())));
             continue;
         };
-        if *owner == takeover {
-            out.push((r.id, Ok(())));
-            continue;
-        }
-        let res = wecom
-            .app
-            .transfer_customer(&TransferCustomerRequest {
-                handover_userid: owner.clone(),
-                takeover_userid: takeover.clone(),
-                external_userid: vec![ext.clone()],
-                transfer_success_msg: None,
-            })
-            .await;
-        out.push((
-            r.id,
-            match res {
-                Ok(list) => match list.first().map(|c| c.errcode) {
-                    Some(0) | Some(40129) | Some(40100) | None => Ok(()),
-                    Some(code) => Err(format!("transfer_customer errcode {code}")),
-                },
-                Err(e) => Err(e.to_string()),
-            },
-        ));
+        let res = assign_customer(
+            state,
+            wecom,
+            task.tenant_id,
+            r.customer_id,
+            owner,
+            ext,
+            &to,
+            &reason,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"));
+        out.push((r.id, res));
     }
     out
 }

@@ -5,9 +5,7 @@
 use scrm_db::query;
 use scrm_jobs::engine::EngineBuilder;
 use scrm_jobs::{JobContext, JobError, JobOutcome, KindOptions, Scope, Target};
-use scrm_wecom::client::{
-    AppMessage, AppMessageContent, MsgTemplate, Text, TransferCustomerRequest,
-};
+use scrm_wecom::client::{AppMessage, AppMessageContent, MsgTemplate, Text};
 use serde_json::{Value, json};
 
 use super::store::{self, ExecStepRow, ExecutionRow, STEP, StepPayload};
@@ -264,40 +262,30 @@ async fn act(
             })
         }
         4 => {
-            let takeover = match a.get("staffId").and_then(Value::as_i64) {
-                Some(id) => state
-                    .db
-                    .fetch_optional::<(String,)>(
-                        query("SELECT userid FROM staff WHERE tenant_id = ? AND id = ?")
-                            .bind(e.tenant_id)
-                            .bind(id),
-                    )
-                    .await
-                    .map_err(|e| ActError::Retry(e.to_string()))?
-                    .map(|r| r.0),
-                None => a
-                    .get("staffUserid")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            }
-            .ok_or_else(|| ActError::Fail("staff to assign to not found".into()))?;
-            if takeover == subj.owner {
-                return Ok((json!({"skipped": "already the owner"}), None));
-            }
-            let r = wecom
-                .app
-                .transfer_customer(&TransferCustomerRequest {
-                    handover_userid: subj.owner.clone(),
-                    takeover_userid: takeover.clone(),
-                    external_userid: vec![subj.external_id.clone()],
-                    transfer_success_msg: None,
-                })
+            let to = actions::assignee(&state.db, e.tenant_id, &a)
                 .await
-                .map_err(wecom_err)?;
-            Ok((
-                json!({"errcode": 0, "customer": r, "takeover": takeover}),
-                None,
-            ))
+                .map_err(|e| ActError::Retry(e.to_string()))?
+                .ok_or_else(|| ActError::Fail("staff to assign to not found".into()))?;
+            let customer = subj
+                .customer_id
+                .ok_or_else(|| ActError::Fail("not a customer".into()))?;
+            actions::assign_customer(
+                state,
+                wecom,
+                e.tenant_id,
+                customer,
+                &subj.owner,
+                &subj.external_id,
+                &to,
+                &format!("SOP execution {}", e.id),
+            )
+            .await
+            .map(|r| (r, None))
+            .map_err(|e| match e.downcast::<scrm_wecom::WeComError>() {
+                Ok(w) => wecom_err(w),
+                Err(e) if e.is::<actions::TransferRefused>() => ActError::Fail(format!("{e:#}")),
+                Err(e) => ActError::Retry(format!("{e:#}")),
+            })
         }
         _ => {
             let text = a
@@ -305,8 +293,10 @@ async fn act(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            // App messages go out as the self-built app (its own secret, not the
+            // customer-contact one).
             let r = wecom
-                .app
+                .agent
                 .message_send(&AppMessage {
                     touser: subj.owner.clone(),
                     toparty: String::new(),

@@ -2,6 +2,7 @@
 //! relay hands each `customer.created`, `customer.tag.added` and `group.member.joined` to
 //! [`on_event`], which starts every enabled template of that trigger whose condition matches.
 //! Starting is idempotent per (template, target) while a run is active, as the relay requires.
+//! A template reacts to events that happened after it was created only.
 
 use std::sync::OnceLock;
 
@@ -77,8 +78,25 @@ pub async fn on_event(state: &AppState, e: &Event) -> anyhow::Result<usize> {
     let Some(customer_id) = customer_id else {
         return Ok(0);
     };
+    // When the event happened: a template starts for what happens after it was created, not
+    // for events still in the outbox from before (a sync's backlog, say).
+    let happened_at = match state
+        .db
+        .fetch_optional::<(i64,)>(
+            scrm_db::query("SELECT created_at FROM event_outbox WHERE id = ?").bind(e.seq),
+        )
+        .await?
+    {
+        Some((at,)) => at,
+        None => chrono::DateTime::parse_from_rfc3339(&e.timestamp)
+            .map(|t| t.timestamp_millis() + 999)
+            .unwrap_or(i64::MAX),
+    };
     let mut started = 0;
     for t in store::templates_for_trigger(&state.db, e.tenant_id, trigger).await? {
+        if t.created_at > happened_at {
+            continue;
+        }
         let cfg: Value =
             serde_json::from_str(t.trigger_config.as_deref().unwrap_or("{}")).unwrap_or_default();
         if t.template_type != 1 || !matches(&cfg) {

@@ -6,6 +6,7 @@
 //! - [`customers`]: the customer list with filters and bulk actions, and the customer page.
 //! - [`group_send`]: seed 004's group-send assistant (群发助手): create, list, task progress.
 //! - [`ops`]: jobs (seed 002's monitor, dead letters with replay) and the WeCom integration.
+//! - [`more`]: tags, SOP templates and executions (pause / resume / cancel), users.
 //!
 //! Pages call the domain modules' Rust functions — store and query functions, or the API's
 //! handler functions where the API owns the validation — never the HTTP API itself, so a page
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod customers;
 pub mod group_send;
 pub mod home;
+pub mod more;
 pub mod ops;
 
 use askama::Template;
@@ -185,6 +187,34 @@ pub fn routes(state: &AppState) -> Routes {
             "Start a sync",
             ops::start_sync,
         )
+        .route(
+            M::GET,
+            "/console/tags",
+            P(perm::TAG_VIEW),
+            "Tag groups and tags with counts",
+            more::tags,
+        )
+        .route(
+            M::GET,
+            "/console/sop",
+            P(perm::SOP_TEMPLATE_VIEW),
+            "SOP templates and executions",
+            more::sop_page,
+        )
+        .route(
+            M::POST,
+            "/console/sop/control",
+            P(perm::SOP_EXECUTION_CONTROL),
+            "Pause, resume or cancel SOP executions",
+            more::sop_control,
+        )
+        .route(
+            M::GET,
+            "/console/users",
+            P(perm::USER_VIEW),
+            "The tenant's users",
+            more::users_page,
+        )
 }
 
 async fn root() -> Redirect {
@@ -211,7 +241,7 @@ pub struct NavItem {
 impl Chrome {
     /// The frame for a page at `path` (its navigation entry is highlighted).
     pub fn new(l: Lang, user: CurrentUser, path: &str, here: String) -> Self {
-        let entries: [(&str, &str, &str, Option<&str>); 5] = [
+        let entries: [(&str, &str, &str, Option<&str>); 8] = [
             ("/console", "工作台", "Workbench", None),
             (
                 "/console/customers",
@@ -219,12 +249,14 @@ impl Chrome {
                 "Customers",
                 Some(perm::CUSTOMER_VIEW),
             ),
+            ("/console/tags", "标签", "Tags", Some(perm::TAG_VIEW)),
             (
                 "/console/group-send",
                 "群发助手",
                 "Group send",
                 Some(perm::GROUP_SEND_TASKS_VIEW),
             ),
+            ("/console/sop", "SOP", "SOP", Some(perm::SOP_TEMPLATE_VIEW)),
             ("/console/jobs", "任务监控", "Jobs", Some(perm::JOBS_VIEW)),
             (
                 "/console/integration",
@@ -232,6 +264,8 @@ impl Chrome {
                 "WeCom",
                 Some(perm::WEWORK_SYNC_VIEW),
             ),
+            // Users are the admins' business: the page itself needs what the API's list needs.
+            ("/console/users", "用户", "Users", Some(perm::USER_MANAGE)),
         ];
         let nav = entries
             .into_iter()

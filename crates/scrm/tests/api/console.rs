@@ -335,6 +335,71 @@ async fn console_group_send_form_shows_the_api_errors_next_to_the_fields(app: Te
     assert!(count.body.contains(">0<"));
 }
 
+async fn console_tags_sop_and_users_pages_list_and_sop_executions_pause(app: TestApp) {
+    tags(&app, "来源", &["展会", "官网"]).await;
+    let c = customer(&app, json!({"externalUserid": "wmS", "name": "SOP客户"})).await;
+    // An SOP whose only step is a day away: its execution stays running until paused.
+    let t = app
+        .post(
+            "/api/sop/template",
+            &app.admin_token,
+            json!({"templateName": "回访SOP", "templateType": 1, "triggerType": 4, "steps": [
+                {"stepName": "提醒", "stepType": 5, "delayTime": 1, "delayUnit": "day", "actionContent": {"content": "跟进一下"}}]}),
+        )
+        .await;
+    assert_eq!(t.status, 201, "{:?}", t.body);
+    let tid = t.data()["templateId"].as_i64().unwrap();
+    let r = app
+        .post(
+            "/api/sop/execute",
+            &app.admin_token,
+            json!({"templateId": tid, "targetType": 1, "targetIds": [c]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let exec = r.data()["executionIds"][0].as_i64().unwrap();
+
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let tags_page = s.get("/console/tags").await;
+    assert_eq!(tags_page.status, 200);
+    assert!(tags_page.body.contains("来源") && tags_page.body.contains("官网"));
+    let users = s.get("/console/users").await;
+    assert!(users.body.contains("class=\"user-row\""));
+    assert!(users.body.contains("admin"));
+    let sop = s.get("/console/sop").await;
+    assert!(sop.body.contains("回访SOP"));
+    assert!(sop.body.contains("id=\"sop-actions\""));
+
+    let paused = s
+        .post(
+            "/console/sop/control",
+            &[("ids", exec.to_string().as_str()), ("action", "pause")],
+        )
+        .await;
+    assert_eq!(paused.location, "/console/sop?done=1");
+    let list = app
+        .get(
+            &format!("/api/sop/executions?templateId={tid}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(list.data()["list"][0]["status"], 2, "paused");
+    let shown = s.get("/console/sop?status=2").await;
+    assert!(shown.body.contains("data-status=\"2\""));
+
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let sop = v.get("/console/sop").await;
+    assert!(!sop.body.contains("id=\"sop-actions\""));
+    let refused = v
+        .post(
+            "/console/sop/control",
+            &[("ids", exec.to_string().as_str()), ("action", "resume")],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     console_login_keeps_the_token_in_an_httponly_strict_cookie,
     console_login_refuses_a_wrong_password_on_the_page,
@@ -343,4 +408,5 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_viewer_sees_no_write_buttons_and_cannot_post_them,
     console_workbench_shows_todays_figures_and_the_growth_chart,
     console_group_send_form_shows_the_api_errors_next_to_the_fields,
+    console_tags_sop_and_users_pages_list_and_sop_executions_pause,
 );

@@ -228,12 +228,12 @@ async fn delete_template(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PageQuery {
+pub(crate) struct PageQuery {
     page: Option<i64>,
     page_size: Option<i64>,
 }
 
-async fn list_templates(
+pub(crate) async fn list_templates(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -336,14 +336,14 @@ async fn execute(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ExecQuery {
+pub(crate) struct ExecQuery {
     template_id: Option<i64>,
     status: Option<i64>,
     page: Option<i64>,
     page_size: Option<i64>,
 }
 
-async fn list_executions(
+pub(crate) async fn list_executions(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ExecQuery>,
@@ -395,12 +395,12 @@ async fn list_executions(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ControlBody {
+pub(crate) struct ControlBody {
     execution_ids: Option<Vec<i64>>,
     action: Option<String>,
 }
 
-async fn control_executions(
+pub(crate) async fn control_executions(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<ControlBody>,

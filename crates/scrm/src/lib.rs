@@ -16,6 +16,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod automation;
 pub mod cli;
 pub mod config;
 pub mod console;

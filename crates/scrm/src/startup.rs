@@ -136,6 +136,8 @@ impl Application {
         };
         // integration (seed 003): WEWORK_* default config, sync schedules.
         crate::integration::on_startup(&state).await?;
+        // automation (seed 002): built-in schedules.
+        crate::automation::jobs::on_startup(&state).await?;
         let (router, routes) = crate::http::router(state.clone());
         Ok(Application {
             listener,

@@ -39,6 +39,7 @@ pub fn all_routes(state: &AppState) -> Routes {
         .merge(crate::operation::routes(state))
         .merge(crate::integration::routes(state))
         .merge(crate::console::routes(state))
+        .merge(crate::automation::routes(state))
 }
 
 /// Health and metrics: every process answers these, workers too.

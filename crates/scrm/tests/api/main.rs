@@ -3,6 +3,7 @@
 mod auth;
 mod console;
 mod console_browser;
+mod automation;
 mod customers;
 mod customers_search;
 mod customers_wecom;

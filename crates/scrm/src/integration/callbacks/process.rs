@@ -4,7 +4,8 @@
 //! | event | effect |
 //! |---|---|
 //! | add / add_half / edit external contact | customer, follows and tags upserted from `externalcontact/get` (`customer.created` fires the add-friend triggers) |
-//! | del_external_contact / del_follow_user | relation ended, deletion record (+ churn warning for del_follow_user) |
+//! | add / add_half (after storing) | welcome message, channel code tags/owner/statistics (`automation::acquire`) |
+//! | del_external_contact / del_follow_user | relation ended, deletion record (+ churn warning for del_follow_user), channel-code add marked lost |
 //! | transfer_fail | the open transfer of that customer fails with WeCom's reason |
 //! | change_external_chat create / update | the chat and its members from `groupchat/get` (joins fire `group.member.joined`) |
 //! | change_external_chat dismiss | everyone left, the chat marked dismissed |
@@ -140,6 +141,20 @@ async fn contact(
             apply_customers::customer(&mut tx, ctx, &c).await?;
             apply_customers::remember(&mut tx, ctx, &c).await?;
             tx.commit().await?;
+            if e.change != ExternalContactChange::Edit {
+                // Welcome (20-second WelcomeCode) and channel code: right away, not in a job.
+                crate::automation::acquire::on_added(
+                    state,
+                    &crate::automation::acquire::Added {
+                        tenant_id: t,
+                        userid: &e.user_id,
+                        external_userid: &e.external_user_id,
+                        state: e.state.as_deref(),
+                        welcome_code: e.welcome_code.as_deref(),
+                    },
+                )
+                .await?;
+            }
         }
         ExternalContactChange::Del | ExternalContactChange::DelFollowUser => {
             let by_transfer = e.source.as_deref() == Some("DELETE_BY_TRANSFER");
@@ -156,6 +171,14 @@ async fn contact(
             }
             // 在职继承 removes the old relation by itself: a move, not a loss.
             if !by_transfer {
+                crate::automation::acquire::lost(
+                    &mut tx,
+                    t,
+                    &e.external_user_id,
+                    &e.user_id,
+                    ctx.now,
+                )
+                .await?;
                 let name = match customer {
                     Some(cid) => crate::customers::store::get_tx(&mut tx, t, cid)
                         .await?

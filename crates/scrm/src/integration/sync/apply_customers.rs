@@ -122,6 +122,17 @@ pub async fn customer(tx: &mut Tx, ctx: &mut Ctx, c: &StagedCustomer) -> DbResul
     let existing = super::apply::customer_id(tx, t, &e.external_userid).await?;
     let (id, created) = match existing {
         Some(id) => {
+            // An owner set in scrm (a channel code's, an assignment) stays; WeCom has no owner.
+            let owner: Option<(Option<i64>,)> = tx
+                .fetch_optional(
+                    query("SELECT follow_user_id FROM customer WHERE tenant_id = ? AND id = ?")
+                        .bind(t)
+                        .bind(id),
+                )
+                .await?;
+            if owner.is_some_and(|o| o.0.is_some()) {
+                fields.follow_user_id = None;
+            }
             store::update(tx, t, id, &fields, now).await?;
             (id, false)
         }

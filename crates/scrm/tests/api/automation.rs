@@ -1,0 +1,664 @@
+//! Automation (seed 002) against the WeCom simulator: channel codes (contact ways with a state,
+//! daily limits moving the code to backup staff, tags, owner, welcome with variables and
+//! materials, statistics of adds and losses), member welcome messages, validation, tenants.
+
+use std::time::{Duration, Instant};
+
+use scrm_db::query;
+use scrm_wecom::WeComClient;
+use scrm_wecom::client::ClientConfig;
+use scrm_wecom_sim::SimHandle;
+use scrm_wecom_sim::deliveries::{Delivery, DeliveryKind};
+use scrm_wecom_sim::scenarios::{AddContact, Pair};
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::integration::{connect, sim};
+use crate::integration_sync::sync;
+
+/// Poll `f` until it returns Some, for at most 30 s (a loaded machine).
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn n(app: &TestApp, sql: String) -> i64 {
+    app.state.db.fetch_i64(query(sql)).await.unwrap()
+}
+
+/// A simulator mirrored into scrm, and members who can have customers: (staff id, userid, name).
+async fn world(app: &TestApp) -> (SimHandle, Vec<(i64, String, String)>) {
+    let sim = sim(30).await;
+    connect(app, &sim).await;
+    assert_eq!(
+        sync(app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let members: Vec<(String, String)> = sim
+        .company()
+        .staff
+        .iter()
+        .filter(|s| s.contact_enabled && s.visible() && s.status == 1)
+        .map(|s| (s.userid.clone(), s.name.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for (u, name) in members {
+        let id = n(app, format!("SELECT id FROM staff WHERE userid = '{u}'")).await;
+        out.push((id, u, name));
+    }
+    assert!(out.len() >= 4, "the simulated company has too few members");
+    (sim, out)
+}
+
+fn wecom(sim: &SimHandle) -> scrm_wecom::AppClient {
+    let c = sim.config();
+    WeComClient::in_memory(ClientConfig::for_simulator(sim.base_url()))
+        .unwrap()
+        .app(c.creds.corp_id, c.creds.app_secret)
+}
+
+fn welcomes_to(sim: &SimHandle, ext: &str) -> Vec<Delivery> {
+    sim.deliveries()
+        .into_iter()
+        .filter(|d| d.kind == DeliveryKind::Welcome && d.recipient == ext)
+        .collect()
+}
+
+async fn code(app: &TestApp, id: i64) -> Value {
+    app.get(&format!("/api/v1/channel-codes/{id}"), &app.admin_token)
+        .await
+        .data()
+        .clone()
+}
+
+async fn synced(app: &TestApp, id: i64) -> Value {
+    until("the code to reach WeCom", || async {
+        let c = code(app, id).await;
+        (c["syncStatus"] == "synced").then_some(c)
+    })
+    .await
+}
+
+async fn channel_code_brings_tags_owner_welcome_and_statistics(app: TestApp) {
+    let (sim, staff) = world(&app).await;
+    let (_, u1, u1_name) = staff[0].clone();
+    let (owner_id, _, _) = staff[1].clone();
+    let (_, backup, _) = staff[2].clone();
+    let tag = n(
+        &app,
+        "SELECT MIN(id) FROM tag WHERE wecom_tag_id IS NOT NULL".into(),
+    )
+    .await;
+    let tag_wecom: String = app
+        .state
+        .db
+        .fetch_one::<(String,)>(query("SELECT wecom_tag_id FROM tag WHERE id = ?").bind(tag))
+        .await
+        .unwrap()
+        .0;
+    let material = app
+        .post(
+            "/api/material",
+            &app.admin_token,
+            json!({"materialType": "link", "title": "新客礼包", "content": {"url": "https://example.com/gift", "desc": "领取"}}),
+        )
+        .await;
+    assert_eq!(material.status, 201, "{:?}", material.body);
+    let material_id = material.data()["materialId"].as_i64().unwrap();
+
+    let r = app
+        .post(
+            "/api/v1/channel-codes",
+            &app.admin_token,
+            json!({
+                "name": "展会码",
+                "staff": [{"userid": u1, "dailyLimit": 1}],
+                "backupStaff": [backup],
+                "tagIds": [tag],
+                "ownerStaffId": owner_id,
+                "welcome": {"text": "您好{nickname}，我是{staff}，{date}见", "materialIds": [material_id]},
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    let state = r.data()["state"].as_str().unwrap().to_string();
+    assert!(state.starts_with("cc") && state.len() <= 30);
+    let c = synced(&app, id).await;
+    assert!(
+        c["qrCode"]
+            .as_str()
+            .is_some_and(|q| q.starts_with("https://")),
+        "{c}"
+    );
+    let cfg = c["configId"].as_str().unwrap().to_string();
+    let way = wecom(&sim).get_contact_way(&cfg).await.unwrap();
+    assert_eq!(
+        (way.state.as_str(), way.user.clone()),
+        (state.as_str(), vec![u1.clone()])
+    );
+
+    // A customer scans the code.
+    let added = sim
+        .customer_adds_staff(AddContact {
+            userid: u1.clone(),
+            name: Some("李雷".into()),
+            state: Some(state.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    let ext = added.external_userid.clone();
+    let welcome = until("the welcome", || async {
+        welcomes_to(&sim, &ext).into_iter().next()
+    })
+    .await;
+    let text = welcome.content["text"]["content"].as_str().unwrap_or("");
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        text,
+        format!("您好李雷，我是{u1_name}，{today}见"),
+        "{}",
+        welcome.content
+    );
+    let attachments = welcome.content["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0]["link"]["url"], "https://example.com/gift");
+    assert_eq!(welcome.sender, u1);
+
+    let customer_id = n(
+        &app,
+        format!("SELECT id FROM customer WHERE external_userid = '{ext}'"),
+    )
+    .await;
+    let detail = until("tags and owner", || async {
+        let d = app
+            .get(
+                &format!("/api/v1/customers/{customer_id}"),
+                &app.admin_token,
+            )
+            .await;
+        let tagged = d.data()["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["id"] == tag));
+        (tagged && d.data()["followUserId"] == owner_id).then(|| d.data().clone())
+    })
+    .await;
+    assert_eq!(detail["followUserId"], owner_id);
+    // The tag is in WeCom too, on the member's relation.
+    let wc = wecom(&sim).get_customer(&ext, "").await.unwrap();
+    let follow = wc.follow_user.iter().find(|f| f.userid == u1).unwrap();
+    assert!(
+        follow
+            .tags
+            .iter()
+            .any(|t| t.tag_id.as_deref() == Some(tag_wecom.as_str())),
+        "{:?}",
+        follow.tags
+    );
+
+    // u1 reached the daily limit of 1: the contact way moves to the backup member.
+    let c = until("the code to move to the backup member", || async {
+        let c = code(&app, id).await;
+        (c["activeUsers"] == json!([backup]) && c["syncStatus"] == "synced").then_some(c)
+    })
+    .await;
+    assert_eq!(c["staff"][0]["addsToday"], 1);
+    let way = wecom(&sim).get_contact_way(&cfg).await.unwrap();
+    assert_eq!(way.user, vec![backup.clone()]);
+
+    // A sync of the customer keeps the owner the code gave.
+    assert_eq!(
+        sync(&app, json!({"syncType": "customer", "force": true})).await["status"],
+        "success"
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/customers/{customer_id}"),
+            &app.admin_token
+        )
+        .await
+        .data()["followUserId"],
+        owner_id
+    );
+
+    // The customer deletes the member: a loss.
+    sim.customer_deletes_staff(Pair {
+        userid: u1.clone(),
+        external_userid: ext.clone(),
+    })
+    .unwrap();
+    let stats = until("the loss", || async {
+        let s = app
+            .get(
+                &format!("/api/v1/channel-codes/{id}/statistics?days=7"),
+                &app.admin_token,
+            )
+            .await;
+        (s.data()["totalLosses"] == 1).then(|| s.data().clone())
+    })
+    .await;
+    assert_eq!(stats["totalAdds"], 1);
+    assert_eq!(stats["netAdds"], 0);
+    let daily = stats["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 7);
+    assert_eq!(daily[6], json!({"date": today, "adds": 1, "losses": 1}));
+    assert_eq!(
+        stats["staff"],
+        json!([{"userid": u1, "adds": 1, "losses": 1}])
+    );
+
+    let sends = app
+        .get("/api/v1/automation/welcome-sends", &app.admin_token)
+        .await;
+    assert_eq!(sends.data()["total"], 1, "{}", sends.body);
+    assert_eq!(sends.data()["list"][0]["status"], "sent");
+    assert_eq!(sends.data()["list"][0]["source"], "channel_code");
+    assert_eq!(sends.data()["list"][0]["sourceId"], id);
+
+    // Deleting the code deletes the contact way; its statistics stay.
+    assert_eq!(
+        app.delete(&format!("/api/v1/channel-codes/{id}"), &app.admin_token)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/channel-codes/{id}"), &app.admin_token)
+            .await
+            .status,
+        404
+    );
+    until("the contact way to go", || async {
+        let gone = n(
+            &app,
+            format!(
+                "SELECT COUNT(*) FROM channel_code WHERE id = {id} AND sync_status = 'deleted'"
+            ),
+        )
+        .await;
+        (gone == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        wecom(&sim)
+            .get_contact_way(&cfg)
+            .await
+            .unwrap_err()
+            .errcode(),
+        Some(40058)
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/channel-codes/{id}/statistics"),
+            &app.admin_token
+        )
+        .await
+        .data()["totalAdds"],
+        1
+    );
+    sim.shutdown().await;
+}
+
+async fn channel_codes_validate_update_and_stay_in_their_tenant(app: TestApp) {
+    let (sim, staff) = world(&app).await;
+    let u1 = staff[0].1.clone();
+    let u2 = staff[1].1.clone();
+    let cases = [
+        (json!({"name": "x", "staff": []}), "staff"),
+        (json!({"staff": [{"userid": u1}]}), "name"),
+        (
+            json!({"name": "x", "staff": [{"userid": "nobody"}]}),
+            "staff",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1, "dailyLimit": -1}]}),
+            "staff[0].dailyLimit",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1}, {"userid": u1}]}),
+            "staff[1].userid",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1}], "backupStaff": [u1]}),
+            "backupStaff",
+        ),
+        (
+            json!({"name": "x", "state": "has space", "staff": [{"userid": u1}]}),
+            "state",
+        ),
+        (
+            json!({"name": "x", "state": "a".repeat(31), "staff": [{"userid": u1}]}),
+            "state",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1}], "tagIds": [999999]}),
+            "tagIds",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1}], "ownerStaffId": 999999}),
+            "ownerStaffId",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1}], "welcome": {}}),
+            "welcome.text",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1}], "welcome": {"text": "hi", "materialIds": [1,2,3,4,5,6,7,8,9,10]}}),
+            "welcome.materialIds",
+        ),
+        (
+            json!({"name": "x", "staff": [{"userid": u1}], "welcome": {"materialIds": [424242]}}),
+            "welcome.materialIds",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = app
+            .post("/api/v1/channel-codes", &app.admin_token, body.clone())
+            .await;
+        assert_eq!(
+            (r.status, r.error(), r.body["fields"][0]["field"].as_str()),
+            (400, "VALIDATION_FAILED", Some(field)),
+            "{body}: {:?}",
+            r.body
+        );
+    }
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) FROM channel_code".into()).await,
+        0,
+        "bad input writes nothing"
+    );
+
+    let r = app
+        .post(
+            "/api/v1/channel-codes",
+            &app.admin_token,
+            json!({"name": "门店码", "state": "store-01", "staff": [{"userid": u1}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    let again = app
+        .post(
+            "/api/v1/channel-codes",
+            &app.admin_token,
+            json!({"name": "另一个", "state": "store-01", "staff": [{"userid": u2}]}),
+        )
+        .await;
+    assert_eq!((again.status, again.error()), (409, "CONFLICT"));
+    let cfg = synced(&app, id).await["configId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // An update keeps the state (printed codes stay valid) and reaches WeCom.
+    let up = app
+        .put(
+            &format!("/api/v1/channel-codes/{id}"),
+            &app.admin_token,
+            json!({"name": "门店码2", "staff": [{"userid": u1}, {"userid": u2, "dailyLimit": 5}], "skipVerify": false}),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{:?}", up.body);
+    assert_eq!(up.data()["state"], "store-01");
+    assert_eq!(up.data()["syncStatus"], "pending");
+    let c = synced(&app, id).await;
+    assert_eq!(c["configId"], cfg.as_str(), "same contact way");
+    let way = wecom(&sim).get_contact_way(&cfg).await.unwrap();
+    assert_eq!(way.user, vec![u1.clone(), u2.clone()]);
+    assert!(!way.skip_verify);
+    let bad = app
+        .put(
+            &format!("/api/v1/channel-codes/{id}"),
+            &app.admin_token,
+            json!({"name": "x", "staff": []}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        code(&app, id).await["name"],
+        "门店码2",
+        "a bad update changes nothing"
+    );
+
+    let list = app
+        .get("/api/v1/channel-codes?keyword=门店", &app.admin_token)
+        .await;
+    assert_eq!(list.data()["total"], 1);
+
+    let (_, other) = app.other_tenant_admin("acme", "acme-admin").await;
+    for path in [
+        format!("/api/v1/channel-codes/{id}"),
+        format!("/api/v1/channel-codes/{id}/statistics"),
+    ] {
+        assert_eq!(app.get(&path, &other).await.status, 404, "{path}");
+    }
+    assert_eq!(
+        app.get("/api/v1/channel-codes", &other).await.data()["total"],
+        0
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/channel-codes/{id}"), &other)
+            .await
+            .status,
+        404
+    );
+    let (_, viewer) = app.user_with_role("vic", "viewer").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/channel-codes/{id}"), &viewer)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/channel-codes/{id}"), &viewer)
+            .await
+            .status,
+        403
+    );
+    sim.shutdown().await;
+}
+
+async fn member_welcome_messages_with_variables_default_and_expiry(app: TestApp) {
+    let (sim, staff) = world(&app).await;
+    let (_, u1, _) = staff[0].clone();
+    let (_, u2, u2_name) = staff[1].clone();
+    let bad = app
+        .post(
+            "/api/v1/automation/welcome-messages",
+            &app.admin_token,
+            json!({"name": "x", "staffUserids": ["nobody"], "text": "hi"}),
+        )
+        .await;
+    assert_eq!(
+        bad.body["fields"][0]["field"], "staffUserids",
+        "{:?}",
+        bad.body
+    );
+    let bad = app
+        .post(
+            "/api/v1/automation/welcome-messages",
+            &app.admin_token,
+            json!({"name": "x", "text": "长".repeat(1400)}),
+        )
+        .await;
+    assert_eq!(bad.body["fields"][0]["field"], "text", "{:?}", bad.body);
+
+    let default = app
+        .post(
+            "/api/v1/automation/welcome-messages",
+            &app.admin_token,
+            json!({"name": "默认", "text": "欢迎 {nickname}"}),
+        )
+        .await;
+    assert_eq!(default.status, 201, "{:?}", default.body);
+    let own = app
+        .post(
+            "/api/v1/automation/welcome-messages",
+            &app.admin_token,
+            json!({"name": "专属", "staffUserids": [u2], "text": "我是{staff}，{nickname}你好"}),
+        )
+        .await;
+    assert_eq!(own.status, 201, "{:?}", own.body);
+    let own_id = own.data()["id"].as_i64().unwrap();
+    assert_eq!(
+        app.get("/api/v1/automation/welcome-messages", &app.admin_token)
+            .await
+            .data()["total"],
+        2
+    );
+
+    let a = sim
+        .customer_adds_staff(AddContact {
+            userid: u2.clone(),
+            name: Some("韩梅梅".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let w = until("u2's welcome", || async {
+        welcomes_to(&sim, &a.external_userid).into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        w.content["text"]["content"],
+        format!("我是{u2_name}，韩梅梅你好")
+    );
+
+    let b = sim
+        .customer_adds_staff(AddContact {
+            userid: u1.clone(),
+            name: Some("小明".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let w = until("the default welcome", || async {
+        welcomes_to(&sim, &b.external_userid).into_iter().next()
+    })
+    .await;
+    assert_eq!(w.content["text"]["content"], "欢迎 小明");
+
+    // No WelcomeCode (a console welcome exists): nothing sent, the reason recorded.
+    let c = sim
+        .customer_adds_staff(AddContact {
+            userid: u1.clone(),
+            no_welcome_code: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let skipped = until("the skipped welcome", || async {
+        let r = app
+            .get(
+                &format!(
+                    "/api/v1/automation/welcome-sends?externalUserid={}",
+                    c.external_userid
+                ),
+                &app.admin_token,
+            )
+            .await;
+        (r.data()["total"] == 1).then(|| r.data()["list"][0].clone())
+    })
+    .await;
+    assert_eq!(skipped["status"], "skipped");
+    assert!(welcomes_to(&sim, &c.external_userid).is_empty());
+
+    // A code WeCom no longer accepts (its 20 seconds passed): recorded as failed with 41051.
+    sim.update_config(|c| c.limits.welcome_code_ttl_secs = 0);
+    let d = sim
+        .customer_adds_staff(AddContact {
+            userid: u1.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    let failed = until("the failed welcome", || async {
+        let r = app
+            .get(
+                &format!(
+                    "/api/v1/automation/welcome-sends?externalUserid={}",
+                    d.external_userid
+                ),
+                &app.admin_token,
+            )
+            .await;
+        (r.data()["total"] == 1).then(|| r.data()["list"][0].clone())
+    })
+    .await;
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("41051"),
+        "{failed}"
+    );
+    assert!(welcomes_to(&sim, &d.external_userid).is_empty());
+
+    // Disabled: u2's customers get the default again.
+    sim.update_config(|c| c.limits.welcome_code_ttl_secs = 20);
+    let up = app
+        .put(
+            &format!("/api/v1/automation/welcome-messages/{own_id}"),
+            &app.admin_token,
+            json!({"name": "专属", "staffUserids": [u2], "text": "x", "enabled": false}),
+        )
+        .await;
+    assert_eq!((up.status, &up.data()["enabled"]), (200, &json!(false)));
+    let e = sim
+        .customer_adds_staff(AddContact {
+            userid: u2.clone(),
+            name: Some("小红".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let w = until("the default welcome for u2", || async {
+        welcomes_to(&sim, &e.external_userid).into_iter().next()
+    })
+    .await;
+    assert_eq!(w.content["text"]["content"], "欢迎 小红");
+    assert_eq!(
+        sim.duplicate_deliveries().len(),
+        0,
+        "every customer is welcomed once"
+    );
+
+    let (_, other) = app.other_tenant_admin("acme", "acme-admin").await;
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/automation/welcome-messages/{own_id}"),
+            &other
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        app.get("/api/v1/automation/welcome-sends", &other)
+            .await
+            .data()["total"],
+        0
+    );
+    assert_eq!(
+        app.delete(
+            &format!("/api/v1/automation/welcome-messages/{own_id}"),
+            &app.admin_token
+        )
+        .await
+        .status,
+        200
+    );
+    sim.shutdown().await;
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    channel_code_brings_tags_owner_welcome_and_statistics,
+    channel_codes_validate_update_and_stay_in_their_tenant,
+    member_welcome_messages_with_variables_default_and_expiry,
+);

@@ -694,7 +694,7 @@ async fn statistics(
         .db
         .fetch_all(
             query(
-                "SELECT staff_userid, COUNT(*), SUM(CASE WHEN lost_at IS NULL THEN 0 ELSE 1 END) \
+                "SELECT staff_userid, COUNT(*), COUNT(lost_at) \
                  FROM channel_code_add WHERE tenant_id = ? AND code_id = ? GROUP BY staff_userid ORDER BY staff_userid",
             )
             .bind(t)

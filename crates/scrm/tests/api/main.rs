@@ -1,9 +1,9 @@
 //! scrm's API tests: one binary, a fresh database per test, on every backend SCRM_TEST_DB selects.
 
 mod auth;
+mod automation;
 mod console;
 mod console_browser;
-mod automation;
 mod customers;
 mod customers_search;
 mod customers_wecom;

@@ -2,9 +2,9 @@
 //! concurrent engines never wait on each other's rows), apply the per-key limits, mark the
 //! survivors running under this worker's lease.
 
-use scrm_db::{Db, DbResult, Tx, query};
+use scrm_db::{Backend, Db, DbResult, Query, Tx, query};
 
-use super::{push_kinds, skip_locked};
+use super::push_kinds;
 use crate::limits;
 
 /// A job this worker now holds.
@@ -36,24 +36,56 @@ pub(crate) struct ClaimRequest<'a> {
 /// Claim up to `limit` due jobs. Jobs with a priority above 0 go first (a small partial index
 /// serves that pass); the rest in `run_at` order, which the `(state, run_at, id)` index serves
 /// however many future jobs wait behind them.
+///
+/// On PostgreSQL the common case is one statement (see [`claim_postgres`]); MySQL/MariaDB and
+/// SQLite take a short transaction: lock the candidates, apply the per-key limits, mark them.
 pub(crate) async fn claim(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<ClaimedJob>> {
     if r.limit == 0 || r.kinds.is_empty() {
         return Ok(Vec::new());
     }
     super::CLAIM_TXS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut tx = db.begin().await?;
-    let mut rows = candidates(&mut tx, r, true, r.limit).await?;
-    if rows.len() < r.limit {
-        let more = candidates(&mut tx, r, false, r.limit - rows.len()).await?;
-        rows.extend(more);
+    if db.backend() == Backend::Postgres {
+        return claim_postgres(db, r).await;
     }
+    let mut tx = db.begin().await?;
+    let rows = match tx.backend() {
+        // One round trip for both passes: each branch locks its own rows.
+        Backend::MySql => {
+            let mut q = query("(");
+            q.append(&candidates(r, true, r.limit));
+            q.push_sql(" FOR UPDATE SKIP LOCKED) UNION ALL (");
+            q.append(&candidates(r, false, r.limit));
+            q.push_sql(" FOR UPDATE SKIP LOCKED)");
+            let mut rows: Vec<ClaimedJob> = tx.fetch_all(q).await?;
+            rows.truncate(r.limit);
+            rows
+        }
+        _ => {
+            let mut rows: Vec<ClaimedJob> = tx.fetch_all(candidates(r, true, r.limit)).await?;
+            if rows.len() < r.limit {
+                let more = candidates(r, false, r.limit - rows.len());
+                rows.extend(tx.fetch_all::<ClaimedJob>(more).await?);
+            }
+            rows
+        }
+    };
     if rows.is_empty() {
         tx.rollback().await?;
         return Ok(rows);
     }
-    let mut rows = limits::allocate(&mut tx, rows, r.now).await?;
+    let rows = mark_claimed(&mut tx, rows, r).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// Apply the per-key limits to locked candidates and mark the survivors running.
+async fn mark_claimed(
+    tx: &mut Tx,
+    rows: Vec<ClaimedJob>,
+    r: &ClaimRequest<'_>,
+) -> DbResult<Vec<ClaimedJob>> {
+    let mut rows = limits::allocate(tx, rows, r.now).await?;
     if rows.is_empty() {
-        tx.commit().await?;
         return Ok(rows);
     }
     let mut q = query(
@@ -66,19 +98,82 @@ pub(crate) async fn claim(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<Claimed
     .bind(r.now);
     q.push_in_list(rows.iter().map(|j| j.id));
     tx.execute(q).await?;
-    tx.commit().await?;
     for j in &mut rows {
         j.attempts += 1;
     }
     Ok(rows)
 }
 
-async fn candidates(
-    tx: &mut Tx,
-    r: &ClaimRequest<'_>,
-    urgent: bool,
-    limit: usize,
-) -> DbResult<Vec<ClaimedJob>> {
+/// A row of the PostgreSQL claim: a job now ours (`claimed = 1`), or a candidate with a
+/// concurrency key that still has to pass its key's limits (`claimed = 0`).
+#[derive(sqlx::FromRow)]
+struct PgClaimRow {
+    #[sqlx(flatten)]
+    job: ClaimedJob,
+    claimed: i64,
+}
+
+/// PostgreSQL: lock the candidates of both passes with `SKIP LOCKED`, mark those without a
+/// concurrency key running and return them, all in one statement (one round trip, no
+/// explicit transaction). Candidates with a key come back unmarked and take the locked path
+/// through their key's limits; they are rare (sender accounts), and are seen in due order
+/// with the others, so a backlog of keyless jobs never starves them.
+async fn claim_postgres(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<ClaimedJob>> {
+    let mut q = query("WITH u AS (");
+    q.append(&candidates(r, true, r.limit));
+    q.push_sql(" FOR UPDATE SKIP LOCKED), n AS (");
+    q.append(&candidates(r, false, r.limit));
+    q.push_sql(
+        " FOR UPDATE SKIP LOCKED), pick AS (SELECT id, concurrency_key FROM \
+         (SELECT id, concurrency_key, 0 AS o FROM u UNION ALL \
+         SELECT id, concurrency_key, 1 AS o FROM n) c ORDER BY o LIMIT ?), \
+         upd AS (UPDATE job SET state = 1, attempts = job.attempts + 1, worker_id = ?, \
+         lease_until = ?, started_at = ?, updated_at = ? FROM pick \
+         WHERE job.id = pick.id AND pick.concurrency_key IS NULL \
+         RETURNING job.id, job.tenant_id, job.kind, job.payload, job.run_at, job.attempts, \
+         job.max_attempts, job.group_key, job.concurrency_key) \
+         SELECT id, tenant_id, kind, payload, run_at, attempts, max_attempts, group_key, \
+         concurrency_key, CAST(1 AS BIGINT) AS claimed FROM upd UNION ALL \
+         SELECT j.id, j.tenant_id, j.kind, j.payload, j.run_at, j.attempts, j.max_attempts, \
+         j.group_key, j.concurrency_key, CAST(0 AS BIGINT) AS claimed \
+         FROM pick JOIN job j ON j.id = pick.id WHERE pick.concurrency_key IS NOT NULL",
+    );
+    q.push_bind(r.limit)
+        .push_bind(r.worker_id)
+        .push_bind(r.lease_until)
+        .push_bind(r.now)
+        .push_bind(r.now);
+    let rows: Vec<PgClaimRow> = db.fetch_all(q).await?;
+    let mut mine = Vec::with_capacity(rows.len());
+    let mut keyed = Vec::new();
+    for row in rows {
+        if row.claimed == 1 {
+            mine.push(row.job);
+        } else {
+            keyed.push(row.job.id);
+        }
+    }
+    if keyed.is_empty() {
+        return Ok(mine);
+    }
+    // The keyed candidates: lock again (another engine may have taken some meanwhile), apply
+    // the limits, mark.
+    let mut tx = db.begin().await?;
+    let mut q = query(
+        "SELECT id, tenant_id, kind, payload, run_at, attempts, max_attempts, group_key, \
+         concurrency_key FROM job WHERE state = 0 AND id IN ",
+    );
+    q.push_in_list(keyed);
+    q.push_sql(" ORDER BY run_at, id FOR UPDATE SKIP LOCKED");
+    let rows: Vec<ClaimedJob> = tx.fetch_all(q).await?;
+    let rows = mark_claimed(&mut tx, rows, r).await?;
+    tx.commit().await?;
+    mine.extend(rows);
+    Ok(mine)
+}
+
+/// The candidate scan of one pass, without its lock clause.
+fn candidates(r: &ClaimRequest<'_>, urgent: bool, limit: usize) -> Query {
     // `state = 0` and `priority > 0` are literals so PostgreSQL and SQLite match the partial
     // index `idx_job_urgent`.
     let mut q = query(
@@ -105,6 +200,5 @@ async fn candidates(
         " ORDER BY run_at, id LIMIT ?"
     });
     q.push_bind(limit);
-    q.push_sql(skip_locked(tx.backend()));
-    tx.fetch_all(q).await
+    q
 }

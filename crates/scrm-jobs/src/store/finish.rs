@@ -247,6 +247,35 @@ async fn finish_all_done(
         by_kind.entry(f.kind.as_str()).or_default().push(f);
     }
     let mut summary = FinishSummary::default();
+    if db.backend() == Backend::Postgres {
+        // One statement per kind, no explicit transaction: the update and its statistics row
+        // commit together.
+        for (kind, fs) in by_kind {
+            let took: i64 = fs.iter().map(|f| (f.finished_at - f.started_at).max(0)).sum();
+            let mut q = query(
+                "WITH d AS (UPDATE job SET state = 2, finished_at = ?, lease_until = NULL, \
+                 updated_at = ? WHERE state = 1 AND worker_id = ? AND id IN ",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(worker);
+            q.push_in_list(fs.iter().map(|f| f.id));
+            // The duration total counts every job of the batch; if a few were no longer ours
+            // (taken over after a lease expiry) it is approximate, fine for statistics.
+            q.push_sql(
+                " RETURNING id), s AS (INSERT INTO job_stat (kind, bucket, completed, failed, \
+                 dead, duration_ms) SELECT ?, ?, COUNT(*), 0, 0, ? FROM d HAVING COUNT(*) > 0 \
+                 ON CONFLICT (kind, bucket) DO UPDATE SET \
+                 completed = job_stat.completed + excluded.completed, \
+                 duration_ms = job_stat.duration_ms + excluded.duration_ms) \
+                 SELECT COUNT(*) FROM d",
+            );
+            q.push_bind(kind).push_bind(minute(now)).push_bind(took);
+            let applied = db.fetch_i64(q).await? as usize;
+            record_done(&mut summary, kind, &fs, applied);
+        }
+        return Ok(summary);
+    }
     let mut tx = db.begin().await?;
     for (kind, fs) in by_kind {
         let mut q = query(
@@ -258,19 +287,24 @@ async fn finish_all_done(
         .bind(worker);
         q.push_in_list(fs.iter().map(|f| f.id));
         let applied = tx.execute(q).await?.rows_affected as usize;
-        summary.applied += applied;
-        let d = summary.per_kind.entry(kind.to_string()).or_default();
-        d.completed = applied as i64;
-        // If some rows were no longer ours the durations are approximate; fine for statistics.
-        for f in fs.iter().take(applied) {
-            let took = (f.finished_at - f.started_at).max(0);
-            d.duration_ms += took;
-            d.durations.push(took);
-        }
+        record_done(&mut summary, kind, &fs, applied);
     }
     bump_stats(&mut tx, &summary, now).await?;
     tx.commit().await?;
     Ok(summary)
+}
+
+/// Count `applied` completions of `kind` into the summary. If some rows were no longer ours
+/// the durations are approximate; fine for statistics.
+fn record_done(summary: &mut FinishSummary, kind: &str, fs: &[&Finished], applied: usize) {
+    summary.applied += applied;
+    let d = summary.per_kind.entry(kind.to_string()).or_default();
+    d.completed = applied as i64;
+    for f in fs.iter().take(applied) {
+        let took = (f.finished_at - f.started_at).max(0);
+        d.duration_ms += took;
+        d.durations.push(took);
+    }
 }
 
 async fn insert_attempts(tx: &mut Tx, rows: &[(&Finished, &str, Option<&str>)]) -> DbResult<()> {

@@ -18,15 +18,6 @@ pub(crate) static FINISH_TXS: AtomicU64 = AtomicU64::new(0);
 pub(crate) use claim::{ClaimRequest, ClaimedJob, claim};
 pub(crate) use finish::{FinishSummary, Finished, Outcome, finish};
 
-/// The row-lock suffix for a claim on this backend. SQLite needs none: `BEGIN IMMEDIATE`
-/// already holds the database's single write lock.
-pub(crate) fn skip_locked(b: Backend) -> &'static str {
-    match b {
-        Backend::Sqlite => "",
-        _ => " FOR UPDATE SKIP LOCKED",
-    }
-}
-
 /// The row-lock suffix that waits (for rows we must not skip, like limit keys).
 pub(crate) fn for_update(b: Backend) -> &'static str {
     match b {
@@ -56,15 +47,13 @@ pub(crate) fn push_kinds(q: &mut Query, kinds: &[String]) {
 /// The earliest moment something may become claimable after `now`: a pending job's `run_at`
 /// or a spaced key's `next_allowed_at`. The engine sleeps until then (or its poll interval).
 pub(crate) async fn next_wake(db: &Db, now: i64, kinds: &[String]) -> DbResult<Option<i64>> {
-    let mut q = query("SELECT MIN(run_at) FROM job WHERE state = 0 AND run_at > ?").bind(now);
+    // One round trip for both minima.
+    let mut q = query("SELECT (SELECT MIN(run_at) FROM job WHERE state = 0 AND run_at > ?")
+        .bind(now);
     push_kinds(&mut q, kinds);
-    let job = db.fetch_one::<(Option<i64>,)>(q).await?.0;
-    let key = db
-        .fetch_one::<(Option<i64>,)>(
-            query("SELECT MIN(next_allowed_at) FROM job_key WHERE next_allowed_at > ?").bind(now),
-        )
-        .await?
-        .0;
+    q.push_sql("), (SELECT MIN(next_allowed_at) FROM job_key WHERE next_allowed_at > ?)");
+    q.push_bind(now);
+    let (job, key) = db.fetch_one::<(Option<i64>, Option<i64>)>(q).await?;
     Ok(match (job, key) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -70,8 +70,9 @@ pub struct AlertRule {
     pub enabled: bool,
 }
 
-/// A stored alert.
+/// A stored alert (camelCase in JSON, like the rest of scrm's API and its webhooks).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub id: i64,
     pub rule_id: i64,
@@ -164,6 +165,43 @@ impl Jobs {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every rule, by name.
+    pub async fn alert_rules(&self) -> JobsResult<Vec<AlertRule>> {
+        #[derive(sqlx::FromRow)]
+        struct Stored {
+            name: String,
+            kind: Option<String>,
+            rule_type: String,
+            threshold: f64,
+            window_ms: i64,
+            min_samples: i64,
+            cooldown_ms: i64,
+            enabled: i64,
+        }
+        let rows: Vec<Stored> = self
+            .db()
+            .fetch_all(query(
+                "SELECT name, kind, rule_type, threshold, window_ms, min_samples, cooldown_ms, \
+                 enabled FROM job_alert_rule ORDER BY name",
+            ))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(AlertRule {
+                    rule_type: RuleType::parse(&r.rule_type)?,
+                    name: r.name,
+                    kind: r.kind,
+                    threshold: r.threshold,
+                    window_ms: r.window_ms,
+                    min_samples: r.min_samples,
+                    cooldown_ms: r.cooldown_ms,
+                    enabled: r.enabled == 1,
+                })
+            })
+            .collect())
     }
 
     /// Delete a rule.

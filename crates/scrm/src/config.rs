@@ -103,6 +103,69 @@ pub struct Config {
     // --- integration (seed 003) ---
     /// WeCom settings: master key for secrets at rest, the seeds' `WEWORK_*`, sync schedules.
     pub integration: IntegrationConfig,
+    /// Where job alerts are sent (`SCRM_ALERT_*`).
+    pub alerts: AlertsConfig,
+}
+
+/// Where the job engine's alerts go (seed 002: alert when the failure rate is too high).
+#[derive(Debug, Clone, Default)]
+pub struct AlertsConfig {
+    /// `SCRM_ALERT_WEBHOOK_URL`: POST each firing/resolved alert here, signed.
+    pub webhook_url: Option<String>,
+    /// `SCRM_ALERT_WEBHOOK_SECRET`: the HMAC-SHA256 key (required with the URL, 16+ chars).
+    pub webhook_secret: Option<Secret>,
+    /// `SCRM_ALERT_WECOM_TO`: WeCom userids (`|` or `,` separated) told by app message.
+    pub wecom_to: Vec<String>,
+    /// `SCRM_ALERT_WECOM_TENANT`: whose WeCom app sends them (default 1).
+    pub wecom_tenant: i64,
+}
+
+fn alerts_config(
+    src: &dyn Source,
+    sources: &mut BTreeMap<&'static str, &'static str>,
+) -> Result<AlertsConfig, ConfigError> {
+    let webhook_url = src.get("SCRM_ALERT_WEBHOOK_URL");
+    let webhook_secret = src.get("SCRM_ALERT_WEBHOOK_SECRET").map(Secret::new);
+    if let Some(u) = &webhook_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(bad(
+                "SCRM_ALERT_WEBHOOK_URL",
+                "must start with http:// or https://",
+            ));
+        }
+        match &webhook_secret {
+            None => {
+                return Err(bad(
+                    "SCRM_ALERT_WEBHOOK_SECRET",
+                    "required with SCRM_ALERT_WEBHOOK_URL",
+                ));
+            }
+            Some(s) if s.expose().chars().count() < 16 => {
+                return Err(bad(
+                    "SCRM_ALERT_WEBHOOK_SECRET",
+                    "must be at least 16 characters",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let wecom_to: Vec<String> = src
+        .get("SCRM_ALERT_WECOM_TO")
+        .map(|v| {
+            v.split(['|', ','])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let wecom_tenant = parse_or(src, "SCRM_ALERT_WECOM_TENANT", 1i64, sources)?;
+    Ok(AlertsConfig {
+        webhook_url,
+        webhook_secret,
+        wecom_to,
+        wecom_tenant,
+    })
 }
 
 // --- integration (seed 003) ---
@@ -328,6 +391,7 @@ impl Config {
             return Err(bad("SCRM_WORKER_CONCURRENCY", "must be at least 1"));
         }
         let integration = integration_config(src, &mut sources)?;
+        let alerts = alerts_config(src, &mut sources)?;
         let admin_password = src.get("SCRM_ADMIN_PASSWORD").map(Secret::new);
         if let Some(p) = &admin_password
             && p.expose().chars().count() < 8
@@ -353,6 +417,7 @@ impl Config {
             worker_concurrency,
             sources,
             integration,
+            alerts,
         })
     }
 

@@ -251,7 +251,10 @@ async fn finish_all_done(
         // One statement per kind, no explicit transaction: the update and its statistics row
         // commit together.
         for (kind, fs) in by_kind {
-            let took: i64 = fs.iter().map(|f| (f.finished_at - f.started_at).max(0)).sum();
+            let took: i64 = fs
+                .iter()
+                .map(|f| (f.finished_at - f.started_at).max(0))
+                .sum();
             let mut q = query(
                 "WITH d AS (UPDATE job SET state = 2, finished_at = ?, lease_until = NULL, \
                  updated_at = ? WHERE state = 1 AND worker_id = ? AND id IN ",

@@ -48,8 +48,8 @@ pub(crate) fn push_kinds(q: &mut Query, kinds: &[String]) {
 /// or a spaced key's `next_allowed_at`. The engine sleeps until then (or its poll interval).
 pub(crate) async fn next_wake(db: &Db, now: i64, kinds: &[String]) -> DbResult<Option<i64>> {
     // One round trip for both minima.
-    let mut q = query("SELECT (SELECT MIN(run_at) FROM job WHERE state = 0 AND run_at > ?")
-        .bind(now);
+    let mut q =
+        query("SELECT (SELECT MIN(run_at) FROM job WHERE state = 0 AND run_at > ?").bind(now);
     push_kinds(&mut q, kinds);
     q.push_sql("), (SELECT MIN(next_allowed_at) FROM job_key WHERE next_allowed_at > ?)");
     q.push_bind(now);

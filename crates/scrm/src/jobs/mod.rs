@@ -4,6 +4,7 @@
 //! Domain modules own their job kinds: each exposes `register(builder, state) -> builder`, and
 //! [`engine`] chains them, so a new kind is registered next to the code that enqueues it.
 
+pub mod alerts;
 pub(crate) mod routes;
 
 use std::sync::Arc;
@@ -31,7 +32,10 @@ pub fn client(db: &scrm_db::Db, redis_url: Option<&str>) -> Jobs {
 
 /// The engine with every module's handlers.
 pub fn engine(state: &AppState, config: EngineConfig) -> JobEngine {
-    let builder = JobEngine::builder(state.jobs.clone()).config(config);
+    let mut builder = JobEngine::builder(state.jobs.clone()).config(config);
+    for sink in alerts::sinks(state) {
+        builder = builder.alert_sink(sink);
+    }
     let builder = register_events_relay(builder, state);
     let builder = crate::integration::jobs::register(builder, state);
     let builder = crate::operation::jobs::register(builder, state);

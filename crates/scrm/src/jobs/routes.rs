@@ -51,6 +51,34 @@ pub fn routes(state: &AppState) -> Routes {
             alerts,
         )
         .route(
+            Method::POST,
+            "/api/jobs/alerts/evaluate",
+            manage,
+            "Evaluate the alert rules now (they also run every minute) and notify the sinks",
+            evaluate_alerts,
+        )
+        .route(
+            Method::GET,
+            "/api/jobs/alert-rules",
+            view,
+            "Alert rules: failure rate, dead letters or queue age, per kind or for all",
+            alert_rules,
+        )
+        .route(
+            Method::PUT,
+            "/api/jobs/alert-rules/{name}",
+            manage,
+            "Create or replace an alert rule",
+            put_alert_rule,
+        )
+        .route(
+            Method::DELETE,
+            "/api/jobs/alert-rules/{name}",
+            manage,
+            "Delete an alert rule",
+            delete_alert_rule,
+        )
+        .route(
             Method::GET,
             "/api/jobs/{id}",
             view,
@@ -177,6 +205,213 @@ async fn alerts(
         .alerts(q.state.as_deref(), 200)
         .await
         .map_err(jobs_error)?))
+}
+
+async fn evaluate_alerts(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Reply<Value>> {
+    let sinks = super::alerts::sinks(&state);
+    let notified = state
+        .jobs
+        .evaluate_alerts(&sinks)
+        .await
+        .map_err(jobs_error)?;
+    let firing = state
+        .jobs
+        .alerts(Some("firing"), 1000)
+        .await
+        .map_err(jobs_error)?
+        .len();
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "job.alerts.evaluate",
+        "job_alert_rule",
+        "all".to_string(),
+        json!({ "notified": notified, "firing": firing }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ok(json!({ "notified": notified, "firing": firing })))
+}
+
+/// An alert rule as the API shows and takes it. `threshold` is a fraction for `failure_rate`
+/// (0.2 = 20 % of runs failed), a count for `dead_letters`, seconds for `oldest_queued`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertRuleView {
+    name: String,
+    kind: Option<String>,
+    rule_type: scrm_jobs::RuleType,
+    threshold: f64,
+    window_minutes: i64,
+    min_samples: i64,
+    cooldown_minutes: i64,
+    enabled: bool,
+}
+
+impl From<scrm_jobs::AlertRule> for AlertRuleView {
+    fn from(r: scrm_jobs::AlertRule) -> Self {
+        let threshold = if r.rule_type == scrm_jobs::RuleType::OldestQueued {
+            r.threshold / 1000.0
+        } else {
+            r.threshold
+        };
+        AlertRuleView {
+            name: r.name,
+            kind: r.kind,
+            rule_type: r.rule_type,
+            threshold,
+            window_minutes: r.window_ms / 60_000,
+            min_samples: r.min_samples,
+            cooldown_minutes: r.cooldown_ms / 60_000,
+            enabled: r.enabled,
+        }
+    }
+}
+
+async fn alert_rules(State(state): State<AppState>) -> ApiResult<Reply<Vec<AlertRuleView>>> {
+    let rules = state.jobs.alert_rules().await.map_err(jobs_error)?;
+    Ok(ok(rules.into_iter().map(AlertRuleView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AlertRuleBody {
+    kind: Option<String>,
+    rule_type: String,
+    threshold: f64,
+    window_minutes: Option<i64>,
+    min_samples: Option<i64>,
+    cooldown_minutes: Option<i64>,
+    enabled: Option<bool>,
+}
+
+fn valid_rule_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+async fn put_alert_rule(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(b): ApiJson<AlertRuleBody>,
+) -> ApiResult<Reply<AlertRuleView>> {
+    use scrm_jobs::RuleType;
+    if !valid_rule_name(&name) {
+        return Err(ApiError::field(
+            "name",
+            "1-100 characters: letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let rule_type = match b.rule_type.as_str() {
+        "failure_rate" => RuleType::FailureRate,
+        "dead_letters" => RuleType::DeadLetters,
+        "oldest_queued" => RuleType::OldestQueued,
+        _ => {
+            return Err(ApiError::field(
+                "ruleType",
+                "must be failure_rate, dead_letters or oldest_queued",
+            ));
+        }
+    };
+    let threshold_ok = b.threshold.is_finite()
+        && match rule_type {
+            RuleType::FailureRate => b.threshold > 0.0 && b.threshold < 1.0,
+            RuleType::DeadLetters | RuleType::OldestQueued => b.threshold >= 0.0,
+        };
+    if !threshold_ok {
+        return Err(ApiError::field(
+            "threshold",
+            match rule_type {
+                RuleType::FailureRate => "a fraction between 0 and 1 (0.2 = 20 %)",
+                RuleType::DeadLetters => "a count of dead jobs, 0 or more",
+                RuleType::OldestQueued => "seconds a due job may wait, 0 or more",
+            },
+        ));
+    }
+    let window = b.window_minutes.unwrap_or(10);
+    if !(1..=24 * 60).contains(&window) {
+        return Err(ApiError::field("windowMinutes", "1 to 1440"));
+    }
+    let cooldown = b.cooldown_minutes.unwrap_or(30);
+    if !(0..=7 * 24 * 60).contains(&cooldown) {
+        return Err(ApiError::field("cooldownMinutes", "0 to 10080"));
+    }
+    let min_samples = b.min_samples.unwrap_or(10);
+    if min_samples < 0 {
+        return Err(ApiError::field("minSamples", "0 or more"));
+    }
+    if let Some(k) = &b.kind
+        && (k.is_empty() || k.len() > 100)
+    {
+        return Err(ApiError::field("kind", "a job kind, 1-100 characters"));
+    }
+    let rule = scrm_jobs::AlertRule {
+        name: name.clone(),
+        kind: b.kind,
+        rule_type,
+        threshold: if rule_type == RuleType::OldestQueued {
+            b.threshold * 1000.0
+        } else {
+            b.threshold
+        },
+        window_ms: window * 60_000,
+        min_samples,
+        cooldown_ms: cooldown * 60_000,
+        enabled: b.enabled.unwrap_or(true),
+    };
+    state
+        .jobs
+        .upsert_alert_rule(&rule)
+        .await
+        .map_err(jobs_error)?;
+    let view = AlertRuleView::from(rule);
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "job.alert_rule.put",
+        "job_alert_rule",
+        name,
+        serde_json::to_value(&view).map_err(anyhow::Error::from)?,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ok(view))
+}
+
+async fn delete_alert_rule(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Reply<Value>> {
+    if !state
+        .jobs
+        .delete_alert_rule(&name)
+        .await
+        .map_err(jobs_error)?
+    {
+        return Err(ApiError::NotFound("alert rule"));
+    }
+    let mut tx = state.db.begin().await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "job.alert_rule.delete",
+        "job_alert_rule",
+        name.clone(),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ok(json!({ "deleted": name })))
 }
 
 async fn detail(

@@ -13,6 +13,7 @@ mod helpers;
 mod integration;
 mod integration_sync;
 mod jobs;
+mod jobs_alerts;
 mod operation;
 mod permissions;
 mod system;

@@ -623,17 +623,15 @@ async fn list_sends(
     if let Some(e) = q.external_userid.filter(|s| !s.is_empty()) {
         cond.push_sql(" AND external_userid = ?").push_bind(e);
     }
-    let mut count = query("SELECT COUNT(*) FROM welcome_send");
-    count.append(&cond);
-    let total = state.db.fetch_i64(count).await?;
-    let mut page = query(
-        "SELECT id, customer_id, external_userid, staff_userid, source, source_id, status, content, error, created_at FROM welcome_send",
-    );
-    page.append(&cond);
-    page.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
-        .push_bind(paging.size)
-        .push_bind(paging.offset());
-    let rows: Vec<SendRow> = state.db.fetch_all(page).await?;
+    let (rows, total): (Vec<SendRow>, i64) = paging
+        .fetch(
+            &state.db,
+            "SELECT COUNT(*) FROM welcome_send",
+            "SELECT id, customer_id, external_userid, staff_userid, source, source_id, status, content, error, created_at FROM welcome_send",
+            &cond,
+            "id",
+        )
+        .await?;
     let list = rows
         .into_iter()
         .map(|r| {

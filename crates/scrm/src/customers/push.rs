@@ -645,15 +645,15 @@ async fn list(
     if let Some(id) = q.target_id {
         w.push_sql(" AND target_id = ?").push_bind(id);
     }
-    let mut c = query("SELECT COUNT(*) FROM wecom_push");
-    c.append(&w);
-    let total = state.db.fetch_i64(c).await?;
-    let mut p = query(format!("SELECT {COLUMNS} FROM wecom_push"));
-    p.append(&w);
-    p.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
-        .push_bind(paging.size)
-        .push_bind(paging.offset());
-    let rows: Vec<PushRow> = state.db.fetch_all(p).await?;
+    let (rows, total): (Vec<PushRow>, i64) = paging
+        .fetch(
+            &state.db,
+            "SELECT COUNT(*) FROM wecom_push",
+            format!("SELECT {COLUMNS} FROM wecom_push"),
+            &w,
+            "id",
+        )
+        .await?;
     let list = rows
         .into_iter()
         .map(|row| PushView {

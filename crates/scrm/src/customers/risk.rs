@@ -510,17 +510,15 @@ async fn warnings(
         }
         w.push_sql(" AND w.status = ?").push_bind(s);
     }
-    let mut c = query("SELECT COUNT(*) FROM churn_warning w");
-    c.append(&w);
-    let total = state.db.fetch_i64(c).await?;
-    let mut p = query(
-        "SELECT w.id, w.customer_id, c.name AS customer_name, w.rule_id, w.reason, w.status, w.handled_by, w.created_at FROM churn_warning w LEFT JOIN customer c ON c.id = w.customer_id AND c.tenant_id = w.tenant_id",
-    );
-    p.append(&w);
-    p.push_sql(" ORDER BY w.id DESC LIMIT ? OFFSET ?")
-        .push_bind(paging.size)
-        .push_bind(paging.offset());
-    let list = state.db.fetch_all(p).await?;
+    let (list, total) = paging
+        .fetch(
+            &state.db,
+            "SELECT COUNT(*) FROM churn_warning w",
+            "SELECT w.id, w.customer_id, c.name AS customer_name, w.rule_id, w.reason, w.status, w.handled_by, w.created_at FROM churn_warning w LEFT JOIN customer c ON c.id = w.customer_id AND c.tenant_id = w.tenant_id",
+            &w,
+            "w.id",
+        )
+        .await?;
     Ok(ok(ListPage {
         list,
         total,

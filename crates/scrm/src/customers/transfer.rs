@@ -392,17 +392,15 @@ async fn list(
     if let Some(c) = q.customer_id {
         w.push_sql(" AND customer_id = ?").push_bind(c);
     }
-    let mut c = query("SELECT COUNT(*) FROM customer_transfer");
-    c.append(&w);
-    let total = state.db.fetch_i64(c).await?;
-    let mut p = query(
-        "SELECT id, customer_id, kind, from_staff_id, to_staff_id, status, reason, created_at, updated_at FROM customer_transfer",
-    );
-    p.append(&w);
-    p.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
-        .push_bind(paging.size)
-        .push_bind(paging.offset());
-    let rows: Vec<TransferRow> = state.db.fetch_all(p).await?;
+    let (rows, total): (Vec<TransferRow>, i64) = paging
+        .fetch(
+            &state.db,
+            "SELECT COUNT(*) FROM customer_transfer",
+            "SELECT id, customer_id, kind, from_staff_id, to_staff_id, status, reason, created_at, updated_at FROM customer_transfer",
+            &w,
+            "id",
+        )
+        .await?;
     let list = rows
         .into_iter()
         .map(|row| TransferView {

@@ -111,4 +111,26 @@ impl Paging {
     pub fn offset(&self) -> i64 {
         (self.page - 1) * self.size
     }
+
+    /// One page of a filtered list and the filter's total: `count` and `select` are the
+    /// statements up to their `FROM …`, `filter` the shared ` WHERE …` (with its binds), rows
+    /// newest first by `order_by`.
+    pub async fn fetch<T: scrm_db::Row>(
+        &self,
+        db: &scrm_db::Db,
+        count: &'static str,
+        select: impl Into<std::borrow::Cow<'static, str>>,
+        filter: &scrm_db::Query,
+        order_by: &str,
+    ) -> scrm_db::DbResult<(Vec<T>, i64)> {
+        let mut c = scrm_db::query(count);
+        c.append(filter);
+        let total = db.fetch_i64(c).await?;
+        let mut p = scrm_db::query(select);
+        p.append(filter);
+        p.push_sql(&format!(" ORDER BY {order_by} DESC LIMIT ? OFFSET ?"))
+            .push_bind(self.size)
+            .push_bind(self.offset());
+        Ok((db.fetch_all(p).await?, total))
+    }
 }

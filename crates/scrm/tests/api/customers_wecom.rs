@@ -118,7 +118,17 @@ async fn settled(app: &TestApp) -> Vec<Value> {
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         let list = r.data()["list"].as_array().unwrap().clone();
-        if list.iter().all(|p| p["status"] != "pending") {
+        // A push is marked done or failed by its job, which is finished (done or dead) just
+        // after; settled means both.
+        let running = app
+            .state
+            .db
+            .fetch_i64(query(
+                "SELECT COUNT(*) FROM job WHERE kind = 'customers.wecom_push' AND state = 1",
+            ))
+            .await
+            .unwrap();
+        if running == 0 && list.iter().all(|p| p["status"] != "pending") {
             return list;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -469,7 +469,10 @@ pub async fn refresh_counts(db: &Db, task_id: i64, now: i64) -> DbResult<(i64, i
     .map(|r| r.unwrap_or_default())
 }
 
-/// When no batch is open any more, set the task's final status from its counts.
+/// When no batch is open any more and no result is waiting, set the task's final status from
+/// its counts. The order matters: results only ever leave PENDING/SUBMITTED, so once none is
+/// seen waiting, counts read *afterwards* are final. (Counting first let a result that turned
+/// SUCCESS between the count and the check finish a fully successful task as FAILED.)
 pub async fn finish_if_done(db: &Db, task_id: i64, now: i64) -> DbResult<()> {
     let open = db
         .fetch_i64(
@@ -477,8 +480,8 @@ pub async fn finish_if_done(db: &Db, task_id: i64, now: i64) -> DbResult<()> {
                 .bind(task_id),
         )
         .await?;
-    let (total, ok, _) = refresh_counts(db, task_id, now).await?;
     if open > 0 {
+        refresh_counts(db, task_id, now).await?;
         return Ok(());
     }
     let pending = db
@@ -489,6 +492,7 @@ pub async fn finish_if_done(db: &Db, task_id: i64, now: i64) -> DbResult<()> {
             .bind(task_id),
         )
         .await?;
+    let (total, ok, _) = refresh_counts(db, task_id, now).await?;
     if pending > 0 {
         return Ok(());
     }

@@ -45,6 +45,7 @@ pub enum Target {
 
 /// A job as listed.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
 pub struct JobRow {
     pub id: i64,
     pub tenant_id: Option<i64>,
@@ -76,6 +77,7 @@ impl JobRow {
 
 /// One attempt of a job.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
 pub struct AttemptRow {
     pub attempt: i64,
     pub worker_id: Option<String>,

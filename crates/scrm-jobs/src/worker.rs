@@ -88,6 +88,7 @@ impl JobContext {
 
 /// A worker as listed by the API (seed 002's `worker_status`).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
 pub struct WorkerInfo {
     /// Unique per engine start: `host-pid-random`.
     pub id: String,

@@ -44,7 +44,8 @@ pub(crate) async fn claim(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<Claimed
         return Ok(Vec::new());
     }
     super::CLAIM_TXS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if db.backend() == Backend::Postgres {
+    let b = db.backend();
+    if b == Backend::Postgres {
         return claim_postgres(db, r).await;
     }
     let mut tx = db.begin().await?;
@@ -52,18 +53,18 @@ pub(crate) async fn claim(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<Claimed
         // One round trip for both passes: each branch locks its own rows.
         Backend::MySql => {
             let mut q = query("(");
-            q.append(&candidates(r, true, r.limit));
+            q.append(&candidates(b, r, true, r.limit));
             q.push_sql(" FOR UPDATE SKIP LOCKED) UNION ALL (");
-            q.append(&candidates(r, false, r.limit));
+            q.append(&candidates(b, r, false, r.limit));
             q.push_sql(" FOR UPDATE SKIP LOCKED)");
             let mut rows: Vec<ClaimedJob> = tx.fetch_all(q).await?;
             rows.truncate(r.limit);
             rows
         }
         _ => {
-            let mut rows: Vec<ClaimedJob> = tx.fetch_all(candidates(r, true, r.limit)).await?;
+            let mut rows: Vec<ClaimedJob> = tx.fetch_all(candidates(b, r, true, r.limit)).await?;
             if rows.len() < r.limit {
-                let more = candidates(r, false, r.limit - rows.len());
+                let more = candidates(b, r, false, r.limit - rows.len());
                 rows.extend(tx.fetch_all::<ClaimedJob>(more).await?);
             }
             rows
@@ -119,10 +120,11 @@ struct PgClaimRow {
 /// through their key's limits; they are rare (sender accounts), and are seen in due order
 /// with the others, so a backlog of keyless jobs never starves them.
 async fn claim_postgres(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<ClaimedJob>> {
+    let b = Backend::Postgres;
     let mut q = query("WITH u AS (");
-    q.append(&candidates(r, true, r.limit));
+    q.append(&candidates(b, r, true, r.limit));
     q.push_sql(" FOR UPDATE SKIP LOCKED), n AS (");
-    q.append(&candidates(r, false, r.limit));
+    q.append(&candidates(b, r, false, r.limit));
     q.push_sql(
         " FOR UPDATE SKIP LOCKED), pick AS (SELECT id, concurrency_key FROM \
          (SELECT id, concurrency_key, 0 AS o FROM u UNION ALL \
@@ -173,7 +175,7 @@ async fn claim_postgres(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<ClaimedJo
 }
 
 /// The candidate scan of one pass, without its lock clause.
-fn candidates(r: &ClaimRequest<'_>, urgent: bool, limit: usize) -> Query {
+fn candidates(backend: Backend, r: &ClaimRequest<'_>, urgent: bool, limit: usize) -> Query {
     // `state = 0` and `priority > 0` are literals so PostgreSQL and SQLite match the partial
     // index `idx_job_urgent`.
     let mut q = query(
@@ -186,7 +188,7 @@ fn candidates(r: &ClaimRequest<'_>, urgent: bool, limit: usize) -> Query {
     } else {
         " AND priority <= 0"
     });
-    push_kinds(&mut q, r.kinds);
+    push_kinds(&mut q, backend, r.kinds);
     // Keys at their limit are filtered in SQL, so a backlog of one busy sender account does
     // not fill every batch with jobs that cannot start.
     q.push_sql(

@@ -50,6 +50,8 @@ permissions! {
     MASS_TASK_CANCEL = "operation:mass-task:cancel": "Cancel mass tasks.";
     MATERIAL_VIEW = "operation:material:view": "See the material library.";
     MATERIAL_MANAGE = "operation:material:manage": "Add, change and delete materials.";
+    OPERATION_SETTINGS_VIEW = "operation:settings:view": "See operation settings (result polling, reminders, deadlines).";
+    OPERATION_SETTINGS_MANAGE = "operation:settings:manage": "Change operation settings.";
     // Seed 001: customers.
     CUSTOMER_VIEW = "customer:view": "List and see customers, their portrait and timeline.";
     CUSTOMER_CREATE = "customer:create": "Create customers.";

@@ -27,7 +27,7 @@ pub const TRANSFER: &str = "customers.wecom_transfer";
 /// Job kind: follow started transfers with transfer_result.
 pub const POLL: &str = "customers.transfer_poll";
 /// Default time between two looks at transfer_result.
-const POLL_MS: i64 = 600_000;
+pub(crate) const POLL_MS: i64 = 600_000;
 /// WeCom's batch.
 const BATCH: usize = 100;
 

@@ -173,10 +173,36 @@ async fn list(
     }))
 }
 
-async fn stats(State(state): State<AppState>) -> ApiResult<Reply<scrm_jobs::stats::Stats>> {
+/// Seed 002's monitoring structure at the top (`queue_length`, `processing`, `completed_today`,
+/// `failed_today`, `avg_process_time`, `worker_status` with each worker's id, status and memory),
+/// then the same figures per kind (`kinds`), all kinds together (`total`) and the workers in full.
+async fn stats(State(state): State<AppState>) -> ApiResult<Reply<Value>> {
     let s = state.jobs.stats().await.map_err(jobs_error)?;
     scrm_jobs::stats::export(&s);
-    Ok(ok(s))
+    let worker_status: Vec<Value> = s
+        .workers
+        .iter()
+        .map(|w| {
+            json!({
+                "id": w.id,
+                "status": w.status,
+                "memory": format!("{}MB", w.rss_bytes / (1024 * 1024)),
+            })
+        })
+        .collect();
+    let mut v = json!({
+        "queue_length": s.total.queued,
+        "processing": s.total.processing,
+        "completed_today": s.total.completed_today,
+        "failed_today": s.total.failed_today,
+        "avg_process_time": s.total.avg_process_time,
+        "worker_status": worker_status,
+    });
+    let full = serde_json::to_value(&s).map_err(anyhow::Error::from)?;
+    if let (Some(out), Value::Object(rest)) = (v.as_object_mut(), full) {
+        out.extend(rest);
+    }
+    Ok(ok(v))
 }
 
 async fn workers(

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mass;
 pub mod mass_task;
 pub mod materials;
+pub mod settings;
 pub mod sop;
 pub mod tasks;
 pub mod wecom;
@@ -31,4 +32,5 @@ pub fn routes(state: &AppState) -> Routes {
         .merge(group_send::routes(state))
         .merge(mass_task::routes(state))
         .merge(sop::routes::routes(state))
+        .merge(settings::routes(state))
 }

@@ -274,7 +274,7 @@ async fn tag_changes_reach_wecom_and_failed_pushes_are_retried(app: TestApp) {
     let j = app.get(&format!("/api/jobs/{job}"), &app.admin_token).await;
     assert_eq!(j.data()["job"]["state"], 3, "a dead letter: {:?}", j.body);
     assert!(
-        j.data()["job"]["last_error"]
+        j.data()["job"]["lastError"]
             .as_str()
             .unwrap_or("")
             .contains("84061"),

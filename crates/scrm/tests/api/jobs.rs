@@ -105,10 +105,26 @@ async fn stats_show_the_queue_per_kind(app: TestApp) {
         .find(|k| k["kind"] == "test.parked")
         .expect("kind listed");
     assert_eq!(parked["queued"], 2, "{parked}");
+    // Seed 002's own monitoring structure, at the top.
+    let d = stats.data();
+    assert!(d["queue_length"].as_i64().unwrap() >= 2, "{d}");
+    for key in ["processing", "completed_today", "failed_today"] {
+        assert!(d[key].is_i64(), "{key}: {d}");
+    }
+    assert!(d["avg_process_time"].is_f64(), "{d}");
+    let ws = d["worker_status"].as_array().unwrap();
+    assert!(!ws.is_empty(), "{d}");
+    assert_eq!(ws[0]["status"], "running", "{d}");
+    assert!(ws[0]["memory"].as_str().unwrap().ends_with("MB"), "{d}");
     let workers = app.get("/api/jobs/workers", &app.admin_token).await;
     assert!(
         !workers.data().as_array().unwrap().is_empty(),
         "the app's own worker is registered"
+    );
+    assert!(
+        workers.data()[0]["lastSeenAt"].is_i64(),
+        "{:?}",
+        workers.body
     );
 }
 

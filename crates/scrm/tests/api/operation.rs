@@ -1091,8 +1091,94 @@ async fn spawn_api_only(backend: scrm_db::Backend) -> TestApp {
     crate::helpers::spawn_app_with(backend, &[("SCRM_ROLE", "api")]).await
 }
 
+async fn operation_settings_are_shown_changed_and_checked(app: TestApp) {
+    let r = app
+        .get("/api/v1/operation/settings", &app.admin_token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.data()["firstPollMs"], 5_000, "{:?}", r.body);
+    assert_eq!(r.data()["maxReminders"], 3);
+    assert_eq!(r.data()["transferPollMs"], 600_000);
+    assert_eq!(r.data()["ranges"]["maxReminders"]["max"], 3);
+
+    let r = app
+        .put(
+            "/api/v1/operation/settings",
+            &app.admin_token,
+            json!({"pollIntervalMs": 30_000, "maxReminders": 1, "transferPollMs": 120_000}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.data()["pollIntervalMs"], 30_000);
+    assert_eq!(
+        r.data()["firstPollMs"],
+        5_000,
+        "untouched settings keep their value"
+    );
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let s = scrm::operation::mass::Settings::load(&app.state.db, tenant)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.poll_interval_ms, s.max_reminders),
+        (30_000, 1),
+        "the jobs read it"
+    );
+
+    // Bad values: each named, nothing changed (the good one in the same body included).
+    let r = app
+        .put(
+            "/api/v1/operation/settings",
+            &app.admin_token,
+            json!({"maxReminders": 4, "firstPollMs": "soon", "batchGapMs": 10, "colour": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error(), "VALIDATION_FAILED");
+    let named: Vec<&str> = r.body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    for f in ["maxReminders", "firstPollMs", "colour"] {
+        assert!(named.contains(&f), "{f} in {named:?}");
+    }
+    assert!(!named.contains(&"batchGapMs"), "{named:?}");
+    let r = app
+        .get("/api/v1/operation/settings", &app.admin_token)
+        .await;
+    assert_eq!(r.data()["batchGapMs"], 0, "nothing written: {:?}", r.body);
+    assert_eq!(r.data()["maxReminders"], 1);
+    let r = app
+        .put("/api/v1/operation/settings", &app.admin_token, json!({}))
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    // A viewer reads but may not change; another tenant has its own.
+    let (_, viewer) = app.user_with_role("settings-viewer", "viewer").await;
+    assert_eq!(
+        app.get("/api/v1/operation/settings", &viewer).await.status,
+        200
+    );
+    let r = app
+        .put(
+            "/api/v1/operation/settings",
+            &viewer,
+            json!({"maxReminders": 2}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let (_, theirs) = app.other_tenant_admin("other-co", "other-admin").await;
+    let r = app.get("/api/v1/operation/settings", &theirs).await;
+    assert_eq!(r.data()["pollIntervalMs"], 60_000, "{:?}", r.body);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     a_group_send_to_a_tag_reaches_each_customer_exactly_once,
+    operation_settings_are_shown_changed_and_checked,
     group_send_validates_and_stays_in_its_tenant,
     mass_tasks_are_created_executed_and_listed,
     an_sop_runs_its_steps_on_schedule_pauses_and_cancels,

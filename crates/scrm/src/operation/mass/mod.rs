@@ -154,23 +154,9 @@ impl Settings {
 
     /// Store one setting (`mass.poll_interval_ms` …) for a tenant.
     pub async fn set(db: &Db, tenant_id: i64, key: &str, value: i64) -> scrm_db::DbResult<()> {
-        db.execute(
-            query("DELETE FROM operation_setting WHERE tenant_id = ? AND setting_key = ?")
-                .bind(tenant_id)
-                .bind(key),
-        )
-        .await?;
-        db.execute(
-            query(
-                "INSERT INTO operation_setting (tenant_id, setting_key, setting_value, updated_at) \
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(tenant_id)
-            .bind(key)
-            .bind(value.to_string())
-            .bind(crate::state::now_ms()),
-        )
-        .await?;
-        Ok(())
+        let mut tx = db.begin().await?;
+        crate::operation::settings::store(&mut tx, tenant_id, key, value, crate::state::now_ms())
+            .await?;
+        tx.commit().await
     }
 }

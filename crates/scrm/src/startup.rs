@@ -138,6 +138,8 @@ impl Application {
         crate::integration::on_startup(&state).await?;
         // automation (seed 002): built-in schedules.
         crate::automation::jobs::on_startup(&state).await?;
+        // customers: hourly clean-up of expired export files.
+        crate::customers::jobs::on_startup(&state).await?;
         let (router, routes) = crate::http::router(state.clone());
         Ok(Application {
             listener,

@@ -1,11 +1,11 @@
-//! The customers module's job kinds: WeCom pushes of tag changes and transfers.
+//! The customers module's job kinds: WeCom pushes of tag changes and transfers, export files.
 
 use std::time::Duration;
 
-use scrm_jobs::KindOptions;
 use scrm_jobs::engine::EngineBuilder;
+use scrm_jobs::{KindOptions, Schedule};
 
-use super::{push, transfer_jobs};
+use super::{export, push, transfer_jobs};
 use crate::state::AppState;
 
 /// Register every customers job kind.
@@ -29,7 +29,34 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
         transfer_jobs::run_transfer(s.clone(), ctx, p)
     });
     let s = state.clone();
-    builder.register(transfer_jobs::POLL, wecom, move |ctx, p| {
+    let builder = builder.register(transfer_jobs::POLL, wecom, move |ctx, p| {
         transfer_jobs::run_poll(s.clone(), ctx, p)
-    })
+    });
+    // A million-row export takes minutes on a busy database.
+    let files = KindOptions::default()
+        .timeout(Duration::from_secs(1800))
+        .max_attempts(3);
+    let s = state.clone();
+    let builder = builder.register(export::EXPORT_JOB, files, move |ctx, p| {
+        export::run_export(s.clone(), ctx, p)
+    });
+    let s = state.clone();
+    builder.register(
+        export::CLEANUP_JOB,
+        KindOptions::default(),
+        move |ctx, p| export::run_cleanup(s.clone(), ctx, p),
+    )
+}
+
+/// Startup: the built-in schedules (created once; switching them off through the API sticks).
+pub async fn on_startup(state: &AppState) -> anyhow::Result<()> {
+    state
+        .jobs
+        .ensure_schedule(&Schedule::new(
+            "customers.exports.cleanup",
+            "17 * * * *",
+            export::CLEANUP_JOB,
+        ))
+        .await?;
+    Ok(())
 }

@@ -8,7 +8,7 @@
 //!   sync); [`followups`]: follow-up records and stages; [`transfer`]: assignment, transfer and
 //!   inheritance records; [`risk`]: blacklist, deletion records, churn rules and warnings;
 //!   [`stats`]: daily statistics kept incrementally; [`timeline`]: the portrait's history;
-//!   [`import_export`]: CSV/XLSX export and import.
+//!   [`export`], [`import`]: CSV/XLSX export (large lists as a job) and import.
 //! - [`push`]: tag changes pushed to WeCom as jobs; [`transfer_jobs`]: 在职/离职继承 through WeCom
 //!   with transfer_result polling; [`jobs`] registers their kinds.
 //!
@@ -17,9 +17,10 @@
 
 pub mod bench;
 pub mod cache;
+pub mod export;
 pub mod followups;
 pub mod groups;
-pub mod import_export;
+pub mod import;
 pub mod jobs;
 pub mod model;
 pub mod push;
@@ -49,7 +50,8 @@ pub fn routes(state: &AppState) -> Routes {
         .merge(transfer::routes(state))
         .merge(risk::routes(state))
         .merge(stats::routes(state))
-        .merge(import_export::routes(state))
+        .merge(export::routes(state))
+        .merge(import::routes(state))
         .merge(push::routes(state))
 }
 

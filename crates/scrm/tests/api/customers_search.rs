@@ -539,8 +539,160 @@ async fn exports_csv_and_imports_with_a_per_row_report(app: TestApp) {
     assert_eq!(r.status, 415);
 }
 
+async fn download(app: &TestApp, path: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let resp = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+fn xlsx_rows(bytes: &[u8]) -> Vec<Vec<String>> {
+    use calamine::Reader;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    sheet
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+async fn large_exports_run_as_jobs_and_xlsx_round_trips(app: TestApp) {
+    for (i, name) in ["王五", "赵六", "=HYPERLINK(1)"].iter().enumerate() {
+        customer(
+            &app,
+            json!({"name": name, "mobile": format!("1390000000{i}"), "externalUserid": format!("wm-x{i}")}),
+        )
+        .await;
+    }
+    // XLSX inline: a real workbook, header first, formulas defused.
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/customers/export", app.base))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({"format": "xlsx"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], XLSX);
+    let xlsx = resp.bytes().await.unwrap().to_vec();
+    let rows = xlsx_rows(&xlsx);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows[0][0], "id");
+    assert!(rows.iter().any(|r| r[2] == "王五"), "{rows:?}");
+    assert!(rows.iter().any(|r| r[2] == "'=HYPERLINK(1)"), "{rows:?}");
+
+    // As a job: 202, then done with a download link; the file is the same list.
+    let r = app
+        .post(
+            "/api/v1/customers/export",
+            &app.admin_token,
+            json!({"async": true, "keyword": "王五"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    assert_eq!(r.data()["status"], "pending");
+    let mut done = Value::Null;
+    for _ in 0..200 {
+        let d = app
+            .get(&format!("/api/v1/customers/exports/{id}"), &app.admin_token)
+            .await;
+        assert_eq!(d.status, 200, "{:?}", d.body);
+        if d.data()["status"] == "done" {
+            done = d.data().clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["rows"], 1, "{done}");
+    let link = done["downloadUrl"].as_str().unwrap().to_string();
+    let (status, ct, body) = download(&app, &link, &app.admin_token).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("王五") && !text.contains("赵六"), "{text}");
+    let list = app.get("/api/v1/customers/exports", &app.admin_token).await;
+    assert_eq!(list.data()["total"], 1, "{:?}", list.body);
+    assert_eq!(list.data()["list"][0]["id"], id);
+
+    // Another tenant sees none of it; a viewer may not export.
+    let (_, theirs) = app.other_tenant_admin("other-co", "other-admin").await;
+    let r = app
+        .get(&format!("/api/v1/customers/exports/{id}"), &theirs)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(download(&app, &link, &theirs).await.0, 404);
+    let (_, viewer) = app.user_with_role("export-viewer", "viewer").await;
+    let r = app
+        .post("/api/v1/customers/export", &viewer, json!({"async": true}))
+        .await;
+    assert_eq!(r.status, 403);
+
+    // After a day the file is gone: 410 with a stable name.
+    app.state
+        .db
+        .execute(scrm_db::query("UPDATE customer_export SET expires_at = 1 WHERE id = ?").bind(id))
+        .await
+        .unwrap();
+    let d = app
+        .get(&format!("/api/v1/customers/exports/{id}"), &app.admin_token)
+        .await;
+    assert_eq!(d.data()["status"], "expired");
+    assert!(d.data()["downloadUrl"].is_null());
+    let r = app.get(&link, &app.admin_token).await;
+    assert_eq!(r.status, 410, "{:?}", r.body);
+    assert_eq!(r.error(), "EXPORT_EXPIRED");
+
+    // The XLSX export imports back: every row matched by its externalUserid and updated.
+    let r = app
+        .call_raw(
+            reqwest::Method::POST,
+            "/api/v1/customers/import",
+            Some(&app.admin_token),
+            XLSX,
+            xlsx,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.data()["total"].as_i64(),
+            r.data()["updated"].as_i64(),
+            r.data()["failed"].as_i64()
+        ),
+        (Some(3), Some(3), Some(0)),
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .call_raw(
+            reqwest::Method::POST,
+            "/api/v1/customers/import",
+            Some(&app.admin_token),
+            XLSX,
+            b"not a workbook".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     searches_by_tags_groups_and_keyword_with_exact_totals,
+    large_exports_run_as_jobs_and_xlsx_round_trips,
     tag_counts_stay_correct_through_add_remove_and_delete,
     tags_and_groups_are_created_renamed_reordered_and_deleted,
     exports_csv_and_imports_with_a_per_row_report,

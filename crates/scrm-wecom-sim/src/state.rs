@@ -79,7 +79,8 @@ impl std::fmt::Debug for Sim {
 impl Sim {
     /// Generates the company and builds the state (no server, no callback worker).
     pub fn new(config: SimConfig) -> Self {
-        let company = company::generate(config.seed, &config.size);
+        let mut company = company::generate(config.seed, &config.size);
+        company.spread_recent_adds(chrono_now_secs(), config.recent_adds_days);
         Sim(Arc::new(Inner {
             company: RwLock::new(company),
             config: RwLock::new(config),
@@ -181,7 +182,9 @@ impl Sim {
     /// mass sends, deliveries, callbacks, media, transfers and contact ways.
     pub fn reset(&self) {
         let cfg = self.config();
-        *self.0.company.write() = company::generate(cfg.seed, &cfg.size);
+        let mut company = company::generate(cfg.seed, &cfg.size);
+        company.spread_recent_adds(self.now(), cfg.recent_adds_days);
+        *self.0.company.write() = company;
         *self.0.tokens.lock() = Tokens::default();
         *self.0.mass.lock() = mass_send::MassStore::default();
         self.0.deliveries.lock().clear();
@@ -225,4 +228,11 @@ impl Sim {
             t.forced_errcode.insert(kind, errcode);
         }
     }
+}
+
+/// The wall clock in seconds (the simulator's clock before any offset).
+fn chrono_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -206,14 +206,14 @@ const GROUP_COLS: &str =
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     page: Option<i64>,
     size: Option<i64>,
     keyword: Option<String>,
     owner_userid: Option<String>,
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -247,7 +247,7 @@ async fn list(
     }))
 }
 
-async fn one(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<GroupRow> {
+pub(crate) async fn one(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<GroupRow> {
     state
         .db
         .fetch_optional(
@@ -263,13 +263,13 @@ async fn one(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<GroupRow> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GroupDetail {
+pub(crate) struct GroupDetail {
     #[serde(flatten)]
     group: GroupRow,
     tags: Vec<super::model::TagRef>,
 }
 
-async fn group_tags(
+pub(crate) async fn group_tags(
     state: &AppState,
     tenant_id: i64,
     id: i64,
@@ -280,7 +280,7 @@ async fn group_tags(
         .await?)
 }
 
-async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -292,7 +292,7 @@ async fn get(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MembersQuery {
+pub(crate) struct MembersQuery {
     page: Option<i64>,
     size: Option<i64>,
     member_type: Option<i64>,
@@ -302,7 +302,7 @@ struct MembersQuery {
 
 #[derive(Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
-struct MemberRow {
+pub(crate) struct MemberRow {
     id: i64,
     member_userid: String,
     member_type: i64,
@@ -314,7 +314,7 @@ struct MemberRow {
     left_at: Option<i64>,
 }
 
-async fn members(
+pub(crate) async fn members(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -354,11 +354,11 @@ async fn members(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TagIdsBody {
+pub(crate) struct TagIdsBody {
     tag_ids: Option<Vec<i64>>,
 }
 
-async fn change_tags(
+pub(crate) async fn change_tags(
     state: &AppState,
     user: &CurrentUser,
     id: i64,
@@ -410,7 +410,7 @@ async fn change_tags(
     Ok(ok(GroupDetail { group, tags }))
 }
 
-async fn add_tags(
+pub(crate) async fn add_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -419,7 +419,7 @@ async fn add_tags(
     change_tags(&state, &user, id, b.tag_ids, true).await
 }
 
-async fn remove_tags(
+pub(crate) async fn remove_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -239,7 +239,7 @@ pub struct DepartmentRow {
     pub sort_order: i64,
 }
 
-async fn list_departments(
+pub(crate) async fn list_departments(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Reply<Vec<DepartmentRow>>> {

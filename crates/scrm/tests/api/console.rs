@@ -1281,6 +1281,52 @@ async fn console_users_roles_passwords_and_api_tokens(app: TestApp) {
     assert_eq!(user(&app).await["status"], 1);
 }
 
+async fn console_workbench_counts_a_first_syncs_recent_adds_on_their_days(app: TestApp) {
+    // The demo's simulator: customers added over the last 30 days, some today.
+    let mut c = scrm_wecom_sim::SimConfig::default();
+    c.size.customers = 60;
+    c.size.staff = 8;
+    c.recent_adds_days = 30;
+    let sim = scrm_wecom_sim::Simulator::start(c)
+        .await
+        .expect("simulator");
+    crate::integration::connect(&app, &sim).await;
+    assert_eq!(
+        crate::integration_sync::sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let china = 8 * 3_600_000;
+    let today_start = (now + china).div_euclid(day) * day - china;
+    let today = app
+        .state
+        .db
+        .fetch_i64(
+            scrm_db::query("SELECT COUNT(*) FROM customer WHERE add_time >= ?").bind(today_start),
+        )
+        .await
+        .unwrap();
+    assert!(today > 0, "the simulator adds some customers today");
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let home = s.get("/console").await;
+    assert!(
+        home.body.contains(&format!("id=\"fig-added\">{today}<")),
+        "{today} added today"
+    );
+    let stats = app
+        .get("/api/v1/customers/statistics", &app.admin_token)
+        .await;
+    // Every synced customer was added in the last 30 days: all are in the chart's period.
+    assert_eq!(
+        stats.data()["period"]["added"],
+        stats.data()["totals"]["total"],
+        "{:?}",
+        stats.body
+    );
+    sim.shutdown().await;
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     console_login_keeps_the_token_in_an_httponly_strict_cookie,
     console_login_refuses_a_wrong_password_on_the_page,
@@ -1294,4 +1340,5 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_group_chats_staff_channel_codes_welcome_and_materials,
     console_wecom_config_sync_logs_and_callback_replay,
     console_users_roles_passwords_and_api_tokens,
+    console_workbench_counts_a_first_syncs_recent_adds_on_their_days,
 );

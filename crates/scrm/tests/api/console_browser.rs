@@ -2,8 +2,9 @@
 //! main journeys against scrm and the WeCom simulator in-process — log in, sync, find customers
 //! by tag, send to that tag and watch the send complete with per-customer results; edit tags and
 //! replay a dead job; a viewer sees no buttons it may not use. SQLite is enough here (the
-//! HTTP-level page tests run on every backend). Every wait is on an element or a URL, with a deadline; screenshots of each page go
-//! to `target/tmp/console-screenshots/` (kept as CI artifacts).
+//! HTTP-level page tests run on every backend). Every wait is on an element or a URL, with a
+//! deadline; screenshots of each page go to `target/tmp/console-screenshots/` (kept as CI
+//! artifacts).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/test.sh installs them when missing).
 

@@ -19,6 +19,9 @@ use crate::events;
 /// The deletion kind a sync records for a relation that vanished without a callback.
 pub const MISSING_IN_WECOM: &str = "missing_in_wecom";
 
+/// How far back the first sync counts adds in the daily statistics.
+const BACKFILL_MS: i64 = 30 * 86_400_000;
+
 /// A follow relation as hashed: userid, remark, description, createtime, add_way, state, tags.
 type FollowShape<'a> = (&'a str, &'a str, &'a str, i64, i64, &'a str, Vec<&'a str>);
 
@@ -139,17 +142,28 @@ pub async fn customer(tx: &mut Tx, ctx: &mut Ctx, c: &StagedCustomer) -> DbResul
         None => {
             fields.channel = text(&first.state, 50);
             let id = store::insert(tx, t, &e.external_userid, &fields, now).await?;
-            if !ctx.bootstrap {
+            // The first sync counts the customers WeCom added in the last 30 days on the day
+            // they were added (the workbench's growth chart starts with that history); later
+            // syncs count a new customer today.
+            let added_at = first.createtime * 1000;
+            let counted_on = if !ctx.bootstrap {
+                Some(now)
+            } else {
+                (now - added_at <= BACKFILL_MS && added_at <= now).then_some(added_at)
+            };
+            if let Some(day) = counted_on {
                 let channel = fields.channel.clone().flatten();
                 stats::record(
                     tx,
                     t,
-                    now,
+                    day,
                     channel.as_deref(),
                     Some(staff_ids[0]),
                     stats::Change::Added,
                 )
                 .await?;
+            }
+            if !ctx.bootstrap {
                 timeline::record(
                     tx,
                     t,

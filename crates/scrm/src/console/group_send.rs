@@ -391,6 +391,25 @@ impl TaskDetail {
         self.message_content["data"]["text"].as_str().unwrap_or("")
     }
 
+    /// What goes with the text: the material, image or link (None for text only).
+    pub fn attachment(&self, l: &Lang) -> Option<String> {
+        let d = &self.message_content["data"];
+        let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+        match self.message_content["type"].as_str()? {
+            "MATERIAL" => Some(format!("{} #{}", l.t("素材", "material"), d["materialId"])),
+            "IMAGE" => Some(format!("{} {}", l.t("图片", "image"), s("pic_url"))),
+            "LINK" => Some(format!(
+                "{} {} {}",
+                l.t("链接", "link"),
+                s("title"),
+                s("url")
+            )),
+            "MINIPROGRAM" => Some(format!("{} {}", l.t("小程序", "mini program"), s("title"))),
+            "TEXT" => None,
+            other => Some(other.to_string()),
+        }
+    }
+
     /// Done (sent or failed) out of the target, in percent.
     pub fn percent(&self) -> i64 {
         if self.target_count == 0 {

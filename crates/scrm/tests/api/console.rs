@@ -826,6 +826,14 @@ async fn console_group_chats_staff_channel_codes_welcome_and_materials(app: Test
         )
         .await;
     assert_eq!(d.data()["messageContent"]["type"], "MATERIAL");
+    let shown = s.get(&format!("/console/group-send/{task}")).await;
+    assert!(
+        shown
+            .body
+            .contains(&format!("id=\"task-attachment\">素材 #{mid}<")),
+        "{}",
+        shown.body
+    );
     assert_eq!(
         d.data()["messageContent"]["data"]["materialId"].to_string(),
         mid

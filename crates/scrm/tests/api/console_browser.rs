@@ -396,6 +396,38 @@ async fn console_journey_sync_find_by_tag_send_to_the_tag_and_watch_it_finish() 
     b.wait_for("#dead-jobs").await;
     b.shot("jobs").await;
 
+    // Every other page renders with the synced data (and is kept as a screenshot).
+    for (path, css, name) in [
+        ("/console/tags", ".tag-group", "tags"),
+        ("/console/group-chats", "tr.group-row", "group-chats"),
+        ("/console/staff", "tr.staff-row", "staff"),
+        ("/console/channel-codes", "#channel-codes", "channel-codes"),
+        (
+            "/console/channel-codes/new",
+            "#code-form",
+            "channel-code-new",
+        ),
+        ("/console/welcome", "#welcome-form", "welcome"),
+        ("/console/integration/sync-logs", "tr.log-row", "sync-logs"),
+        ("/console/integration/callbacks", "#events", "callbacks"),
+        (
+            "/console/integration/config",
+            "#config-form",
+            "wecom-config",
+        ),
+        ("/console/users", "#new-user-form", "users"),
+        ("/console/tokens", "#new-token-form", "tokens"),
+        ("/console/sop", "#sop-templates", "sop"),
+    ] {
+        b.open(path).await;
+        b.wait_for(css).await;
+        b.shot(name).await;
+    }
+    b.open("/console/group-chats").await;
+    b.click("tr.group-row a").await;
+    b.wait_for("tr.member-row").await;
+    b.shot("group-chat").await;
+
     // The English switch.
     b.click("#lang-switch").await;
     b.wait_for("html[lang=en]").await;

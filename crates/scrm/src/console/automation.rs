@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, Form, MaterialOption, Notes, PageResult, arg, data, field_problems, is_refusal,
-    material_options, page_param, pages_of, query_param, reshow, see_other, value,
+    Chrome, FieldErrors, Form, MaterialOption, Notes, PageResult, arg, data, field_problems,
+    is_refusal, material_options, page_param, pages_of, query_param, reshow, see_other, value,
 };
 use crate::auth::permissions as perm;
 use crate::automation::{channel_codes as codes, welcome};
@@ -85,6 +85,13 @@ struct CodesPage {
     pages: i64,
     keyword: String,
     notes: Notes,
+}
+
+impl CodesPage {
+    /// The list's filters for the pager's links.
+    pub fn pager_query(&self) -> String {
+        super::query_prefix(&[("keyword", &self.keyword)])
+    }
 }
 
 /// `GET /console/channel-codes?keyword&page`.
@@ -244,20 +251,7 @@ struct CodeForm {
     staff: Vec<StaffRow>,
     tags: Vec<TagRow>,
     materials: Vec<MaterialOption>,
-    errors: Vec<(String, String)>,
-}
-
-impl CodeForm {
-    /// The problem with a form field, if the API named one.
-    pub fn error(&self, field: &str) -> Option<String> {
-        let found: Vec<&str> = self
-            .errors
-            .iter()
-            .filter(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-            .collect();
-        (!found.is_empty()).then(|| found.join("; "))
-    }
+    errors: FieldErrors,
 }
 
 async fn staff_options(state: &AppState, c: &Chrome) -> Result<Vec<StaffRow>, ApiError> {
@@ -277,7 +271,7 @@ async fn code_form(
     c: Chrome,
     id: Option<i64>,
     d: CodeDraft,
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
     status: StatusCode,
 ) -> PageResult {
     let staff = staff_options(state, &c).await?;
@@ -304,7 +298,7 @@ pub async fn new_code(State(state): State<AppState>, c: Chrome) -> PageResult {
         c,
         None,
         CodeDraft::default(),
-        Vec::new(),
+        FieldErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -326,7 +320,7 @@ pub async fn edit_code(
         c,
         Some(id),
         CodeDraft::of(&code),
-        Vec::new(),
+        FieldErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -358,9 +352,9 @@ pub async fn create_code(State(state): State<AppState>, c: Chrome, body: Bytes) 
 }
 
 /// A 409 on a code is about its state (a state is never reused).
-fn code_problems(e: &ApiError) -> Vec<(String, String)> {
+fn code_problems(e: &ApiError) -> FieldErrors {
     match e {
-        ApiError::Conflict(m) => vec![("state".into(), m.clone())],
+        ApiError::Conflict(m) => FieldErrors(vec![("state".into(), m.clone())]),
         other => field_problems(other),
     }
 }
@@ -594,20 +588,8 @@ struct WelcomePage {
     d: MessageDraft,
     staff: Vec<StaffRow>,
     materials: Vec<MaterialOption>,
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
     notes: Notes,
-}
-
-impl WelcomePage {
-    pub fn error(&self, field: &str) -> Option<String> {
-        let found: Vec<&str> = self
-            .errors
-            .iter()
-            .filter(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-            .collect();
-        (!found.is_empty()).then(|| found.join("; "))
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -616,7 +598,7 @@ async fn welcome_page_with(
     c: Chrome,
     editing: Option<i64>,
     d: Option<MessageDraft>,
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
     notes: Notes,
     status: StatusCode,
 ) -> PageResult {
@@ -682,7 +664,16 @@ pub async fn welcome_page(
 ) -> PageResult {
     let editing = query_param(raw.as_deref(), "edit").and_then(|e| e.parse().ok());
     let notes = Notes::from_query(&c.l, raw.as_deref());
-    welcome_page_with(&state, c, editing, None, Vec::new(), notes, StatusCode::OK).await
+    welcome_page_with(
+        &state,
+        c,
+        editing,
+        None,
+        FieldErrors::default(),
+        notes,
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// `POST /console/welcome` (id for an edit; action save|delete).

@@ -774,9 +774,35 @@ pub fn when_secs(secs: &Option<i64>) -> String {
     when_ms(&secs.map(|s| s * 1000))
 }
 
+/// A form's problems by field (`""` for the form as a whole), shown next to each field.
+#[derive(Default)]
+pub struct FieldErrors(pub Vec<(String, String)>);
+
+impl FieldErrors {
+    /// The problems with a field, if the API named any.
+    pub fn get(&self, field: &str) -> Option<String> {
+        let found: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        (!found.is_empty()).then(|| found.join("; "))
+    }
+
+    /// The problems with the form `<prefix>-<id>` (one of a list's rows).
+    pub fn get_id(&self, prefix: &str, id: &i64) -> Option<String> {
+        self.get(&format!("{prefix}-{id}"))
+    }
+}
+
 /// The API's refusal by form field: the root of each field the API named (`staff[1].userid` →
 /// `staff`), or `""` for the form as a whole.
-pub fn field_problems(e: &ApiError) -> Vec<(String, String)> {
+pub fn field_problems(e: &ApiError) -> FieldErrors {
+    FieldErrors(field_list(e))
+}
+
+fn field_list(e: &ApiError) -> Vec<(String, String)> {
     match e {
         ApiError::Validation { fields, message } if fields.is_empty() => {
             vec![(String::new(), message.clone())]
@@ -822,4 +848,57 @@ pub async fn material_options(
         .await,
     )?;
     Ok(l.list)
+}
+
+/// The query string before `page=` in a pager's links: the list's filters, each `name=value&`
+/// (empty ones left out).
+pub fn query_prefix(pairs: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        q.append_pair(k, v);
+    }
+    let q = q.finish();
+    if q.is_empty() { q } else { q + "&" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pager_queries_keep_the_filters_and_drop_empty_ones() {
+        assert_eq!(query_prefix(&[("keyword", ""), ("status", "")]), "");
+        assert_eq!(
+            query_prefix(&[("keyword", "展 会"), ("status", ""), ("syncType", "full")]),
+            "keyword=%E5%B1%95+%E4%BC%9A&syncType=full&"
+        );
+    }
+
+    #[test]
+    fn field_errors_are_found_by_the_root_of_the_field() {
+        let e = ApiError::Validation {
+            message: "bad".into(),
+            fields: vec![
+                crate::http::error::FieldError {
+                    field: "staff[1].userid".into(),
+                    message: "is required".into(),
+                },
+                crate::http::error::FieldError {
+                    field: "name".into(),
+                    message: "is required".into(),
+                },
+            ],
+        };
+        let f = field_problems(&e);
+        assert_eq!(
+            f.get("staff").as_deref(),
+            Some("staff[1].userid: is required")
+        );
+        assert_eq!(f.get("name").as_deref(), Some("name: is required"));
+        assert_eq!(f.get("remark"), None);
+        let general = field_problems(&ApiError::invalid(
+            "token and encodingAesKey are set together",
+        ));
+        assert!(general.get("").is_some());
+    }
 }

@@ -35,6 +35,13 @@ struct GroupsPage {
     keyword: String,
 }
 
+impl GroupsPage {
+    /// The list's filters for the pager's links.
+    pub fn pager_query(&self) -> String {
+        super::query_prefix(&[("keyword", &self.keyword)])
+    }
+}
+
 /// `GET /console/group-chats?keyword&page`.
 pub async fn group_chats(
     State(state): State<AppState>,
@@ -98,6 +105,13 @@ struct GroupPage {
     page: i64,
     pages: i64,
     notes: Notes,
+}
+
+impl GroupPage {
+    /// The list's filters for the pager's links.
+    pub fn pager_query(&self) -> String {
+        String::new()
+    }
 }
 
 async fn group_page(
@@ -192,6 +206,11 @@ struct StaffPage {
 }
 
 impl StaffPage {
+    /// The list's filters for the pager's links.
+    pub fn pager_query(&self) -> String {
+        super::query_prefix(&[("keyword", &self.keyword)])
+    }
+
     /// A staff member's departments by name.
     pub fn department_names(&self, s: &StaffRow) -> String {
         let ids: Vec<i64> = s

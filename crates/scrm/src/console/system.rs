@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, Form, Notes, PageResult, arg, data, field_problems, is_refusal, reshow, see_other,
-    value,
+    Chrome, FieldErrors, Form, Notes, PageResult, arg, data, field_problems, is_refusal, reshow,
+    see_other, value,
 };
 use crate::auth::permissions as perm;
 use crate::auth::users::UserView;
@@ -46,31 +46,15 @@ struct UsersPage {
     total: i64,
     d: UserDraft,
     /// Problems of the create form by field; of a row's forms by `user-<id>`.
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
     notes: Notes,
-}
-
-impl UsersPage {
-    pub fn error(&self, field: &str) -> Option<String> {
-        let found: Vec<&str> = self
-            .errors
-            .iter()
-            .filter(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-            .collect();
-        (!found.is_empty()).then(|| found.join("; "))
-    }
-
-    pub fn row_error(&self, id: &i64) -> Option<String> {
-        self.error(&format!("user-{id}"))
-    }
 }
 
 async fn users_with(
     state: &AppState,
     c: Chrome,
     d: UserDraft,
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
     notes: Notes,
     status: StatusCode,
 ) -> PageResult {
@@ -106,16 +90,16 @@ pub async fn users_page(
         role: "operator".into(),
         ..Default::default()
     };
-    users_with(&state, c, d, Vec::new(), notes, StatusCode::OK).await
+    users_with(&state, c, d, FieldErrors::default(), notes, StatusCode::OK).await
 }
 
 /// A body that does not parse (an unknown role) is the role field's problem.
-fn user_problems(e: &ApiError) -> Vec<(String, String)> {
+fn user_problems(e: &ApiError) -> FieldErrors {
     match e {
         ApiError::Validation { fields, message }
             if fields.is_empty() && message.starts_with("invalid input") =>
         {
-            vec![("role".to_string(), message.clone())]
+            FieldErrors(vec![("role".to_string(), message.clone())])
         }
         other => field_problems(other),
     }
@@ -151,7 +135,7 @@ pub async fn create_user(State(state): State<AppState>, c: Chrome, body: Bytes) 
             let status = e.status();
             let mut errors = user_problems(&e);
             if matches!(e, ApiError::Domain { .. }) {
-                errors = vec![("username".into(), e.to_string())];
+                errors = FieldErrors(vec![("username".into(), e.to_string())]);
             }
             users_with(&state, c, d, errors, Notes::default(), status).await
         }
@@ -200,7 +184,7 @@ pub async fn user_action(
         Ok(_) => see_other("/console/users?done=saved"),
         Err(e) if is_refusal(&e) && !matches!(e, ApiError::NotFound(_)) => {
             let status = e.status();
-            let errors = vec![(format!("user-{id}"), super::explain(&e))];
+            let errors = FieldErrors(vec![(format!("user-{id}"), super::explain(&e))]);
             let d = UserDraft {
                 role: "operator".into(),
                 ..Default::default()
@@ -235,21 +219,11 @@ struct TokensPage {
     /// The token just created: shown this once.
     fresh: Option<Token>,
     name: String,
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
     notes: Notes,
 }
 
 impl TokensPage {
-    pub fn error(&self, field: &str) -> Option<String> {
-        let found: Vec<&str> = self
-            .errors
-            .iter()
-            .filter(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-            .collect();
-        (!found.is_empty()).then(|| found.join("; "))
-    }
-
     pub fn user_name(&self, id: &i64) -> String {
         self.users
             .iter()
@@ -264,7 +238,7 @@ async fn tokens_with(
     c: Chrome,
     fresh: Option<Token>,
     name: String,
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
     notes: Notes,
     status: StatusCode,
 ) -> PageResult {
@@ -308,7 +282,7 @@ pub async fn tokens_page(
         c,
         None,
         String::new(),
-        Vec::new(),
+        FieldErrors::default(),
         notes,
         StatusCode::OK,
     )
@@ -339,7 +313,7 @@ pub async fn create_token(State(state): State<AppState>, c: Chrome, body: Bytes)
                 c,
                 Some(t),
                 String::new(),
-                Vec::new(),
+                FieldErrors::default(),
                 Notes::default(),
                 StatusCode::OK,
             )

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Chrome, Form, Notes, PageResult, arg, data, field_problems, is_refusal, page_param, pages_of,
-    query_param, reshow, see_other, value,
+    Chrome, FieldErrors, Form, Notes, PageResult, arg, data, field_problems, is_refusal,
+    page_param, pages_of, query_param, reshow, see_other, value,
 };
 use crate::auth::permissions as perm;
 use crate::http::ApiError;
@@ -34,6 +34,13 @@ struct CallbacksPage {
     status: String,
     states: &'static [&'static str],
     notes: Notes,
+}
+
+impl CallbacksPage {
+    /// The list's filters for the pager's links.
+    pub fn pager_query(&self) -> String {
+        super::query_prefix(&[("status", &self.status)])
+    }
 }
 
 async fn callbacks_with(
@@ -115,6 +122,13 @@ struct LogsPage {
     status: String,
 }
 
+impl LogsPage {
+    /// The list's filters for the pager's links.
+    pub fn pager_query(&self) -> String {
+        super::query_prefix(&[("syncType", &self.sync_type), ("status", &self.status)])
+    }
+}
+
 /// `GET /console/integration/sync-logs?syncType&status&page`.
 pub async fn sync_logs(
     State(state): State<AppState>,
@@ -164,20 +178,10 @@ struct ConfigPage {
     /// The stored configuration, secrets masked (None before the first save).
     current: Option<ConfigView>,
     d: ConfigDraft,
-    errors: Vec<(String, String)>,
+    errors: FieldErrors,
 }
 
 impl ConfigPage {
-    pub fn error(&self, field: &str) -> Option<String> {
-        let found: Vec<&str> = self
-            .errors
-            .iter()
-            .filter(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-            .collect();
-        (!found.is_empty()).then(|| found.join("; "))
-    }
-
     /// A stored secret, masked, as the placeholder of its field.
     pub fn masked(&self, field: &str) -> String {
         let Some(cur) = &self.current else {
@@ -218,7 +222,7 @@ pub async fn config_form(State(state): State<AppState>, c: Chrome) -> PageResult
         c,
         current,
         d,
-        errors: Vec::new(),
+        errors: FieldErrors::default(),
     })
 }
 
@@ -288,7 +292,7 @@ pub async fn save_config(State(state): State<AppState>, c: Chrome, body: Bytes) 
             let status = e.status();
             let errors = match &e {
                 ApiError::Validation { message, .. } if message.starts_with("invalid input") => {
-                    vec![("agentId".to_string(), message.clone())]
+                    FieldErrors(vec![("agentId".to_string(), message.clone())])
                 }
                 other => field_problems(other),
             };

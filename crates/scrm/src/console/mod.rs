@@ -24,6 +24,7 @@ pub mod automation;
 pub mod customers;
 pub mod group_send;
 pub mod home;
+pub mod materials;
 pub mod more;
 pub mod ops;
 pub mod org;
@@ -292,6 +293,20 @@ pub fn routes(state: &AppState) -> Routes {
         )
         .route(
             M::GET,
+            "/console/materials",
+            P(perm::MATERIAL_VIEW),
+            "The material library",
+            materials::page,
+        )
+        .route(
+            M::POST,
+            "/console/materials",
+            P(perm::MATERIAL_MANAGE),
+            "Create or delete a material",
+            materials::save,
+        )
+        .route(
+            M::GET,
             "/console/channel-codes",
             P(perm::CHANNEL_CODE_VIEW),
             "Channel codes",
@@ -428,7 +443,7 @@ pub struct NavItem {
 impl Chrome {
     /// The frame for a page at `path` (its navigation entry is highlighted).
     pub fn new(l: Lang, user: CurrentUser, path: &str, here: String) -> Self {
-        let entries: [(&str, &str, &str, Option<&str>); 12] = [
+        let entries: [(&str, &str, &str, Option<&str>); 13] = [
             ("/console", "工作台", "Workbench", None),
             (
                 "/console/customers",
@@ -451,6 +466,12 @@ impl Chrome {
                 Some(perm::GROUP_SEND_TASKS_VIEW),
             ),
             ("/console/sop", "SOP", "SOP", Some(perm::SOP_TEMPLATE_VIEW)),
+            (
+                "/console/materials",
+                "素材",
+                "Materials",
+                Some(perm::MATERIAL_VIEW),
+            ),
             (
                 "/console/channel-codes",
                 "渠道活码",

@@ -1335,6 +1335,97 @@ async fn console_workbench_counts_a_first_syncs_recent_adds_on_their_days(app: T
     sim.shutdown().await;
 }
 
+async fn console_material_library_creates_lists_and_deletes(app: TestApp) {
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let total = async || {
+        app.get("/api/materials", &app.admin_token).await.data()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let refused = s
+        .post(
+            "/console/materials",
+            &[("materialType", "link"), ("title", "活动页")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-content\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("value=\"活动页\""),
+        "the draft is kept"
+    );
+    let refused = s
+        .post(
+            "/console/materials",
+            &[("materialType", "image"), ("title", "海报")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-fileData\""),
+        "{}",
+        refused.body
+    );
+    assert_eq!(total().await, 0, "nothing was created");
+
+    let made = s
+        .post(
+            "/console/materials",
+            &[
+                ("materialType", "link"),
+                ("title", "活动页"),
+                ("url", "https://example.com/a"),
+                ("desc", "双十一"),
+            ],
+        )
+        .await;
+    assert_eq!(made.location, "/console/materials?done=created");
+    let list = app.get("/api/materials", &app.admin_token).await;
+    assert_eq!(
+        list.data()["list"][0]["content"]["url"],
+        "https://example.com/a"
+    );
+    let id = list.data()["list"][0]["materialId"].as_i64().unwrap();
+    let page = s.get("/console/materials").await;
+    assert!(page.body.contains("class=\"material-row\""));
+    assert!(page.body.contains("https://example.com/a"));
+    let none = s.get("/console/materials?materialType=text").await;
+    assert!(!none.body.contains("class=\"material-row\""));
+    let form = s.get("/console/group-send/new").await;
+    assert!(
+        form.body
+            .contains(&format!("<option value=\"{id}\">活动页 (link)</option>"))
+    );
+
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let page = v.get("/console/materials").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"material-form\""));
+    assert_eq!(
+        v.post(
+            "/console/materials",
+            &[("id", &id.to_string()), ("action", "delete")]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(total().await, 1);
+    let gone = s
+        .post(
+            "/console/materials",
+            &[("id", &id.to_string()), ("action", "delete")],
+        )
+        .await;
+    assert_eq!(gone.location, "/console/materials?done=deleted");
+    assert_eq!(total().await, 0);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     console_login_keeps_the_token_in_an_httponly_strict_cookie,
     console_login_refuses_a_wrong_password_on_the_page,
@@ -1349,4 +1440,5 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_wecom_config_sync_logs_and_callback_replay,
     console_users_roles_passwords_and_api_tokens,
     console_workbench_counts_a_first_syncs_recent_adds_on_their_days,
+    console_material_library_creates_lists_and_deletes,
 );

@@ -418,6 +418,7 @@ async fn console_journey_sync_find_by_tag_send_to_the_tag_and_watch_it_finish() 
         ("/console/users", "#new-user-form", "users"),
         ("/console/tokens", "#new-token-form", "tokens"),
         ("/console/sop", "#sop-templates", "sop"),
+        ("/console/materials", "#material-form", "materials"),
     ] {
         b.open(path).await;
         b.wait_for(css).await;

@@ -618,10 +618,19 @@ async fn finish(
         }
         other => other,
     };
-    let (st, result, error, next) = match outcome {
+    let (mut st, result, error, next) = match outcome {
         Ok((result, flow)) => (step_status::DONE, result, None, flow),
         Err(m) => (step_status::FAILED, Value::Null, Some(m), Flow::End),
     };
+    // Cancelled while this step ran: an external effect made is logged as done; anything
+    // else is not made and logged as cancelled.
+    let external = matches!(
+        step.kind,
+        StepType::SendMessage | StepType::RemindStaff | StepType::Webhook
+    );
+    if run_status == status::CANCELLED && !external {
+        st = step_status::CANCELLED;
+    }
     let n = tx
         .execute(
             query("UPDATE workflow_run_step SET status = ?, result = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN (0, 1)")

@@ -595,7 +595,7 @@ async fn yaml_round_trip_and_templates(app: TestApp) {
     }
     // Imported into an existing workflow: its next version (the current one is a draft: in place).
     let first = created[0]["id"].as_i64().unwrap();
-    let yaml = "name: 改名\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: 5m\n";
+    let yaml = "name: 改名\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: 5m\n  - type: set_stage\n    stage: active\n";
     let i = app
         .post(
             &format!("{BASE}/import"),
@@ -610,7 +610,8 @@ async fn yaml_round_trip_and_templates(app: TestApp) {
 }
 
 async fn invalid_definitions_each_name_their_field(app: TestApp) {
-    let ok_steps = json!([{"type": "delay", "duration": "1m"}]);
+    let ok_steps =
+        json!([{"type": "delay", "duration": "1m"}, {"type": "set_stage", "stage": "active"}]);
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({"trigger": {"type": "manual"}, "steps": ok_steps}),
@@ -654,8 +655,8 @@ async fn invalid_definitions_each_name_their_field(app: TestApp) {
             "steps[0].maxDuration",
         ),
         (
-            json!({"name": "x", "trigger": {"type": "manual"}, "steps": ok_steps.as_array().unwrap().iter().cloned().chain([json!({"type": "delay", "duration": "1m", "text": "hi"})]).collect::<Vec<_>>()}),
-            "steps[1].text",
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1m", "text": "hi"}, {"type": "set_stage", "stage": "active"}]}),
+            "steps[0].text",
         ),
         (
             json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "window", "start": "25:00", "end": "12:00"}]}),
@@ -706,7 +707,7 @@ async fn invalid_definitions_each_name_their_field(app: TestApp) {
             "steps[0].url",
         ),
         (
-            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"key": "a", "type": "delay", "duration": "1m"}, {"key": "a", "type": "delay", "duration": "1m"}]}),
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"key": "a", "type": "delay", "duration": "1m"}, {"key": "a", "type": "set_stage", "stage": "active"}]}),
             "steps[1].key",
         ),
         (
@@ -716,6 +717,10 @@ async fn invalid_definitions_each_name_their_field(app: TestApp) {
         (
             json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1m", "colour": "red"}]}),
             "steps[0].colour",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "set_stage", "stage": "active"}, {"type": "delay", "duration": "1m"}]}),
+            "steps[1].type",
         ),
     ];
     for (body, field) in cases {
@@ -742,7 +747,7 @@ async fn invalid_definitions_each_name_their_field(app: TestApp) {
         ("name: [unclosed", "yaml"),
         ("- just a list", "yaml"),
         (
-            "name: x\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: soon\n",
+            "name: x\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: soon\n  - type: set_stage\n    stage: active\n",
             "steps[0].duration",
         ),
     ] {
@@ -765,7 +770,7 @@ async fn workflows_and_runs_stay_in_their_tenant(app: TestApp) {
     let wf = published(
         &app,
         &app.admin_token,
-        json!({"name": "A", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}]}),
+        json!({"name": "A", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}, {"type": "set_stage", "stage": "active"}]}),
     )
     .await;
     let (cid, _) = owned_customers(&app).await[0].clone();
@@ -781,7 +786,7 @@ async fn workflows_and_runs_stay_in_their_tenant(app: TestApp) {
     assert_eq!(app.get(&format!("{BASE}/{wf}"), &other).await.status, 404);
     assert_eq!(app.get(BASE, &other).await.data()["total"], 0);
     assert_eq!(
-        app.put(&format!("{BASE}/{wf}"), &other, json!({"name": "B", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}]}))
+        app.put(&format!("{BASE}/{wf}"), &other, json!({"name": "B", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}, {"type": "set_stage", "stage": "active"}]}))
             .await
             .status,
         404
@@ -825,7 +830,7 @@ async fn workflows_and_runs_stay_in_their_tenant(app: TestApp) {
     let theirs = published(
         &app,
         &other,
-        json!({"name": "B", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}]}),
+        json!({"name": "B", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}, {"type": "set_stage", "stage": "active"}]}),
     )
     .await;
     let r = app

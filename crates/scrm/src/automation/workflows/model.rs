@@ -465,6 +465,14 @@ pub fn check(d: &Definition) -> Vec<FieldError> {
     if d.steps.len() > MAX_STEPS {
         out.push(err("steps".into(), format!("at most {MAX_STEPS} steps")));
     }
+    if let Some(last) = d.steps.last()
+        && matches!(last.kind, StepType::Delay | StepType::Window)
+    {
+        out.push(err(
+            format!("steps[{}].type", d.steps.len() - 1),
+            "a workflow cannot end with a delay or window (it would wait for nothing)",
+        ));
+    }
     let keys: Vec<String> = d
         .steps
         .iter()
@@ -859,6 +867,8 @@ mod tests {
     fn parse_errors_name_the_field() {
         let e = parse(json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": 5}]})).unwrap_err();
         assert_eq!(e.field, "steps[0].duration");
+        let d = parse(json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "5m"}]})).unwrap();
+        assert_eq!(check(&d)[0].field, "steps[0].type", "a trailing delay");
         let e = parse(json!({"name": "x", "steps": []})).unwrap_err();
         assert_eq!(e.field, "trigger");
         let e =

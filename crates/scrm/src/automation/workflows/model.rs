@@ -428,10 +428,9 @@ pub fn check(d: &Definition) -> Vec<FieldError> {
             "only for tag_added and schedule",
         ));
     }
-    if !t.group_ids.is_empty()
-        && !(kind == TriggerType::JoinedGroup
-            || (kind == TriggerType::Schedule && t.subject() == Subject::Group))
-    {
+    let takes_groups = kind == TriggerType::JoinedGroup
+        || (kind == TriggerType::Schedule && t.subject() == Subject::Group);
+    if !t.group_ids.is_empty() && !takes_groups {
         out.push(err(
             "trigger.groupIds".into(),
             "only for joined_group and a schedule with subject group",

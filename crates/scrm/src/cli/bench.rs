@@ -36,6 +36,9 @@ pub struct MassSendBench {
     /// SOP executions of three steps (0 skips).
     #[arg(long, default_value_t = 100_000)]
     sop: i64,
+    /// Customers entering a five-step workflow (send, wait 1 min, condition, tag, remind; 0 skips).
+    #[arg(long, default_value_t = 0)]
+    workflow: i64,
     /// Job engine slots (SQLite has one writer: 32 suits it better).
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
@@ -133,6 +136,7 @@ pub async fn run(cmd: BenchCommand, config: crate::config::Config) -> anyhow::Re
                 latency_min_ms: a.latency_min_ms,
                 latency_max_ms: a.latency_max_ms,
                 sop: a.sop,
+                workflow: a.workflow,
                 concurrency: a.concurrency,
                 db_connections: a.db_connections,
                 timeout: std::time::Duration::from_secs(a.timeout_secs),

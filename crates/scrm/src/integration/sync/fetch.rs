@@ -46,6 +46,8 @@ pub struct Staged {
     pub tags: Option<Vec<TagGroup>>,
     pub customers: Option<Vec<StagedCustomer>>,
     pub groups: Option<Vec<(GroupChat, i64)>>,
+    /// Chats WeCom lists but refused to show (60011 …): left as they are, not taken for gone.
+    pub unreadable_chats: std::collections::HashSet<String>,
     pub errors: Vec<ItemError>,
 }
 
@@ -116,7 +118,10 @@ pub async fn fetch(
             SyncType::Groupchat => {
                 let (groups, errors) = groups(conn, progress).await?;
                 staged.groups = Some(groups);
-                staged.errors.extend(errors);
+                for (chat_id, e) in errors {
+                    staged.unreadable_chats.insert(chat_id);
+                    staged.errors.push(e);
+                }
             }
             SyncType::Full => {}
         }
@@ -181,14 +186,15 @@ fn chat_level(e: &WeComError) -> bool {
     )
 }
 
-/// Every group chat with its members, and its list status (0-3, the owner-transfer states).
+/// Every group chat with its members, and its list status (0-3, the owner-transfer states);
+/// and the chats WeCom listed but would not show, each with why.
 pub async fn groups(
     conn: &Conn,
     progress: &Arc<Progress>,
-) -> Result<(Vec<(GroupChat, i64)>, Vec<ItemError>), WeComError> {
+) -> Result<(Vec<(GroupChat, i64)>, Vec<(String, ItemError)>), WeComError> {
     let list = conn.customers.groupchat_list_all(0, None).await?;
     progress.phase("fetch:groupchat", list.len() as i64);
-    let results: Vec<Result<(GroupChat, i64), ItemError>> = futures::stream::iter(list)
+    let results: Vec<Result<(GroupChat, i64), (String, ItemError)>> = futures::stream::iter(list)
         .map(|item| {
             let app = conn.customers.clone();
             let progress = progress.clone();
@@ -197,10 +203,13 @@ pub async fn groups(
                 progress.add(1);
                 match r {
                     Ok(chat) => Ok(Ok((chat, item.status))),
-                    Err(e) if chat_level(&e) => Ok(Err(ItemError {
-                        item: format!("groupchat {}", item.chat_id),
-                        reason: e.to_string(),
-                    })),
+                    Err(e) if chat_level(&e) => Ok(Err((
+                        item.chat_id.clone(),
+                        ItemError {
+                            item: format!("groupchat {}", item.chat_id),
+                            reason: e.to_string(),
+                        },
+                    ))),
                     Err(e) => Err(e),
                 }
             }

@@ -98,19 +98,16 @@ pub async fn fetch(
         match phase {
             SyncType::Department => {
                 progress.phase("fetch:department", 1);
-                staged.departments = Some(conn.directory.department_list(None).await?);
+                staged.departments = Some(again(|| conn.directory.department_list(None)).await?);
             }
             SyncType::User => {
                 progress.phase("fetch:user", 1);
-                staged.users = Some(conn.directory.user_list(1, true).await?);
+                staged.users = Some(again(|| conn.directory.user_list(1, true)).await?);
             }
             SyncType::Tag => {
                 progress.phase("fetch:tag", 1);
-                staged.tags = Some(
-                    conn.customers
-                        .get_corp_tag_list(&GetCorpTagListRequest::default())
-                        .await?,
-                );
+                let all = GetCorpTagListRequest::default();
+                staged.tags = Some(again(|| conn.customers.get_corp_tag_list(&all)).await?);
             }
             SyncType::Customer => {
                 staged.customers = Some(customers(conn, progress).await?);
@@ -129,12 +126,30 @@ pub async fn fetch(
     Ok(staged)
 }
 
+/// A call refused for its token although the client had just fetched a new one (WeCom dropped
+/// it early, or it expired at once) is made once more: the token is then still cached, so the
+/// call either works with it or is refused again, and the client drops it, fetches another and
+/// calls a last time. A bad or revoked secret still fails (gettoken itself is refused).
+async fn again<T, F, Fut>(mut call: F) -> Result<T, WeComError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, WeComError>>,
+{
+    match call().await {
+        Err(e) if e.is_token_invalid() => {
+            tracing::warn!(error = %e, "a WeCom call was refused for its token twice; once more");
+            call().await
+        }
+        r => r,
+    }
+}
+
 /// Every customer of every member with 客户联系, grouped by customer.
 pub async fn customers(
     conn: &Conn,
     progress: &Arc<Progress>,
 ) -> Result<Vec<StagedCustomer>, WeComError> {
-    let users = conn.customers.get_follow_user_list().await?;
+    let users = again(|| conn.customers.get_follow_user_list()).await?;
     // Chunks small enough that every slot has work, at most 100 (WeCom's limit per request).
     let size = users.len().div_ceil(FETCH_CONCURRENCY * 4).clamp(1, 100);
     let chunks: Vec<Vec<String>> = users.chunks(size).map(<[String]>::to_vec).collect();
@@ -144,10 +159,23 @@ pub async fn customers(
             let app = conn.customers.clone();
             let progress = progress.clone();
             async move {
+                // Page by page (a chunk is at most 100 members, WeCom's limit per request), so
+                // a page refused for its token is fetched once more, not the whole chunk.
                 let mut out = Vec::new();
-                let mut pages = app.customers_by_user_pages(chunk);
-                while let Some(page) = pages.try_next().await? {
-                    out.extend(page);
+                let mut cursor = String::new();
+                loop {
+                    let page = again(|| app.batch_get_by_user(&chunk, &cursor, 100)).await?;
+                    out.extend(page.external_contact_list);
+                    if page.next_cursor.is_empty() {
+                        break;
+                    }
+                    if page.next_cursor == cursor {
+                        return Err(WeComError::Decode {
+                            api: "externalcontact/batch/get_by_user",
+                            message: "next_cursor repeated".into(),
+                        });
+                    }
+                    cursor = page.next_cursor;
                 }
                 progress.add(1);
                 Ok::<_, WeComError>(out)
@@ -192,14 +220,14 @@ pub async fn groups(
     conn: &Conn,
     progress: &Arc<Progress>,
 ) -> Result<(Vec<(GroupChat, i64)>, Vec<(String, ItemError)>), WeComError> {
-    let list = conn.customers.groupchat_list_all(0, None).await?;
+    let list = again(|| conn.customers.groupchat_list_all(0, None)).await?;
     progress.phase("fetch:groupchat", list.len() as i64);
     let results: Vec<Result<(GroupChat, i64), (String, ItemError)>> = futures::stream::iter(list)
         .map(|item| {
             let app = conn.customers.clone();
             let progress = progress.clone();
             async move {
-                let r = app.groupchat_get(&item.chat_id, true).await;
+                let r = again(|| app.groupchat_get(&item.chat_id, true)).await;
                 progress.add(1);
                 match r {
                     Ok(chat) => Ok(Ok((chat, item.status))),

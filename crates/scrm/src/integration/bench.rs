@@ -82,6 +82,8 @@ pub struct RunFigures {
     /// Attempts of the run (a transient failure that survives the client's retries retries
     /// the run, as the job would).
     pub attempts: u32,
+    /// The log's message: fetch and apply times.
+    pub message: Option<String>,
 }
 
 /// The benchmark's report.
@@ -126,7 +128,7 @@ impl std::fmt::Display for Report {
         for r in [&self.full, &self.incremental] {
             writeln!(
                 f,
-                "  {} ({}): {:.1} s, {} WeCom calls (log: {}), created {} updated {} deleted {} unchanged {} failed {}, {:.0} customers/s, {:.0} written/s; bound {:.1} s → {:.2}x; {} attempt(s)",
+                "  {} ({}): {:.1} s, {} WeCom calls (log: {}), created {} updated {} deleted {} unchanged {} failed {}, {:.0} customers/s, {:.0} written/s; bound {:.1} s → {:.2}x; {} attempt(s); {}",
                 r.sync_type,
                 r.status,
                 r.seconds,
@@ -141,7 +143,8 @@ impl std::fmt::Display for Report {
                 r.written_per_s,
                 r.bound_seconds,
                 r.ratio,
-                r.attempts
+                r.attempts,
+                r.message.as_deref().unwrap_or("")
             )?;
         }
         writeln!(f, "  checked: {}", self.checked)?;
@@ -330,6 +333,7 @@ async fn run_sync(
         bound_seconds: bound,
         ratio: if bound > 0.0 { seconds / bound } else { 0.0 },
         attempts,
+        message: log.message.clone(),
     })
 }
 

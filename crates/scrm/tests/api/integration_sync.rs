@@ -689,4 +689,3 @@ scrm_db::db_tests!(crate::integration_sync::spawn_app_reconciling;
 scrm_db::db_tests!(crate::health::spawn_app_with_redis;
     the_token_cache_is_shared_through_redis,
 );
-

@@ -223,6 +223,8 @@ pub async fn run(
     let mut ctx = apply::Ctx::new(row.tenant_id, now_ms(), row.force_full != 0);
     ctx.errors.extend(staged.errors.iter().cloned());
     ctx.counts.failed += staged.errors.len() as i64;
+    let fetch_ms = started.elapsed().as_millis();
+    let apply_started = std::time::Instant::now();
     let mut tx = state.db.begin().await?;
     let applied = apply_all(&mut tx, &mut ctx, &staged).await;
     if let Err(e) = applied {
@@ -249,7 +251,11 @@ pub async fn run(
             fetched: staged.fetched(),
             counts: &ctx.counts,
             errors: &ctx.errors,
-            message: None,
+            // Where the time went: WeCom (fetch) or the database (apply).
+            message: Some(format!(
+                "fetched in {fetch_ms} ms, applied in {} ms",
+                apply_started.elapsed().as_millis()
+            )),
             api_calls,
         },
     )

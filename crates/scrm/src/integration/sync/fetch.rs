@@ -126,21 +126,35 @@ pub async fn fetch(
     Ok(staged)
 }
 
-/// A call refused for its token although the client had just fetched a new one (WeCom dropped
-/// it early, or it expired at once) is made once more: the token is then still cached, so the
-/// call either works with it or is refused again, and the client drops it, fetches another and
-/// calls a last time. A bad or revoked secret still fails (gettoken itself is refused).
+/// One call of a sync's fetch, given a second chance beyond the client's own retries, so one
+/// unlucky page does not send a whole run (thousands of calls) back to the start:
+/// - refused for its token although the client had just fetched a new one (WeCom dropped it
+///   early, or it expired at once): made once more; the token is then still cached, so the call
+///   either works with it or is refused again, and the client drops it, fetches another and
+///   calls a last time. A bad or revoked secret still fails (gettoken itself is refused).
+/// - a transient failure that outlasted the client's retries (-1 three times in a row …): made
+///   up to twice more after a pause.
 async fn again<T, F, Fut>(mut call: F) -> Result<T, WeComError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, WeComError>>,
 {
-    match call().await {
-        Err(e) if e.is_token_invalid() => {
-            tracing::warn!(error = %e, "a WeCom call was refused for its token twice; once more");
-            call().await
+    let mut transient = 0u32;
+    let mut token = false;
+    loop {
+        match call().await {
+            Err(e) if e.is_token_invalid() && !token => {
+                token = true;
+                tracing::warn!(error = %e, "a WeCom call was refused for its token twice; once more");
+            }
+            Err(e) if e.is_transient() && transient < 2 => {
+                transient += 1;
+                tracing::warn!(error = %e, "a WeCom call failed after the client's retries; again");
+                tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(transient)))
+                    .await;
+            }
+            r => return r,
         }
-        r => r,
     }
 }
 

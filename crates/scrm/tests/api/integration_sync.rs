@@ -346,6 +346,8 @@ async fn a_failed_sync_changes_nothing(app: TestApp) {
     sim.set_secret_errcode(SecretKind::App, 40001);
     let log = sync(&app, json!({"syncType": "full", "force": true})).await;
     assert_eq!(log["status"], "failed", "{log}");
+    // The failed run still counts the WeCom calls it made.
+    assert!(log["apiCalls"].as_i64().unwrap() > 0, "{log}");
     assert!(
         log["message"]
             .as_str()

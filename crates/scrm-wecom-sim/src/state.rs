@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub contact_ways: Mutex<contact_way::ContactWays>,
     pub callbacks: Dispatcher,
     pub calls: Mutex<HashMap<&'static str, u64>>,
+    /// Chats that groupchat/get refuses with an errcode although groupchat/list lists them.
+    pub chat_errcodes: Mutex<HashMap<String, i32>>,
     pub seq: AtomicU64,
 }
 
@@ -95,6 +97,7 @@ impl Sim {
             contact_ways: Mutex::new(contact_way::ContactWays::default()),
             callbacks: Dispatcher::default(),
             calls: Mutex::new(HashMap::new()),
+            chat_errcodes: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(1),
         }))
     }
@@ -216,6 +219,17 @@ impl Sim {
             t.current.remove(&kind);
         }
         t.revoked.insert(kind, revoked);
+    }
+
+    /// Makes groupchat/get answer `errcode` for one chat (e.g. 60011 no privilege) while
+    /// groupchat/list still lists it. 0 clears it.
+    pub fn set_chat_errcode(&self, chat_id: &str, errcode: i32) {
+        let mut m = self.0.chat_errcodes.lock();
+        if errcode == 0 {
+            m.remove(chat_id);
+        } else {
+            m.insert(chat_id.to_string(), errcode);
+        }
     }
 
     /// Makes every API call made with this secret's tokens answer `errcode` (e.g. 48002 no

@@ -281,7 +281,7 @@ impl std::fmt::Display for Report {
 }
 
 /// This process's resident set and its peak, MiB (`/proc/self/status`).
-fn rss_mib() -> (f64, f64) {
+pub(crate) fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -295,7 +295,7 @@ fn rss_mib() -> (f64, f64) {
 }
 
 /// Reset the peak RSS to the current RSS (Linux: `5` to `clear_refs`).
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

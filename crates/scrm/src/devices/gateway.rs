@@ -34,6 +34,11 @@ pub const WS_PATH: &str = "/api/v1/devices/gateway/ws";
 /// a worker in another process).
 const POLL: Duration = Duration::from_millis(500);
 
+/// A command sent this long ago without an acknowledgement is sent again on the same
+/// connection (the device dedupes): covers a command an old session of the gateway marked sent
+/// while the new one was taking over.
+const ACK_TIMEOUT_MS: i64 = 20_000;
+
 /// How long a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -547,12 +552,24 @@ async fn on_frame(state: &AppState, gw: &Gateway, text: &str) -> anyhow::Result<
 }
 
 /// Send the released commands of this gateway's ACTIVE accounts, oldest first, each marked
-/// `sent` before it goes out (a failed write leaves it `sent`: the next hello sends it again).
+/// `sent` before it goes out (a failed write leaves it `sent`: the next hello sends it again),
+/// and again those unacknowledged for [`ACK_TIMEOUT_MS`].
 async fn flush<S>(state: &AppState, gw: &Gateway, out: &mut S) -> anyhow::Result<()>
 where
     S: futures::Sink<Message> + Unpin,
     S::Error: std::error::Error + Send + Sync + 'static,
 {
+    state
+        .db
+        .execute(
+            query("UPDATE device_command SET status = 'ready' WHERE status = 'sent' AND sent_at < ? AND tenant_id = ? AND account_wxid IN \
+                   (SELECT wxid FROM device_account WHERE tenant_id = ? AND gateway_id = ?)")
+                .bind(now_ms() - ACK_TIMEOUT_MS)
+                .bind(gw.tenant_id)
+                .bind(gw.tenant_id)
+                .bind(gw.id),
+        )
+        .await?;
     loop {
         let rows: Vec<CommandRow> = state
             .db

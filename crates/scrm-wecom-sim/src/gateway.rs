@@ -182,7 +182,11 @@ impl GatewaySim {
             wxid: wxid.into(),
             nickname: nickname.into(),
         };
-        self.event(account, event::FRIEND_ADDED, serde_json::to_value(f).unwrap_or_default());
+        self.event(
+            account,
+            event::FRIEND_ADDED,
+            serde_json::to_value(f).unwrap_or_default(),
+        );
     }
 
     /// A friend deleted the account: removed, and `friend_deleted` sent.
@@ -244,7 +248,11 @@ impl GatewaySim {
         if let Some(d) = self.state.lock().devices.get_mut(account) {
             d.moments.push(m.clone());
         }
-        self.event(account, event::MOMENT_POSTED, serde_json::to_value(m).unwrap_or_default());
+        self.event(
+            account,
+            event::MOMENT_POSTED,
+            serde_json::to_value(m).unwrap_or_default(),
+        );
         id
     }
 
@@ -381,7 +389,10 @@ impl GatewaySim {
     fn on_command(&self, id: &str, account: &str, name: &str, data: &Value) -> Option<Frame> {
         let mut s = self.state.lock();
         s.commands_seen += 1;
-        let drop_here = s.drop_at.filter(|(n, _)| *n == s.commands_seen).map(|(_, p)| p);
+        let drop_here = s
+            .drop_at
+            .filter(|(n, _)| *n == s.commands_seen)
+            .map(|(_, p)| p);
         if drop_here.is_some() {
             s.drop_at = None;
         }
@@ -416,7 +427,13 @@ impl GatewaySim {
 }
 
 /// What a device does with a command.
-fn run(s: &mut SimState, id: &str, account: &str, name: &str, data: &Value) -> Result<Value, String> {
+fn run(
+    s: &mut SimState,
+    id: &str,
+    account: &str,
+    name: &str,
+    data: &Value,
+) -> Result<Value, String> {
     let room_id = if name == command::CREATE_CHATROOM {
         s.next_id += 1;
         format!("{}@chatroom", 10_000 + s.next_id)
@@ -435,12 +452,15 @@ fn run(s: &mut SimState, id: &str, account: &str, name: &str, data: &Value) -> R
         command::SEND_TEXT | command::SEND_IMAGE | command::SEND_LINK => {
             let to = str_of("to");
             if !d.friends.contains_key(&to) && !d.rooms.contains_key(&to) {
-                return Err(format!("{to} is neither a friend nor a chat room of {account}"));
+                return Err(format!(
+                    "{to} is neither a friend nor a chat room of {account}"
+                ));
             }
             (to, json!({}))
         }
         command::CREATE_CHATROOM => {
-            let members: Vec<String> = serde_json::from_value(data["members"].clone()).unwrap_or_default();
+            let members: Vec<String> =
+                serde_json::from_value(data["members"].clone()).unwrap_or_default();
             if let Some(m) = members.iter().find(|m| !d.friends.contains_key(*m)) {
                 return Err(format!("{m} is not a friend of {account}"));
             }

@@ -41,7 +41,11 @@ where
 /// account ACTIVE.
 async fn gateway(app: &TestApp) -> GatewaySim {
     let r = app
-        .post("/api/v1/devices/gateways", &app.admin_token, json!({"name": "phones"}))
+        .post(
+            "/api/v1/devices/gateways",
+            &app.admin_token,
+            json!({"name": "phones"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let token = r.data()["token"].as_str().unwrap().to_string();
@@ -51,14 +55,24 @@ async fn gateway(app: &TestApp) -> GatewaySim {
         sim.add_friend("wxid_a", w, n);
     }
     for i in 1..=5 {
-        sim.add_room("wxid_a", &format!("r{i}@chatroom"), &format!("room {i}"), &["wxid_a", "f1"]);
+        sim.add_room(
+            "wxid_a",
+            &format!("r{i}@chatroom"),
+            &format!("room {i}"),
+            &["wxid_a", "f1"],
+        );
     }
-    let url = format!("{}/api/v1/devices/gateway/ws", app.base.replace("http://", "ws://"));
+    let url = format!(
+        "{}/api/v1/devices/gateway/ws",
+        app.base.replace("http://", "ws://")
+    );
     sim.connect(&url, &token, Duration::from_millis(100));
     account_status(app, "wxid_a", "ACTIVE").await;
     // The hello's friend sync is done (so the tests' commands are the next ones).
     until("the first friend sync", || async {
-        let r = app.get("/api/v1/devices/accounts/wxid_a/friends", &app.admin_token).await;
+        let r = app
+            .get("/api/v1/devices/accounts/wxid_a/friends", &app.admin_token)
+            .await;
         (r.data().as_array().map(Vec::len) == Some(3)).then_some(())
     })
     .await;
@@ -67,8 +81,17 @@ async fn gateway(app: &TestApp) -> GatewaySim {
 
 async fn account_status(app: &TestApp, wxid: &str, want: &str) {
     until(&format!("{wxid} {want}"), || async {
-        let r = app.get("/api/v1/devices/accounts?accountType=WECHAT", &app.admin_token).await;
-        let found = r.data().as_array()?.iter().any(|a| a["accountId"] == wxid && a["status"] == want);
+        let r = app
+            .get(
+                "/api/v1/devices/accounts?accountType=WECHAT",
+                &app.admin_token,
+            )
+            .await;
+        let found = r
+            .data()
+            .as_array()?
+            .iter()
+            .any(|a| a["accountId"] == wxid && a["status"] == want);
         found.then_some(())
     })
     .await
@@ -95,7 +118,12 @@ async fn group_push_reaches_every_room_once_across_gateway_drops(app: TestApp) {
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.data()["groupPushId"].as_i64().unwrap();
     let done = until("the push to finish", || async {
-        let r = app.get(&format!("/api/v1/devices/group-pushes/{id}"), &app.admin_token).await;
+        let r = app
+            .get(
+                &format!("/api/v1/devices/group-pushes/{id}"),
+                &app.admin_token,
+            )
+            .await;
         (r.data()["status"] == "COMPLETED").then(|| r.data().clone())
     })
     .await;
@@ -108,9 +136,19 @@ async fn group_push_reaches_every_room_once_across_gateway_drops(app: TestApp) {
         assert_eq!(got[0].data["text"], "早上好");
     }
     assert!(sim.connections() >= 2, "the gateway reconnected");
-    assert!(sim.duplicates() >= 1, "a command was sent again after the drop and answered once");
+    assert!(
+        sim.duplicates() >= 1,
+        "a command was sent again after the drop and answered once"
+    );
     // The resent command shows it was sent twice and still succeeded once.
-    assert!(done["results"].as_array().unwrap().iter().any(|r| r["sends"].as_i64() >= Some(2)), "{done}");
+    assert!(
+        done["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["sends"].as_i64() >= Some(2)),
+        "{done}"
+    );
 
     // A second push while the gateway drops on receiving a command: still one per room.
     sim.drop_at_command(1, DropPoint::BeforeRun);
@@ -125,16 +163,35 @@ async fn group_push_reaches_every_room_once_across_gateway_drops(app: TestApp) {
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.data()["groupPushId"].as_i64().unwrap();
     let done = until("the second push to finish", || async {
-        let r = app.get(&format!("/api/v1/devices/group-pushes/{id}"), &app.admin_token).await;
+        let r = app
+            .get(
+                &format!("/api/v1/devices/group-pushes/{id}"),
+                &app.admin_token,
+            )
+            .await;
         (r.data()["status"] == "PARTIAL_SUCCESS").then(|| r.data().clone())
     })
     .await;
     assert_eq!(done["successCount"], 2);
-    let failed: Vec<&Value> = done["results"].as_array().unwrap().iter().filter(|r| r["status"] == "FAILED").collect();
+    let failed: Vec<&Value> = done["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "FAILED")
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["chatroomId"], "nope@chatroom");
-    assert!(failed[0]["errorMessage"].as_str().unwrap().contains("neither a friend nor a chat room"));
-    let links: Vec<Delivery> = sim.deliveries().into_iter().filter(|d| d.kind == "send_link").collect();
+    assert!(
+        failed[0]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("neither a friend nor a chat room")
+    );
+    let links: Vec<Delivery> = sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.kind == "send_link")
+        .collect();
     assert_eq!(links.len(), 2, "{links:?}");
     sim.stop();
 }
@@ -153,12 +210,21 @@ async fn tasks_an_account_cannot_do_are_refused_at_creation(app: TestApp) {
     let t = &app.admin_token;
     // A WeCom member cannot create a group chat, push into one, or like moments.
     let r = app
-        .post("/v1/workbench/auto-group", t, json!({"accountId": "zhangsan", "groupName": "VIP", "memberWxids": ["a", "b"]}))
+        .post(
+            "/v1/workbench/auto-group",
+            t,
+            json!({"accountId": "zhangsan", "groupName": "VIP", "memberWxids": ["a", "b"]}),
+        )
         .await;
     assert_eq!(r.status, 422, "{:?}", r.body);
     assert_eq!(r.error(), "CAPABILITY_NOT_SUPPORTED");
     assert_eq!(r.body["fields"][0]["field"], "accountId");
-    assert!(r.body["fields"][0]["message"].as_str().unwrap().contains("CREATE_GROUP"));
+    assert!(
+        r.body["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE_GROUP")
+    );
     let r = app
         .post(
             "/api/v1/devices/group-pushes",
@@ -166,27 +232,71 @@ async fn tasks_an_account_cannot_do_are_refused_at_creation(app: TestApp) {
             json!({"accountId": "zhangsan", "chatroomIds": ["r1@chatroom"], "messageContent": {"type": "TEXT", "data": {"text": "hi"}}}),
         )
         .await;
-    assert_eq!((r.status, r.error()), (422, "CAPABILITY_NOT_SUPPORTED"), "{:?}", r.body);
-    let r = app.put("/api/v1/devices/accounts/zhangsan/auto-like", t, json!({"enabled": true})).await;
-    assert_eq!((r.status, r.error()), (422, "CAPABILITY_NOT_SUPPORTED"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (422, "CAPABILITY_NOT_SUPPORTED"),
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .put(
+            "/api/v1/devices/accounts/zhangsan/auto-like",
+            t,
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (422, "CAPABILITY_NOT_SUPPORTED"),
+        "{:?}",
+        r.body
+    );
     // An unknown account is 404, bad bodies 400 naming the field; nothing was created.
     let r = app
-        .post("/v1/workbench/auto-group", t, json!({"accountId": "ghost", "groupName": "VIP", "memberWxids": ["a", "b"]}))
+        .post(
+            "/v1/workbench/auto-group",
+            t,
+            json!({"accountId": "ghost", "groupName": "VIP", "memberWxids": ["a", "b"]}),
+        )
         .await;
-    assert_eq!((r.status, r.error()), (404, "SENDER_ACCOUNT_NOT_FOUND"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (404, "SENDER_ACCOUNT_NOT_FOUND"),
+        "{:?}",
+        r.body
+    );
     for (body, field) in [
-        (json!({"groupName": "VIP", "memberWxids": ["a", "b"]}), "accountId"),
-        (json!({"accountId": "zhangsan", "memberWxids": ["a", "b"]}), "groupName"),
-        (json!({"accountId": "zhangsan", "groupName": "VIP", "memberWxids": ["a"]}), "memberWxids"),
+        (
+            json!({"groupName": "VIP", "memberWxids": ["a", "b"]}),
+            "accountId",
+        ),
+        (
+            json!({"accountId": "zhangsan", "memberWxids": ["a", "b"]}),
+            "groupName",
+        ),
+        (
+            json!({"accountId": "zhangsan", "groupName": "VIP", "memberWxids": ["a"]}),
+            "memberWxids",
+        ),
     ] {
         let r = app.post("/v1/workbench/auto-group", t, body).await;
-        assert_eq!((r.status, r.error()), (400, "VALIDATION_FAILED"), "{:?}", r.body);
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "VALIDATION_FAILED"),
+            "{:?}",
+            r.body
+        );
         assert_eq!(r.body["fields"][0]["field"], field);
     }
     let r = app
         .post("/api/v1/devices/group-pushes", t, json!({"accountId": "zhangsan", "chatroomIds": ["r1"], "messageContent": {"type": "VOICE"}}))
         .await;
-    assert_eq!((r.status, r.error()), (400, "MESSAGE_CONTENT_INVALID"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "MESSAGE_CONTENT_INVALID"),
+        "{:?}",
+        r.body
+    );
     let made = app
         .state
         .db
@@ -196,17 +306,39 @@ async fn tasks_an_account_cannot_do_are_refused_at_creation(app: TestApp) {
     assert_eq!(made, 0);
     // The account list shows both providers with what each can do.
     let r = app.get("/api/v1/devices/accounts", t).await;
-    let member = r.data().as_array().unwrap().iter().find(|a| a["accountId"] == "zhangsan").unwrap().clone();
+    let member = r
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["accountId"] == "zhangsan")
+        .unwrap()
+        .clone();
     assert_eq!(member["accountType"], "WEWORK");
-    assert!(!member["capabilities"].as_array().unwrap().contains(&json!("CREATE_GROUP")));
+    assert!(
+        !member["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("CREATE_GROUP"))
+    );
     // A viewer may look but not push; a gateway without a valid token is refused.
     let (_, viewer) = app.user_with_role("vera", "viewer").await;
-    assert_eq!(app.get("/api/v1/devices/accounts", &viewer).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/devices/accounts", &viewer).await.status,
+        200
+    );
     let r = app
         .post("/api/v1/devices/group-pushes", &viewer, json!({"accountId": "zhangsan", "chatroomIds": ["r1"], "messageContent": {"type": "TEXT", "data": {"text": "x"}}}))
         .await;
     assert_eq!(r.status, 403);
-    let r = app.call(reqwest::Method::GET, "/api/v1/devices/gateway/ws", Some("gw_wrong"), None).await;
+    let r = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/devices/gateway/ws",
+            Some("gw_wrong"),
+            None,
+        )
+        .await;
     assert_eq!((r.status, r.error()), (401, "UNAUTHORIZED"));
 }
 
@@ -231,7 +363,9 @@ async fn auto_group_is_created_and_welcomed_and_members_get_the_group_welcome(ap
     assert_eq!(r.data()["status"], "PENDING");
     let id = r.data()["autoGroupId"].as_i64().unwrap();
     let group = until("the group created", || async {
-        let r = app.get(&format!("/api/v1/devices/auto-groups/{id}"), t).await;
+        let r = app
+            .get(&format!("/api/v1/devices/auto-groups/{id}"), t)
+            .await;
         (r.data()["status"] == "CREATED").then(|| r.data().clone())
     })
     .await;
@@ -241,13 +375,21 @@ async fn auto_group_is_created_and_welcomed_and_members_get_the_group_welcome(ap
     assert_eq!(rooms[&room].members, vec!["wxid_a", "f1", "f2"]);
     let today = scrm::automation::day_of(scrm::state::now_ms());
     let welcome = until("the welcome in the new group", || async {
-        sends_to(&sim.deliveries(), &room).into_iter().find(|d| d.kind == "send_text")
+        sends_to(&sim.deliveries(), &room)
+            .into_iter()
+            .find(|d| d.kind == "send_text")
     })
     .await;
-    assert_eq!(welcome.data["text"], format!("欢迎 Fay、Gus，今天是 {today}"));
+    assert_eq!(
+        welcome.data["text"],
+        format!("欢迎 Fay、Gus，今天是 {today}")
+    );
 
     // A member joining r1 gets r1's welcome, one joining another room the account's default.
-    for (room, message) in [("r1@chatroom", "{nickname} 欢迎来到一群 ({date})"), ("", "欢迎 {nickname}")] {
+    for (room, message) in [
+        ("r1@chatroom", "{nickname} 欢迎来到一群 ({date})"),
+        ("", "欢迎 {nickname}"),
+    ] {
         let r = app
             .put("/api/v1/devices/group-welcomes", t, json!({"accountId": "wxid_a", "chatroomId": room, "message": message, "delaySeconds": 0}))
             .await;
@@ -255,12 +397,25 @@ async fn auto_group_is_created_and_welcomed_and_members_get_the_group_welcome(ap
     }
     sim.join_room("wxid_a", "r1@chatroom", "n1", "Nina");
     sim.join_room("wxid_a", "r2@chatroom", "n2", "Ned");
-    let w1 = until("r1's welcome", || async { sends_to(&sim.deliveries(), "r1@chatroom").into_iter().next() }).await;
+    let w1 = until("r1's welcome", || async {
+        sends_to(&sim.deliveries(), "r1@chatroom")
+            .into_iter()
+            .next()
+    })
+    .await;
     assert_eq!(w1.data["text"], format!("Nina 欢迎来到一群 ({today})"));
-    let w2 = until("r2's welcome", || async { sends_to(&sim.deliveries(), "r2@chatroom").into_iter().next() }).await;
+    let w2 = until("r2's welcome", || async {
+        sends_to(&sim.deliveries(), "r2@chatroom")
+            .into_iter()
+            .next()
+    })
+    .await;
     assert_eq!(w2.data["text"], "欢迎 Ned");
     // Every event was acknowledged and none was applied twice.
-    until("events acknowledged", || async { (sim.unacknowledged() == 0).then_some(()) }).await;
+    until("events acknowledged", || async {
+        (sim.unacknowledged() == 0).then_some(())
+    })
+    .await;
     assert_eq!(sends_to(&sim.deliveries(), "r1@chatroom").len(), 1);
     sim.stop();
 }
@@ -282,27 +437,48 @@ async fn friends_follow_the_device_and_accounts_show_their_state(app: TestApp) {
                 .json()
                 .await
                 .unwrap();
-            let mut w: Vec<String> = v["data"].as_array().unwrap().iter().map(|f| f["wxid"].as_str().unwrap().to_string()).collect();
+            let mut w: Vec<String> = v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["wxid"].as_str().unwrap().to_string())
+                .collect();
             w.sort();
             w
         }
     };
-    until("first sync", || async { (friends(&app).await.len() == 3).then_some(()) }).await;
+    until("first sync", || async {
+        (friends(&app).await.len() == 3).then_some(())
+    })
+    .await;
     sim.new_friend("wxid_a", "f4", "Ivy");
     sim.delete_friend("wxid_a", "f1");
-    until("events applied", || async { (friends(&app).await == ["f2", "f3", "f4"]).then_some(()) }).await;
+    until("events applied", || async {
+        (friends(&app).await == ["f2", "f3", "f4"]).then_some(())
+    })
+    .await;
     // A friend added on the device without an event comes with a sync.
     sim.add_friend("wxid_a", "f5", "Jo");
-    let r = app.post("/api/v1/devices/accounts/wxid_a/friends/sync", t, json!({})).await;
+    let r = app
+        .post("/api/v1/devices/accounts/wxid_a/friends/sync", t, json!({}))
+        .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    until("sync", || async { (friends(&app).await == ["f2", "f3", "f4", "f5"]).then_some(()) }).await;
+    until("sync", || async {
+        (friends(&app).await == ["f2", "f3", "f4", "f5"]).then_some(())
+    })
+    .await;
     // Logged out on the device → EXPIRED, and a push to it is refused; the gateway gone → OFFLINE.
     sim.set_status("wxid_a", AccountStatus::Expired);
     account_status(&app, "wxid_a", "EXPIRED").await;
     let r = app
         .post("/api/v1/devices/group-pushes", t, json!({"accountId": "wxid_a", "chatroomIds": ["r1@chatroom"], "messageContent": {"type": "TEXT", "data": {"text": "x"}}}))
         .await;
-    assert_eq!((r.status, r.error()), (422, "SENDER_ACCOUNT_EXPIRED"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (422, "SENDER_ACCOUNT_EXPIRED"),
+        "{:?}",
+        r.body
+    );
     sim.set_status("wxid_a", AccountStatus::Active);
     account_status(&app, "wxid_a", "ACTIVE").await;
     sim.stop();
@@ -342,19 +518,32 @@ async fn ai_replies_with_history_rate_limit_hours_and_handover(app: TestApp) {
     let config = json!({"enabled": true, "endpoint": endpoint, "apiKey": "sk-test-123", "model": "gpt-4o-mini",
                         "systemPrompt": "你是客服", "historySize": 10, "maxRepliesPerHour": 2,
                         "handoverKeyword": "人工"});
-    let r = app.put("/api/v1/devices/accounts/wxid_a/ai-reply", t, config.clone()).await;
+    let r = app
+        .put(
+            "/api/v1/devices/accounts/wxid_a/ai-reply",
+            t,
+            config.clone(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.data()["apiKeySet"], true);
-    assert!(!r.body.to_string().contains("sk-test-123"), "the key is never shown");
+    assert!(
+        !r.body.to_string().contains("sk-test-123"),
+        "the key is never shown"
+    );
     // An account that does not exist cannot be configured.
-    let r = app.put("/api/v1/devices/accounts/ghost/ai-reply", t, config.clone()).await;
+    let r = app
+        .put("/api/v1/devices/accounts/ghost/ai-reply", t, config.clone())
+        .await;
     assert_eq!(r.status, 404);
 
     let replies = |peer: &'static str| {
         let (base, client, t) = (app.base.clone(), app.client.clone(), t.clone());
         async move {
             let v: Value = client
-                .get(format!("{base}/api/v1/devices/ai-replies?accountId=wxid_a&peer={peer}"))
+                .get(format!(
+                    "{base}/api/v1/devices/ai-replies?accountId=wxid_a&peer={peer}"
+                ))
                 .bearer_auth(t)
                 .send()
                 .await
@@ -366,14 +555,25 @@ async fn ai_replies_with_history_rate_limit_hours_and_handover(app: TestApp) {
         }
     };
     sim.receive_message("wxid_a", "f1", None, "你好，价格多少？");
-    let sent = until("the first reply", || async { sends_to(&sim.deliveries(), "f1").into_iter().next() }).await;
+    let sent = until("the first reply", || async {
+        sends_to(&sim.deliveries(), "f1").into_iter().next()
+    })
+    .await;
     assert_eq!(sent.data["text"], "echo: 你好，价格多少？");
     sim.receive_message("wxid_a", "f1", None, "能便宜点吗");
-    until("the second reply", || async { (sends_to(&sim.deliveries(), "f1").len() == 2).then_some(()) }).await;
+    until("the second reply", || async {
+        (sends_to(&sim.deliveries(), "f1").len() == 2).then_some(())
+    })
+    .await;
     // The second request carried the system prompt and the conversation so far, with the key.
     let req = seen.lock()[1].clone();
     assert_eq!(req["auth"], "Bearer sk-test-123");
-    let roles: Vec<&str> = req["body"]["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = req["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, ["system", "user", "assistant", "user"]);
     assert_eq!(req["body"]["messages"][0]["content"], "你是客服");
     assert_eq!(req["body"]["model"], "gpt-4o-mini");
@@ -384,7 +584,10 @@ async fn ai_replies_with_history_rate_limit_hours_and_handover(app: TestApp) {
         (l.len() == 3).then_some(l)
     })
     .await;
-    assert_eq!((log[0]["status"].as_str(), log[0]["reason"].as_str()), (Some("skipped"), Some("rate_limited")));
+    assert_eq!(
+        (log[0]["status"].as_str(), log[0]["reason"].as_str()),
+        (Some("skipped"), Some("rate_limited"))
+    );
     assert_eq!(log[1]["status"], "replied");
     assert_eq!(log[1]["reply"], "echo: 能便宜点吗");
 
@@ -396,46 +599,98 @@ async fn ai_replies_with_history_rate_limit_hours_and_handover(app: TestApp) {
         (l.len() == 2).then_some(l)
     })
     .await;
-    assert_eq!((log[1]["status"].as_str(), log[1]["reason"].as_str()), (Some("handover"), Some("keyword")));
-    assert_eq!((log[0]["status"].as_str(), log[0]["reason"].as_str()), (Some("skipped"), Some("handed_over")));
+    assert_eq!(
+        (log[1]["status"].as_str(), log[1]["reason"].as_str()),
+        (Some("handover"), Some("keyword"))
+    );
+    assert_eq!(
+        (log[0]["status"].as_str(), log[0]["reason"].as_str()),
+        (Some("skipped"), Some("handed_over"))
+    );
 
     // Outside working hours (a window that has already closed today or not opened yet).
     let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
-    let start = (now + chrono::Duration::hours(2)).format("%H:00").to_string();
-    let end = (now + chrono::Duration::hours(3)).format("%H:00").to_string();
+    let start = (now + chrono::Duration::hours(2))
+        .format("%H:00")
+        .to_string();
+    let end = (now + chrono::Duration::hours(3))
+        .format("%H:00")
+        .to_string();
     let mut closed = config.clone();
     closed["workStart"] = json!(start);
     closed["workEnd"] = json!(end);
-    assert_eq!(app.put("/api/v1/devices/accounts/wxid_a/ai-reply", t, closed).await.status, 200);
+    assert_eq!(
+        app.put("/api/v1/devices/accounts/wxid_a/ai-reply", t, closed)
+            .await
+            .status,
+        200
+    );
     sim.receive_message("wxid_a", "f3", None, "hello");
-    let log = until("f3's decision", || async { replies("f3").await.into_iter().next() }).await;
-    assert_eq!((log["status"].as_str(), log["reason"].as_str()), (Some("skipped"), Some("outside_working_hours")));
+    let log = until("f3's decision", || async {
+        replies("f3").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        (log["status"].as_str(), log["reason"].as_str()),
+        (Some("skipped"), Some("outside_working_hours"))
+    );
     // Nothing but the two replies went to customers.
-    let to_people: Vec<Delivery> = sim.deliveries().into_iter().filter(|d| d.kind == "send_text" && !d.to.ends_with("@chatroom")).collect();
+    let to_people: Vec<Delivery> = sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.kind == "send_text" && !d.to.ends_with("@chatroom"))
+        .collect();
     assert_eq!(to_people.len(), 2, "{to_people:?}");
     assert_eq!(seen.lock().len(), 2);
     // Bad configuration names the field.
     let r = app
-        .put("/api/v1/devices/accounts/wxid_a/ai-reply", t, json!({"endpoint": "ftp://x", "model": "m"}))
+        .put(
+            "/api/v1/devices/accounts/wxid_a/ai-reply",
+            t,
+            json!({"endpoint": "ftp://x", "model": "m"}),
+        )
         .await;
-    assert_eq!((r.status, r.body["fields"][0]["field"].as_str()), (400, Some("endpoint")));
+    assert_eq!(
+        (r.status, r.body["fields"][0]["field"].as_str()),
+        (400, Some("endpoint"))
+    );
     let r = app
-        .put("/api/v1/devices/accounts/wxid_a/ai-reply", t, json!({"endpoint": endpoint, "model": "m", "workStart": "25:00"}))
+        .put(
+            "/api/v1/devices/accounts/wxid_a/ai-reply",
+            t,
+            json!({"endpoint": endpoint, "model": "m", "workStart": "25:00"}),
+        )
         .await;
-    assert_eq!((r.status, r.body["fields"][0]["field"].as_str()), (400, Some("workStart")));
+    assert_eq!(
+        (r.status, r.body["fields"][0]["field"].as_str()),
+        (400, Some("workStart"))
+    );
     sim.stop();
 }
 
 async fn auto_like_likes_new_moments_once(app: TestApp) {
     let sim = gateway(&app).await;
     let t = &app.admin_token;
-    let r = app.put("/api/v1/devices/accounts/wxid_a/auto-like", t, json!({"enabled": true})).await;
+    let r = app
+        .put(
+            "/api/v1/devices/accounts/wxid_a/auto-like",
+            t,
+            json!({"enabled": true}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let m1 = sim.post_moment("wxid_a", "f1", "周末去爬山");
     let m2 = sim.post_moment("wxid_a", "f2", "新店开业");
-    until("both liked", || async { (sim.liked("wxid_a").len() == 2).then_some(()) }).await;
+    until("both liked", || async {
+        (sim.liked("wxid_a").len() == 2).then_some(())
+    })
+    .await;
     // The scheduled fetch sees the same moments again: nothing is liked twice.
-    app.state.jobs.enqueue_now(scrm_jobs::NewJob::new("devices.auto_like", &json!({})).unwrap()).await.unwrap();
+    app.state
+        .jobs
+        .enqueue_now(scrm_jobs::NewJob::new("devices.auto_like", &json!({})).unwrap())
+        .await
+        .unwrap();
     until("the fetch done", || async {
         let n = app
             .state

@@ -133,11 +133,14 @@ impl Application {
             redis,
             metrics: crate::http::observe::recorder(),
             jobs,
+            devices: Default::default(),
         };
         // integration (seed 003): WEWORK_* default config, sync schedules.
         crate::integration::on_startup(&state).await?;
         // automation (seed 002): built-in schedules.
         crate::automation::jobs::on_startup(&state).await?;
+        // devices (seed 002): auto-like and moments collection schedules.
+        crate::devices::jobs::on_startup(&state).await?;
         let (router, routes) = crate::http::router(state.clone());
         Ok(Application {
             listener,

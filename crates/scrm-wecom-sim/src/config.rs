@@ -30,6 +30,15 @@ pub struct SimConfig {
     pub mass_send: MassSendConfig,
     #[command(flatten)]
     pub callback: CallbackConfig,
+    /// When above 0, every follow's add time is moved into the last N days ending now (some of
+    /// them today, China time), so a demo's workbench has recent adds. 0 keeps the generated
+    /// times (fixed, before 2026-11-01).
+    #[arg(
+        long = "sim-recent-adds-days",
+        env = "SIM_RECENT_ADDS_DAYS",
+        default_value_t = 0
+    )]
+    pub recent_adds_days: u32,
 }
 
 impl Default for SimConfig {
@@ -43,6 +52,7 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             mass_send: MassSendConfig::default(),
             callback: CallbackConfig::default(),
+            recent_adds_days: 0,
         }
     }
 }

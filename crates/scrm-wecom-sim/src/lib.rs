@@ -49,6 +49,7 @@ pub mod company;
 pub mod config;
 pub mod deliveries;
 pub mod faults;
+pub mod gateway;
 pub mod scenarios;
 mod state;
 

@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub contact_ways: Mutex<contact_way::ContactWays>,
     pub callbacks: Dispatcher,
     pub calls: Mutex<HashMap<&'static str, u64>>,
+    /// Chats that groupchat/get refuses with an errcode although groupchat/list lists them.
+    pub chat_errcodes: Mutex<HashMap<String, i32>>,
     pub seq: AtomicU64,
 }
 
@@ -79,7 +81,8 @@ impl std::fmt::Debug for Sim {
 impl Sim {
     /// Generates the company and builds the state (no server, no callback worker).
     pub fn new(config: SimConfig) -> Self {
-        let company = company::generate(config.seed, &config.size);
+        let mut company = company::generate(config.seed, &config.size);
+        company.spread_recent_adds(chrono_now_secs(), config.recent_adds_days);
         Sim(Arc::new(Inner {
             company: RwLock::new(company),
             config: RwLock::new(config),
@@ -94,6 +97,7 @@ impl Sim {
             contact_ways: Mutex::new(contact_way::ContactWays::default()),
             callbacks: Dispatcher::default(),
             calls: Mutex::new(HashMap::new()),
+            chat_errcodes: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(1),
         }))
     }
@@ -181,7 +185,9 @@ impl Sim {
     /// mass sends, deliveries, callbacks, media, transfers and contact ways.
     pub fn reset(&self) {
         let cfg = self.config();
-        *self.0.company.write() = company::generate(cfg.seed, &cfg.size);
+        let mut company = company::generate(cfg.seed, &cfg.size);
+        company.spread_recent_adds(self.now(), cfg.recent_adds_days);
+        *self.0.company.write() = company;
         *self.0.tokens.lock() = Tokens::default();
         *self.0.mass.lock() = mass_send::MassStore::default();
         self.0.deliveries.lock().clear();
@@ -215,6 +221,17 @@ impl Sim {
         t.revoked.insert(kind, revoked);
     }
 
+    /// Makes groupchat/get answer `errcode` for one chat (e.g. 60011 no privilege) while
+    /// groupchat/list still lists it. 0 clears it.
+    pub fn set_chat_errcode(&self, chat_id: &str, errcode: i32) {
+        let mut m = self.0.chat_errcodes.lock();
+        if errcode == 0 {
+            m.remove(chat_id);
+        } else {
+            m.insert(chat_id.to_string(), errcode);
+        }
+    }
+
     /// Makes every API call made with this secret's tokens answer `errcode` (e.g. 48002 no
     /// permission, 60020 IP not trusted) — for configuration-test scenarios. 0 clears it.
     pub fn set_secret_errcode(&self, kind: SecretKind, errcode: i32) {
@@ -225,4 +242,11 @@ impl Sim {
             t.forced_errcode.insert(kind, errcode);
         }
     }
+}
+
+/// The wall clock in seconds (the simulator's clock before any offset).
+fn chrono_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

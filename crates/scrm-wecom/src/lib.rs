@@ -9,6 +9,8 @@
 //! * [`events`] — typed `change_external_contact` / `change_external_chat` /
 //!   `change_external_tag` events parsed from the decrypted XML and rendered back to it;
 //!   anything else is kept as [`events::Event::Unknown`].
+//! * [`device`] — the device gateway protocol (personal WeChat accounts), shared with the
+//!   gateway simulator.
 //! * [`secret`] — [`Secret`], a string whose `Debug`/`Display` never print it.
 //!
 //! ## Calling WeCom
@@ -53,6 +55,7 @@
 
 pub mod client;
 pub mod crypto;
+pub mod device;
 pub mod events;
 pub mod secret;
 mod xml;

@@ -607,7 +607,7 @@ where
     for _ in 0..5 {
         match f().await {
             Ok(v) => return v,
-            Err(e) if e.is_transient() => continue,
+            Err(e) if e.is_transient() || e.is_token_invalid() => continue,
             Err(e) => panic!("{e}"),
         }
     }

@@ -105,6 +105,10 @@ pub struct Config {
     pub integration: IntegrationConfig,
     /// Where job alerts are sent (`SCRM_ALERT_*`).
     pub alerts: AlertsConfig,
+    /// `SCRM_DEVICE_SEND_GAP_MS` (`min-max`, default `3000-8000`): the random gap between two
+    /// chat-room pushes of one device account (seed 002's `sleep(rand(3, 8))` against risk
+    /// control); tests set `0-0`.
+    pub device_send_gap_ms: (u64, u64),
 }
 
 /// Where the job engine's alerts go (seed 002: alert when the failure rate is too high).
@@ -392,6 +396,24 @@ impl Config {
         }
         let integration = integration_config(src, &mut sources)?;
         let alerts = alerts_config(src, &mut sources)?;
+        let device_send_gap_ms = match src.get("SCRM_DEVICE_SEND_GAP_MS") {
+            None => (3000, 8000),
+            Some(v) => {
+                sources.insert("SCRM_DEVICE_SEND_GAP_MS", "environment");
+                let parsed = v
+                    .split_once('-')
+                    .and_then(|(a, b)| {
+                        Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
+                    })
+                    .filter(|(a, b)| a <= b);
+                parsed.ok_or_else(|| {
+                    bad(
+                        "SCRM_DEVICE_SEND_GAP_MS",
+                        "expected min-max milliseconds, min <= max (e.g. 3000-8000)",
+                    )
+                })?
+            }
+        };
         let admin_password = src.get("SCRM_ADMIN_PASSWORD").map(Secret::new);
         if let Some(p) = &admin_password
             && p.expose().chars().count() < 8
@@ -418,6 +440,7 @@ impl Config {
             sources,
             integration,
             alerts,
+            device_send_gap_ms,
         })
     }
 

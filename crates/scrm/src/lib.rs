@@ -8,6 +8,7 @@
 //! - [`auth`]: users, passwords, tokens, roles and permissions, the guard on every route.
 //! - [`system`]: users, API tokens and the audit log over the API; [`audit`]: recording changes.
 //! - [`jobs`]: the job engine's handlers, workers and the `/api/jobs` monitoring and control API.
+//! - [`devices`]: personal WeChat accounts through device gateways, group pushes, AI replies.
 //! - [`console`]: the web console (server-rendered pages with htmx) under `/console`.
 //! - [`state`]: what handlers share, and the clock.
 //!
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod customers;
+pub mod devices;
 pub mod events;
 pub mod http;
 pub mod integration;

@@ -133,6 +133,7 @@ impl Application {
             redis,
             metrics: crate::http::observe::recorder(),
             jobs,
+            devices: Default::default(),
         };
         // integration (seed 003): WEWORK_* default config, sync schedules.
         crate::integration::on_startup(&state).await?;
@@ -140,6 +141,8 @@ impl Application {
         crate::automation::jobs::on_startup(&state).await?;
         // customers: hourly clean-up of expired export files.
         crate::customers::jobs::on_startup(&state).await?;
+        // devices (seed 002): auto-like and moments collection schedules.
+        crate::devices::jobs::on_startup(&state).await?;
         let (router, routes) = crate::http::router(state.clone());
         Ok(Application {
             listener,

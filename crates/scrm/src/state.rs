@@ -19,6 +19,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The job engine's client: enqueue in a transaction, query, control.
     pub jobs: scrm_jobs::Jobs,
+    /// Wakes this process's device gateway sessions when commands are released.
+    pub devices: crate::devices::Hub,
 }
 
 /// Milliseconds since the Unix epoch: the one clock application code reads, so the unit of

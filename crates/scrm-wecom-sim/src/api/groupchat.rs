@@ -126,6 +126,9 @@ async fn get(State(sim): State<Sim>, req: ApiRequest) -> Response {
     let api = Api::GroupChatGet;
     let _gate = gate!(sim, api, req);
     let body: GetReq = tri!(req.json(api));
+    if let Some(code) = sim.0.chat_errcodes.lock().get(&body.chat_id).copied() {
+        return err(api, code);
+    }
     let c = sim.company();
     let Some(idx) = c
         .chat_by_id(&body.chat_id)

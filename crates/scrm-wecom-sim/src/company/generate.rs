@@ -404,4 +404,28 @@ mod tests {
         assert!(c.follow_of(3, staff).is_none());
         assert!(!c.staff[staff as usize].customers.contains(&3));
     }
+
+    #[test]
+    fn recent_adds_fall_in_the_last_days_with_some_today() {
+        let mut c = generate(1, &small());
+        // 2026-11-23 10:00 China time.
+        let now = 1_795_399_200;
+        let today_start = now - 10 * 3600;
+        c.spread_recent_adds(now, 30);
+        let times: Vec<i64> = c.follows.iter().map(|f| i64::from(f.createtime)).collect();
+        assert!(times.iter().all(|t| *t <= now && *t > now - 30 * 86_400));
+        let today = times.iter().filter(|t| **t >= today_start).count();
+        assert!(today > 0, "some follows are added today");
+        assert!(today < times.len() / 5, "most are older: {today}");
+        let mut again = generate(1, &small());
+        again.spread_recent_adds(now, 30);
+        assert_eq!(
+            again
+                .follows
+                .iter()
+                .map(|f| f.createtime)
+                .collect::<Vec<_>>(),
+            c.follows.iter().map(|f| f.createtime).collect::<Vec<_>>()
+        );
+    }
 }

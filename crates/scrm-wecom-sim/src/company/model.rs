@@ -180,6 +180,31 @@ pub struct Company {
 }
 
 impl Company {
+    /// Moves every follow's add time into the last `days` days ending at `now` (unix seconds),
+    /// keeping the generated spread: each follow's day and time of day come from its generated
+    /// time, so the same company always spreads the same way; day 0 is today in China time
+    /// (UTC+8), squeezed into the part of today that has passed. `days` 0 changes nothing.
+    pub fn spread_recent_adds(&mut self, now: i64, days: u32) {
+        if days == 0 {
+            return;
+        }
+        const DAY: i64 = 86_400;
+        const CHINA: i64 = 8 * 3600;
+        let today_start = (now + CHINA).div_euclid(DAY) * DAY - CHINA;
+        let elapsed = (now - today_start).max(1);
+        for f in &mut self.follows {
+            let age = (super::GEN_EPOCH - i64::from(f.createtime)).max(0);
+            let day = (age / DAY) % i64::from(days);
+            let in_day = age % DAY;
+            let t = if day == 0 {
+                today_start + in_day * elapsed / DAY
+            } else {
+                today_start - day * DAY + in_day
+            };
+            f.createtime = t.clamp(0, i64::from(u32::MAX)) as u32;
+        }
+    }
+
     /// The customer's external_userid (`wm…` WeChat, `wo…` WeCom users), 32 characters.
     pub fn external_userid(&self, idx: u32) -> String {
         let prefix = match self.customers.get(idx as usize) {

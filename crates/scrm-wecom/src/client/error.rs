@@ -108,11 +108,13 @@ impl WeComError {
 
     /// Worth retrying later: system busy, throttling, transport failures and timeouts,
     /// store hiccups. A job engine uses this to choose between retry and dead-letter.
+    ///
+    /// Token errors (40001 / 40014 / 42001) are not transient: the client already dropped the
+    /// refused token, fetched a new one and called once more, so one that still comes back means
+    /// a bad or revoked secret, which waiting does not fix.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Api { errcode, .. } => {
-                *errcode == SYSTEM_BUSY || self.is_rate_limited() || self.is_token_invalid()
-            }
+            Self::Api { errcode, .. } => *errcode == SYSTEM_BUSY || self.is_rate_limited(),
             Self::Http { status, .. } => status.is_none_or(|s| s >= 500 || s == 429),
             Self::Timeout { .. } | Self::Store(_) => true,
             Self::Decode { .. } | Self::InvalidRequest(_) => false,
@@ -229,7 +231,7 @@ mod tests {
     fn predicates_follow_the_errcode() {
         for code in TOKEN_INVALID_CODES {
             let e = WeComError::api("user/get", code, "x");
-            assert!(e.is_token_invalid() && e.is_transient() && !e.is_rate_limited());
+            assert!(e.is_token_invalid() && !e.is_transient() && !e.is_rate_limited());
         }
         assert!(WeComError::api("a", 45009, "api freq out of limit").is_rate_limited());
         assert!(WeComError::api("a", 45033, "").is_rate_limited());

@@ -303,6 +303,7 @@ impl WeComClient {
             corp_id,
             secret,
             key,
+            calls: Arc::default(),
         }
     }
 }
@@ -314,6 +315,9 @@ pub struct AppClient {
     corp_id: Arc<str>,
     secret: Secret,
     key: TokenKey,
+    /// HTTP exchanges made through this handle and its clones (retries and token fetches
+    /// included), so a caller can count its own calls while others share the client.
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for AppClient {
@@ -342,6 +346,13 @@ impl AppClient {
     /// The underlying shared client.
     pub fn client(&self) -> &WeComClient {
         &self.client
+    }
+
+    /// HTTP exchanges with WeCom made through this handle and its clones so far, every retry
+    /// and token fetch included, failed ones too. A fresh handle from [`WeComClient::app`]
+    /// starts at 0, so one piece of work (a sync run) counts its own calls only.
+    pub fn calls_made(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) async fn get<R: DeserializeOwned>(
@@ -435,6 +446,8 @@ impl AppClient {
         token: Option<&Secret>,
     ) -> Result<R, WeComError> {
         let started = Instant::now();
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self.send_unmetered(api, query, body, token).await;
         let label = match &result {
             Ok(_) => "0".to_owned(),

@@ -34,6 +34,9 @@ permissions! {
     WELCOME_MANAGE = "automation:welcome:manage": "Change welcome messages.";
     DEVICE_VIEW = "automation:device:view": "See device gateways and accounts.";
     DEVICE_MANAGE = "automation:device:manage": "Manage device gateways, accounts and AI replies.";
+    DEVICE_OPERATE = "automation:device:operate": "Sync device accounts' friends and switch auto-like.";
+    GROUP_PUSH_CREATE = "workbench:group-push:create": "Push messages into chat rooms of device accounts.";
+    GROUP_PUSH_VIEW = "workbench:group-push:view": "See group pushes and their results.";
     JOBS_VIEW = "system:jobs:view": "See jobs, queues, workers and alerts.";
     JOBS_MANAGE = "system:jobs:manage": "Retry, replay, cancel, pause and resume jobs; manage alert rules.";
     // Seed 000: operations.

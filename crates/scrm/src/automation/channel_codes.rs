@@ -216,7 +216,7 @@ pub fn push_job(tenant_id: i64, code_id: i64, why: &str) -> Result<NewJob, scrm_
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CodeBody {
+pub(crate) struct CodeBody {
     name: Option<String>,
     state: Option<String>,
     #[serde(default)]
@@ -231,7 +231,7 @@ struct CodeBody {
     remark: Option<String>,
 }
 
-struct Checked {
+pub(crate) struct Checked {
     name: String,
     state: String,
     staff: Vec<StaffLimit>,
@@ -255,7 +255,7 @@ fn new_state() -> String {
 }
 
 /// Check a body against the tenant's members, tags and materials; nothing is written.
-async fn check(db: &Db, tenant_id: i64, b: CodeBody) -> ApiResult<Checked> {
+pub(crate) async fn check(db: &Db, tenant_id: i64, b: CodeBody) -> ApiResult<Checked> {
     let name = b
         .name
         .map(|n| n.trim().to_string())
@@ -354,7 +354,12 @@ async fn check(db: &Db, tenant_id: i64, b: CodeBody) -> ApiResult<Checked> {
     })
 }
 
-async fn state_taken(db: &Db, tenant_id: i64, state: &str, except: i64) -> DbResult<bool> {
+pub(crate) async fn state_taken(
+    db: &Db,
+    tenant_id: i64,
+    state: &str,
+    except: i64,
+) -> DbResult<bool> {
     Ok(db
         .fetch_i64(
             query(
@@ -375,7 +380,7 @@ fn conflict(state: &str) -> ApiError {
 }
 
 /// The code as the API shows it, with today's adds per member.
-async fn view(db: &Db, r: CodeRow) -> DbResult<Value> {
+pub(crate) async fn view(db: &Db, r: CodeRow) -> DbResult<Value> {
     let today = adds_on(db, r.tenant_id, r.id, &day_of(now_ms())).await?;
     let count = |u: &str| today.iter().find(|(s, _)| s == u).map_or(0, |(_, n)| *n);
     let staff: Vec<Value> = r
@@ -405,14 +410,14 @@ async fn view(db: &Db, r: CodeRow) -> DbResult<Value> {
     }))
 }
 
-async fn live(db: &Db, tenant_id: i64, id: i64) -> ApiResult<CodeRow> {
+pub(crate) async fn live(db: &Db, tenant_id: i64, id: i64) -> ApiResult<CodeRow> {
     get(db, tenant_id, id)
         .await?
         .filter(|r| r.deleted == 0)
         .ok_or(ApiError::NotFound("channel code"))
 }
 
-async fn create_code(
+pub(crate) async fn create_code(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<CodeBody>,
@@ -461,7 +466,7 @@ async fn create_code(
     Ok(created(view(&state.db, row).await?))
 }
 
-async fn enqueue_push(
+pub(crate) async fn enqueue_push(
     state: &AppState,
     tx: &mut Tx,
     tenant_id: i64,
@@ -479,13 +484,13 @@ async fn enqueue_push(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(crate) struct ListQuery {
     page: Option<i64>,
     size: Option<i64>,
     keyword: Option<String>,
 }
 
-async fn list_codes(
+pub(crate) async fn list_codes(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -517,7 +522,7 @@ async fn list_codes(
     }))
 }
 
-async fn get_code(
+pub(crate) async fn get_code(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -526,7 +531,7 @@ async fn get_code(
     Ok(ok(view(&state.db, row).await?))
 }
 
-async fn update_code(
+pub(crate) async fn update_code(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -591,7 +596,7 @@ async fn update_code(
     Ok(ok(view(&state.db, row).await?))
 }
 
-async fn delete_code(
+pub(crate) async fn delete_code(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -628,11 +633,11 @@ async fn delete_code(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StatsQuery {
+pub(crate) struct StatsQuery {
     days: Option<i64>,
 }
 
-async fn statistics(
+pub(crate) async fn statistics(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -719,7 +724,7 @@ async fn statistics(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PushPayload {
+pub(crate) struct PushPayload {
     tenant_id: i64,
     code_id: i64,
 }

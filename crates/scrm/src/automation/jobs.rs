@@ -24,6 +24,7 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
         ])
         .max_attempts(6);
     let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+    let builder = super::workflows::register(builder, state);
     builder
         .register(channel_codes::PUSH, wecom.clone(), move |ctx, p| {
             channel_codes::run_push(s1.clone(), ctx, p)

@@ -7,12 +7,15 @@
 //!   sent with send_welcome_msg inside WeCom's 20-second WelcomeCode window.
 //! - [`acquire`]: what happens when a customer adds a member (the add_external_contact callback):
 //!   the welcome, and for a channel code its tags, owner and statistics.
+//! - [`workflows`]: automated workflows — a trigger and ordered steps (delays, conditions, time
+//!   windows, actions), versioned, run per customer on the job engine.
 //! - [`jobs`]: the job kinds and schedules.
 
 pub mod acquire;
 pub mod channel_codes;
 pub mod jobs;
 pub mod welcome;
+pub mod workflows;
 
 use chrono::{FixedOffset, TimeZone};
 
@@ -21,7 +24,9 @@ use crate::state::AppState;
 
 /// Every automation route.
 pub fn routes(state: &AppState) -> Routes {
-    channel_codes::routes(state).merge(welcome::routes(state))
+    channel_codes::routes(state)
+        .merge(welcome::routes(state))
+        .merge(workflows::routes::routes(state))
 }
 
 /// Asia/Shanghai (UTC+8 all year, no daylight saving): the seeds' time zone for days.

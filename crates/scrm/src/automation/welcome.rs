@@ -242,7 +242,7 @@ fn describe(e: &WeComError) -> String {
     }
 }
 
-async fn record(
+pub(crate) async fn record(
     state: &AppState,
     s: &Send<'_>,
     code: Option<&str>,
@@ -308,7 +308,7 @@ pub async fn for_staff(
 const COLUMNS: &str = "id, name, staff_userids, content, enabled, created_at, updated_at";
 
 #[derive(Debug, sqlx::FromRow)]
-struct MessageRow {
+pub(crate) struct MessageRow {
     id: i64,
     name: String,
     staff_userids: String,
@@ -320,7 +320,7 @@ struct MessageRow {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct MessageView {
+pub(crate) struct MessageView {
     id: i64,
     name: String,
     staff_userids: Vec<String>,
@@ -349,7 +349,7 @@ impl From<MessageRow> for MessageView {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MessageBody {
+pub(crate) struct MessageBody {
     name: Option<String>,
     #[serde(default)]
     staff_userids: Vec<String>,
@@ -384,7 +384,7 @@ pub async fn check_staff(
     Ok(())
 }
 
-async fn checked(
+pub(crate) async fn checked(
     db: &Db,
     tenant_id: i64,
     b: MessageBody,
@@ -409,7 +409,7 @@ async fn checked(
     Ok((name, users, content, b.enabled.unwrap_or(true)))
 }
 
-async fn get_row(db: &Db, tenant_id: i64, id: i64) -> DbResult<Option<MessageRow>> {
+pub(crate) async fn get_row(db: &Db, tenant_id: i64, id: i64) -> DbResult<Option<MessageRow>> {
     db.fetch_optional(
         query(format!(
             "SELECT {COLUMNS} FROM welcome_message WHERE tenant_id = ? AND id = ?"
@@ -420,7 +420,7 @@ async fn get_row(db: &Db, tenant_id: i64, id: i64) -> DbResult<Option<MessageRow
     .await
 }
 
-async fn create_message(
+pub(crate) async fn create_message(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<MessageBody>,
@@ -462,12 +462,12 @@ async fn create_message(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PageQuery {
+pub(crate) struct PageQuery {
     page: Option<i64>,
     size: Option<i64>,
 }
 
-async fn list_messages(
+pub(crate) async fn list_messages(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -501,7 +501,7 @@ async fn list_messages(
     }))
 }
 
-async fn get_message(
+pub(crate) async fn get_message(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -512,7 +512,7 @@ async fn get_message(
     Ok(ok(json!(MessageView::from(row))))
 }
 
-async fn update_message(
+pub(crate) async fn update_message(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -553,7 +553,7 @@ async fn update_message(
     Ok(ok(json!(MessageView::from(row))))
 }
 
-async fn delete_message(
+pub(crate) async fn delete_message(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -585,7 +585,7 @@ async fn delete_message(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SendsQuery {
+pub(crate) struct SendsQuery {
     page: Option<i64>,
     size: Option<i64>,
     status: Option<String>,
@@ -594,7 +594,7 @@ struct SendsQuery {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct SendRow {
+pub(crate) struct SendRow {
     id: i64,
     customer_id: Option<i64>,
     external_userid: String,
@@ -607,7 +607,7 @@ struct SendRow {
     created_at: i64,
 }
 
-async fn list_sends(
+pub(crate) async fn list_sends(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<SendsQuery>,

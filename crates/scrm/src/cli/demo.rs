@@ -37,6 +37,8 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     };
     sim_config.size.customers = args.customers;
     sim_config.size.staff = args.staff;
+    // Customers added over the last 30 days, some today: the workbench has figures to show.
+    sim_config.recent_adds_days = 30;
     let sim = scrm_wecom_sim::Simulator::start(sim_config)
         .await
         .context("starting the WeCom simulator")?;

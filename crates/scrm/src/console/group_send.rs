@@ -140,9 +140,39 @@ pub struct Draft {
     pub customer_ids: String,
     pub text: String,
     pub scheduled: String,
+    /// TEXT, MATERIAL, IMAGE or LINK: what goes with the text.
+    pub msg_type: String,
+    pub material_id: Option<i64>,
+    pub pic_url: String,
+    pub link_title: String,
+    pub link_url: String,
+    pub link_desc: String,
 }
 
 impl Draft {
+    pub fn is_type(&self, t: &str) -> bool {
+        self.msg_type == t || (self.msg_type.is_empty() && t == "TEXT")
+    }
+
+    pub fn is_material(&self, id: &i64) -> bool {
+        self.material_id == Some(*id)
+    }
+
+    /// The API's `messageContent`: the text plus the picked material, image or link.
+    fn content(&self) -> Value {
+        let text = Some(&self.text).filter(|t| !t.is_empty());
+        match self.msg_type.as_str() {
+            "MATERIAL" => {
+                json!({"type": "MATERIAL", "data": {"materialId": self.material_id, "text": text}})
+            }
+            "IMAGE" => json!({"type": "IMAGE", "data": {"pic_url": self.pic_url, "text": text}}),
+            "LINK" => json!({"type": "LINK", "data": {
+                "title": self.link_title, "url": self.link_url,
+                "desc": Some(&self.link_desc).filter(|d| !d.is_empty()), "text": text}}),
+            _ => json!({"type": "TEXT", "data": {"text": self.text}}),
+        }
+    }
+
     pub fn has_tag(&self, id: &i64) -> bool {
         self.tag_ids.contains(id)
     }
@@ -154,6 +184,7 @@ struct NewPage {
     c: Chrome,
     accounts: Vec<Account>,
     tags: Vec<TagRow>,
+    materials: Vec<super::MaterialOption>,
     draft: Draft,
     /// The API's problems, by form field (`""` for the form as a whole).
     errors: Vec<(String, String)>,
@@ -181,7 +212,9 @@ async fn new_page(
         Vec::new()
     };
     let tags = tags::list_tags(&state.db, c.user.tenant_id, None).await?;
+    let materials = super::material_options(state, &c.user).await?;
     Ok(NewPage {
+        materials,
         c,
         accounts: accounts
             .into_iter()
@@ -279,6 +312,12 @@ pub async fn create(State(state): State<AppState>, c: Chrome, body: Bytes) -> Pa
             .map(|(_, v)| v.clone())
             .unwrap_or_default(),
         scheduled: form.get("scheduledTime").unwrap_or_default(),
+        msg_type: form.get("msgType").unwrap_or_default(),
+        material_id: form.ids("materialId").first().copied(),
+        pic_url: form.get("picUrl").unwrap_or_default(),
+        link_title: form.get("linkTitle").unwrap_or_default(),
+        link_url: form.get("linkUrl").unwrap_or_default(),
+        link_desc: form.get("linkDesc").unwrap_or_default(),
     };
     // A datetime-local field has minutes and no zone: the API reads a zoneless time as China time.
     let scheduled = match draft.scheduled.len() {
@@ -290,7 +329,7 @@ pub async fn create(State(state): State<AppState>, c: Chrome, body: Bytes) -> Pa
         "taskName": Some(draft.task_name.clone()).filter(|n| !n.is_empty()),
         "senderAccountId": draft.sender,
         "target": {"tagIds": draft.tag_ids, "customerIds": ids_of(std::iter::once(draft.customer_ids.as_str()))},
-        "messageContent": {"type": "TEXT", "data": {"text": draft.text}},
+        "messageContent": draft.content(),
         "scheduledTime": scheduled,
     });
     let r = api::create_task(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await;
@@ -299,7 +338,13 @@ pub async fn create(State(state): State<AppState>, c: Chrome, body: Bytes) -> Pa
         Err(e @ ApiError::Internal(_)) => Err(e.into()),
         Err(e) => {
             let status = e.status();
-            let page = new_page(&state, c, draft, field_of(&e)).await?;
+            let mut errors = field_of(&e);
+            if !draft.is_type("TEXT") {
+                for (f, _) in errors.iter_mut().filter(|(f, _)| f == "text") {
+                    *f = "message".into();
+                }
+            }
+            let page = new_page(&state, c, draft, errors).await?;
             Ok(html(status, page.render()?))
         }
     }
@@ -344,6 +389,25 @@ impl TaskDetail {
     /// The message's text, when it has one.
     pub fn text(&self) -> &str {
         self.message_content["data"]["text"].as_str().unwrap_or("")
+    }
+
+    /// What goes with the text: the material, image or link (None for text only).
+    pub fn attachment(&self, l: &Lang) -> Option<String> {
+        let d = &self.message_content["data"];
+        let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+        match self.message_content["type"].as_str()? {
+            "MATERIAL" => Some(format!("{} #{}", l.t("素材", "material"), d["materialId"])),
+            "IMAGE" => Some(format!("{} {}", l.t("图片", "image"), s("pic_url"))),
+            "LINK" => Some(format!(
+                "{} {} {}",
+                l.t("链接", "link"),
+                s("title"),
+                s("url")
+            )),
+            "MINIPROGRAM" => Some(format!("{} {}", l.t("小程序", "mini program"), s("title"))),
+            "TEXT" => None,
+            other => Some(other.to_string()),
+        }
     }
 
     /// Done (sent or failed) out of the target, in percent.

@@ -20,11 +20,17 @@
 
 pub mod assets;
 pub mod auth;
+pub mod automation;
 pub mod customers;
 pub mod group_send;
 pub mod home;
+pub mod materials;
 pub mod more;
 pub mod ops;
+pub mod org;
+pub mod system;
+pub mod tags;
+pub mod wecom;
 
 use askama::Template;
 use axum::http::{Method, StatusCode, header};
@@ -189,10 +195,171 @@ pub fn routes(state: &AppState) -> Routes {
         )
         .route(
             M::GET,
+            "/console/integration/callbacks",
+            P(perm::WEWORK_CALLBACK_VIEW),
+            "Received WeCom callbacks",
+            wecom::callbacks_page,
+        )
+        .route(
+            M::POST,
+            "/console/integration/callbacks/{id}/replay",
+            P(perm::WEWORK_CALLBACK_REPLAY),
+            "Process a received callback again",
+            wecom::replay_callback,
+        )
+        .route(
+            M::GET,
+            "/console/integration/sync-logs",
+            P(perm::WEWORK_SYNC_VIEW),
+            "Sync logs",
+            wecom::sync_logs,
+        )
+        .route(
+            M::GET,
+            "/console/integration/config",
+            P(perm::WEWORK_CONFIG_MANAGE),
+            "WeCom configuration form (secrets write-only)",
+            wecom::config_form,
+        )
+        .route(
+            M::POST,
+            "/console/integration/config",
+            P(perm::WEWORK_CONFIG_MANAGE),
+            "Save the WeCom configuration",
+            wecom::save_config,
+        )
+        .route(
+            M::GET,
             "/console/tags",
             P(perm::TAG_VIEW),
-            "Tag groups and tags with counts",
-            more::tags,
+            "Tag groups and tags with counts; editing for tag managers",
+            tags::page,
+        )
+        .route(
+            M::POST,
+            "/console/tag-groups",
+            P(perm::TAG_MANAGE),
+            "Create a tag group",
+            tags::create_group,
+        )
+        .route(
+            M::POST,
+            "/console/tag-groups/{id}",
+            P(perm::TAG_MANAGE),
+            "Rename, move or delete a tag group",
+            tags::group_action,
+        )
+        .route(
+            M::POST,
+            "/console/tags",
+            P(perm::TAG_MANAGE),
+            "Create a tag",
+            tags::create_tag,
+        )
+        .route(
+            M::POST,
+            "/console/tags/{id}",
+            P(perm::TAG_MANAGE),
+            "Rename, move or delete a tag",
+            tags::tag_action,
+        )
+        .route(
+            M::GET,
+            "/console/group-chats",
+            P(perm::GROUP_CHAT_VIEW),
+            "Customer group chats",
+            org::group_chats,
+        )
+        .route(
+            M::GET,
+            "/console/group-chats/{id}",
+            P(perm::GROUP_CHAT_VIEW),
+            "A group chat: tags and members",
+            org::group_chat,
+        )
+        .route(
+            M::POST,
+            "/console/group-chats/{id}/tags",
+            P(perm::GROUP_CHAT_MANAGE),
+            "Tag or untag a group chat",
+            org::group_chat_tags,
+        )
+        .route(
+            M::GET,
+            "/console/staff",
+            P(perm::STAFF_VIEW),
+            "Staff and departments",
+            org::staff_page,
+        )
+        .route(
+            M::GET,
+            "/console/materials",
+            P(perm::MATERIAL_VIEW),
+            "The material library",
+            materials::page,
+        )
+        .route(
+            M::POST,
+            "/console/materials",
+            P(perm::MATERIAL_MANAGE),
+            "Create or delete a material",
+            materials::save,
+        )
+        .route(
+            M::GET,
+            "/console/channel-codes",
+            P(perm::CHANNEL_CODE_VIEW),
+            "Channel codes",
+            automation::codes_page,
+        )
+        .route(
+            M::GET,
+            "/console/channel-codes/new",
+            P(perm::CHANNEL_CODE_MANAGE),
+            "New channel code form",
+            automation::new_code,
+        )
+        .route(
+            M::POST,
+            "/console/channel-codes",
+            P(perm::CHANNEL_CODE_MANAGE),
+            "Create a channel code",
+            automation::create_code,
+        )
+        .route(
+            M::GET,
+            "/console/channel-codes/{id}",
+            P(perm::CHANNEL_CODE_VIEW),
+            "A channel code: QR code and statistics",
+            automation::code_page,
+        )
+        .route(
+            M::GET,
+            "/console/channel-codes/{id}/edit",
+            P(perm::CHANNEL_CODE_MANAGE),
+            "Edit a channel code",
+            automation::edit_code,
+        )
+        .route(
+            M::POST,
+            "/console/channel-codes/{id}",
+            P(perm::CHANNEL_CODE_MANAGE),
+            "Change or delete a channel code",
+            automation::update_code,
+        )
+        .route(
+            M::GET,
+            "/console/welcome",
+            P(perm::WELCOME_VIEW),
+            "Welcome messages and recent welcome sends",
+            automation::welcome_page,
+        )
+        .route(
+            M::POST,
+            "/console/welcome",
+            P(perm::WELCOME_MANAGE),
+            "Create, change or delete a welcome message",
+            automation::save_welcome,
         )
         .route(
             M::GET,
@@ -212,8 +379,43 @@ pub fn routes(state: &AppState) -> Routes {
             M::GET,
             "/console/users",
             P(perm::USER_VIEW),
-            "The tenant's users",
-            more::users_page,
+            "The tenant's users, with the forms to change them",
+            system::users_page,
+        )
+        .route(
+            M::POST,
+            "/console/users",
+            P(perm::USER_MANAGE),
+            "Create a user",
+            system::create_user,
+        )
+        .route(
+            M::POST,
+            "/console/users/{id}",
+            P(perm::USER_MANAGE),
+            "Change a user's role, reset the password, disable or enable",
+            system::user_action,
+        )
+        .route(
+            M::GET,
+            "/console/tokens",
+            P(perm::TOKEN_MANAGE),
+            "API tokens",
+            system::tokens_page,
+        )
+        .route(
+            M::POST,
+            "/console/tokens",
+            P(perm::TOKEN_MANAGE),
+            "Create an API token (shown once)",
+            system::create_token,
+        )
+        .route(
+            M::POST,
+            "/console/tokens/{id}/revoke",
+            P(perm::TOKEN_MANAGE),
+            "Revoke an API token",
+            system::revoke_token,
         )
 }
 
@@ -241,7 +443,7 @@ pub struct NavItem {
 impl Chrome {
     /// The frame for a page at `path` (its navigation entry is highlighted).
     pub fn new(l: Lang, user: CurrentUser, path: &str, here: String) -> Self {
-        let entries: [(&str, &str, &str, Option<&str>); 8] = [
+        let entries: [(&str, &str, &str, Option<&str>); 13] = [
             ("/console", "工作台", "Workbench", None),
             (
                 "/console/customers",
@@ -251,12 +453,37 @@ impl Chrome {
             ),
             ("/console/tags", "标签", "Tags", Some(perm::TAG_VIEW)),
             (
+                "/console/group-chats",
+                "客户群",
+                "Group chats",
+                Some(perm::GROUP_CHAT_VIEW),
+            ),
+            ("/console/staff", "员工", "Staff", Some(perm::STAFF_VIEW)),
+            (
                 "/console/group-send",
                 "群发助手",
                 "Group send",
                 Some(perm::GROUP_SEND_TASKS_VIEW),
             ),
             ("/console/sop", "SOP", "SOP", Some(perm::SOP_TEMPLATE_VIEW)),
+            (
+                "/console/materials",
+                "素材",
+                "Materials",
+                Some(perm::MATERIAL_VIEW),
+            ),
+            (
+                "/console/channel-codes",
+                "渠道活码",
+                "Channel codes",
+                Some(perm::CHANNEL_CODE_VIEW),
+            ),
+            (
+                "/console/welcome",
+                "欢迎语",
+                "Welcome",
+                Some(perm::WELCOME_VIEW),
+            ),
             ("/console/jobs", "任务监控", "Jobs", Some(perm::JOBS_VIEW)),
             (
                 "/console/integration",
@@ -442,4 +669,257 @@ pub fn when(iso: &str) -> String {
 /// An optional ISO time, or a dash.
 pub fn when_opt(iso: &Option<String>) -> String {
     iso.as_deref().map(when).unwrap_or_else(|| "—".into())
+}
+
+/// What a page shows after a form was posted: a notice that it worked, or the API's refusal
+/// shown next to the form it came from (each form on a page has a key such as `group-3`).
+#[derive(Default)]
+pub struct Notes {
+    pub notice: Option<String>,
+    /// (form key, what the API said).
+    pub problems: Vec<(String, String)>,
+}
+
+impl Notes {
+    /// The notice of a `?done=` after a successful post.
+    pub fn from_query(l: &Lang, raw: Option<&str>) -> Notes {
+        let done = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "done")
+            .map(|(_, v)| v.into_owned());
+        Notes {
+            notice: done.map(|d| done_label(l, &d).to_string()),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The API's refusal of the form `form`.
+    pub fn refused(form: &str, e: &ApiError) -> Notes {
+        Notes {
+            notice: None,
+            problems: vec![(form.to_string(), explain(e))],
+        }
+    }
+
+    /// The problem with the form `<prefix>-<id>`, if there was one.
+    pub fn err_id(&self, prefix: &str, id: &i64) -> Option<&str> {
+        self.err(&format!("{prefix}-{id}"))
+    }
+
+    /// The problem with the form `form`, if there was one.
+    pub fn err(&self, form: &str) -> Option<&str> {
+        self.problems
+            .iter()
+            .find(|(f, _)| f == form)
+            .map(|(_, m)| m.as_str())
+    }
+}
+
+/// A `?done=` code in the page's language.
+fn done_label(l: &Lang, code: &str) -> &'static str {
+    match code {
+        "created" => l.t("已创建", "Created"),
+        "deleted" => l.t("已删除", "Deleted"),
+        "replayed" => l.t("已重新处理", "Queued again"),
+        "revoked" => l.t("已吊销", "Revoked"),
+        _ => l.t("已保存", "Saved"),
+    }
+}
+
+/// An API refusal as one line a person can act on: each field with its problem.
+pub fn explain(e: &ApiError) -> String {
+    match e {
+        ApiError::Validation { fields, .. } if !fields.is_empty() => fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+/// Whether an API error is a refusal of the input (shown on the form) rather than a failure or
+/// a missing permission (shown as an error page).
+pub fn is_refusal(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::Validation { .. }
+            | ApiError::Domain { .. }
+            | ApiError::Conflict(_)
+            | ApiError::NotFound(_)
+    )
+}
+
+/// A page shown again with the status of the API's refusal.
+pub fn reshow(status: StatusCode, t: &impl Template) -> PageResult {
+    Ok(html(status, t.render()?))
+}
+
+/// A query parameter, trimmed; None when absent or empty.
+pub fn query_param(raw: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The `page` query parameter (1 when absent or bad).
+pub fn page_param(raw: Option<&str>) -> i64 {
+    query_param(raw, "page")
+        .and_then(|p| p.parse().ok())
+        .filter(|p: &i64| *p > 0)
+        .unwrap_or(1)
+}
+
+/// How many pages `total` rows fill at `size` a page (at least one).
+pub fn pages_of(total: i64, size: i64) -> i64 {
+    ((total + size - 1) / size.max(1)).max(1)
+}
+
+/// The `data` of an API handler's reply as the handler's own type.
+pub fn value<T>(r: ApiResult<Reply<T>>) -> ApiResult<T> {
+    r.map(|Reply(_, v)| v)
+}
+
+/// A unix-milliseconds time as the console shows it (China time): `2026-11-22 23:29`.
+pub fn when_ms(ms: &Option<i64>) -> String {
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => (t + chrono::Duration::hours(8))
+            .format("%Y-%m-%d %H:%M")
+            .to_string(),
+        None => "—".into(),
+    }
+}
+
+/// A unix-seconds time (WeCom's) as the console shows it.
+pub fn when_secs(secs: &Option<i64>) -> String {
+    when_ms(&secs.map(|s| s * 1000))
+}
+
+/// A form's problems by field (`""` for the form as a whole), shown next to each field.
+#[derive(Default)]
+pub struct FieldErrors(pub Vec<(String, String)>);
+
+impl FieldErrors {
+    /// The problems with a field, if the API named any.
+    pub fn get(&self, field: &str) -> Option<String> {
+        let found: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        (!found.is_empty()).then(|| found.join("; "))
+    }
+
+    /// The problems with the form `<prefix>-<id>` (one of a list's rows).
+    pub fn get_id(&self, prefix: &str, id: &i64) -> Option<String> {
+        self.get(&format!("{prefix}-{id}"))
+    }
+}
+
+/// The API's refusal by form field: the root of each field the API named (`staff[1].userid` →
+/// `staff`), or `""` for the form as a whole.
+pub fn field_problems(e: &ApiError) -> FieldErrors {
+    FieldErrors(field_list(e))
+}
+
+fn field_list(e: &ApiError) -> Vec<(String, String)> {
+    match e {
+        ApiError::Validation { fields, message } if fields.is_empty() => {
+            vec![(String::new(), message.clone())]
+        }
+        ApiError::Validation { fields, .. } => fields
+            .iter()
+            .map(|f| {
+                let root = f.field.split(['[', '.']).next().unwrap_or("").to_string();
+                (root, format!("{}: {}", f.field, f.message))
+            })
+            .collect(),
+        other => vec![(String::new(), other.to_string())],
+    }
+}
+
+/// A material offered in a picker.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaterialOption {
+    pub material_id: i64,
+    pub material_type: String,
+    pub title: String,
+}
+
+/// The newest materials (up to 100) for a picker; none for a role that may not see materials.
+pub async fn material_options(
+    state: &AppState,
+    user: &CurrentUser,
+) -> ApiResult<Vec<MaterialOption>> {
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        list: Vec<MaterialOption>,
+    }
+    if !user.can(perm::MATERIAL_VIEW) {
+        return Ok(Vec::new());
+    }
+    let l: Listed = data(
+        crate::operation::materials::list_materials(
+            axum::extract::State(state.clone()),
+            user.clone(),
+            crate::http::extract::ApiQuery(arg(serde_json::json!({"pageSize": 100}))?),
+        )
+        .await,
+    )?;
+    Ok(l.list)
+}
+
+/// The query string before `page=` in a pager's links: the list's filters, each `name=value&`
+/// (empty ones left out).
+pub fn query_prefix(pairs: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        q.append_pair(k, v);
+    }
+    let q = q.finish();
+    if q.is_empty() { q } else { q + "&" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pager_queries_keep_the_filters_and_drop_empty_ones() {
+        assert_eq!(query_prefix(&[("keyword", ""), ("status", "")]), "");
+        assert_eq!(
+            query_prefix(&[("keyword", "展 会"), ("status", ""), ("syncType", "full")]),
+            "keyword=%E5%B1%95+%E4%BC%9A&syncType=full&"
+        );
+    }
+
+    #[test]
+    fn field_errors_are_found_by_the_root_of_the_field() {
+        let e = ApiError::Validation {
+            message: "bad".into(),
+            fields: vec![
+                crate::http::error::FieldError {
+                    field: "staff[1].userid".into(),
+                    message: "is required".into(),
+                },
+                crate::http::error::FieldError {
+                    field: "name".into(),
+                    message: "is required".into(),
+                },
+            ],
+        };
+        let f = field_problems(&e);
+        assert_eq!(
+            f.get("staff").as_deref(),
+            Some("staff[1].userid: is required")
+        );
+        assert_eq!(f.get("name").as_deref(), Some("name: is required"));
+        assert_eq!(f.get("remark"), None);
+        let general = field_problems(&ApiError::invalid(
+            "token and encodingAesKey are set together",
+        ));
+        assert!(general.get("").is_some());
+    }
 }

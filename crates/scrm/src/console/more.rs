@@ -1,5 +1,5 @@
-//! The smaller pages: tags with their groups and counts, SOP templates and executions (pause,
-//! resume, cancel), and the tenant's users.
+//! The smaller pages: SOP templates and executions (pause,
+//! resume, cancel).
 
 use askama::Template;
 use axum::body::Bytes;
@@ -10,42 +10,10 @@ use serde_json::json;
 use super::{Chrome, Form, PageResult, arg, data, see_other};
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
-use crate::auth::users::{self, UserView};
-use crate::customers::tags::{self, GroupRow, TagRow};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::operation::sop::routes as sop;
 use crate::state::AppState;
-
-/// A tag group with its tags.
-pub struct TagGroup {
-    pub group: GroupRow,
-    pub tags: Vec<TagRow>,
-}
-
-#[derive(Template)]
-#[template(path = "console/tags.html")]
-struct TagsPage {
-    c: Chrome,
-    groups: Vec<TagGroup>,
-}
-
-/// `GET /console/tags`: every tag group and tag with its customer count.
-pub async fn tags(State(state): State<AppState>, c: Chrome) -> PageResult {
-    let tenant = c.user.tenant_id;
-    let (groups, all) = tokio::try_join!(
-        tags::list_groups(&state.db, tenant),
-        tags::list_tags(&state.db, tenant, None)
-    )?;
-    let groups = groups
-        .into_iter()
-        .map(|g| TagGroup {
-            tags: all.iter().filter(|t| t.group_id == g.id).cloned().collect(),
-            group: g,
-        })
-        .collect();
-    super::page(&TagsPage { c, groups })
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -184,22 +152,4 @@ pub async fn sop_control(
             see_other(&format!("/console/sop?error={msg}"))
         }
     }
-}
-
-#[derive(Template)]
-#[template(path = "console/users.html")]
-struct UsersPage {
-    c: Chrome,
-    users: Vec<UserView>,
-    total: i64,
-}
-
-/// `GET /console/users`: the tenant's users with their roles.
-pub async fn users_page(State(state): State<AppState>, c: Chrome) -> PageResult {
-    let (rows, total) = users::list(&state.db, c.user.tenant_id, 0, 500).await?;
-    super::page(&UsersPage {
-        c,
-        users: rows.into_iter().map(UserView::from).collect(),
-        total,
-    })
 }

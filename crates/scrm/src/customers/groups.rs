@@ -145,6 +145,66 @@ pub async fn member_joined(
     events::emit(tx, tenant_id, events::kind::GROUP_MEMBER_JOINED, group_id, json!({"groupId": group_id, "memberUserid": member_userid, "memberType": member_type, "customerId": customer_id, "joinScene": join_scene})).await
 }
 
+/// A member of a chat as WeCom lists it.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub userid: String,
+    pub member_type: i64,
+    pub customer_id: Option<i64>,
+    pub name: Option<String>,
+    pub join_time: i64,
+    pub join_scene: i64,
+}
+
+/// Members already in a chat before scrm knew it (a sync's first import), inserted many a
+/// statement, quietly: no timeline, no `group.member.joined` (which would start "joined a group"
+/// SOPs for people who joined long ago). A member already there is left as it is. The chat's
+/// member count is set from its rows.
+pub async fn members_joined_quietly(
+    tx: &mut Tx,
+    tenant_id: i64,
+    group_id: i64,
+    members: &[NewMember],
+) -> DbResult<()> {
+    let now = now_ms();
+    for chunk in members.chunks(500) {
+        let mut q = query(
+            "INSERT INTO group_chat_member (tenant_id, group_id, member_userid, member_type, customer_id, name, join_time, join_scene, status, created_at, updated_at) VALUES ",
+        );
+        for (i, m) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)")
+                .push_bind(tenant_id)
+                .push_bind(group_id)
+                .push_bind(m.userid.as_str())
+                .push_bind(m.member_type)
+                .push_bind(m.customer_id)
+                .push_bind(m.name.clone())
+                .push_bind(m.join_time)
+                .push_bind(m.join_scene)
+                .push_bind(now)
+                .push_bind(now);
+        }
+        q.push_sql(match tx.backend() {
+            Backend::MySql => " ON DUPLICATE KEY UPDATE id = id",
+            _ => " ON CONFLICT (tenant_id, group_id, member_userid) DO NOTHING",
+        });
+        tx.execute(q).await?;
+    }
+    tx.execute(
+        query("UPDATE group_chat SET member_count = (SELECT COUNT(*) FROM group_chat_member m WHERE m.tenant_id = ? AND m.group_id = ? AND m.status = 1), updated_at = ? WHERE tenant_id = ? AND id = ?")
+            .bind(tenant_id)
+            .bind(group_id)
+            .bind(now)
+            .bind(tenant_id)
+            .bind(group_id),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// A member leaving.
 pub async fn member_left(
     tx: &mut Tx,
@@ -206,14 +266,14 @@ const GROUP_COLS: &str =
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     page: Option<i64>,
     size: Option<i64>,
     keyword: Option<String>,
     owner_userid: Option<String>,
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -247,7 +307,7 @@ async fn list(
     }))
 }
 
-async fn one(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<GroupRow> {
+pub(crate) async fn one(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<GroupRow> {
     state
         .db
         .fetch_optional(
@@ -263,13 +323,13 @@ async fn one(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<GroupRow> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GroupDetail {
+pub(crate) struct GroupDetail {
     #[serde(flatten)]
     group: GroupRow,
     tags: Vec<super::model::TagRef>,
 }
 
-async fn group_tags(
+pub(crate) async fn group_tags(
     state: &AppState,
     tenant_id: i64,
     id: i64,
@@ -280,7 +340,7 @@ async fn group_tags(
         .await?)
 }
 
-async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -292,7 +352,7 @@ async fn get(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MembersQuery {
+pub(crate) struct MembersQuery {
     page: Option<i64>,
     size: Option<i64>,
     member_type: Option<i64>,
@@ -302,7 +362,7 @@ struct MembersQuery {
 
 #[derive(Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
-struct MemberRow {
+pub(crate) struct MemberRow {
     id: i64,
     member_userid: String,
     member_type: i64,
@@ -314,7 +374,7 @@ struct MemberRow {
     left_at: Option<i64>,
 }
 
-async fn members(
+pub(crate) async fn members(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -354,11 +414,11 @@ async fn members(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TagIdsBody {
+pub(crate) struct TagIdsBody {
     tag_ids: Option<Vec<i64>>,
 }
 
-async fn change_tags(
+pub(crate) async fn change_tags(
     state: &AppState,
     user: &CurrentUser,
     id: i64,
@@ -410,7 +470,7 @@ async fn change_tags(
     Ok(ok(GroupDetail { group, tags }))
 }
 
-async fn add_tags(
+pub(crate) async fn add_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -419,7 +479,7 @@ async fn add_tags(
     change_tags(&state, &user, id, b.tag_ids, true).await
 }
 
-async fn remove_tags(
+pub(crate) async fn remove_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

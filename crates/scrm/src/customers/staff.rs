@@ -147,43 +147,56 @@ pub async fn ensure_follow(
     .map(|_| ())
 }
 
-/// A follow relation from WeCom (get external contact's follow_user), inserted or updated.
-#[allow(clippy::too_many_arguments)]
-pub async fn upsert_follow(
+/// A follow relation as WeCom shows it (get external contact's follow_user).
+#[derive(Debug, Clone)]
+pub struct FollowRow {
+    pub customer_id: i64,
+    pub staff_id: i64,
+    pub remark: Option<String>,
+    pub add_time: Option<i64>,
+    pub add_way: i64,
+    pub state: Option<String>,
+}
+
+/// Follow relations from WeCom inserted or updated (and made active again), many rows a
+/// statement. Pairs must be distinct. The customers' versions are the caller's to move (the
+/// sync's customer upsert does).
+pub async fn upsert_follows(
     tx: &mut Tx,
     tenant_id: i64,
-    customer_id: i64,
-    staff_id: i64,
-    remark: Option<&str>,
-    add_time: Option<i64>,
-    add_way: i64,
-    state: Option<&str>,
+    rows: &[FollowRow],
     now: i64,
 ) -> DbResult<()> {
-    let sql = match tx.backend() {
-        Backend::MySql => {
-            "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, remark, add_time, add_way, state, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
-             ON DUPLICATE KEY UPDATE remark = VALUES(remark), add_time = VALUES(add_time), add_way = VALUES(add_way), state = VALUES(state), status = 1, updated_at = VALUES(updated_at)"
+    for chunk in rows.chunks(500) {
+        let mut q = query(
+            "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, remark, add_time, add_way, state, status, created_at, updated_at) VALUES ",
+        );
+        for (i, f) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?, ?, ?, ?, 1, ?, ?)")
+                .push_bind(tenant_id)
+                .push_bind(f.customer_id)
+                .push_bind(f.staff_id)
+                .push_bind(f.remark.clone())
+                .push_bind(f.add_time)
+                .push_bind(f.add_way)
+                .push_bind(f.state.clone())
+                .push_bind(now)
+                .push_bind(now);
         }
-        _ => {
-            "INSERT INTO customer_follow (tenant_id, customer_id, staff_id, remark, add_time, add_way, state, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
-             ON CONFLICT (tenant_id, customer_id, staff_id) DO UPDATE SET remark = excluded.remark, add_time = excluded.add_time, add_way = excluded.add_way, state = excluded.state, status = 1, updated_at = excluded.updated_at"
-        }
-    };
-    tx.execute(
-        query(sql)
-            .bind(tenant_id)
-            .bind(customer_id)
-            .bind(staff_id)
-            .bind(remark)
-            .bind(add_time)
-            .bind(add_way)
-            .bind(state)
-            .bind(now)
-            .bind(now),
-    )
-    .await?;
-    super::store::touch(tx, tenant_id, customer_id, now).await
+        q.push_sql(match tx.backend() {
+            Backend::MySql => {
+                " ON DUPLICATE KEY UPDATE remark = VALUES(remark), add_time = VALUES(add_time), add_way = VALUES(add_way), state = VALUES(state), status = 1, updated_at = VALUES(updated_at)"
+            }
+            _ => {
+                " ON CONFLICT (tenant_id, customer_id, staff_id) DO UPDATE SET remark = excluded.remark, add_time = excluded.add_time, add_way = excluded.add_way, state = excluded.state, status = 1, updated_at = excluded.updated_at"
+            }
+        });
+        tx.execute(q).await?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -239,7 +252,7 @@ pub struct DepartmentRow {
     pub sort_order: i64,
 }
 
-async fn list_departments(
+pub(crate) async fn list_departments(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Reply<Vec<DepartmentRow>>> {

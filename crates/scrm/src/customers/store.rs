@@ -123,6 +123,110 @@ pub async fn update(
     Ok(changed)
 }
 
+/// Customers as WeCom shows them, inserted or updated many rows a statement (the bulk path of
+/// a sync). The columns WeCom owns are overwritten: name, avatar, type, gender, unionid,
+/// corp_name, remark, description, add_time, status. An existing non-null `follow_user_id`
+/// (the owner set in scrm: a channel code's, an assignment) is kept; `channel` is written only
+/// on insert. Version, `updated_at` and the gram index move as [`update`] moves them. Rows must
+/// have distinct `external_userid`s. Returns the id of every row by `external_userid`.
+pub async fn upsert_many(
+    tx: &mut Tx,
+    tenant_id: i64,
+    rows: &[(String, CustomerFields)],
+    now: i64,
+) -> DbResult<HashMap<String, i64>> {
+    let mut ids = HashMap::with_capacity(rows.len());
+    let flat = |v: &Option<Option<String>>| v.clone().flatten();
+    for chunk in rows.chunks(400) {
+        let mut q = query(
+            "INSERT INTO customer (tenant_id, external_userid, name, avatar, type, gender, unionid, \
+             remark, description, corp_name, follow_user_id, add_time, channel, stage, blacklisted, \
+             status, version, created_at, updated_at) VALUES ",
+        );
+        for (i, (ext, f)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, ?, 1, ?, ?)")
+                .push_bind(tenant_id)
+                .push_bind(ext.as_str())
+                .push_bind(flat(&f.name))
+                .push_bind(flat(&f.avatar))
+                .push_bind(f.kind.unwrap_or(1))
+                .push_bind(f.gender.flatten())
+                .push_bind(flat(&f.unionid))
+                .push_bind(flat(&f.remark))
+                .push_bind(flat(&f.description))
+                .push_bind(flat(&f.corp_name))
+                .push_bind(f.follow_user_id.flatten())
+                .push_bind(f.add_time.flatten().unwrap_or(now))
+                .push_bind(flat(&f.channel))
+                .push_bind(f.status.unwrap_or(1))
+                .push_bind(now)
+                .push_bind(now);
+        }
+        q.push_sql(match tx.backend() {
+            Backend::MySql => {
+                " ON DUPLICATE KEY UPDATE name = VALUES(name), avatar = VALUES(avatar), type = VALUES(type), \
+                 gender = VALUES(gender), unionid = VALUES(unionid), remark = VALUES(remark), \
+                 description = VALUES(description), corp_name = VALUES(corp_name), \
+                 follow_user_id = COALESCE(follow_user_id, VALUES(follow_user_id)), add_time = VALUES(add_time), \
+                 status = VALUES(status), version = version + 1, updated_at = VALUES(updated_at)"
+            }
+            _ => {
+                " ON CONFLICT (tenant_id, external_userid) DO UPDATE SET name = excluded.name, \
+                 avatar = excluded.avatar, type = excluded.type, gender = excluded.gender, \
+                 unionid = excluded.unionid, remark = excluded.remark, description = excluded.description, \
+                 corp_name = excluded.corp_name, \
+                 follow_user_id = COALESCE(customer.follow_user_id, excluded.follow_user_id), \
+                 add_time = excluded.add_time, status = excluded.status, version = customer.version + 1, \
+                 updated_at = excluded.updated_at"
+            }
+        });
+        tx.execute(q).await?;
+        // Ids and the values the grams are made of (mobile is scrm's own, kept).
+        let mut q = query(
+            "SELECT id, external_userid, name, mobile FROM customer WHERE tenant_id = ? AND external_userid IN ",
+        )
+        .bind(tenant_id);
+        q.push_in_list(chunk.iter().map(|(ext, _)| ext.as_str()));
+        let stored: Vec<(i64, String, Option<String>, Option<String>)> = tx.fetch_all(q).await?;
+        let mut q = query("DELETE FROM customer_gram WHERE tenant_id = ? AND customer_id IN ")
+            .bind(tenant_id);
+        q.push_in_list(stored.iter().map(|r| r.0));
+        tx.execute(q).await?;
+        let grams: Vec<(i64, String)> = stored
+            .iter()
+            .flat_map(|(id, _, name, mobile)| {
+                grams_of(name.as_deref(), mobile.as_deref())
+                    .into_iter()
+                    .map(move |g| (*id, g))
+            })
+            .collect();
+        insert_grams(tx, tenant_id, &grams).await?;
+        ids.extend(stored.into_iter().map(|(id, ext, _, _)| (ext, id)));
+    }
+    Ok(ids)
+}
+
+/// Insert gram rows (customer id, gram), many a statement.
+async fn insert_grams(tx: &mut Tx, tenant_id: i64, grams: &[(i64, String)]) -> DbResult<()> {
+    for chunk in grams.chunks(2000) {
+        let mut q = query("INSERT INTO customer_gram (tenant_id, gram, customer_id) VALUES ");
+        for (i, (id, g)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?)")
+                .push_bind(tenant_id)
+                .push_bind(g.as_str())
+                .push_bind(*id);
+        }
+        tx.execute(q).await?;
+    }
+    Ok(())
+}
+
 /// Write a customer's name 2-grams and mobile 4-grams.
 async fn write_grams(
     tx: &mut Tx,
@@ -131,21 +235,11 @@ async fn write_grams(
     name: Option<&str>,
     mobile: Option<&str>,
 ) -> DbResult<()> {
-    let grams = grams_of(name, mobile);
-    if grams.is_empty() {
-        return Ok(());
-    }
-    let mut q = query("INSERT INTO customer_gram (tenant_id, gram, customer_id) VALUES ");
-    for (i, g) in grams.iter().enumerate() {
-        if i > 0 {
-            q.push_sql(", ");
-        }
-        q.push_sql("(?, ?, ?)")
-            .push_bind(tenant_id)
-            .push_bind(g.as_str())
-            .push_bind(id);
-    }
-    tx.execute(q).await.map(|_| ())
+    let grams: Vec<(i64, String)> = grams_of(name, mobile)
+        .into_iter()
+        .map(|g| (id, g))
+        .collect();
+    insert_grams(tx, tenant_id, &grams).await
 }
 
 /// Mark a customer changed (its tags, groups or follows changed), for the detail cache.

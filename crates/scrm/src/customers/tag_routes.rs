@@ -146,13 +146,13 @@ fn conflict(e: scrm_db::DbError, what: &str) -> ApiError {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GroupView {
+pub(crate) struct GroupView {
     #[serde(flatten)]
     group: GroupRow,
     tags: Vec<TagRow>,
 }
 
-async fn list_groups(
+pub(crate) async fn list_groups(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Reply<Vec<GroupView>>> {
@@ -173,14 +173,14 @@ async fn list_groups(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GroupBody {
+pub(crate) struct GroupBody {
     name: Option<String>,
     sort_order: Option<i64>,
     #[serde(default)]
     tags: Vec<String>,
 }
 
-async fn create_group(
+pub(crate) async fn create_group(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<GroupBody>,
@@ -221,7 +221,7 @@ async fn create_group(
     Ok(created(GroupView { group, tags }))
 }
 
-async fn group_exists(tx: &mut scrm_db::Tx, tenant_id: i64, id: i64) -> ApiResult<()> {
+pub(crate) async fn group_exists(tx: &mut scrm_db::Tx, tenant_id: i64, id: i64) -> ApiResult<()> {
     let found = tx
         .fetch_optional::<(i64,)>(
             scrm_db::query("SELECT id FROM tag_group WHERE tenant_id = ? AND id = ?")
@@ -232,7 +232,7 @@ async fn group_exists(tx: &mut scrm_db::Tx, tenant_id: i64, id: i64) -> ApiResul
     found.map(|_| ()).ok_or(ApiError::NotFound("tag group"))
 }
 
-async fn update_group(
+pub(crate) async fn update_group(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -281,7 +281,7 @@ async fn update_group(
         .ok_or(ApiError::NotFound("tag group"))
 }
 
-async fn delete_group(
+pub(crate) async fn delete_group(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -332,12 +332,12 @@ async fn delete_group(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReorderBody {
+pub(crate) struct ReorderBody {
     group_id: Option<i64>,
     ids: Option<Vec<i64>>,
 }
 
-async fn reorder(
+pub(crate) async fn reorder(
     state: &AppState,
     user: &CurrentUser,
     table: &'static str,
@@ -383,7 +383,7 @@ async fn reorder(
     Ok(())
 }
 
-async fn reorder_groups(
+pub(crate) async fn reorder_groups(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<ReorderBody>,
@@ -392,7 +392,7 @@ async fn reorder_groups(
     Ok(ok(tags::list_groups(&state.db, user.tenant_id).await?))
 }
 
-async fn reorder_tags(
+pub(crate) async fn reorder_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<ReorderBody>,
@@ -408,11 +408,11 @@ async fn reorder_tags(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TagsQuery {
+pub(crate) struct TagsQuery {
     group_id: Option<i64>,
 }
 
-async fn list_tags(
+pub(crate) async fn list_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<TagsQuery>,
@@ -424,13 +424,13 @@ async fn list_tags(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TagBody {
+pub(crate) struct TagBody {
     group_id: Option<i64>,
     name: Option<String>,
     sort_order: Option<i64>,
 }
 
-async fn create_tag(
+pub(crate) async fn create_tag(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<TagBody>,
@@ -471,7 +471,7 @@ async fn create_tag(
     one_tag(&state, user.tenant_id, id).await.map(created)
 }
 
-async fn one_tag(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<TagRow> {
+pub(crate) async fn one_tag(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<TagRow> {
     tags::list_tags(&state.db, tenant_id, None)
         .await?
         .into_iter()
@@ -479,7 +479,7 @@ async fn one_tag(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<TagRow>
         .ok_or(ApiError::NotFound("tag"))
 }
 
-async fn update_tag(
+pub(crate) async fn update_tag(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -543,7 +543,7 @@ async fn update_tag(
     one_tag(&state, user.tenant_id, id).await.map(ok)
 }
 
-async fn delete_tag(
+pub(crate) async fn delete_tag(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -577,13 +577,13 @@ async fn delete_tag(
 /// Seed 004's tag entry.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WorkbenchTag {
+pub(crate) struct WorkbenchTag {
     tag_id: i64,
     tag_name: String,
     customer_count: i64,
 }
 
-async fn workbench_tags(
+pub(crate) async fn workbench_tags(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Reply<Vec<WorkbenchTag>>> {
@@ -600,11 +600,11 @@ async fn workbench_tags(
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TagIdsBody {
+pub(crate) struct TagIdsBody {
     tag_ids: Option<Vec<i64>>,
 }
 
-async fn checked_tags(
+pub(crate) async fn checked_tags(
     tx: &mut scrm_db::Tx,
     tenant_id: i64,
     ids: Option<Vec<i64>>,
@@ -620,7 +620,7 @@ async fn checked_tags(
     Ok(ids)
 }
 
-async fn add_customer_tags(
+pub(crate) async fn add_customer_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -653,7 +653,7 @@ async fn add_customer_tags(
         .map(ok)
 }
 
-async fn remove_customer_tags(
+pub(crate) async fn remove_customer_tags(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -7,6 +7,8 @@
 //! Changes made through the API are pushed to WeCom by [`super::push`]; these functions do not
 //! push (WeCom sync writes through them too).
 
+use std::collections::{BTreeMap, HashSet};
+
 use scrm_db::{Backend, DbResult, Tx, query};
 use serde::Serialize;
 use serde_json::json;
@@ -186,22 +188,99 @@ fn dedup(ids: &[i64]) -> Vec<i64> {
 }
 
 /// Add `delta` to the per-tag customer counters of `tag_ids`. Every writer of `customer_tag`
-/// (the API here, WeCom sync) calls this, so the counters have one keeper.
+/// (the API here, WeCom sync) calls this or [`bump_counts_by`], so the counters have one keeper.
 pub async fn bump_counts(tx: &mut Tx, tenant_id: i64, tag_ids: &[i64], delta: i64) -> DbResult<()> {
-    // Sorted ids: concurrent transactions lock counter rows in one order, so they cannot
-    // deadlock on each other.
-    for t in dedup(tag_ids) {
-        tx.execute(
-            query(
-                "UPDATE tag_count SET customer_count = customer_count + ? WHERE tenant_id = ? AND tag_id = ?",
-            )
-            .bind(delta)
-            .bind(tenant_id)
-            .bind(t),
-        )
-        .await?;
+    let deltas: BTreeMap<i64, i64> = dedup(tag_ids).into_iter().map(|t| (t, delta)).collect();
+    bump_counts_by(tx, tenant_id, &deltas).await
+}
+
+/// Add a delta per tag to the counters, many tags a statement.
+pub async fn bump_counts_by(
+    tx: &mut Tx,
+    tenant_id: i64,
+    deltas: &BTreeMap<i64, i64>,
+) -> DbResult<()> {
+    // Sorted ids (a BTreeMap): concurrent transactions lock counter rows in one order, so they
+    // cannot deadlock on each other.
+    let deltas: Vec<(i64, i64)> = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|(t, d)| (*t, *d))
+        .collect();
+    for chunk in deltas.chunks(200) {
+        let mut q = query("UPDATE tag_count SET customer_count = customer_count + CASE tag_id");
+        for (t, d) in chunk {
+            q.push_sql(" WHEN ? THEN ?").push_bind(*t).push_bind(*d);
+        }
+        q.push_sql(" ELSE 0 END WHERE tenant_id = ? AND tag_id IN ")
+            .push_bind(tenant_id);
+        q.push_in_list(chunk.iter().map(|(t, _)| *t));
+        tx.execute(q).await?;
     }
     Ok(())
+}
+
+/// Tag many customers quietly: (customer, tag) rows inserted where missing, the counters moved
+/// by exactly the rows inserted, and nothing else (no timeline, no events, no version): for a
+/// sync's import of tags customers had in WeCom long before scrm. Returns the rows inserted.
+pub async fn tag_quietly(
+    tx: &mut Tx,
+    tenant_id: i64,
+    pairs: &[(i64, i64)],
+    now: i64,
+) -> DbResult<usize> {
+    let mut inserted: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut total = 0;
+    for chunk in pairs.chunks(1000) {
+        let mut chunk: Vec<(i64, i64)> = chunk.to_vec();
+        let mysql = tx.backend() == Backend::MySql;
+        if mysql {
+            // MySQL has no RETURNING: read (and lock, so no one adds them meanwhile) the rows
+            // already there, then insert only the others, so each insert is one row added.
+            let mut q = query(
+                "SELECT customer_id, tag_id FROM customer_tag WHERE tenant_id = ? AND customer_id IN ",
+            )
+            .bind(tenant_id);
+            q.push_in_list(chunk.iter().map(|p| p.0));
+            q.push_sql(" FOR UPDATE");
+            let there: HashSet<(i64, i64)> = tx.fetch_all(q).await?.into_iter().collect();
+            chunk.retain(|p| !there.contains(p));
+            chunk.sort_unstable();
+            chunk.dedup();
+            if chunk.is_empty() {
+                continue;
+            }
+        }
+        let mut q = query(
+            "INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES ",
+        );
+        for (i, (customer, tag)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, NULL, ?)")
+                .push_bind(tenant_id)
+                .push_bind(*tag)
+                .push_bind(*customer)
+                .push_bind(now);
+        }
+        if mysql {
+            tx.execute(q).await?;
+            for (_, tag) in &chunk {
+                *inserted.entry(*tag).or_default() += 1;
+            }
+            total += chunk.len();
+        } else {
+            q.push_sql(" ON CONFLICT DO NOTHING RETURNING tag_id");
+            let rows: Vec<(i64,)> = tx.fetch_all(q).await?;
+            total += rows.len();
+            for (tag,) in rows {
+                *inserted.entry(tag).or_default() += 1;
+            }
+        }
+    }
+    bump_counts_by(tx, tenant_id, &inserted).await?;
+    Ok(total)
 }
 
 /// Create a tag group; a second group with the same name is a conflict.

@@ -76,6 +76,35 @@ pub async fn emit(
     .map(|_| ())
 }
 
+/// Write many events (type, aggregate id, payload) to the outbox inside `tx`, many rows a
+/// statement, in the order given.
+pub async fn emit_many(
+    tx: &mut Tx,
+    tenant_id: i64,
+    events: &[(&str, String, serde_json::Value)],
+) -> DbResult<()> {
+    let now = now_ms();
+    for chunk in events.chunks(500) {
+        let mut q = query(
+            "INSERT INTO event_outbox (tenant_id, event_id, event_type, aggregate_id, payload, created_at) VALUES ",
+        );
+        for (i, (kind, aggregate, payload)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?, ?, ?)")
+                .push_bind(tenant_id)
+                .push_bind(uuid::Uuid::now_v7().to_string())
+                .push_bind(*kind)
+                .push_bind(aggregate.as_str())
+                .push_bind(payload.to_string())
+                .push_bind(now);
+        }
+        tx.execute(q).await?;
+    }
+    Ok(())
+}
+
 /// A subscriber: called once per matching event by the relay. An error leaves the event
 /// unpublished, so it is offered again (subscribers must be idempotent).
 pub type Subscriber = Arc<dyn Fn(Event) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;

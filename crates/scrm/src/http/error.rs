@@ -38,6 +38,15 @@ pub enum ApiError {
         name: &'static str,
         message: String,
     },
+    /// A domain rule refused a request because of particular fields (a 422 naming the field:
+    /// `CAPABILITY_NOT_SUPPORTED` on `accountId`).
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        name: &'static str,
+        message: String,
+        fields: FieldErrors,
+    },
     /// No valid credentials (401).
     #[error("authentication required")]
     Unauthorized,
@@ -91,7 +100,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Domain { status, .. } => *status,
+            ApiError::Domain { status, .. } | ApiError::Refused { status, .. } => *status,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -105,7 +114,7 @@ impl ApiError {
     pub fn name(&self) -> &'static str {
         match self {
             ApiError::Validation { .. } => "VALIDATION_FAILED",
-            ApiError::Domain { name, .. } => name,
+            ApiError::Domain { name, .. } | ApiError::Refused { name, .. } => name,
             ApiError::Unauthorized => "UNAUTHORIZED",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound(_) => "NOT_FOUND",
@@ -155,7 +164,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?e, "request failed");
                 envelope(status, self.name(), "internal error", None)
             }
-            ApiError::Validation { fields, .. } if !fields.is_empty() => {
+            ApiError::Validation { fields, .. } | ApiError::Refused { fields, .. }
+                if !fields.is_empty() =>
+            {
                 let fields = serde_json::to_value(fields).ok();
                 envelope(status, self.name(), &self.to_string(), fields)
             }

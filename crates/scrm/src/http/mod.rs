@@ -40,6 +40,7 @@ pub fn all_routes(state: &AppState) -> Routes {
         .merge(crate::integration::routes(state))
         .merge(crate::console::routes(state))
         .merge(crate::automation::routes(state))
+        .merge(crate::devices::routes(state))
 }
 
 /// Health and metrics: every process answers these, workers too.

@@ -38,6 +38,7 @@ pub async fn state(config: Config) -> anyhow::Result<AppState> {
         redis,
         metrics: crate::http::observe::recorder(),
         jobs,
+        devices: Default::default(),
     })
 }
 

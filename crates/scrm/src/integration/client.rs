@@ -22,6 +22,14 @@ pub struct Conn {
     pub directory: AppClient,
 }
 
+impl Conn {
+    /// WeCom calls made through these handles so far (both secrets; retries and token fetches
+    /// included).
+    pub fn calls_made(&self) -> i64 {
+        i64::try_from(self.customers.calls_made() + self.directory.calls_made()).unwrap_or(i64::MAX)
+    }
+}
+
 fn clients() -> &'static Mutex<HashMap<String, WeComClient>> {
     static C: OnceLock<Mutex<HashMap<String, WeComClient>>> = OnceLock::new();
     C.get_or_init(|| Mutex::new(HashMap::new()))

@@ -15,6 +15,7 @@
 //! Sync and callbacks own the WeCom-mirrored data (staff, departments, customers, follows, corp
 //! tags, group chats) and write it through the customers module's store functions.
 
+pub mod bench;
 pub mod callbacks;
 pub mod cli;
 pub mod client;

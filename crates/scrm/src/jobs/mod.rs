@@ -41,6 +41,7 @@ pub fn engine(state: &AppState, config: EngineConfig) -> JobEngine {
     let builder = crate::operation::jobs::register(builder, state);
     let builder = crate::customers::jobs::register(builder, state);
     let builder = crate::automation::jobs::register(builder, state);
+    let builder = crate::devices::jobs::register(builder, state);
     builder.build()
 }
 

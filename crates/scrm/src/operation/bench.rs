@@ -46,6 +46,8 @@ pub struct BenchArgs {
     pub latency_max_ms: u64,
     /// SOP executions (0 skips the SOP part).
     pub sop: i64,
+    /// Customers entering a five-step workflow (0 skips the workflow part).
+    pub workflow: i64,
     /// Job engine slots.
     pub concurrency: usize,
     pub db_connections: u32,
@@ -68,6 +70,7 @@ impl Default for BenchArgs {
             latency_min_ms: 30,
             latency_max_ms: 100,
             sop: 100_000,
+            workflow: 0,
             concurrency: 256,
             db_connections: 32,
             first_poll_ms: 1_000,
@@ -134,6 +137,33 @@ pub struct Report {
     pub sop: Option<SopReport>,
     /// Why the SOP part stopped, when it did (the mass-send figures stand).
     pub sop_error: Option<String>,
+    pub workflow: Option<WorkflowReport>,
+    pub workflow_error: Option<String>,
+}
+
+/// The workflow part's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowReport {
+    pub runs: i64,
+    pub start_s: f64,
+    pub steps: i64,
+    pub steps_done: i64,
+    pub steps_failed: i64,
+    pub runs_done: i64,
+    pub runs_failed: i64,
+    /// From the first step due to the last step logged.
+    pub span_s: f64,
+    pub steps_per_s: f64,
+    pub peak_steps_per_s: f64,
+    /// (p50, p99, max) of job start − due over every step job, ms.
+    pub start_lateness_ms: (i64, i64, i64),
+    /// Per step index: (p50, p99, max) of step logged − due, ms.
+    pub done_lateness_ms: Vec<(i64, i64, i64)>,
+    /// Rows inserted per step, by table (count after − before, over steps).
+    pub rows_per_step: std::collections::BTreeMap<String, f64>,
+    pub rows_per_step_total: f64,
+    pub wecom_calls: std::collections::BTreeMap<String, u64>,
+    pub peak_rss_mib: f64,
 }
 
 impl std::fmt::Display for Report {
@@ -206,12 +236,52 @@ impl std::fmt::Display for Report {
         if let Some(e) = &self.sop_error {
             writeln!(f, "SOP part failed: {e}")?;
         }
+        if let Some(w) = &self.workflow {
+            writeln!(
+                f,
+                "workflow: {} runs started in {:.1} s; {} steps ({} done, {} failed), runs {} done / {} failed, over {:.1} s",
+                w.runs,
+                w.start_s,
+                w.steps,
+                w.steps_done,
+                w.steps_failed,
+                w.runs_done,
+                w.runs_failed,
+                w.span_s
+            )?;
+            writeln!(
+                f,
+                "  {:.0} steps/s overall, {:.0} steps/s peak (10 s window); job start − due p50/p99/max {}/{}/{} ms; peak RSS {:.1} MiB",
+                w.steps_per_s,
+                w.peak_steps_per_s,
+                w.start_lateness_ms.0,
+                w.start_lateness_ms.1,
+                w.start_lateness_ms.2,
+                w.peak_rss_mib
+            )?;
+            for (i, (a, b, c)) in w.done_lateness_ms.iter().enumerate() {
+                writeln!(
+                    f,
+                    "  step {}: logged − due p50/p99/max {a}/{b}/{c} ms",
+                    i + 1
+                )?;
+            }
+            writeln!(
+                f,
+                "  rows inserted per step {:.2}: {:?}",
+                w.rows_per_step_total, w.rows_per_step
+            )?;
+            writeln!(f, "  WeCom calls: {:?}", w.wecom_calls)?;
+        }
+        if let Some(e) = &self.workflow_error {
+            writeln!(f, "workflow part failed: {e}")?;
+        }
         Ok(())
     }
 }
 
 /// This process's resident set and its peak, MiB (`/proc/self/status`).
-fn rss_mib() -> (f64, f64) {
+pub(crate) fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -225,7 +295,7 @@ fn rss_mib() -> (f64, f64) {
 }
 
 /// Reset the peak RSS to the current RSS (Linux: `5` to `clear_refs`).
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -358,6 +428,15 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<Report> 
         },
         _ => (None, None),
     };
+    let (workflow, workflow_error) = match &mass {
+        Ok(_) if args.workflow > 0 => {
+            match workflow(&state, &sim, &args, seed.all_tag, seed.wecom_tag).await {
+                Ok(w) => (Some(w), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            }
+        }
+        _ => (None, None),
+    };
     shutdown.cancel();
     engine.wait().await;
     state.db.close().await;
@@ -371,6 +450,8 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<Report> 
         mass: mass?,
         sop,
         sop_error,
+        workflow,
+        workflow_error,
     })
 }
 
@@ -400,6 +481,10 @@ async fn seed(db: &Db, args: &BenchArgs) -> anyhow::Result<Seeded> {
         "sop_step",
         "sop_execution",
         "sop_execution_step",
+        "workflow",
+        "workflow_version",
+        "workflow_run",
+        "workflow_run_step",
         "operation_setting",
         "job",
     ] {
@@ -782,6 +867,194 @@ async fn sop(
         peak_steps_per_s: per_10s.values().copied().max().unwrap_or(0) as f64 / 10.0,
         start_lateness_ms,
         done_lateness_ms,
+        wecom_calls,
+        peak_rss_mib,
+    })
+}
+
+/// Tables a workflow step writes rows into (directly or through what it calls).
+const WORKFLOW_TABLES: &[&str] = &[
+    "workflow_run",
+    "workflow_run_step",
+    "job",
+    "job_attempt",
+    "customer_tag",
+    "customer_timeline",
+    "event_outbox",
+    "wecom_push",
+];
+
+async fn table_counts(db: &Db) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in WORKFLOW_TABLES {
+        out.insert(
+            t.to_string(),
+            db.fetch_i64(query(format!("SELECT COUNT(*) FROM {t}")))
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// N customers enter a five-step workflow: send a message now, wait a minute, check a tag,
+/// tag, remind the owner.
+async fn workflow(
+    state: &AppState,
+    sim: &SimChild,
+    args: &BenchArgs,
+    all_tag: i64,
+    wecom_tag: i64,
+) -> anyhow::Result<WorkflowReport> {
+    use crate::automation::workflows::{model, store};
+    let t = args.tenant_id;
+    let calls_before = sim.calls().await?;
+    let rows_before = table_counts(&state.db).await?;
+    reset_peak_rss();
+    let def = model::parse(json!({
+        "name": "bench: welcome, wait, check, tag, remind",
+        "trigger": {"type": "manual"},
+        "steps": [
+            {"type": "send_message", "text": "欢迎 {nickname}！这是您的专属顾问。"},
+            {"type": "delay", "duration": "1m"},
+            {"type": "condition", "when": [{"hasTags": [all_tag]}], "otherwise": "stop"},
+            {"type": "add_tag", "tagIds": [wecom_tag]},
+            {"type": "remind_staff", "text": "新客户跟进提醒：{nickname}"}
+        ]
+    }))
+    .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    anyhow::ensure!(model::check(&def).is_empty(), "{:?}", model::check(&def));
+    let mut tx = state.db.begin().await?;
+    let wid = store::insert_workflow(&mut tx, t, None, &def, now_ms()).await?;
+    let w = store::workflow_tx(&mut tx, t, wid)
+        .await?
+        .context("workflow")?;
+    let version = store::publish(&mut tx, &w, now_ms()).await?;
+    tx.commit().await?;
+
+    let started = Instant::now();
+    let mut runs = 0i64;
+    let mut after = 0i64;
+    while runs < args.workflow {
+        let ids: Vec<(i64,)> = state
+            .db
+            .fetch_all(
+                query("SELECT id FROM customer WHERE tenant_id = ? AND follow_user_id IS NOT NULL AND id > ? ORDER BY id LIMIT ?")
+                    .bind(t)
+                    .bind(after)
+                    .bind((args.workflow - runs).min(500)),
+            )
+            .await?;
+        let Some(last) = ids.last() else { break };
+        after = last.0;
+        let ids: Vec<i64> = ids.into_iter().map(|r| r.0).collect();
+        let start = store::Start {
+            version: &version,
+            definition: &def,
+            trigger_type: "manual",
+            trigger_ref: Some("bench".into()),
+            occasion: None,
+            at: now_ms(),
+        };
+        let mut tries = 0;
+        let s = loop {
+            match store::start_runs(&state.db, &state.jobs, &start, &ids).await {
+                Ok(s) => break s,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!("starting workflow runs: {e}; again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        runs += (s.run_ids.len() + s.skipped_ids.len()) as i64;
+    }
+    let start_s = started.elapsed().as_secs_f64();
+    loop {
+        let open = state
+            .db
+            .fetch_i64(
+                query("SELECT COUNT(*) FROM workflow_run WHERE tenant_id = ? AND status IN (0, 1)")
+                    .bind(t),
+            )
+            .await?;
+        if open == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < args.timeout + Duration::from_secs(120),
+            "{open} workflow runs still open after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, peak_rss_mib) = rss_mib();
+    let wecom_calls = diff(&sim.calls().await?, &calls_before);
+    let rows_after = table_counts(&state.db).await?;
+    let count = |sql: &'static str, st: i64| state.db.fetch_i64(query(sql).bind(t).bind(st));
+    let step_sql = "SELECT COUNT(*) FROM workflow_run_step WHERE tenant_id = ? AND status = ?";
+    let run_sql = "SELECT COUNT(*) FROM workflow_run WHERE tenant_id = ? AND status = ?";
+    let steps_done = count(step_sql, 2).await?;
+    let steps_failed = count(step_sql, 3).await?;
+    let runs_done = count(run_sql, 2).await?;
+    let runs_failed = count(run_sql, 3).await?;
+    let steps = state
+        .db
+        .fetch_i64(query("SELECT COUNT(*) FROM workflow_run_step WHERE tenant_id = ?").bind(t))
+        .await?;
+    let mut done_lateness_ms = Vec::new();
+    let (mut first_due, mut last_done) = (i64::MAX, 0i64);
+    let mut per_10s: std::collections::HashMap<i64, i64> = Default::default();
+    for i in 0..def.steps.len() as i64 {
+        let rows: Vec<(i64, i64)> = state
+            .db
+            .fetch_all(
+                query("SELECT due_at, COALESCE(finished_at, due_at) FROM workflow_run_step WHERE tenant_id = ? AND step_index = ?")
+                    .bind(t)
+                    .bind(i),
+            )
+            .await?;
+        for (due, done) in &rows {
+            first_due = first_due.min(*due);
+            last_done = last_done.max(*done);
+            *per_10s.entry(done / 10_000).or_default() += 1;
+        }
+        done_lateness_ms.push(percentiles(rows.iter().map(|(d, e)| e - d).collect()));
+    }
+    let jobs: Vec<(i64,)> = state
+        .db
+        .fetch_all(
+            query("SELECT started_at - run_at FROM job WHERE tenant_id = ? AND kind = ? AND started_at IS NOT NULL")
+                .bind(t)
+                .bind(store::STEP),
+        )
+        .await?;
+    let start_lateness_ms = percentiles(jobs.into_iter().map(|r| r.0).collect());
+    let rows_per_step: std::collections::BTreeMap<String, f64> = rows_after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (v - rows_before.get(k).copied().unwrap_or(0)) as f64 / steps.max(1) as f64,
+            )
+        })
+        .collect();
+    let span_s = (last_done - first_due).max(1) as f64 / 1000.0;
+    Ok(WorkflowReport {
+        runs,
+        start_s,
+        steps,
+        steps_done,
+        steps_failed,
+        runs_done,
+        runs_failed,
+        span_s,
+        steps_per_s: steps as f64 / span_s,
+        peak_steps_per_s: per_10s.values().copied().max().unwrap_or(0) as f64 / 10.0,
+        start_lateness_ms,
+        done_lateness_ms,
+        rows_per_step_total: rows_per_step.values().sum(),
+        rows_per_step,
         wecom_calls,
         peak_rss_mib,
     })

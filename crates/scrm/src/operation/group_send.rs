@@ -15,8 +15,8 @@ use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::routes::{Access, Routes};
 use crate::http::{ApiError, ApiResult};
 use crate::operation::content;
-use crate::operation::mass::status;
 use crate::operation::mass::store::{self, NewTask, Target, TaskRow};
+use crate::operation::mass::{result, status};
 use crate::operation::tasks;
 use crate::state::{AppState, iso, iso_opt, now_ms};
 
@@ -308,8 +308,17 @@ pub(crate) async fn task_detail(
         None => None,
     };
     let mut cond = query(" WHERE r.task_id = ?").bind(t.id);
-    if let Some(s) = q.result_status.filter(|s| !s.is_empty()) {
-        cond.push_sql(" AND r.status = ?").push_bind(s);
+    match q.result_status.filter(|s| !s.is_empty()) {
+        // Results shown as PENDING include those waiting in WeCom (stored as SUBMITTED).
+        Some(s) if s == result::PENDING => {
+            cond.push_sql(" AND r.status IN (?, ?)")
+                .push_bind(result::PENDING)
+                .push_bind(result::SUBMITTED);
+        }
+        Some(s) => {
+            cond.push_sql(" AND r.status = ?").push_bind(s);
+        }
+        None => {}
     }
     let mut count = query("SELECT COUNT(*) FROM t_group_send_result r");
     count.append(&cond);

@@ -135,7 +135,7 @@ pub struct MaterialBody {
     file_data: Option<String>,
 }
 
-struct Checked {
+pub(crate) struct Checked {
     material_type: String,
     title: String,
     content: Value,
@@ -226,7 +226,7 @@ pub async fn get(db: &Db, tenant_id: i64, id: i64) -> scrm_db::DbResult<Option<M
     .await
 }
 
-async fn create_material(
+pub(crate) async fn create_material(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<MaterialBody>,
@@ -269,14 +269,14 @@ async fn create_material(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(crate) struct ListQuery {
     page: Option<i64>,
     page_size: Option<i64>,
     material_type: Option<String>,
     keyword: Option<String>,
 }
 
-async fn list_materials(
+pub(crate) async fn list_materials(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -305,7 +305,7 @@ async fn list_materials(
     })))
 }
 
-async fn get_material(
+pub(crate) async fn get_material(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -316,7 +316,7 @@ async fn get_material(
     Ok(ok(row.into()))
 }
 
-async fn update_material(
+pub(crate) async fn update_material(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -366,7 +366,7 @@ async fn update_material(
     Ok(ok(row.into()))
 }
 
-async fn delete_material(
+pub(crate) async fn delete_material(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -389,7 +389,7 @@ async fn delete_material(
 }
 
 /// The material's media id, uploading its file when there is none or it expires within a day.
-async fn ensure_media(
+pub(crate) async fn ensure_media(
     db: &Db,
     tenant_id: i64,
     wecom: &TenantWeCom,

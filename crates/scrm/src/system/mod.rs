@@ -1,8 +1,8 @@
 //! System administration over the API: users and roles, API tokens, the audit log, and the
 //! permission catalogue. Everything here is scoped to the caller's tenant.
 
-mod tokens;
-mod users;
+pub(crate) mod tokens;
+pub(crate) mod users;
 
 use axum::extract::State;
 use axum::http::Method;

@@ -41,7 +41,7 @@ pub fn routes(state: &AppState) -> Routes {
 }
 
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     id: i64,
     user_id: i64,
     name: String,
@@ -87,7 +87,7 @@ impl From<Row> for TokenView {
 const COLUMNS: &str =
     "id, user_id, name, token_prefix, created_at, expires_at, last_used_at, revoked_at";
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     actor: CurrentUser,
 ) -> ApiResult<Reply<Vec<TokenView>>> {
@@ -109,7 +109,7 @@ pub struct CreateToken {
     expires_in_days: Option<i64>,
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     actor: CurrentUser,
     ApiJson(body): ApiJson<CreateToken>,
@@ -170,7 +170,7 @@ async fn create(
     Ok(created(view))
 }
 
-async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     actor: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -56,12 +56,12 @@ pub fn routes(state: &AppState) -> Routes {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     page: Option<i64>,
     size: Option<i64>,
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -77,7 +77,7 @@ async fn list(
     }))
 }
 
-async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -113,7 +113,7 @@ fn valid_username(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     actor: CurrentUser,
     ApiJson(body): ApiJson<CreateUser>,
@@ -180,7 +180,7 @@ pub struct UpdateUser {
     status: Option<i64>,
 }
 
-async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     actor: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -235,7 +235,7 @@ pub struct ResetPassword {
     password: String,
 }
 
-async fn reset_password(
+pub(crate) async fn reset_password(
     State(state): State<AppState>,
     actor: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -247,7 +247,10 @@ async fn channel_code_brings_tags_owner_welcome_and_statistics(app: TestApp) {
                 &app.admin_token,
             )
             .await;
-        (s.data()["totalLosses"] == 1).then(|| s.data().clone())
+        // The figures are read one query after another: wait until the daily figures and the
+        // totals have both seen the loss.
+        let seen = s.data()["totalLosses"] == 1 && s.data()["daily"][6]["losses"] == 1;
+        seen.then(|| s.data().clone())
     })
     .await;
     assert_eq!(stats["totalAdds"], 1);

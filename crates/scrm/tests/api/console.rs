@@ -400,6 +400,1032 @@ async fn console_tags_sop_and_users_pages_list_and_sop_executions_pause(app: Tes
     assert_eq!(refused.status, 403);
 }
 
+/// The names of a tag group's tags in their order, from the API.
+async fn group_tags(app: &TestApp, group: i64) -> Vec<String> {
+    let r = app.get("/api/v1/tag-groups", &app.admin_token).await;
+    r.data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == group)
+        .map(|g| {
+            g["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (id, name) of the tag groups in their order, from the API.
+async fn tag_groups(app: &TestApp) -> Vec<(i64, String)> {
+    let r = app.get("/api/v1/tag-groups", &app.admin_token).await;
+    r.data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["id"].as_i64().unwrap(),
+                g["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn tag_id(app_groups: &serde_json::Value, name: &str) -> i64 {
+    app_groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["tags"].as_array().unwrap().iter())
+        .find(|t| t["name"] == name)
+        .and_then(|t| t["id"].as_i64())
+        .unwrap_or_else(|| panic!("no tag {name}"))
+}
+
+async fn console_tags_are_created_renamed_reordered_and_deleted(app: TestApp) {
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let page = s.get("/console/tags").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"new-group-form\""));
+
+    let refused = s.post("/console/tag-groups", &[("name", " ")]).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-group-new\""),
+        "{}",
+        refused.body
+    );
+    assert!(tag_groups(&app).await.is_empty(), "nothing was created");
+
+    let made = s
+        .post(
+            "/console/tag-groups",
+            &[("name", "等级"), ("tags", "VIP， 普通")],
+        )
+        .await;
+    assert_eq!(
+        (made.status, made.location.as_str()),
+        (303, "/console/tags?done=created")
+    );
+    let g = tag_groups(&app).await[0].0;
+    assert_eq!(group_tags(&app, g).await, ["VIP", "普通"]);
+    let shown = s.get("/console/tags?done=created").await;
+    assert!(shown.body.contains("id=\"notice\""));
+    assert!(shown.body.contains("value=\"VIP\""));
+
+    let gid = g.to_string();
+    let refused = s
+        .post("/console/tags", &[("groupId", &gid), ("name", "")])
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains(&format!("id=\"error-newtag-{g}\"")));
+    let added = s
+        .post("/console/tags", &[("groupId", &gid), ("name", "黑卡")])
+        .await;
+    assert_eq!(added.status, 303);
+    assert_eq!(group_tags(&app, g).await, ["VIP", "普通", "黑卡"]);
+
+    let all = app.get("/api/v1/tag-groups", &app.admin_token).await;
+    let (vip, plain, black) = (
+        tag_id(all.data(), "VIP"),
+        tag_id(all.data(), "普通"),
+        tag_id(all.data(), "黑卡"),
+    );
+    let renamed = s
+        .post(
+            &format!("/console/tags/{vip}"),
+            &[("action", "rename"), ("name", "钻石")],
+        )
+        .await;
+    assert_eq!(renamed.status, 303);
+    // A name the group already has: 409 next to that tag, nothing changed.
+    let clash = s
+        .post(
+            &format!("/console/tags/{plain}"),
+            &[("action", "rename"), ("name", "钻石")],
+        )
+        .await;
+    assert_eq!(clash.status, 409);
+    assert!(
+        clash.body.contains(&format!("id=\"error-tag-{plain}\"")),
+        "{}",
+        clash.body
+    );
+    let up = s
+        .post(&format!("/console/tags/{black}"), &[("action", "up")])
+        .await;
+    assert_eq!(up.status, 303);
+    assert_eq!(group_tags(&app, g).await, ["钻石", "黑卡", "普通"]);
+    let gone = s
+        .post(&format!("/console/tags/{plain}"), &[("action", "delete")])
+        .await;
+    assert_eq!(gone.location, "/console/tags?done=deleted");
+    assert_eq!(group_tags(&app, g).await, ["钻石", "黑卡"]);
+
+    s.post("/console/tag-groups", &[("name", "来源")]).await;
+    let g2 = tag_groups(&app).await[1].0;
+    let moved = s
+        .post(&format!("/console/tag-groups/{g2}"), &[("action", "up")])
+        .await;
+    assert_eq!(moved.status, 303);
+    let names: Vec<String> = tag_groups(&app).await.into_iter().map(|g| g.1).collect();
+    assert_eq!(names, ["来源", "等级"]);
+    s.post(
+        &format!("/console/tag-groups/{g2}"),
+        &[("action", "rename"), ("name", "渠道")],
+    )
+    .await;
+    assert_eq!(tag_groups(&app).await[0].1, "渠道");
+    let deleted = s
+        .post(
+            &format!("/console/tag-groups/{g2}"),
+            &[("action", "delete")],
+        )
+        .await;
+    assert_eq!(deleted.status, 303);
+    assert_eq!(tag_groups(&app).await.len(), 1);
+
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let page = v.get("/console/tags").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("钻石"));
+    assert!(!page.body.contains("id=\"new-group-form\""));
+    assert_eq!(
+        v.post("/console/tag-groups", &[("name", "X")]).await.status,
+        403
+    );
+    assert_eq!(
+        v.post(&format!("/console/tags/{vip}"), &[("action", "delete")])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(group_tags(&app, g).await, ["钻石", "黑卡"]);
+}
+
+/// The `id` in a `/console/<what>/{id}?…` redirect.
+fn id_in(location: &str) -> i64 {
+    location
+        .rsplit('/')
+        .next()
+        .and_then(|t| t.split('?').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {location}"))
+}
+
+async fn console_group_chats_staff_channel_codes_welcome_and_materials(app: TestApp) {
+    let sim = crate::integration::sim(30).await;
+    crate::integration::connect(&app, &sim).await;
+    assert_eq!(
+        crate::integration_sync::sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+
+    // Group chats and their members.
+    let chats = s.get("/console/group-chats").await;
+    assert_eq!(chats.status, 200);
+    assert!(chats.body.contains("class=\"group-row\""));
+    let groups = app.get("/api/v1/groups?size=1", &app.admin_token).await;
+    let chat = groups.data()["list"][0]["id"].as_i64().unwrap();
+    let members = app
+        .get(&format!("/api/v1/groups/{chat}/members"), &app.admin_token)
+        .await;
+    let chat_page = s.get(&format!("/console/group-chats/{chat}")).await;
+    assert_eq!(chat_page.status, 200);
+    assert!(
+        chat_page
+            .body
+            .contains(&format!("id=\"member-total\">{}<", members.data()["total"]))
+    );
+    assert!(chat_page.body.contains("class=\"member-row\""));
+    let refused = s
+        .post(
+            &format!("/console/group-chats/{chat}/tags"),
+            &[("tagId", ""), ("action", "add")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-tags\""),
+        "{}",
+        refused.body
+    );
+    let t = tags(&app, "群类型", &["福利群"]).await[0];
+    let tagged = s
+        .post(
+            &format!("/console/group-chats/{chat}/tags"),
+            &[("tagId", &t.to_string()), ("action", "add")],
+        )
+        .await;
+    assert_eq!(tagged.status, 303);
+    let g = app
+        .get(&format!("/api/v1/groups/{chat}"), &app.admin_token)
+        .await;
+    assert_eq!(g.data()["tags"][0]["name"], "福利群");
+
+    // Staff and departments.
+    let staff = s.get("/console/staff").await;
+    assert_eq!(staff.status, 200);
+    assert!(staff.body.contains("class=\"staff-row\""));
+    assert!(staff.body.contains("class=\"department-row\""));
+    let members = app.get("/api/v1/staff?size=500", &app.admin_token).await;
+    let userid = members.data()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["status"] == 1)
+        .map(|m| m["userid"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(staff.body.contains(&userid));
+
+    // Channel codes: refused form, create, page with statistics, edit, delete.
+    let form = s.get("/console/channel-codes/new").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains(&format!("value=\"{userid}\"")));
+    let refused = s
+        .post(
+            "/console/channel-codes",
+            &[("name", ""), ("remark", "展会")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-name\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"展会\""), "the draft is kept");
+    let limit = format!("limit.{userid}");
+    let made = s
+        .post(
+            "/console/channel-codes",
+            &[
+                ("name", "展会码"),
+                ("staff", &userid),
+                (&limit, "5"),
+                ("tagIds", &t.to_string()),
+                ("welcomeText", "您好 {nickname}"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let code = id_in(&made.location);
+    let api = app
+        .get(&format!("/api/v1/channel-codes/{code}"), &app.admin_token)
+        .await;
+    assert_eq!(api.data()["staff"][0]["dailyLimit"], 5);
+    assert_eq!(api.data()["tagIds"], json!([t]));
+    assert_eq!(api.data()["welcome"]["text"], "您好 {nickname}");
+    let page = s.get(&format!("/console/channel-codes/{code}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"code-stats\""));
+    assert!(page.body.contains("id=\"stat-adds\">0<"));
+    assert_eq!(
+        page.body.matches("<rect").count(),
+        60,
+        "30 days, two bars each"
+    );
+    let list = s.get("/console/channel-codes").await;
+    assert!(list.body.contains("展会码"));
+    let edit = s.get(&format!("/console/channel-codes/{code}/edit")).await;
+    assert!(edit.body.contains(&format!("name=\"{limit}\" value=\"5\"")));
+    let saved = s
+        .post(
+            &format!("/console/channel-codes/{code}"),
+            &[
+                ("name", "展会码二"),
+                ("staff", &userid),
+                (&limit, "8"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let api = app
+        .get(&format!("/api/v1/channel-codes/{code}"), &app.admin_token)
+        .await;
+    assert_eq!(api.data()["name"], "展会码二");
+    assert_eq!(api.data()["staff"][0]["dailyLimit"], 8);
+    let bad = s
+        .post(
+            &format!("/console/channel-codes/{code}"),
+            &[("name", "展会码二"), ("action", "save")],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"error-staff\""), "{}", bad.body);
+
+    // Welcome messages.
+    let refused = s
+        .post(
+            "/console/welcome",
+            &[("name", "默认欢迎语"), ("text", " "), ("enabled", "1")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-text\""),
+        "{}",
+        refused.body
+    );
+    let made = s
+        .post(
+            "/console/welcome",
+            &[
+                ("name", "默认欢迎语"),
+                ("text", "欢迎 {nickname}"),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(made.location, "/console/welcome?done=created");
+    let list = app
+        .get("/api/v1/automation/welcome-messages", &app.admin_token)
+        .await;
+    assert_eq!(list.data()["list"][0]["text"], "欢迎 {nickname}");
+    let wid = list.data()["list"][0]["id"].as_i64().unwrap();
+    let page = s.get(&format!("/console/welcome?edit={wid}")).await;
+    assert!(page.body.contains("欢迎 {nickname}</textarea>"));
+
+    // The group-send form offers the material library; the task carries the material.
+    let m = app
+        .post(
+            "/api/material",
+            &app.admin_token,
+            json!({"materialType": "link", "title": "活动页", "content": {"url": "https://example.com/a"}}),
+        )
+        .await;
+    assert_eq!(m.status, 201, "{:?}", m.body);
+    let mid = m.data()["materialId"].as_i64().unwrap().to_string();
+    let form = s.get("/console/group-send/new").await;
+    assert!(form.body.contains("活动页"));
+    let accounts = app
+        .get(
+            "/api/v1/workbench/wechat/group-send/accounts",
+            &app.admin_token,
+        )
+        .await;
+    let sender = accounts.data()[0]["accountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let customers = app.get("/api/v1/customers?size=3", &app.admin_token).await;
+    let cids: Vec<i64> = customers.data()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    let cid = cids[0].to_string();
+    let refused = s
+        .post(
+            "/console/group-send",
+            &[
+                ("senderAccountId", &sender),
+                ("customerIds", &cid),
+                ("msgType", "MATERIAL"),
+                ("text", "看看"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-message\""),
+        "{}",
+        refused.body
+    );
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1) + chrono::Duration::hours(8))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let made = s
+        .post(
+            "/console/group-send",
+            &[
+                ("taskName", "素材群发"),
+                ("senderAccountId", &sender),
+                ("customerIds", &cid),
+                ("msgType", "MATERIAL"),
+                ("materialId", &mid),
+                ("text", "看看"),
+                ("scheduledTime", &tomorrow),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let task = id_in(&made.location);
+    let d = app
+        .get(
+            &format!("/api/v1/workbench/group-send/tasks/{task}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(d.data()["messageContent"]["type"], "MATERIAL");
+    let shown = s.get(&format!("/console/group-send/{task}")).await;
+    assert!(
+        shown
+            .body
+            .contains(&format!("id=\"task-attachment\">素材 #{mid}<")),
+        "{}",
+        shown.body
+    );
+    assert_eq!(
+        d.data()["messageContent"]["data"]["materialId"].to_string(),
+        mid
+    );
+
+    // Results waiting in WeCom (SUBMITTED) are shown under "pending".
+    let now = chrono::Utc::now().timestamp_millis();
+    for (i, status) in ["SUBMITTED", "PENDING", "SUCCESS"].into_iter().enumerate() {
+        app.state
+            .db
+            .execute(
+                scrm_db::query("INSERT INTO t_group_send_result (tenant_id, task_id, customer_id, external_userid, sender_userid, status, create_time, update_time) SELECT tenant_id, ?, ?, ?, ?, ?, ?, ? FROM t_group_send_task WHERE id = ?")
+                    .bind(task)
+                    .bind(cids[i])
+                    .bind(format!("wmResult{i}"))
+                    .bind(sender.as_str())
+                    .bind(status)
+                    .bind(now)
+                    .bind(now)
+                    .bind(task),
+            )
+            .await
+            .unwrap();
+    }
+    let pending = s
+        .get(&format!("/console/group-send/{task}?status=PENDING"))
+        .await;
+    assert!(
+        pending.body.contains("id=\"result-total\">2<"),
+        "{}",
+        pending.body
+    );
+    let api = app
+        .get(
+            &format!("/api/v1/workbench/group-send/tasks/{task}?resultStatus=PENDING"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(api.data()["resultTotal"], 2);
+
+    // A viewer sees the pages without their forms and may post none of them.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let page = v.get(&format!("/console/group-chats/{chat}")).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"group-tag-form\""));
+    let page = v.get(&format!("/console/channel-codes/{code}")).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"edit-code\""));
+    assert_eq!(v.get("/console/channel-codes/new").await.status, 403);
+    assert_eq!(
+        v.post("/console/channel-codes", &[("name", "x")])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        v.post(
+            &format!("/console/channel-codes/{code}"),
+            &[("action", "delete")]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        v.post("/console/welcome", &[("name", "x")]).await.status,
+        403
+    );
+    assert!(
+        !v.get("/console/welcome")
+            .await
+            .body
+            .contains("id=\"welcome-form\"")
+    );
+
+    // Deleting goes through the API too.
+    let gone = s
+        .post(
+            &format!("/console/channel-codes/{code}"),
+            &[("action", "delete")],
+        )
+        .await;
+    assert_eq!(gone.location, "/console/channel-codes?done=deleted");
+    assert_eq!(
+        app.get(&format!("/api/v1/channel-codes/{code}"), &app.admin_token)
+            .await
+            .status,
+        404
+    );
+    let gone = s
+        .post(
+            "/console/welcome",
+            &[("id", &wid.to_string()), ("action", "delete")],
+        )
+        .await;
+    assert_eq!(gone.location, "/console/welcome?done=deleted");
+    sim.shutdown().await;
+}
+
+async fn console_wecom_config_sync_logs_and_callback_replay(app: TestApp) {
+    let sim = crate::integration::sim(10).await;
+    let sc = sim.config();
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let form = s.get("/console/integration/config").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("id=\"config-form\""));
+
+    let agent = sc.creds.agent_id.to_string();
+    let base = sim.base_url();
+    let refused = s
+        .post(
+            "/console/integration/config",
+            &[
+                ("corpId", sc.creds.corp_id.as_str()),
+                ("agentId", "abc"),
+                ("corpSecret", sc.creds.app_secret.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-agentId\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        !refused.body.contains(sc.creds.app_secret.as_str()),
+        "a typed secret is never shown again"
+    );
+    assert_eq!(
+        app.get("/api/wework/config", &app.admin_token).await.data(),
+        &serde_json::Value::Null,
+        "nothing was saved"
+    );
+    let saved = s
+        .post(
+            "/console/integration/config",
+            &[
+                ("corpId", sc.creds.corp_id.as_str()),
+                ("agentId", agent.as_str()),
+                ("corpSecret", sc.creds.app_secret.as_str()),
+                ("contactsSecret", sc.creds.contact_secret.as_str()),
+                ("token", sc.callback.token.as_str()),
+                ("encodingAesKey", sc.callback.encoding_aes_key.as_str()),
+                ("apiBase", base.as_str()),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let cfg = app.get("/api/wework/config", &app.admin_token).await;
+    assert_eq!(cfg.data()["corpId"], sc.creds.corp_id.as_str());
+    let masked = cfg.data()["corpSecret"].as_str().unwrap().to_string();
+    let form = s.get("/console/integration/config").await;
+    assert!(
+        form.body.contains(&masked),
+        "the stored secret is shown masked"
+    );
+    assert!(!form.body.contains(sc.creds.app_secret.as_str()));
+    // Saving without typing the secrets keeps them: the sync below still reaches WeCom.
+    let kept = s
+        .post(
+            "/console/integration/config",
+            &[
+                ("corpId", sc.creds.corp_id.as_str()),
+                ("agentId", agent.as_str()),
+                ("apiBase", base.as_str()),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(kept.status, 303, "{}", kept.body);
+    assert_eq!(
+        app.get("/api/wework/config", &app.admin_token).await.data()["corpSecret"],
+        masked.as_str()
+    );
+    let cfg_id = cfg.data()["id"].as_i64().unwrap();
+    assert_eq!(
+        crate::integration_sync::sync(&app, json!({"syncType": "department"})).await["status"],
+        "success"
+    );
+    let logs = s.get("/console/integration/sync-logs").await;
+    assert_eq!(logs.status, 200);
+    assert!(
+        logs.body
+            .contains("class=\"log-row\" data-status=\"success\""),
+        "{}",
+        logs.body
+    );
+    let none = s.get("/console/integration/sync-logs?status=failed").await;
+    assert!(!none.body.contains("class=\"log-row\""));
+
+    // A callback that failed can be replayed from the page.
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    app.state
+        .db
+        .execute(
+            scrm_db::query("INSERT INTO wework_callback_event (tenant_id, config_id, dedupe_key, event, change_type, raw_xml, status, attempts, error, received_at) VALUES (?, ?, 'test-1', 'change_external_contact', 'edit_external_contact', '<xml></xml>', 'failed', 6, 'customer fetch failed', ?)")
+                .bind(tenant)
+                .bind(cfg_id)
+                .bind(chrono::Utc::now().timestamp_millis()),
+        )
+        .await
+        .unwrap();
+    let events = app
+        .get(
+            "/api/wework/callback/events?status=failed",
+            &app.admin_token,
+        )
+        .await;
+    let ev = events.data()["list"][0]["id"].as_i64().unwrap();
+    let page = s.get("/console/integration/callbacks?status=failed").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("customer fetch failed"));
+    assert!(page.body.contains(&format!("id=\"replay-{ev}\"")));
+    let replayed = s
+        .post(&format!("/console/integration/callbacks/{ev}/replay"), &[])
+        .await;
+    assert_eq!(
+        replayed.location,
+        "/console/integration/callbacks?done=replayed"
+    );
+    let audited = app
+        .state
+        .db
+        .fetch_i64(scrm_db::query(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'wework.callback.replay'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(audited, 1);
+    let missing = s
+        .post("/console/integration/callbacks/999999/replay", &[])
+        .await;
+    assert_eq!(missing.status, 404);
+
+    // An operator may view and replay callbacks but not change the configuration.
+    app.user_with_role("otto", "operator").await;
+    let o = Session::login(&app, "otto", "password-123").await;
+    assert_eq!(o.get("/console/integration/config").await.status, 403);
+    assert_eq!(
+        o.post("/console/integration/config", &[("corpId", "x")])
+            .await
+            .status,
+        403
+    );
+    assert!(
+        !o.get("/console/integration")
+            .await
+            .body
+            .contains("id=\"edit-config\"")
+    );
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let page = v.get("/console/integration/callbacks").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"replay-"));
+    assert_eq!(
+        v.post(&format!("/console/integration/callbacks/{ev}/replay"), &[])
+            .await
+            .status,
+        403
+    );
+    sim.shutdown().await;
+}
+
+async fn console_users_roles_passwords_and_api_tokens(app: TestApp) {
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let page = s.get("/console/users").await;
+    assert!(page.body.contains("id=\"new-user-form\""));
+    let refused = s
+        .post(
+            "/console/users",
+            &[
+                ("username", "ab"),
+                ("password", "password-123"),
+                ("role", "operator"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-username\""),
+        "{}",
+        refused.body
+    );
+    let refused = s
+        .post(
+            "/console/users",
+            &[
+                ("username", "olga"),
+                ("password", "password-123"),
+                ("role", "boss"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-role\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"olga\""), "the draft is kept");
+    let made = s
+        .post(
+            "/console/users",
+            &[
+                ("username", "olga"),
+                ("displayName", "奥尔加"),
+                ("password", "password-123"),
+                ("role", "operator"),
+            ],
+        )
+        .await;
+    assert_eq!(made.location, "/console/users?done=created");
+    let list = app.get("/api/v1/system/users", &app.admin_token).await;
+    let olga = list.data()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "olga")
+        .cloned()
+        .unwrap();
+    assert_eq!(olga["role"], "operator");
+    let id = olga["id"].as_i64().unwrap();
+    let path = format!("/api/v1/system/users/{id}");
+    let user = async |app: &TestApp| app.get(&path, &app.admin_token).await.data().clone();
+
+    let role = s
+        .post(
+            &format!("/console/users/{id}"),
+            &[("action", "role"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(role.status, 303);
+    assert_eq!(user(&app).await["role"], "viewer");
+    let weak = s
+        .post(
+            &format!("/console/users/{id}"),
+            &[("action", "password"), ("password", "x")],
+        )
+        .await;
+    assert_eq!(weak.status, 400);
+    assert!(
+        weak.body.contains(&format!("id=\"error-user-{id}\"")),
+        "{}",
+        weak.body
+    );
+    let reset = s
+        .post(
+            &format!("/console/users/{id}"),
+            &[("action", "password"), ("password", "new-password-456")],
+        )
+        .await;
+    assert_eq!(reset.status, 303);
+    Session::login(&app, "olga", "new-password-456").await;
+    let off = s
+        .post(&format!("/console/users/{id}"), &[("action", "disable")])
+        .await;
+    assert_eq!(off.status, 303);
+    assert_eq!(user(&app).await["status"], 0);
+    assert_ne!(
+        post_login(&app, "olga", "new-password-456").await.status,
+        303
+    );
+    let on = s
+        .post(&format!("/console/users/{id}"), &[("action", "enable")])
+        .await;
+    assert_eq!(on.status, 303);
+    assert_eq!(user(&app).await["status"], 1);
+
+    // The API's own rule: an admin cannot demote themselves.
+    let me = app.get("/api/v1/auth/me", &app.admin_token).await.data()["id"]
+        .as_i64()
+        .unwrap();
+    let demote = s
+        .post(
+            &format!("/console/users/{me}"),
+            &[("action", "role"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(demote.status, 400);
+    assert!(demote.body.contains(&format!("id=\"error-user-{me}\"")));
+
+    // API tokens: shown once, usable, revocable.
+    let tokens = s.get("/console/tokens").await;
+    assert_eq!(tokens.status, 200);
+    let refused = s.post("/console/tokens", &[("name", " ")]).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("id=\"error-name\""));
+    let refused = s
+        .post(
+            "/console/tokens",
+            &[("name", "CRM"), ("expiresInDays", "0")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("id=\"error-expiresInDays\""));
+    let made = s
+        .post(
+            "/console/tokens",
+            &[("name", "CRM 同步"), ("expiresInDays", "30")],
+        )
+        .await;
+    assert_eq!(made.status, 200);
+    let token = made
+        .body
+        .split("id=\"fresh-token-value\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    assert!(token.starts_with("scrm_"), "{token}");
+    assert_eq!(app.get("/api/v1/auth/me", &token).await.status, 200);
+    let again = s.get("/console/tokens").await;
+    assert!(again.body.contains("CRM 同步"));
+    assert!(!again.body.contains(&token), "the token is shown once");
+    let list = app.get("/api/v1/system/tokens", &app.admin_token).await;
+    let tid = list.data()[0]["id"].as_i64().unwrap();
+    let revoked = s.post(&format!("/console/tokens/{tid}/revoke"), &[]).await;
+    assert_eq!(revoked.location, "/console/tokens?done=revoked");
+    assert_eq!(app.get("/api/v1/auth/me", &token).await.status, 401);
+
+    // An operator sees users but cannot change them, and has no tokens page.
+    app.user_with_role("otto", "operator").await;
+    let o = Session::login(&app, "otto", "password-123").await;
+    let page = o.get("/console/users").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"new-user-form\""));
+    assert_eq!(
+        o.post(
+            "/console/users",
+            &[
+                ("username", "eve"),
+                ("password", "password-123"),
+                ("role", "admin")
+            ]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        o.post(&format!("/console/users/{id}"), &[("action", "disable")])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(o.get("/console/tokens").await.status, 403);
+    assert_eq!(user(&app).await["status"], 1);
+}
+
+async fn console_workbench_counts_a_first_syncs_recent_adds_on_their_days(app: TestApp) {
+    // The demo's simulator: customers added over the last 30 days, some today.
+    let mut c = scrm_wecom_sim::SimConfig::default();
+    c.size.customers = 60;
+    c.size.staff = 8;
+    c.recent_adds_days = 30;
+    let sim = scrm_wecom_sim::Simulator::start(c)
+        .await
+        .expect("simulator");
+    crate::integration::connect(&app, &sim).await;
+    assert_eq!(
+        crate::integration_sync::sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let china = 8 * 3_600_000;
+    let today_start = (now + china).div_euclid(day) * day - china;
+    let today = app
+        .state
+        .db
+        .fetch_i64(
+            scrm_db::query("SELECT COUNT(*) FROM customer WHERE add_time >= ?").bind(today_start),
+        )
+        .await
+        .unwrap();
+    assert!(today > 0, "the simulator adds some customers today");
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let home = s.get("/console").await;
+    assert!(
+        home.body.contains(&format!("id=\"fig-added\">{today}<")),
+        "{today} added today"
+    );
+    let stats = app
+        .get("/api/v1/customers/statistics", &app.admin_token)
+        .await;
+    // Every synced customer was added in the last 30 days: all are in the chart's period.
+    assert_eq!(
+        stats.data()["period"]["added"],
+        stats.data()["totals"]["total"],
+        "{:?}",
+        stats.body
+    );
+    sim.shutdown().await;
+}
+
+async fn console_material_library_creates_lists_and_deletes(app: TestApp) {
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let total = async || {
+        app.get("/api/materials", &app.admin_token).await.data()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let refused = s
+        .post(
+            "/console/materials",
+            &[("materialType", "link"), ("title", "活动页")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-content\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("value=\"活动页\""),
+        "the draft is kept"
+    );
+    let refused = s
+        .post(
+            "/console/materials",
+            &[("materialType", "image"), ("title", "海报")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-fileData\""),
+        "{}",
+        refused.body
+    );
+    assert_eq!(total().await, 0, "nothing was created");
+
+    let made = s
+        .post(
+            "/console/materials",
+            &[
+                ("materialType", "link"),
+                ("title", "活动页"),
+                ("url", "https://example.com/a"),
+                ("desc", "双十一"),
+            ],
+        )
+        .await;
+    assert_eq!(made.location, "/console/materials?done=created");
+    let list = app.get("/api/materials", &app.admin_token).await;
+    assert_eq!(
+        list.data()["list"][0]["content"]["url"],
+        "https://example.com/a"
+    );
+    let id = list.data()["list"][0]["materialId"].as_i64().unwrap();
+    let page = s.get("/console/materials").await;
+    assert!(page.body.contains("class=\"material-row\""));
+    assert!(page.body.contains("https://example.com/a"));
+    let none = s.get("/console/materials?materialType=text").await;
+    assert!(!none.body.contains("class=\"material-row\""));
+    let form = s.get("/console/group-send/new").await;
+    assert!(
+        form.body
+            .contains(&format!("<option value=\"{id}\">活动页 (link)</option>"))
+    );
+
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let page = v.get("/console/materials").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"material-form\""));
+    assert_eq!(
+        v.post(
+            "/console/materials",
+            &[("id", &id.to_string()), ("action", "delete")]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(total().await, 1);
+    let gone = s
+        .post(
+            "/console/materials",
+            &[("id", &id.to_string()), ("action", "delete")],
+        )
+        .await;
+    assert_eq!(gone.location, "/console/materials?done=deleted");
+    assert_eq!(total().await, 0);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     console_login_keeps_the_token_in_an_httponly_strict_cookie,
     console_login_refuses_a_wrong_password_on_the_page,
@@ -409,4 +1435,10 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_workbench_shows_todays_figures_and_the_growth_chart,
     console_group_send_form_shows_the_api_errors_next_to_the_fields,
     console_tags_sop_and_users_pages_list_and_sop_executions_pause,
+    console_tags_are_created_renamed_reordered_and_deleted,
+    console_group_chats_staff_channel_codes_welcome_and_materials,
+    console_wecom_config_sync_logs_and_callback_replay,
+    console_users_roles_passwords_and_api_tokens,
+    console_workbench_counts_a_first_syncs_recent_adds_on_their_days,
+    console_material_library_creates_lists_and_deletes,
 );

@@ -1,9 +1,10 @@
 //! The console in a real browser: headless Chromium driven through chromedriver (WebDriver), the
 //! main journeys against scrm and the WeCom simulator in-process — log in, sync, find customers
-//! by tag, send to that tag and watch the send complete with per-customer results; a viewer sees
-//! no buttons it may not use. SQLite is enough here (the HTTP-level page tests run on every
-//! backend). Every wait is on an element or a URL, with a deadline; screenshots of each page go
-//! to `target/tmp/console-screenshots/` (kept as CI artifacts).
+//! by tag, send to that tag and watch the send complete with per-customer results; edit tags and
+//! replay a dead job; a viewer sees no buttons it may not use. SQLite is enough here (the
+//! HTTP-level page tests run on every backend). Every wait is on an element or a URL, with a
+//! deadline; screenshots of each page go to `target/tmp/console-screenshots/` (kept as CI
+//! artifacts).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/test.sh installs them when missing).
 
@@ -11,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures::StreamExt;
 use scrm::operation::mass::Settings;
 use scrm_db::Backend;
 use serde_json::json;
@@ -394,6 +396,39 @@ async fn console_journey_sync_find_by_tag_send_to_the_tag_and_watch_it_finish() 
     b.wait_for("#dead-jobs").await;
     b.shot("jobs").await;
 
+    // Every other page renders with the synced data (and is kept as a screenshot).
+    for (path, css, name) in [
+        ("/console/tags", ".tag-group", "tags"),
+        ("/console/group-chats", "tr.group-row", "group-chats"),
+        ("/console/staff", "tr.staff-row", "staff"),
+        ("/console/channel-codes", "#channel-codes", "channel-codes"),
+        (
+            "/console/channel-codes/new",
+            "#code-form",
+            "channel-code-new",
+        ),
+        ("/console/welcome", "#welcome-form", "welcome"),
+        ("/console/integration/sync-logs", "tr.log-row", "sync-logs"),
+        ("/console/integration/callbacks", "#events", "callbacks"),
+        (
+            "/console/integration/config",
+            "#config-form",
+            "wecom-config",
+        ),
+        ("/console/users", "#new-user-form", "users"),
+        ("/console/tokens", "#new-token-form", "tokens"),
+        ("/console/sop", "#sop-templates", "sop"),
+        ("/console/materials", "#material-form", "materials"),
+    ] {
+        b.open(path).await;
+        b.wait_for(css).await;
+        b.shot(name).await;
+    }
+    b.open("/console/group-chats").await;
+    b.click("tr.group-row a").await;
+    b.wait_for("tr.member-row").await;
+    b.shot("group-chat").await;
+
     // The English switch.
     b.click("#lang-switch").await;
     b.wait_for("html[lang=en]").await;
@@ -434,5 +469,128 @@ async fn console_viewer_does_not_see_or_reach_admin_buttons() {
     // Typing the address of a page the role may not use: refused by the server.
     b.open("/console/group-send/new").await;
     assert_eq!(b.text("#error-name").await, "FORBIDDEN");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn console_journey_edit_tags_and_replay_a_dead_job() {
+    let (app, _sim, tenant) = scrm_with_wecom().await;
+    // A job that dies at once: a payload its handler cannot read is a permanent failure.
+    let dead = app
+        .state
+        .jobs
+        .enqueue_now(
+            scrm_jobs::NewJob::new(
+                scrm::automation::channel_codes::PUSH,
+                &json!({"unreadable": true}),
+            )
+            .unwrap()
+            .tenant(tenant),
+        )
+        .await
+        .unwrap();
+    let dead_id = dead.id;
+    let attempts = async |n: i64| {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let done = app
+                .state
+                .db
+                .fetch_i64(
+                    scrm_db::query("SELECT COUNT(*) FROM job_attempt WHERE job_id = ?")
+                        .bind(dead_id),
+                )
+                .await
+                .unwrap();
+            if done >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {dead_id} ran {done} times, not {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    attempts(1).await;
+    let b = Browser::start(&app.base).await;
+    b.login("admin", ADMIN_PASSWORD).await;
+
+    // Tags: a new group with two tags, a rename, a move and a delete, each through the page.
+    b.open("/console/tags").await;
+    b.fill("#new-group-name", "浏览器标签组").await;
+    b.fill("#new-group-tags", "甲，乙").await;
+    b.click("#new-group").await;
+    b.wait_for("#notice").await;
+    let groups = app.get("/api/v1/tag-groups", &app.admin_token).await;
+    let group = groups
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "浏览器标签组")
+        .cloned()
+        .expect("the group was created");
+    let tag = |name: &str| {
+        group["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .and_then(|t| t["id"].as_i64())
+            .unwrap()
+    };
+    let (jia, yi) = (tag("甲"), tag("乙"));
+    b.fill(&format!("#tag-form-{jia} input[name=name]"), "丙")
+        .await;
+    b.click(&format!("#tag-form-{jia} button[value=rename]"))
+        .await;
+    b.wait_for(&format!("#tag-form-{jia} input[value='丙']"))
+        .await;
+    b.click(&format!("#tag-form-{yi} button[value=up]")).await;
+    b.wait_for(&format!(
+        ".tag-group[data-id='{}'] tr.tag-row:first-child #tag-form-{yi}",
+        group["id"]
+    ))
+    .await;
+    let order: Vec<String> = b
+        .client
+        .find_all(Locator::Css(&format!(
+            ".tag-group[data-id='{}'] tr.tag-row input[name=name]",
+            group["id"]
+        )))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| async move { e.prop("value").await.unwrap().unwrap_or_default() })
+        .collect::<futures::stream::FuturesOrdered<_>>()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(order, ["乙", "丙"]);
+    b.shot("tags-edit").await;
+    // An empty name is refused next to the form, nothing changes.
+    b.fill(&format!("#tag-form-{yi} input[name=name]"), " ")
+        .await;
+    b.click(&format!("#tag-form-{yi} button[value=rename]"))
+        .await;
+    b.wait_for(&format!("#error-tag-{yi}")).await;
+    b.open("/console/tags").await;
+    b.click(&format!("#tag-form-{jia} button[value=delete]"))
+        .await;
+    b.client.accept_alert().await.unwrap();
+    b.wait_for("#notice").await;
+    assert!(!b.present(&format!("#tag-form-{jia}")).await);
+    assert!(b.present(&format!("#tag-form-{yi}")).await);
+
+    // Jobs: the dead letter is listed and replayed from the page.
+    b.open("/console/jobs").await;
+    b.wait_for(&format!("tr.dead-job[data-id='{dead_id}']"))
+        .await;
+    b.shot("jobs-dead-letter").await;
+    b.click(&format!("tr.dead-job[data-id='{dead_id}'] button.replay"))
+        .await;
+    assert!(b.text("#notice").await.contains(&dead_id.to_string()));
+    // The replay ran the job again (it dies again: its payload is still unreadable).
+    attempts(2).await;
     b.close().await;
 }

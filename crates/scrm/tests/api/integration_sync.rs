@@ -162,17 +162,24 @@ async fn assert_matches(app: &TestApp, sim: &SimHandle) {
 }
 
 async fn full_sync_matches_the_company_under_transient_faults(app: TestApp) {
-    let sim = sim(300).await;
+    // A few thousand customers: many batches of the bulk apply.
+    let sim = sim(3000).await;
     connect(&app, &sim).await;
+    // 10 % of calls fail transiently, and tokens live 2 s: they expire during the run.
     sim.update_config(|c| {
-        c.faults.busy = 0.05;
-        c.faults.freq_limit = 0.02;
-        c.faults.token_expired = 0.03;
+        c.callback.url = None;
+        c.creds.token_lifetime_secs = 2;
+        c.faults.busy = 0.04;
+        c.faults.freq_limit = 0.01;
+        c.faults.concurrent_limit = 0.01;
+        c.faults.token_expired = 0.02;
         c.faults.http_500 = 0.02;
     });
     let log = sync(&app, json!({"syncType": "full"})).await;
     assert_eq!(log["status"], "success", "{log}");
-    assert!(log["created"].as_i64().unwrap() > 300, "{log}");
+    assert!(log["created"].as_i64().unwrap() > 2000, "{log}");
+    // The run counted its own calls: at least one per 100 customers.
+    assert!(log["apiCalls"].as_i64().unwrap() >= 30, "{log}");
     assert_matches(&app, &sim).await;
     // Nothing changed in WeCom: a second run writes nothing.
     let again = sync(&app, json!({"syncType": "full"})).await;
@@ -270,8 +277,12 @@ async fn incremental_sync_writes_only_the_changes(app: TestApp) {
     })
     .unwrap();
     let before = n(&app, "SELECT COUNT(*) FROM customer_deletion").await;
+    let calls_before: u64 = sim.call_counts().values().sum();
     let log = sync(&app, json!({"syncType": "customer"})).await;
     assert_eq!(log["status"], "success", "{log}");
+    // The log counts this run's WeCom calls, exactly those the simulator answered.
+    let calls: u64 = sim.call_counts().values().sum::<u64>() - calls_before;
+    assert_eq!(log["apiCalls"].as_u64(), Some(calls), "{log}");
     let deleted_or_updated = log["updated"].as_i64().unwrap() + log["deleted"].as_i64().unwrap();
     assert_eq!(log["created"], 1, "{log}");
     assert!(
@@ -335,6 +346,8 @@ async fn a_failed_sync_changes_nothing(app: TestApp) {
     sim.set_secret_errcode(SecretKind::App, 40001);
     let log = sync(&app, json!({"syncType": "full", "force": true})).await;
     assert_eq!(log["status"], "failed", "{log}");
+    // The failed run still counts the WeCom calls it made.
+    assert!(log["apiCalls"].as_i64().unwrap() > 0, "{log}");
     assert!(
         log["message"]
             .as_str()
@@ -537,7 +550,133 @@ async fn each_scenario_reaches_scrm_as_a_callback_within_a_second(app: TestApp) 
     sim.shutdown().await;
 }
 
+async fn a_chat_wecom_refuses_to_show_ends_partial_and_stays(app: TestApp) {
+    let sim = sim(60).await;
+    connect(&app, &sim).await;
+    sim.update_config(|c| c.callback.url = None);
+    assert_eq!(
+        sync(&app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    let chat = sim.company().chat_id(0);
+    let members = format!(
+        "SELECT COUNT(*) FROM group_chat_member m JOIN group_chat g ON g.id = m.group_id WHERE g.chat_id = '{chat}' AND m.status = 1"
+    );
+    let before = n(&app, &members).await;
+    assert!(before > 0);
+    // WeCom still lists the chat but refuses to show it (no privilege).
+    sim.set_chat_errcode(&chat, 60011);
+    let log = sync(&app, json!({"syncType": "groupchat"})).await;
+    assert_eq!(log["status"], "partial", "{log}");
+    assert_eq!(log["failed"], 1, "{log}");
+    assert_eq!(log["deleted"], 0, "{log}");
+    assert!(log["errors"].to_string().contains(&chat), "{log}");
+    assert!(log["errors"].to_string().contains("60011"), "{log}");
+    // Not taken for dismissed: the chat and its members stay as they were.
+    assert_eq!(
+        n(
+            &app,
+            &format!("SELECT COUNT(*) FROM group_chat WHERE chat_id = '{chat}' AND status = 4")
+        )
+        .await,
+        0
+    );
+    assert_eq!(n(&app, &members).await, before);
+    // Readable again: the next run is a success and the chat is still there.
+    sim.set_chat_errcode(&chat, 0);
+    let log = sync(&app, json!({"syncType": "groupchat"})).await;
+    assert_eq!(log["status"], "success", "{log}");
+    assert_eq!(n(&app, &members).await, before);
+    sim.shutdown().await;
+}
+
+/// An app whose incremental reconciliation runs every second (and the nightly one never).
+pub async fn spawn_app_reconciling(backend: scrm_db::Backend) -> TestApp {
+    crate::helpers::spawn_app_with(
+        backend,
+        &[
+            ("WEWORK_SYNC_INCREMENTAL_CRON", "* * * * * *"),
+            ("WEWORK_SYNC_FULL_CRON", "off"),
+        ],
+    )
+    .await
+}
+
+/// The reconciliation schedule starts a full sync of the tenant by itself.
+async fn the_reconciliation_schedule_starts_a_sync(app: TestApp) {
+    let sim = sim(30).await;
+    connect(&app, &sim).await;
+    sim.update_config(|c| c.callback.url = None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = n(
+            &app,
+            "SELECT COUNT(*) FROM wework_sync_log WHERE trigger_by = 'schedule' AND sync_type = 'full' AND status = 'success'",
+        )
+        .await;
+        if done > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled sync finished within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) FROM customer WHERE status = 1").await,
+        n(&app, "SELECT COUNT(DISTINCT external_userid) FROM customer").await
+    );
+    assert!(n(&app, "SELECT COUNT(*) FROM customer").await > 0);
+    sim.shutdown().await;
+}
+
+/// Two clients (two scrm processes) with the token cache in the real Redis: the second uses
+/// the token the first fetched, and a token WeCom refused is fetched again once, by one of them.
+async fn the_token_cache_is_shared_through_redis(app: TestApp) {
+    let redis = app.state.redis.clone().expect("redis");
+    let sim = sim(20).await;
+    let c = sim.config();
+    let prefix = format!("scrm:test:{}", uuid::Uuid::now_v7());
+    let client = || {
+        WeComClient::new(
+            ClientConfig::for_simulator(sim.base_url()),
+            std::sync::Arc::new(scrm_wecom::client::RedisTokenCache::new(
+                redis.clone(),
+                prefix.clone(),
+            )),
+            std::sync::Arc::new(scrm_wecom::client::NoRateLimit),
+        )
+        .unwrap()
+        .app(c.creds.corp_id.clone(), c.creds.app_secret.clone())
+    };
+    let gettoken = |sim: &SimHandle| {
+        sim.call_counts()
+            .iter()
+            .filter(|(k, _)| k.contains("gettoken"))
+            .map(|(_, v)| *v)
+            .sum::<u64>()
+    };
+    let (a, b) = (client(), client());
+    let users = a.get_follow_user_list().await.unwrap();
+    assert!(!users.is_empty());
+    assert_eq!(gettoken(&sim), 1);
+    assert_eq!(b.get_follow_user_list().await.unwrap(), users);
+    assert_eq!(gettoken(&sim), 1, "the second client used the cached token");
+    assert_eq!((a.calls_made(), b.calls_made()), (2, 1));
+    // Every token expires: the next call is refused (42001), the token is fetched again and
+    // the call made once more; the other client then uses the new token.
+    sim.expire_tokens();
+    assert_eq!(b.get_follow_user_list().await.unwrap(), users);
+    assert_eq!(gettoken(&sim), 2);
+    assert_eq!(b.calls_made(), 4);
+    assert_eq!(a.get_follow_user_list().await.unwrap(), users);
+    assert_eq!(gettoken(&sim), 2);
+    sim.shutdown().await;
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    a_chat_wecom_refuses_to_show_ends_partial_and_stays,
     full_sync_matches_the_company_under_transient_faults,
     incremental_sync_writes_only_the_changes,
     a_failed_sync_changes_nothing,
@@ -545,91 +684,10 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     each_scenario_reaches_scrm_as_a_callback_within_a_second,
 );
 
-/// The sync benchmark (BENCHMARKS.md): a full sync of a large simulated company under 10 %
-/// transient faults with a token that expires mid-run, then an incremental sync after 1 % of
-/// the customers changed. `SCRM_BENCH_CUSTOMERS` (default 100000), SQLite unless
-/// `SCRM_TEST_DB` names another backend:
-/// `SCRM_SYNC_WAIT_SECS=3600 SCRM_BENCH_CUSTOMERS=100000 cargo nextest run -p scrm --run-ignored only -E 'test(bench_sync)' --no-capture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: minutes"]
-async fn bench_sync() {
-    let backend = scrm_db::testing::selected_backends()[0];
-    let app = crate::helpers::spawn_app(backend).await;
-    let customers: u32 = std::env::var("SCRM_BENCH_CUSTOMERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let mut c = scrm_wecom_sim::SimConfig::default();
-    c.size.customers = customers;
-    c.size.staff = (customers / 250).max(20);
-    c.size.group_chats = (customers / 200).max(10);
-    c.size.tags = 60;
-    c.size.tag_groups = 8;
-    c.creds.token_lifetime_secs = 20;
-    c.faults.busy = 0.04;
-    c.faults.freq_limit = 0.01;
-    c.faults.concurrent_limit = 0.02;
-    c.faults.http_500 = 0.02;
-    c.faults.token_expired = 0.01;
-    c.faults.latency_min_ms = 5;
-    c.faults.latency_max_ms = 15;
-    let sim = scrm_wecom_sim::Simulator::start(c).await.unwrap();
-    connect(&app, &sim).await;
-    sim.update_config(|c| c.callback.url = None);
-    let calls = |sim: &SimHandle| sim.call_counts().values().sum::<u64>();
-    let t0 = Instant::now();
-    let log = sync(&app, json!({"syncType": "full"})).await;
-    let took = t0.elapsed();
-    let pairs = n(&app, "SELECT COUNT(*) FROM customer_follow").await;
-    println!(
-        "BENCH full: {customers} customers, {pairs} relations, status {}, {:.1} s, {} WeCom calls (sim), rows/s {:.0}, log {}",
-        log["status"],
-        took.as_secs_f64(),
-        calls(&sim),
-        f64::from(customers) / took.as_secs_f64(),
-        log
-    );
-    assert_eq!(log["status"], "success", "{log}");
-    assert_matches(&app, &sim).await;
+scrm_db::db_tests!(crate::integration_sync::spawn_app_reconciling;
+    the_reconciliation_schedule_starts_a_sync,
+);
 
-    let changed: Vec<(String, String)> = {
-        let co = sim.company();
-        let mut out = Vec::new();
-        for idx in (0..co.customers.len() as u32).step_by(100) {
-            if let Some((_, f)) = co.follows_of(idx).find(|(_, f)| {
-                co.staff[f.staff as usize].contact_enabled && co.staff[f.staff as usize].visible()
-            }) {
-                out.push((
-                    co.external_userid(idx),
-                    co.staff[f.staff as usize].userid.clone(),
-                ));
-            }
-        }
-        out
-    };
-    for (ext, userid) in &changed {
-        sim.staff_edits_contact(EditContact {
-            userid: userid.clone(),
-            external_userid: ext.clone(),
-            remark: Some("bench".into()),
-            ..Default::default()
-        })
-        .unwrap();
-    }
-    let before = calls(&sim);
-    let t1 = Instant::now();
-    let log = sync(&app, json!({"syncType": "customer"})).await;
-    println!(
-        "BENCH incremental: {} changed, {:.1} s, {} WeCom calls, log {}",
-        changed.len(),
-        t1.elapsed().as_secs_f64(),
-        calls(&sim) - before,
-        log
-    );
-    assert_eq!(
-        log["updated"].as_i64().unwrap(),
-        changed.len() as i64,
-        "{log}"
-    );
-    sim.shutdown().await;
-}
+scrm_db::db_tests!(crate::health::spawn_app_with_redis;
+    the_token_cache_is_shared_through_redis,
+);

@@ -2,12 +2,14 @@
 
 mod auth;
 mod automation;
+mod automation_workflows;
 mod console;
 mod console_browser;
 mod customers;
 mod customers_search;
 mod customers_wecom;
 mod errors;
+mod gateway;
 mod health;
 mod helpers;
 mod integration;

@@ -21,6 +21,8 @@ const PUBLIC: &[&str] = &[
     "/docs/swagger-ui-bundle.js",
     // WeCom's callbacks: signed with the callback token (msg_signature), not a user token.
     "/api/wework/callback/{configId}",
+    // Device gateways: authenticated by the gateway's own token.
+    "/api/v1/devices/gateway/ws",
     // The console: its entry, login, language switch and embedded assets.
     "/",
     "/console/login",

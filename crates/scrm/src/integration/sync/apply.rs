@@ -92,6 +92,17 @@ impl Ctx {
         Ok(id)
     }
 
+    /// Every staff id of the tenant into the cache (one query instead of one per member).
+    pub async fn preload_staff(&mut self, tx: &mut Tx) -> DbResult<()> {
+        let rows: Vec<(String, i64)> = tx
+            .fetch_all(
+                query("SELECT userid, id FROM staff WHERE tenant_id = ?").bind(self.tenant_id),
+            )
+            .await?;
+        self.staff_ids.extend(rows);
+        Ok(())
+    }
+
     /// Local tag id per WeCom tag id.
     pub async fn tag_map(&mut self, tx: &mut Tx) -> DbResult<&HashMap<String, i64>> {
         if self.tag_ids.is_none() {
@@ -366,24 +377,7 @@ fn group_hash(chat: &GroupChat, status: i64) -> String {
 /// which writes the timeline and the `group.member.joined`/`.left` events).
 pub async fn group(tx: &mut Tx, ctx: &mut Ctx, chat: &GroupChat, status: i64) -> DbResult<()> {
     let t = ctx.tenant_id;
-    let gid = groups::upsert_group(
-        tx,
-        t,
-        &chat.chat_id,
-        Some(&cut(&chat.name, 100)),
-        none_if_empty(&chat.owner),
-        none_if_empty(&chat.notice),
-        Some(chat.create_time * 1000),
-        ctx.now,
-    )
-    .await?;
-    tx.execute(
-        query("UPDATE group_chat SET status = ? WHERE tenant_id = ? AND id = ?")
-            .bind(status)
-            .bind(t)
-            .bind(gid),
-    )
-    .await?;
+    let gid = group_row(tx, ctx, chat, status).await?;
     let current: HashSet<String> = tx
         .fetch_all::<(String,)>(query("SELECT member_userid FROM group_chat_member WHERE tenant_id = ? AND group_id = ? AND status = 1").bind(t).bind(gid))
         .await?
@@ -418,14 +412,83 @@ pub async fn group(tx: &mut Tx, ctx: &mut Ctx, chat: &GroupChat, status: i64) ->
     for gone in current.iter().filter(|u| !wanted.contains(u.as_str())) {
         groups::member_left(tx, t, gid, gone).await?;
     }
+    remember_group(tx, ctx, chat, status).await
+}
+
+/// A chat of the first group sync: its members imported in bulk and quietly (no timeline, no
+/// `group.member.joined`: they joined long before scrm, and "joined a group" SOPs must not
+/// start for them).
+async fn group_imported(tx: &mut Tx, ctx: &mut Ctx, chat: &GroupChat, status: i64) -> DbResult<()> {
+    let t = ctx.tenant_id;
+    let gid = group_row(tx, ctx, chat, status).await?;
+    let externals: Vec<&str> = chat
+        .member_list
+        .iter()
+        .filter(|m| m.kind == 2)
+        .map(|m| m.userid.as_str())
+        .collect();
+    let mut customers: HashMap<String, i64> = HashMap::new();
+    for chunk in externals.chunks(500) {
+        let mut q = query(
+            "SELECT external_userid, id FROM customer WHERE tenant_id = ? AND external_userid IN ",
+        )
+        .bind(t);
+        q.push_in_list(chunk.iter().copied());
+        customers.extend(tx.fetch_all::<(String, i64)>(q).await?);
+    }
+    let members: Vec<groups::NewMember> = chat
+        .member_list
+        .iter()
+        .map(|m| groups::NewMember {
+            userid: m.userid.clone(),
+            member_type: m.kind,
+            customer_id: if m.kind == 2 {
+                customers.get(&m.userid).copied()
+            } else {
+                None
+            },
+            name: none_if_empty(&m.name).map(|n| cut(n, 100)),
+            join_time: m.join_time * 1000,
+            join_scene: m.join_scene,
+        })
+        .collect();
+    groups::members_joined_quietly(tx, t, gid, &members).await?;
+    remember_group(tx, ctx, chat, status).await
+}
+
+async fn remember_group(tx: &mut Tx, ctx: &Ctx, chat: &GroupChat, status: i64) -> DbResult<()> {
     hash::put_many(
         tx,
-        t,
+        ctx.tenant_id,
         kind::GROUP,
         &[(chat.chat_id.clone(), group_hash(chat, status))],
         ctx.now,
     )
     .await
+}
+
+/// The chat's own row (name, owner, notice, status); its id.
+async fn group_row(tx: &mut Tx, ctx: &Ctx, chat: &GroupChat, status: i64) -> DbResult<i64> {
+    let t = ctx.tenant_id;
+    let gid = groups::upsert_group(
+        tx,
+        t,
+        &chat.chat_id,
+        Some(&cut(&chat.name, 100)),
+        none_if_empty(&chat.owner),
+        none_if_empty(&chat.notice),
+        Some(chat.create_time * 1000),
+        ctx.now,
+    )
+    .await?;
+    tx.execute(
+        query("UPDATE group_chat SET status = ? WHERE tenant_id = ? AND id = ?")
+            .bind(status)
+            .bind(t)
+            .bind(gid),
+    )
+    .await?;
+    Ok(gid)
 }
 
 /// A chat dismissed (or gone from WeCom): everyone left, status [`GROUP_DISMISSED`].
@@ -459,8 +522,14 @@ pub async fn group_dismissed(tx: &mut Tx, ctx: &mut Ctx, chat_id: &str) -> DbRes
     hash::remove(tx, t, kind::GROUP, &[chat_id.to_string()]).await
 }
 
-/// All group chats: changed ones applied, vanished ones dismissed.
-pub async fn all_groups(tx: &mut Tx, ctx: &mut Ctx, list: &[(GroupChat, i64)]) -> DbResult<()> {
+/// All group chats: changed ones applied, vanished ones dismissed. `unreadable`: chats WeCom
+/// listed but refused to show; they are neither applied nor dismissed (the run is `partial`).
+pub async fn all_groups(
+    tx: &mut Tx,
+    ctx: &mut Ctx,
+    list: &[(GroupChat, i64)],
+    unreadable: &HashSet<String>,
+) -> DbResult<()> {
     let old = hash::load(tx, ctx.tenant_id, kind::GROUP).await?;
     for (chat, status) in list {
         if !ctx.force && old.get(&chat.chat_id) == Some(&group_hash(chat, *status)) {
@@ -468,7 +537,11 @@ pub async fn all_groups(tx: &mut Tx, ctx: &mut Ctx, list: &[(GroupChat, i64)]) -
             continue;
         }
         let existed = old.contains_key(&chat.chat_id);
-        group(tx, ctx, chat, *status).await?;
+        if old.is_empty() {
+            group_imported(tx, ctx, chat, *status).await?;
+        } else {
+            group(tx, ctx, chat, *status).await?;
+        }
         if existed {
             ctx.counts.updated += 1
         } else {
@@ -476,7 +549,10 @@ pub async fn all_groups(tx: &mut Tx, ctx: &mut Ctx, list: &[(GroupChat, i64)]) -
         }
     }
     let seen: HashSet<&str> = list.iter().map(|(c, _)| c.chat_id.as_str()).collect();
-    for id in old.keys().filter(|k| !seen.contains(k.as_str())) {
+    for id in old
+        .keys()
+        .filter(|k| !seen.contains(k.as_str()) && !unreadable.contains(*k))
+    {
         group_dismissed(tx, ctx, id).await?;
         ctx.counts.deleted += 1;
     }

@@ -3,9 +3,9 @@
 //! `customers::tags`, which keeps the per-tag counters exact), with deletions recorded rather
 //! than rows dropped.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use scrm_db::{Backend, DbResult, Tx, query};
+use scrm_db::{DbResult, Tx, query};
 use serde::Serialize;
 use serde_json::json;
 
@@ -18,6 +18,9 @@ use crate::events;
 
 /// The deletion kind a sync records for a relation that vanished without a callback.
 pub const MISSING_IN_WECOM: &str = "missing_in_wecom";
+
+/// How far back the first sync counts adds in the daily statistics.
+const BACKFILL_MS: i64 = 30 * 86_400_000;
 
 /// A follow relation as hashed: userid, remark, description, createtime, add_way, state, tags.
 type FollowShape<'a> = (&'a str, &'a str, &'a str, i64, i64, &'a str, Vec<&'a str>);
@@ -87,18 +90,31 @@ fn invalid(c: &StagedCustomer) -> Option<&'static str> {
     None
 }
 
-/// Upsert one customer with its follows and tags. Returns true when it was created.
+/// How many customers one batch of an apply writes: every statement of a batch carries many
+/// rows (customers, grams, follows, tags, events), so a sync's statements grow with
+/// customers / BATCH, not with customers.
+pub const BATCH: usize = 400;
+
+/// Upsert one customer with its follows and tags (a callback, a repair). Returns true when it
+/// was created; a customer that cannot be stored is skipped and reported in `ctx`.
 pub async fn customer(tx: &mut Tx, ctx: &mut Ctx, c: &StagedCustomer) -> DbResult<bool> {
-    let t = ctx.tenant_id;
-    let now = ctx.now;
-    let e = &c.contact;
-    let mut staff_ids = Vec::with_capacity(c.follows.len());
-    for f in &c.follows {
-        staff_ids.push(ctx.staff_id(tx, &f.userid).await?);
+    if let Some(why) = invalid(c) {
+        ctx.skip(format!("customer {:?}", c.contact.external_userid), why);
+        return Ok(false);
     }
-    // The first member to add the customer is its owner (seed 001's followUserId).
+    Ok(batch(tx, ctx, &[c])
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+/// The customer row's fields as WeCom shows them. The first member to add the customer is its
+/// owner (seed 001's followUserId) unless scrm already has one (kept by the upsert).
+fn fields_of(c: &StagedCustomer, owner: i64) -> CustomerFields {
+    let e = &c.contact;
     let first = &c.follows[0];
-    let mut fields = CustomerFields {
+    CustomerFields {
         name: text(&e.name, 100),
         avatar: text(&e.avatar, 255),
         kind: Some(e.kind.max(1)),
@@ -114,115 +130,195 @@ pub async fn customer(tx: &mut Tx, ctx: &mut Ctx, c: &StagedCustomer) -> DbResul
         ),
         remark: text(&first.remark, 255),
         description: text(&first.description, 2000),
-        follow_user_id: Some(Some(staff_ids[0])),
+        follow_user_id: Some(Some(owner)),
         add_time: Some(Some(first.createtime * 1000)),
+        channel: text(&first.state, 50),
         status: Some(1),
         ..Default::default()
-    };
-    let existing = super::apply::customer_id(tx, t, &e.external_userid).await?;
-    let (id, created) = match existing {
-        Some(id) => {
-            // An owner set in scrm (a channel code's, an assignment) stays; WeCom has no owner.
-            let owner: Option<(Option<i64>,)> = tx
-                .fetch_optional(
-                    query("SELECT follow_user_id FROM customer WHERE tenant_id = ? AND id = ?")
-                        .bind(t)
-                        .bind(id),
-                )
-                .await?;
-            if owner.is_some_and(|o| o.0.is_some()) {
-                fields.follow_user_id = None;
-            }
-            store::update(tx, t, id, &fields, now).await?;
-            (id, false)
-        }
-        None => {
-            fields.channel = text(&first.state, 50);
-            let id = store::insert(tx, t, &e.external_userid, &fields, now).await?;
-            if !ctx.bootstrap {
-                let channel = fields.channel.clone().flatten();
-                stats::record(
-                    tx,
-                    t,
-                    now,
-                    channel.as_deref(),
-                    Some(staff_ids[0]),
-                    stats::Change::Added,
-                )
-                .await?;
-                timeline::record(
-                    tx,
-                    t,
-                    id,
-                    timeline::kind::ADDED,
-                    "added in WeCom",
-                    json!({"by": first.userid, "addWay": first.add_way, "state": first.state}),
-                )
-                .await?;
-                events::emit(tx, t, events::kind::CUSTOMER_CREATED, id, json!({"customerId": id, "externalUserid": e.external_userid, "name": e.name, "followUserid": first.userid, "state": first.state, "source": "wecom"})).await?;
-            }
-            (id, true)
-        }
-    };
-    follows(tx, ctx, id, c, &staff_ids).await?;
-    customer_tags(tx, ctx, id, c, created).await?;
-    if !created && !ctx.bootstrap {
-        events::emit(
-            tx,
-            t,
-            events::kind::CUSTOMER_UPDATED,
-            id,
-            json!({"customerId": id, "source": "wecom"}),
-        )
-        .await?;
     }
-    Ok(created)
 }
 
-async fn follows(
-    tx: &mut Tx,
-    ctx: &mut Ctx,
-    customer_id: i64,
-    c: &StagedCustomer,
-    staff_ids: &[i64],
-) -> DbResult<()> {
+/// Apply valid customers together: the rows, their follows, their tags and their events, each
+/// many rows a statement. Returns, per customer, whether it was created.
+async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult<Vec<bool>> {
     let t = ctx.tenant_id;
-    for (f, sid) in c.follows.iter().zip(staff_ids) {
-        let remark = (!f.remark.is_empty()).then(|| cut(&f.remark, 255));
-        let state = (!f.state.is_empty()).then(|| cut(&f.state, 64));
-        staff::upsert_follow(
+    let now = ctx.now;
+    let mut staff_ids: Vec<Vec<i64>> = Vec::with_capacity(list.len());
+    for c in list {
+        let mut ids = Vec::with_capacity(c.follows.len());
+        for f in &c.follows {
+            ids.push(ctx.staff_id(tx, &f.userid).await?);
+        }
+        staff_ids.push(ids);
+    }
+    let mut q = query(
+        "SELECT external_userid, id FROM customer WHERE tenant_id = ? AND external_userid IN ",
+    )
+    .bind(t);
+    q.push_in_list(list.iter().map(|c| c.contact.external_userid.as_str()));
+    let existing: HashMap<String, i64> = tx.fetch_all(q).await?.into_iter().collect();
+    let rows: Vec<(String, CustomerFields)> = list
+        .iter()
+        .zip(&staff_ids)
+        .map(|(c, s)| (c.contact.external_userid.clone(), fields_of(c, s[0])))
+        .collect();
+    let ids = store::upsert_many(tx, t, &rows, now).await?;
+    let id_of = |c: &StagedCustomer| {
+        ids.get(&c.contact.external_userid)
+            .copied()
+            .unwrap_or_default()
+    };
+    let created: Vec<bool> = list
+        .iter()
+        .map(|c| !existing.contains_key(&c.contact.external_userid))
+        .collect();
+
+    // Follow relations: WeCom's upserted, the ones it no longer has ended and recorded.
+    let mut wanted: HashSet<(i64, i64)> = HashSet::new();
+    let mut follow_rows = Vec::new();
+    for (c, sids) in list.iter().zip(&staff_ids) {
+        let cid = id_of(c);
+        for (f, sid) in c.follows.iter().zip(sids) {
+            if wanted.insert((cid, *sid)) {
+                follow_rows.push(staff::FollowRow {
+                    customer_id: cid,
+                    staff_id: *sid,
+                    remark: (!f.remark.is_empty()).then(|| cut(&f.remark, 255)),
+                    add_time: Some(f.createtime * 1000),
+                    add_way: f.add_way,
+                    state: (!f.state.is_empty()).then(|| cut(&f.state, 64)),
+                });
+            }
+        }
+    }
+    staff::upsert_follows(tx, t, &follow_rows, now).await?;
+    if !existing.is_empty() {
+        let mut q = query("SELECT f.customer_id, f.staff_id, s.userid FROM customer_follow f JOIN staff s ON s.id = f.staff_id AND s.tenant_id = f.tenant_id WHERE f.tenant_id = ? AND f.status = 1 AND f.customer_id IN ").bind(t);
+        q.push_in_list(existing.values().copied());
+        let active: Vec<(i64, i64, String)> = tx.fetch_all(q).await?;
+        let by_id: HashMap<i64, &StagedCustomer> = list.iter().map(|c| (id_of(c), *c)).collect();
+        for (cid, sid, userid) in active {
+            if wanted.contains(&(cid, sid)) {
+                continue;
+            }
+            // A relation that ended without a callback reaching us.
+            end_follow(tx, t, cid, sid, now).await?;
+            let c = by_id.get(&cid);
+            risk::record_deletion(
+                tx,
+                t,
+                Some(cid),
+                c.map_or("", |c| c.contact.external_userid.as_str()),
+                c.map(|c| c.contact.name.as_str()),
+                Some(&userid),
+                MISSING_IN_WECOM,
+                now,
+            )
+            .await?;
+        }
+    }
+
+    // New customers: statistics, timeline and `customer.created` (not for the first import, of
+    // customers that exist long before scrm: no "new friend" SOPs for them). The first import
+    // does count the customers WeCom added in the last 30 days, on the day they were added, so
+    // the workbench's growth chart starts with that history.
+    let mut out: Vec<(&str, String, serde_json::Value)> = Vec::new();
+    for ((c, sids), _) in list
+        .iter()
+        .zip(&staff_ids)
+        .zip(&created)
+        .filter(|(_, n)| **n)
+    {
+        let id = id_of(c);
+        let first = &c.follows[0];
+        let added_at = first.createtime * 1000;
+        let counted_on = if !ctx.bootstrap {
+            Some(now)
+        } else {
+            (now - added_at <= BACKFILL_MS && added_at <= now).then_some(added_at)
+        };
+        if let Some(day) = counted_on {
+            let channel = text(&first.state, 50).flatten();
+            stats::record(
+                tx,
+                t,
+                day,
+                channel.as_deref(),
+                Some(sids[0]),
+                stats::Change::Added,
+            )
+            .await?;
+        }
+        if ctx.bootstrap {
+            continue;
+        }
+        timeline::record(
             tx,
             t,
-            customer_id,
-            *sid,
-            remark.as_deref(),
-            Some(f.createtime * 1000),
-            f.add_way,
-            state.as_deref(),
-            ctx.now,
+            id,
+            timeline::kind::ADDED,
+            "added in WeCom",
+            json!({"by": first.userid, "addWay": first.add_way, "state": first.state}),
         )
         .await?;
+        out.push((
+            events::kind::CUSTOMER_CREATED,
+            id.to_string(),
+            json!({"customerId": id, "externalUserid": c.contact.external_userid, "name": c.contact.name, "followUserid": first.userid, "state": first.state, "source": "wecom"}),
+        ));
     }
-    // Relations WeCom no longer has ended without a callback reaching us: record them.
-    let active: Vec<(i64, String)> = tx
-        .fetch_all(query("SELECT f.staff_id, s.userid FROM customer_follow f JOIN staff s ON s.id = f.staff_id AND s.tenant_id = f.tenant_id WHERE f.tenant_id = ? AND f.customer_id = ? AND f.status = 1").bind(t).bind(customer_id))
-        .await?;
-    let keep: HashSet<i64> = staff_ids.iter().copied().collect();
-    for (sid, userid) in active.into_iter().filter(|(s, _)| !keep.contains(s)) {
-        end_follow(tx, t, customer_id, sid, ctx.now).await?;
-        risk::record_deletion(
-            tx,
-            t,
-            Some(customer_id),
-            &c.contact.external_userid,
-            Some(&c.contact.name),
-            Some(&userid),
-            MISSING_IN_WECOM,
-            ctx.now,
-        )
-        .await?;
+    events::emit_many(tx, t, &out).await?;
+    out.clear();
+
+    // Tags: the WeCom-known tags of each customer become the union of its relations' tags.
+    // Tags made only in scrm (no WeCom id) are left alone.
+    let map = ctx.tag_map(tx).await?.clone();
+    let mut current: HashMap<i64, BTreeSet<i64>> = HashMap::new();
+    if !existing.is_empty() {
+        let mut q = query("SELECT ct.customer_id, ct.tag_id FROM customer_tag ct JOIN tag g ON g.id = ct.tag_id AND g.tenant_id = ct.tenant_id WHERE ct.tenant_id = ? AND g.wecom_tag_id IS NOT NULL AND ct.customer_id IN ").bind(t);
+        q.push_in_list(existing.values().copied());
+        for (cid, tag) in tx.fetch_all::<(i64, i64)>(q).await? {
+            current.entry(cid).or_default().insert(tag);
+        }
     }
-    Ok(())
+    let mut quiet: Vec<(i64, i64)> = Vec::new();
+    let none = BTreeSet::new();
+    for c in list {
+        let cid = id_of(c);
+        let wanted: BTreeSet<i64> = c
+            .follows
+            .iter()
+            .flat_map(|f| f.tag_id.iter())
+            .filter_map(|w| map.get(w).copied())
+            .collect();
+        let had = current.get(&cid).unwrap_or(&none);
+        let add: Vec<i64> = wanted.difference(had).copied().collect();
+        let remove: Vec<i64> = had.difference(&wanted).copied().collect();
+        if ctx.bootstrap {
+            // The first import: rows and exact counters, no timeline or `customer.tag.added`
+            // for tags customers had long before scrm.
+            quiet.extend(add.iter().map(|tag| (cid, *tag)));
+        } else if !add.is_empty() {
+            tags::add_to_customer(tx, t, cid, &add, None, now).await?;
+        }
+        if !remove.is_empty() {
+            tags::remove_from_customer(tx, t, cid, &remove, None, now).await?;
+        }
+    }
+    tags::tag_quietly(tx, t, &quiet, now).await?;
+
+    if !ctx.bootstrap {
+        for (c, _) in list.iter().zip(&created).filter(|(_, n)| !**n) {
+            let id = id_of(c);
+            out.push((
+                events::kind::CUSTOMER_UPDATED,
+                id.to_string(),
+                json!({"customerId": id, "source": "wecom"}),
+            ));
+        }
+        events::emit_many(tx, t, &out).await?;
+    }
+    Ok(created)
 }
 
 /// Mark one follow relation ended.
@@ -242,82 +338,6 @@ pub async fn end_follow(
     )
     .await
     .map(|_| ())
-}
-
-/// Make the customer's WeCom-known tags the union of its follow relations' corp tags. Tags made
-/// only in scrm (no WeCom id) are left alone.
-async fn customer_tags(
-    tx: &mut Tx,
-    ctx: &mut Ctx,
-    customer_id: i64,
-    c: &StagedCustomer,
-    created: bool,
-) -> DbResult<()> {
-    let t = ctx.tenant_id;
-    let map = ctx.tag_map(tx).await?.clone();
-    let wanted: BTreeSet<i64> = c
-        .follows
-        .iter()
-        .flat_map(|f| f.tag_id.iter())
-        .filter_map(|w| map.get(w).copied())
-        .collect();
-    let current: BTreeSet<i64> = if created {
-        BTreeSet::new()
-    } else {
-        tx.fetch_all::<(i64,)>(query("SELECT ct.tag_id FROM customer_tag ct JOIN tag g ON g.id = ct.tag_id AND g.tenant_id = ct.tenant_id WHERE ct.tenant_id = ? AND ct.customer_id = ? AND g.wecom_tag_id IS NOT NULL").bind(t).bind(customer_id))
-            .await?
-            .into_iter()
-            .map(|r| r.0)
-            .collect()
-    };
-    let add: Vec<i64> = wanted.difference(&current).copied().collect();
-    let remove: Vec<i64> = current.difference(&wanted).copied().collect();
-    if ctx.bootstrap {
-        quiet_tag(tx, t, customer_id, &add, ctx.now).await?;
-    } else if !add.is_empty() {
-        tags::add_to_customer(tx, t, customer_id, &add, None, ctx.now).await?;
-    }
-    if !remove.is_empty() {
-        tags::remove_from_customer(tx, t, customer_id, &remove, None, ctx.now).await?;
-    }
-    Ok(())
-}
-
-/// Tag a customer during the first import: rows and counters exactly as
-/// [`tags::add_to_customer`] keeps them (the counter moves by the rows actually inserted), but
-/// no timeline entry or `customer.tag.added` event for tags the customer had long before scrm.
-async fn quiet_tag(
-    tx: &mut Tx,
-    tenant_id: i64,
-    customer_id: i64,
-    tag_ids: &[i64],
-    now: i64,
-) -> DbResult<()> {
-    let insert = match tx.backend() {
-        Backend::MySql => {
-            "INSERT IGNORE INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, NULL, ?)"
-        }
-        _ => {
-            "INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, NULL, ?) ON CONFLICT DO NOTHING"
-        }
-    };
-    let mut inserted = Vec::with_capacity(tag_ids.len());
-    for tag in tag_ids {
-        let n = tx
-            .execute(
-                query(insert)
-                    .bind(tenant_id)
-                    .bind(*tag)
-                    .bind(customer_id)
-                    .bind(now),
-            )
-            .await?
-            .rows_affected;
-        if n > 0 {
-            inserted.push(*tag);
-        }
-    }
-    crate::customers::tags::bump_counts(tx, tenant_id, &inserted, 1).await
 }
 
 /// A customer WeCom no longer lists for anyone: status 0 (deleted), its relations ended, a
@@ -369,12 +389,14 @@ pub async fn customer_gone(
     Ok(true)
 }
 
-/// All customers: changed ones applied, invalid ones skipped and reported, vanished ones marked.
+/// All customers: changed ones applied [`BATCH`] at a time, invalid ones skipped and reported,
+/// vanished ones marked.
 pub async fn all_customers(tx: &mut Tx, ctx: &mut Ctx, list: &[StagedCustomer]) -> DbResult<()> {
     let t = ctx.tenant_id;
     let old = hash::load(tx, t, kind::CUSTOMER).await?;
     ctx.bootstrap = old.is_empty();
-    let mut new_hashes = Vec::new();
+    ctx.preload_staff(tx).await?;
+    let mut changed: Vec<(&StagedCustomer, String)> = Vec::new();
     for c in list {
         if let Some(why) = invalid(c) {
             ctx.skip(format!("customer {:?}", c.contact.external_userid), why);
@@ -385,18 +407,23 @@ pub async fn all_customers(tx: &mut Tx, ctx: &mut Ctx, list: &[StagedCustomer]) 
             ctx.counts.unchanged += 1;
             continue;
         }
-        if customer(tx, ctx, c).await? {
-            ctx.counts.created += 1
-        } else {
-            ctx.counts.updated += 1
-        }
-        new_hashes.push((c.contact.external_userid.clone(), h));
-        if new_hashes.len() >= 1000 {
-            hash::put_many(tx, t, kind::CUSTOMER, &new_hashes, ctx.now).await?;
-            new_hashes.clear();
-        }
+        changed.push((c, h));
     }
-    hash::put_many(tx, t, kind::CUSTOMER, &new_hashes, ctx.now).await?;
+    for chunk in changed.chunks(BATCH) {
+        let customers: Vec<&StagedCustomer> = chunk.iter().map(|(c, _)| *c).collect();
+        for created in batch(tx, ctx, &customers).await? {
+            if created {
+                ctx.counts.created += 1
+            } else {
+                ctx.counts.updated += 1
+            }
+        }
+        let hashes: Vec<(String, String)> = chunk
+            .iter()
+            .map(|(c, h)| (c.contact.external_userid.clone(), h.clone()))
+            .collect();
+        hash::put_many(tx, t, kind::CUSTOMER, &hashes, ctx.now).await?;
+    }
     ctx.bootstrap = false;
     let seen: HashSet<&str> = list
         .iter()

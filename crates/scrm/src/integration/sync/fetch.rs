@@ -46,6 +46,8 @@ pub struct Staged {
     pub tags: Option<Vec<TagGroup>>,
     pub customers: Option<Vec<StagedCustomer>>,
     pub groups: Option<Vec<(GroupChat, i64)>>,
+    /// Chats WeCom lists but refused to show (60011 …): left as they are, not taken for gone.
+    pub unreadable_chats: std::collections::HashSet<String>,
     pub errors: Vec<ItemError>,
 }
 
@@ -96,19 +98,16 @@ pub async fn fetch(
         match phase {
             SyncType::Department => {
                 progress.phase("fetch:department", 1);
-                staged.departments = Some(conn.directory.department_list(None).await?);
+                staged.departments = Some(again(|| conn.directory.department_list(None)).await?);
             }
             SyncType::User => {
                 progress.phase("fetch:user", 1);
-                staged.users = Some(conn.directory.user_list(1, true).await?);
+                staged.users = Some(again(|| conn.directory.user_list(1, true)).await?);
             }
             SyncType::Tag => {
                 progress.phase("fetch:tag", 1);
-                staged.tags = Some(
-                    conn.customers
-                        .get_corp_tag_list(&GetCorpTagListRequest::default())
-                        .await?,
-                );
+                let all = GetCorpTagListRequest::default();
+                staged.tags = Some(again(|| conn.customers.get_corp_tag_list(&all)).await?);
             }
             SyncType::Customer => {
                 staged.customers = Some(customers(conn, progress).await?);
@@ -116,7 +115,10 @@ pub async fn fetch(
             SyncType::Groupchat => {
                 let (groups, errors) = groups(conn, progress).await?;
                 staged.groups = Some(groups);
-                staged.errors.extend(errors);
+                for (chat_id, e) in errors {
+                    staged.unreadable_chats.insert(chat_id);
+                    staged.errors.push(e);
+                }
             }
             SyncType::Full => {}
         }
@@ -124,12 +126,44 @@ pub async fn fetch(
     Ok(staged)
 }
 
+/// One call of a sync's fetch, given a second chance beyond the client's own retries, so one
+/// unlucky page does not send a whole run (thousands of calls) back to the start:
+/// - refused for its token although the client had just fetched a new one (WeCom dropped it
+///   early, or it expired at once): made once more; the token is then still cached, so the call
+///   either works with it or is refused again, and the client drops it, fetches another and
+///   calls a last time. A bad or revoked secret still fails (gettoken itself is refused).
+/// - a transient failure that outlasted the client's retries (-1 three times in a row …): made
+///   up to twice more after a pause.
+async fn again<T, F, Fut>(mut call: F) -> Result<T, WeComError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, WeComError>>,
+{
+    let mut transient = 0u32;
+    let mut token = false;
+    loop {
+        match call().await {
+            Err(e) if e.is_token_invalid() && !token => {
+                token = true;
+                tracing::warn!(error = %e, "a WeCom call was refused for its token twice; once more");
+            }
+            Err(e) if e.is_transient() && transient < 2 => {
+                transient += 1;
+                tracing::warn!(error = %e, "a WeCom call failed after the client's retries; again");
+                tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(transient)))
+                    .await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Every customer of every member with 客户联系, grouped by customer.
 pub async fn customers(
     conn: &Conn,
     progress: &Arc<Progress>,
 ) -> Result<Vec<StagedCustomer>, WeComError> {
-    let users = conn.customers.get_follow_user_list().await?;
+    let users = again(|| conn.customers.get_follow_user_list()).await?;
     // Chunks small enough that every slot has work, at most 100 (WeCom's limit per request).
     let size = users.len().div_ceil(FETCH_CONCURRENCY * 4).clamp(1, 100);
     let chunks: Vec<Vec<String>> = users.chunks(size).map(<[String]>::to_vec).collect();
@@ -139,10 +173,23 @@ pub async fn customers(
             let app = conn.customers.clone();
             let progress = progress.clone();
             async move {
+                // Page by page (a chunk is at most 100 members, WeCom's limit per request), so
+                // a page refused for its token is fetched once more, not the whole chunk.
                 let mut out = Vec::new();
-                let mut pages = app.customers_by_user_pages(chunk);
-                while let Some(page) = pages.try_next().await? {
-                    out.extend(page);
+                let mut cursor = String::new();
+                loop {
+                    let page = again(|| app.batch_get_by_user(&chunk, &cursor, 100)).await?;
+                    out.extend(page.external_contact_list);
+                    if page.next_cursor.is_empty() {
+                        break;
+                    }
+                    if page.next_cursor == cursor {
+                        return Err(WeComError::Decode {
+                            api: "externalcontact/batch/get_by_user",
+                            message: "next_cursor repeated".into(),
+                        });
+                    }
+                    cursor = page.next_cursor;
                 }
                 progress.add(1);
                 Ok::<_, WeComError>(out)
@@ -181,26 +228,30 @@ fn chat_level(e: &WeComError) -> bool {
     )
 }
 
-/// Every group chat with its members, and its list status (0-3, the owner-transfer states).
+/// Every group chat with its members, and its list status (0-3, the owner-transfer states);
+/// and the chats WeCom listed but would not show, each with why.
 pub async fn groups(
     conn: &Conn,
     progress: &Arc<Progress>,
-) -> Result<(Vec<(GroupChat, i64)>, Vec<ItemError>), WeComError> {
-    let list = conn.customers.groupchat_list_all(0, None).await?;
+) -> Result<(Vec<(GroupChat, i64)>, Vec<(String, ItemError)>), WeComError> {
+    let list = again(|| conn.customers.groupchat_list_all(0, None)).await?;
     progress.phase("fetch:groupchat", list.len() as i64);
-    let results: Vec<Result<(GroupChat, i64), ItemError>> = futures::stream::iter(list)
+    let results: Vec<Result<(GroupChat, i64), (String, ItemError)>> = futures::stream::iter(list)
         .map(|item| {
             let app = conn.customers.clone();
             let progress = progress.clone();
             async move {
-                let r = app.groupchat_get(&item.chat_id, true).await;
+                let r = again(|| app.groupchat_get(&item.chat_id, true)).await;
                 progress.add(1);
                 match r {
                     Ok(chat) => Ok(Ok((chat, item.status))),
-                    Err(e) if chat_level(&e) => Ok(Err(ItemError {
-                        item: format!("groupchat {}", item.chat_id),
-                        reason: e.to_string(),
-                    })),
+                    Err(e) if chat_level(&e) => Ok(Err((
+                        item.chat_id.clone(),
+                        ItemError {
+                            item: format!("groupchat {}", item.chat_id),
+                            reason: e.to_string(),
+                        },
+                    ))),
                     Err(e) => Err(e),
                 }
             }

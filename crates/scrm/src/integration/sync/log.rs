@@ -220,7 +220,7 @@ pub async fn finish(tx: &mut Tx, id: i64, o: Outcome<'_>) -> DbResult<()> {
     tx.execute(
         query(
             "UPDATE wework_sync_log SET status = ?, fetched = ?, created = ?, updated = ?, deleted = ?, failed = ?, \
-             unchanged = ?, api_calls = ?, errors = ?, message = ?, finished_at = ?, \
+             unchanged = ?, api_calls = api_calls + ?, errors = ?, message = ?, finished_at = ?, \
              duration_ms = ? - COALESCE(started_at, created_at), phase = NULL WHERE id = ?",
         )
         .bind(o.status)

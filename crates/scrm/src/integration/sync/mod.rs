@@ -150,14 +150,6 @@ pub enum RunEnd {
     Retry(String),
 }
 
-/// Process-wide WeCom calls so far (the client counts them in `wecom_api_calls_total`).
-fn api_calls_total(state: &AppState) -> i64 {
-    routes::api_metrics(&state.metrics.render())
-        .iter()
-        .map(|a| a.calls)
-        .sum()
-}
-
 /// Run a pending log: fetch, then apply in one transaction. `may_retry`: a transient WeCom
 /// failure returns [`RunEnd::Retry`] instead of failing the run.
 pub async fn run(
@@ -181,11 +173,12 @@ pub async fn run(
         .await?
         .filter(|c| c.enabled)
     else {
-        return fail(state, &row, "no enabled WeCom configuration".into()).await;
+        return fail(state, &row, "no enabled WeCom configuration".into(), 0).await;
     };
     log::start(&state.db, log_id).await?;
     let started = std::time::Instant::now();
-    let api_before = api_calls_total(state);
+    // A fresh handle per run: its counter is this run's WeCom calls alone (other runs and
+    // callbacks share the client). Calls of an attempt that is retried are added to the log.
     let conn = client::connect(state, &c)?;
     let progress = Arc::new(Progress::default());
     let ticker = tokio::spawn(report_progress(
@@ -201,19 +194,26 @@ pub async fn run(
         Err(e) => {
             let advice = super::test::advice(e.errcode(), "this sync");
             // A token error that survived the client's refresh-and-retry is a bad or revoked secret.
-            if may_retry && e.is_transient() && !e.is_token_invalid() {
+            if may_retry && e.is_transient() {
                 tracing::warn!(log_id, error = %e, "sync fetch failed; will retry");
                 state
                     .db
                     .execute(
-                        scrm_db::query("UPDATE wework_sync_log SET message = ? WHERE id = ?")
+                        scrm_db::query("UPDATE wework_sync_log SET message = ?, api_calls = api_calls + ? WHERE id = ?")
                             .bind(format!("attempt failed, retrying: {e}"))
+                            .bind(conn.calls_made())
                             .bind(log_id),
                     )
                     .await?;
                 return Ok(RunEnd::Retry(e.to_string()));
             }
-            return fail(state, &row, format!("{e}. {advice} Nothing was changed.")).await;
+            return fail(
+                state,
+                &row,
+                format!("{e}. {advice} Nothing was changed."),
+                conn.calls_made(),
+            )
+            .await;
         }
     };
     if let Ok(mut p) = progress.phase.lock() {
@@ -223,6 +223,8 @@ pub async fn run(
     let mut ctx = apply::Ctx::new(row.tenant_id, now_ms(), row.force_full != 0);
     ctx.errors.extend(staged.errors.iter().cloned());
     ctx.counts.failed += staged.errors.len() as i64;
+    let fetch_ms = started.elapsed().as_millis();
+    let apply_started = std::time::Instant::now();
     let mut tx = state.db.begin().await?;
     let applied = apply_all(&mut tx, &mut ctx, &staged).await;
     if let Err(e) = applied {
@@ -231,6 +233,7 @@ pub async fn run(
             state,
             &row,
             format!("applying the changes failed, nothing was changed: {e}"),
+            conn.calls_made(),
         )
         .await;
     }
@@ -239,7 +242,7 @@ pub async fn run(
     } else {
         log::status::PARTIAL
     };
-    let api_calls = api_calls_total(state) - api_before;
+    let api_calls = conn.calls_made();
     log::finish(
         &mut tx,
         log_id,
@@ -248,7 +251,11 @@ pub async fn run(
             fetched: staged.fetched(),
             counts: &ctx.counts,
             errors: &ctx.errors,
-            message: None,
+            // Where the time went: WeCom (fetch) or the database (apply).
+            message: Some(format!(
+                "fetched in {fetch_ms} ms, applied in {} ms",
+                apply_started.elapsed().as_millis()
+            )),
             api_calls,
         },
     )
@@ -289,12 +296,17 @@ async fn apply_all(
         apply_customers::all_customers(tx, ctx, c).await?;
     }
     if let Some(g) = &s.groups {
-        apply::all_groups(tx, ctx, g).await?;
+        apply::all_groups(tx, ctx, g, &s.unreadable_chats).await?;
     }
     Ok(())
 }
 
-async fn fail(state: &AppState, row: &log::LogRow, message: String) -> anyhow::Result<RunEnd> {
+async fn fail(
+    state: &AppState,
+    row: &log::LogRow,
+    message: String,
+    api_calls: i64,
+) -> anyhow::Result<RunEnd> {
     tracing::warn!(log_id = row.id, %message, "sync failed");
     let mut tx = state.db.begin().await?;
     log::finish(
@@ -306,7 +318,7 @@ async fn fail(state: &AppState, row: &log::LogRow, message: String) -> anyhow::R
             counts: &apply::Counts::default(),
             errors: &[],
             message: Some(message),
-            api_calls: 0,
+            api_calls,
         },
     )
     .await?;

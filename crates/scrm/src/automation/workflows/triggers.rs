@@ -1,0 +1,253 @@
+//! What starts runs: domain events (customer added, tag added, joined group) from the events
+//! relay — the same stream SOPs use, written in the transaction of the change that caused
+//! them — and a job engine schedule per published scheduled workflow. Starting is idempotent by
+//! the run key (one run per subject per version, and per tick for schedules), so a relayed
+//! event delivered twice starts nothing the second time.
+
+use std::sync::OnceLock;
+
+use scrm_db::query;
+use scrm_jobs::{JobContext, JobError, JobOutcome, Schedule};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::model::{Subject, TriggerType};
+use super::store::{self, Start};
+use crate::events::{self, Event, kind};
+use crate::state::AppState;
+
+/// Job kind of a scheduled workflow's tick.
+pub const TICK: &str = "automation.workflow.tick";
+
+/// Subscribe once per process (several engines may be built, e.g. in tests).
+pub fn subscribe(state: &AppState) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.set(()).is_err() {
+        return;
+    }
+    for pattern in [
+        kind::CUSTOMER_CREATED,
+        kind::CUSTOMER_TAG_ADDED,
+        kind::GROUP_MEMBER_JOINED,
+    ] {
+        let s = state.clone();
+        events::subscribe(
+            pattern,
+            std::sync::Arc::new(move |e: Event| {
+                let s = s.clone();
+                Box::pin(async move { on_event(&s, &e).await.map(|_| ()) })
+            }),
+        );
+    }
+}
+
+fn ids(v: &Value, key: &str) -> Vec<i64> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default()
+}
+
+/// Start the runs an event triggers; returns how many started.
+pub async fn on_event(state: &AppState, e: &Event) -> anyhow::Result<usize> {
+    let (trigger, customer_id) = match e.event_type.as_str() {
+        kind::CUSTOMER_CREATED => (TriggerType::CustomerAdded, e.aggregate_id.parse().ok()),
+        kind::CUSTOMER_TAG_ADDED => (
+            TriggerType::TagAdded,
+            e.data
+                .get("customerId")
+                .and_then(Value::as_i64)
+                .or(e.aggregate_id.parse().ok()),
+        ),
+        kind::GROUP_MEMBER_JOINED => (
+            TriggerType::JoinedGroup,
+            e.data.get("customerId").and_then(Value::as_i64),
+        ),
+        _ => return Ok(0),
+    };
+    let Some(customer_id) = customer_id else {
+        return Ok(0);
+    };
+    let workflows = store::published_for(&state.db, e.tenant_id, trigger.as_str()).await?;
+    if workflows.is_empty() {
+        return Ok(0);
+    }
+    // When the event happened: a workflow reacts to what happens after it was published, not
+    // to events still in the outbox from before (a sync's backlog, say).
+    let happened_at = match state
+        .db
+        .fetch_optional::<(i64,)>(
+            query("SELECT created_at FROM event_outbox WHERE id = ?").bind(e.seq),
+        )
+        .await?
+    {
+        Some((at,)) => at,
+        None => chrono::DateTime::parse_from_rfc3339(&e.timestamp)
+            .map(|t| t.timestamp_millis() + 999)
+            .unwrap_or(i64::MAX),
+    };
+    let tags = ids(&e.data, "tagIds");
+    let group = e.data.get("groupId").and_then(Value::as_i64);
+    let mut started = 0;
+    for (w, v) in workflows {
+        if w.published_at.is_some_and(|p| p > happened_at) {
+            continue;
+        }
+        let Ok(def) = v.definition() else { continue };
+        let t = &def.trigger;
+        let matches = match trigger {
+            TriggerType::TagAdded => {
+                t.tag_ids.is_empty() || t.tag_ids.iter().any(|x| tags.contains(x))
+            }
+            TriggerType::JoinedGroup => {
+                t.group_ids.is_empty() || group.is_some_and(|g| t.group_ids.contains(&g))
+            }
+            _ => true,
+        };
+        if !matches {
+            continue;
+        }
+        let s = store::start_runs(
+            &state.db,
+            &state.jobs,
+            &Start {
+                version: &v,
+                definition: &def,
+                trigger_type: trigger.as_str(),
+                trigger_ref: Some(e.event_id.clone()),
+                occasion: None,
+                at: crate::state::now_ms(),
+            },
+            &[customer_id],
+        )
+        .await?;
+        started += s.run_ids.len();
+    }
+    Ok(started)
+}
+
+/// The schedule name of a workflow.
+pub fn schedule_name(workflow_id: i64) -> String {
+    format!("workflow:{workflow_id}")
+}
+
+/// The payload of a tick: which version, which tick, and how far through the audience.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TickPayload {
+    pub workflow_id: i64,
+    pub version_id: i64,
+    pub tick: Option<i64>,
+    pub after: i64,
+}
+
+/// Make the engine's schedule match the workflow: a published schedule workflow has one
+/// (firing [`TICK`] on its cron), anything else none.
+pub async fn sync_schedule(
+    state: &AppState,
+    tenant_id: i64,
+    workflow_id: i64,
+    published: Option<(i64, &str)>,
+) -> anyhow::Result<()> {
+    match published {
+        Some((version_id, cron)) => {
+            let mut s = Schedule::new(&schedule_name(workflow_id), cron, TICK);
+            s.tenant_id = Some(tenant_id);
+            s.payload = json!({"workflowId": workflow_id, "versionId": version_id});
+            state.jobs.upsert_schedule(&s).await?;
+        }
+        None => {
+            state
+                .jobs
+                .delete_schedule(&schedule_name(workflow_id))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Subjects started per tick run (the job reschedules itself for the next page).
+const TICK_PAGE: i64 = 2_000;
+
+/// `automation.workflow.tick`: start a run for each subject of the audience, a page at a time.
+pub async fn run_tick(state: AppState, ctx: JobContext, p: Value) -> Result<JobOutcome, JobError> {
+    let mut p: TickPayload = serde_json::from_value(p)?;
+    let Some(tenant_id) = ctx.tenant_id else {
+        return Ok(JobOutcome::Done);
+    };
+    let Some(w) = store::workflow(&state.db, tenant_id, p.workflow_id).await? else {
+        return Ok(JobOutcome::Done);
+    };
+    if w.status != super::status::workflow::PUBLISHED
+        || w.published_version_id != Some(p.version_id)
+    {
+        return Ok(JobOutcome::Done);
+    }
+    let Some(v) = store::version_by_id(&state.db, p.version_id).await? else {
+        return Ok(JobOutcome::Done);
+    };
+    let def = v.definition().map_err(JobError::permanent)?;
+    let tick = *p.tick.get_or_insert(ctx.run_at);
+    let t = &def.trigger;
+    let subjects: Vec<i64> = if t.subject() == Subject::Group {
+        let mut q = query("SELECT id FROM group_chat WHERE tenant_id = ? AND id > ?")
+            .bind(tenant_id)
+            .bind(p.after);
+        if !t.group_ids.is_empty() {
+            q.push_sql(" AND id IN ");
+            q.push_in_list(t.group_ids.iter().copied());
+        }
+        q.push_sql(" ORDER BY id LIMIT ?").push_bind(TICK_PAGE);
+        state
+            .db
+            .fetch_all::<(i64,)>(q)
+            .await?
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    } else {
+        let mut q = query(
+            "SELECT c.id FROM customer c WHERE c.tenant_id = ? AND c.id > ? AND c.status = 1 AND c.blacklisted = 0",
+        )
+        .bind(tenant_id)
+        .bind(p.after);
+        if !t.tag_ids.is_empty() {
+            q.push_sql(" AND EXISTS (SELECT 1 FROM customer_tag ct WHERE ct.tenant_id = c.tenant_id AND ct.customer_id = c.id AND ct.tag_id IN ");
+            q.push_in_list(t.tag_ids.iter().copied());
+            q.push_sql(")");
+        }
+        q.push_sql(" ORDER BY c.id LIMIT ?").push_bind(TICK_PAGE);
+        state
+            .db
+            .fetch_all::<(i64,)>(q)
+            .await?
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    };
+    if subjects.is_empty() {
+        return Ok(JobOutcome::Done);
+    }
+    store::start_runs(
+        &state.db,
+        &state.jobs,
+        &Start {
+            version: &v,
+            definition: &def,
+            trigger_type: TriggerType::Schedule.as_str(),
+            trigger_ref: Some(format!("tick:{tick}")),
+            occasion: Some(tick),
+            at: ctx.now_ms(),
+        },
+        &subjects,
+    )
+    .await?;
+    p.after = *subjects.last().unwrap_or(&p.after);
+    if (subjects.len() as i64) < TICK_PAGE {
+        return Ok(JobOutcome::Done);
+    }
+    Ok(JobOutcome::Reschedule {
+        at: ctx.now_ms(),
+        payload: serde_json::to_value(&p)?,
+    })
+}

@@ -1,0 +1,236 @@
+//! Commands to devices as durable jobs. A command is recorded (`pending`) in the transaction of
+//! the write that asks for it, together with a `devices.command.release` job; the job releases
+//! it (`ready`) — per account with a random gap when asked (group pushes) — and the gateway's
+//! session in whichever process holds the connection sends it (`sent`). It stays `sent` until
+//! the gateway acknowledges it (`done` / `failed`, with the result); on every reconnect the
+//! unacknowledged ones are sent again, and the device dedupes by the command id, so each command
+//! runs once. What a completed command leads to (a welcome after a group is created, friends
+//! stored after a sync …) happens in the transaction that records the acknowledgement, once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use scrm_db::{Backend, Tx, query};
+use scrm_jobs::{JobContext, JobError, JobOutcome, KeyLimit, NewJob};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::events;
+use crate::state::{AppState, now_ms};
+
+/// Job kind: release a recorded command to its gateway.
+pub const RELEASE: &str = "devices.command.release";
+
+/// In-process wake-ups for gateway sessions: a released command is sent at once by a session in
+/// this process; sessions in other processes find it on their next poll.
+#[derive(Clone, Default)]
+pub struct Hub {
+    notify: Arc<Notify>,
+    sessions: Arc<Mutex<HashMap<i64, (u64, CancellationToken)>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Hub {
+    /// Wake every session of this process.
+    pub fn wake(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// Wait for a wake-up.
+    pub async fn woken(&self) {
+        self.notify.notified().await;
+    }
+
+    /// A new session of a gateway: an older one in this process is ended (the gateway
+    /// reconnected before the old socket was seen closing). Returns the session's number and
+    /// the token that ends it.
+    pub fn register(&self, gateway_id: i64) -> (u64, CancellationToken) {
+        let token = CancellationToken::new();
+        let sid = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some((_, old)) = self
+            .sessions
+            .lock()
+            .insert(gateway_id, (sid, token.clone()))
+        {
+            old.cancel();
+        }
+        (sid, token)
+    }
+
+    /// The session ended; `true` if it was still the gateway's current one here.
+    pub fn unregister(&self, gateway_id: i64, sid: u64) -> bool {
+        let mut s = self.sessions.lock();
+        if s.get(&gateway_id).is_some_and(|(id, _)| *id == sid) {
+            s.remove(&gateway_id);
+            return true;
+        }
+        false
+    }
+}
+
+/// A command to record.
+pub struct NewCommand {
+    pub account: String,
+    pub command: &'static str,
+    pub data: Value,
+    /// What asked for it (`group_push`, `auto_group`, `welcome`, `ai_reply`, `auto_like`, `sync`, `message`).
+    pub source: &'static str,
+    pub source_id: i64,
+    /// Release no earlier than this (a welcome's delay).
+    pub run_at: Option<i64>,
+    /// Space releases of this account by the configured random gap (seed 002's 3-8 s).
+    pub spaced: bool,
+}
+
+impl NewCommand {
+    pub fn new(
+        account: &str,
+        command: &'static str,
+        data: Value,
+        source: &'static str,
+        source_id: i64,
+    ) -> Self {
+        NewCommand {
+            account: account.to_string(),
+            command,
+            data,
+            source,
+            source_id,
+            run_at: None,
+            spaced: false,
+        }
+    }
+}
+
+/// Record a command and its release job in `tx`; returns the command id.
+pub async fn record(
+    state: &AppState,
+    tx: &mut Tx,
+    tenant_id: i64,
+    c: NewCommand,
+) -> anyhow::Result<String> {
+    let command_id = uuid::Uuid::now_v7().simple().to_string();
+    tx.execute(
+        query(
+            "INSERT INTO device_command (tenant_id, command_id, account_wxid, command, data, status, sends, source, source_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(&command_id)
+        .bind(&c.account)
+        .bind(c.command)
+        .bind(c.data.to_string())
+        .bind(c.source)
+        .bind(c.source_id)
+        .bind(now_ms()),
+    )
+    .await?;
+    let mut job = NewJob::new(RELEASE, &json!({"commandId": command_id}))?
+        .tenant(tenant_id)
+        .unique_key(format!("devcmd:{command_id}"));
+    if let Some(at) = c.run_at {
+        job = job.run_at(at);
+    }
+    if c.spaced {
+        let (min, max) = state.config.device_send_gap_ms;
+        job = job.limited_by(
+            format!("device:{tenant_id}:{}", c.account),
+            KeyLimit::concurrency(1)
+                .with_spacing(Duration::from_millis(min), Duration::from_millis(max)),
+        );
+    }
+    state.jobs.enqueue(tx, job).await?;
+    Ok(command_id)
+}
+
+/// The release job.
+pub async fn run_release(
+    state: AppState,
+    _ctx: JobContext,
+    p: Value,
+) -> Result<JobOutcome, JobError> {
+    let id = p["commandId"].as_str().unwrap_or_default().to_string();
+    state
+        .db
+        .execute(
+            query("UPDATE device_command SET status = 'ready' WHERE command_id = ? AND status = 'pending'")
+                .bind(id),
+        )
+        .await
+        .map_err(JobError::retryable)?;
+    state.devices.wake();
+    Ok(JobOutcome::Done)
+}
+
+/// A command as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommandRow {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub command_id: String,
+    pub account_wxid: String,
+    pub command: String,
+    pub data: String,
+    pub status: String,
+    pub source: String,
+    pub source_id: i64,
+}
+
+pub const COLUMNS: &str =
+    "id, tenant_id, command_id, account_wxid, command, data, status, source, source_id";
+
+/// Record a gateway's acknowledgement of a command, once, and what follows from it. A second
+/// acknowledgement of the same command (after a resend) changes nothing.
+pub async fn complete(
+    state: &AppState,
+    tenant_id: i64,
+    command_id: &str,
+    ok: bool,
+    result: &Value,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut tx = state.db.begin().await?;
+    let row: Option<CommandRow> = tx
+        .fetch_optional(
+            query(format!(
+                "SELECT {COLUMNS} FROM device_command WHERE tenant_id = ? AND command_id = ?"
+            ))
+            .bind(tenant_id)
+            .bind(command_id),
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let changed = tx
+        .execute(
+            query(
+                "UPDATE device_command SET status = ?, result = ?, error = ?, acked_at = ? \
+                 WHERE id = ? AND status IN ('ready', 'sent')",
+            )
+            .bind(if ok { "done" } else { "failed" })
+            .bind((!result.is_null()).then(|| result.to_string()))
+            .bind(error.map(|e| e.chars().take(500).collect::<String>()))
+            .bind(now_ms())
+            .bind(row.id),
+        )
+        .await?
+        .rows_affected;
+    if changed == 1 {
+        events::after_command(state, &mut tx, &row, ok, result).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `INSERT … ` that does nothing when a unique key already holds the row.
+pub fn insert_ignore(backend: Backend, rest: &str) -> String {
+    match backend {
+        Backend::MySql => format!("INSERT IGNORE INTO {rest}"),
+        _ => format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"),
+    }
+}

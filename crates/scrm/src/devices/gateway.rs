@@ -1,0 +1,611 @@
+//! Gateways and their accounts: registering a gateway (its token is shown once, only its hash
+//! is kept), the account list with each account's provider capabilities, friends, and the
+//! WebSocket session a gateway keeps with scrm (`docs/gateway-protocol.md`).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use scrm_db::{Backend, query};
+use scrm_wecom::device::{AccountInfo, AccountStatus, Frame, command};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::commands::{COLUMNS, CommandRow, NewCommand, complete, record};
+use super::events;
+use super::provider::{Capability, Provider, resolve};
+use crate::audit;
+use crate::auth::CurrentUser;
+use crate::auth::permissions as perm;
+use crate::http::envelope::{Reply, created, ok};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::routes::{Access, Routes};
+use crate::http::{ApiError, ApiResult};
+use crate::state::{AppState, iso, iso_opt, now_ms};
+
+/// The WebSocket path gateways connect to.
+pub const WS_PATH: &str = "/api/v1/devices/gateway/ws";
+
+/// How often a session looks for released commands when nothing woke it (commands released by
+/// a worker in another process).
+const POLL: Duration = Duration::from_millis(500);
+
+/// A command sent this long ago without an acknowledgement is sent again on the same
+/// connection (the device dedupes): covers a command an old session of the gateway marked sent
+/// while the new one was taking over.
+const ACK_TIMEOUT_MS: i64 = 20_000;
+
+/// How long a new connection has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The gateway and account routes.
+pub fn routes(state: &AppState) -> Routes {
+    Routes::new(state, "devices")
+        .route(
+            Method::POST,
+            "/api/v1/devices/gateways",
+            Access::Permission(perm::DEVICE_MANAGE),
+            "Register a device gateway; its token is in this answer only",
+            create_gateway,
+        )
+        .route(
+            Method::GET,
+            "/api/v1/devices/gateways",
+            Access::Permission(perm::DEVICE_VIEW),
+            "Device gateways and whether they are connected",
+            list_gateways,
+        )
+        .route(
+            Method::GET,
+            WS_PATH,
+            // The gateway's own token (Authorization: Bearer), not a user's.
+            Access::Public,
+            "A gateway's WebSocket (JSON frames; see docs/gateway-protocol.md)",
+            connect,
+        )
+        .route(
+            Method::GET,
+            "/api/v1/devices/accounts",
+            Access::Permission(perm::DEVICE_VIEW),
+            "Sender accounts of both providers (WeCom members and device accounts) with status and capabilities",
+            list_accounts,
+        )
+        .route(
+            Method::GET,
+            "/api/v1/devices/accounts/{accountId}/friends",
+            Access::Permission(perm::DEVICE_VIEW),
+            "A device account's friends",
+            list_friends,
+        )
+        .route(
+            Method::POST,
+            "/api/v1/devices/accounts/{accountId}/friends/sync",
+            Access::Permission(perm::DEVICE_OPERATE),
+            "Fetch a device account's friends from its device",
+            sync_friends,
+        )
+        .route(
+            Method::PUT,
+            "/api/v1/devices/accounts/{accountId}/auto-like",
+            Access::Permission(perm::DEVICE_OPERATE),
+            "Switch auto-like of friends' moments for an account",
+            set_auto_like,
+        )
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GatewayBody {
+    name: Option<String>,
+}
+
+async fn create_gateway(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<GatewayBody>,
+) -> ApiResult<Reply<Value>> {
+    let name = b
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::field("name", "1-100 characters"));
+    }
+    let token = format!("gw_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let now = now_ms();
+    let mut tx = state.db.begin().await?;
+    let id = tx
+        .insert_id(
+            query("INSERT INTO device_gateway (tenant_id, name, token_hash, connected, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)")
+                .bind(user.tenant_id)
+                .bind(&name)
+                .bind(token_hash(&token))
+                .bind(now)
+                .bind(now),
+        )
+        .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "device.gateway.create",
+        "device_gateway",
+        id,
+        json!({"name": name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(created(
+        json!({"gatewayId": id, "name": name, "token": token, "path": WS_PATH}),
+    ))
+}
+
+async fn list_gateways(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Reply<Vec<Value>>> {
+    let rows: Vec<(i64, String, i64, Option<i64>, i64)> = state
+        .db
+        .fetch_all(
+            query("SELECT id, name, connected, last_seen_at, created_at FROM device_gateway WHERE tenant_id = ? ORDER BY id")
+                .bind(user.tenant_id),
+        )
+        .await?;
+    Ok(ok(rows
+        .into_iter()
+        .map(|(id, name, c, seen, created)| {
+            json!({"gatewayId": id, "name": name, "connected": c == 1, "lastSeenTime": iso_opt(seen), "createTime": iso(created)})
+        })
+        .collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountsQuery {
+    account_type: Option<String>,
+}
+
+async fn list_accounts(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<AccountsQuery>,
+) -> ApiResult<Reply<Vec<Value>>> {
+    let want = q.account_type.as_deref().filter(|t| !t.is_empty());
+    if let Some(t) = want
+        && t != "WEWORK"
+        && t != "WECHAT"
+    {
+        return Err(ApiError::field("accountType", "WEWORK or WECHAT"));
+    }
+    let mut out = Vec::new();
+    let view = |id: String, name: String, p: Provider, status: &str, gateway: Option<i64>| {
+        json!({"accountId": id, "accountName": name, "accountType": p.as_str(), "status": status,
+               "gatewayId": gateway, "capabilities": p.capabilities()})
+    };
+    if want != Some("WECHAT") {
+        let staff: Vec<(String, String, i64)> = state
+            .db
+            .fetch_all(
+                query("SELECT userid, name, status FROM staff WHERE tenant_id = ? ORDER BY id")
+                    .bind(user.tenant_id),
+            )
+            .await?;
+        for (u, n, st) in staff {
+            out.push(view(
+                u,
+                n,
+                Provider::WeCom,
+                super::provider::staff_status(st),
+                None,
+            ));
+        }
+    }
+    if want != Some("WEWORK") {
+        let devices: Vec<(String, String, String, i64)> = state
+            .db
+            .fetch_all(
+                query("SELECT wxid, nickname, status, gateway_id FROM device_account WHERE tenant_id = ? ORDER BY id")
+                    .bind(user.tenant_id),
+            )
+            .await?;
+        for (w, n, st, g) in devices {
+            out.push(view(w, n, Provider::Device, &st, Some(g)));
+        }
+    }
+    Ok(ok(out))
+}
+
+async fn list_friends(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(account): ApiPath<String>,
+) -> ApiResult<Reply<Vec<Value>>> {
+    let acc = resolve(&state.db, user.tenant_id, &account, "accountId").await?;
+    acc.require(Capability::FetchFriends, "accountId")?;
+    if acc.provider != Provider::Device {
+        // A WeCom member's friends are the customers (GET /api/v1/customers?followUserId=…).
+        return Err(ApiError::Refused {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            name: "CAPABILITY_NOT_SUPPORTED",
+            message: "accountId: a WeCom member's friends are its customers: GET /api/v1/customers"
+                .into(),
+            fields: vec![crate::http::error::FieldError {
+                field: "accountId".into(),
+                message: "not a device account".into(),
+            }],
+        });
+    }
+    let rows: Vec<(String, String, i64)> = state
+        .db
+        .fetch_all(
+            query("SELECT friend_wxid, nickname, updated_at FROM device_friend WHERE tenant_id = ? AND account_wxid = ? AND deleted = 0 ORDER BY friend_wxid")
+                .bind(user.tenant_id)
+                .bind(&account),
+        )
+        .await?;
+    Ok(ok(rows
+        .into_iter()
+        .map(|(w, n, at)| json!({"wxid": w, "nickname": n, "updateTime": iso(at)}))
+        .collect()))
+}
+
+async fn sync_friends(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(account): ApiPath<String>,
+) -> ApiResult<Reply<Value>> {
+    let acc = resolve(&state.db, user.tenant_id, &account, "accountId").await?;
+    acc.require(Capability::FetchFriends, "accountId")?;
+    acc.require_usable("accountId")?;
+    if acc.provider != Provider::Device {
+        return Err(ApiError::domain(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CAPABILITY_NOT_SUPPORTED",
+            "accountId: a WeCom member's customers come with the customer sync (POST /api/wework/sync/customers)",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let id = record(
+        &state,
+        &mut tx,
+        user.tenant_id,
+        NewCommand::new(&account, command::FETCH_FRIENDS, json!({}), "sync", 0),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Reply(
+        StatusCode::ACCEPTED,
+        json!({"commandId": id, "status": "PENDING"}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct AutoLikeBody {
+    enabled: Option<bool>,
+}
+
+async fn set_auto_like(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(account): ApiPath<String>,
+    ApiJson(b): ApiJson<AutoLikeBody>,
+) -> ApiResult<Reply<Value>> {
+    let enabled = b
+        .enabled
+        .ok_or_else(|| ApiError::field("enabled", "is required"))?;
+    let acc = resolve(&state.db, user.tenant_id, &account, "accountId").await?;
+    acc.require(Capability::LikeMoments, "accountId")?;
+    state
+        .db
+        .execute(
+            query("UPDATE device_account SET auto_like = ?, updated_at = ? WHERE tenant_id = ? AND wxid = ?")
+                .bind(enabled as i64)
+                .bind(now_ms())
+                .bind(user.tenant_id)
+                .bind(&account),
+        )
+        .await?;
+    Ok(ok(json!({"accountId": account, "autoLike": enabled})))
+}
+
+/// A gateway as its session knows it.
+#[derive(Debug, Clone)]
+struct Gateway {
+    id: i64,
+    tenant_id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<TokenQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(token) = bearer.or(q.token).filter(|t| !t.is_empty()) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let found: Result<Option<(i64, i64)>, _> = state
+        .db
+        .fetch_optional(
+            query("SELECT id, tenant_id FROM device_gateway WHERE token_hash = ?")
+                .bind(token_hash(&token)),
+        )
+        .await;
+    let gw = match found {
+        Ok(Some((id, tenant_id))) => Gateway { id, tenant_id },
+        Ok(None) => return ApiError::Unauthorized.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match ws {
+        Ok(ws) => ws.on_upgrade(move |socket| async move {
+            if let Err(e) = session(state, gw.clone(), socket).await {
+                tracing::warn!(gateway = gw.id, error = %e, "gateway session ended with an error");
+            }
+        }),
+        Err(e) => {
+            ApiError::invalid(format!("a WebSocket upgrade is expected: {e}")).into_response()
+        }
+    }
+}
+
+/// One connection of a gateway: hello, then frames both ways until it closes.
+async fn session(state: AppState, gw: Gateway, socket: WebSocket) -> anyhow::Result<()> {
+    let (mut out, mut incoming) = socket.split();
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, incoming.next()).await;
+    let Ok(Some(Ok(Message::Text(text)))) = hello else {
+        anyhow::bail!("no hello");
+    };
+    let Ok(Frame::Hello { id, accounts }) = serde_json::from_str::<Frame>(&text) else {
+        anyhow::bail!("the first frame was not a hello");
+    };
+    let (sid, cancel) = state.devices.register(gw.id);
+    hello_accounts(&state, &gw, &accounts).await?;
+    out.send(Message::Text(Frame::ack(id).to_text().into()))
+        .await?;
+    tracing::info!(
+        gateway = gw.id,
+        accounts = accounts.len(),
+        "gateway connected"
+    );
+    let result: anyhow::Result<()> = async {
+        let mut tick = tokio::time::interval(POLL);
+        loop {
+            flush(&state, &gw, &mut out).await?;
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = state.devices.woken() => {}
+                _ = tick.tick() => {}
+                msg = incoming.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(reply) = on_frame(&state, &gw, &text).await? {
+                            out.send(Message::Text(reply.to_text().into())).await?;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                },
+            }
+        }
+    }
+    .await;
+    if state.devices.unregister(gw.id, sid) {
+        state
+            .db
+            .execute(
+                query("UPDATE device_account SET status = 'OFFLINE', updated_at = ? WHERE tenant_id = ? AND gateway_id = ? AND status = 'ACTIVE'")
+                    .bind(now_ms())
+                    .bind(gw.tenant_id)
+                    .bind(gw.id),
+            )
+            .await?;
+        state
+            .db
+            .execute(
+                query("UPDATE device_gateway SET connected = 0, last_seen_at = ? WHERE id = ?")
+                    .bind(now_ms())
+                    .bind(gw.id),
+            )
+            .await?;
+    }
+    tracing::info!(gateway = gw.id, "gateway disconnected");
+    result
+}
+
+/// The accounts a gateway holds now; what it sent before and did not acknowledge is sent again,
+/// and each ACTIVE account's friends are fetched (seed 002: a device online → data sync).
+async fn hello_accounts(
+    state: &AppState,
+    gw: &Gateway,
+    accounts: &[AccountInfo],
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    let mut tx = state.db.begin().await?;
+    for a in accounts {
+        upsert_account(&mut tx, gw, a).await?;
+        if a.status == AccountStatus::Active {
+            record(
+                state,
+                &mut tx,
+                gw.tenant_id,
+                NewCommand::new(&a.wxid, command::FETCH_FRIENDS, json!({}), "sync", 0),
+            )
+            .await?;
+        }
+    }
+    tx.execute(
+        query("UPDATE device_command SET status = 'ready' WHERE status = 'sent' AND tenant_id = ? AND account_wxid IN \
+               (SELECT wxid FROM device_account WHERE tenant_id = ? AND gateway_id = ?)")
+            .bind(gw.tenant_id)
+            .bind(gw.tenant_id)
+            .bind(gw.id),
+    )
+    .await?;
+    tx.execute(query("UPDATE device_gateway SET connected = 1, last_seen_at = ?, updated_at = ? WHERE id = ?").bind(now).bind(now).bind(gw.id))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn upsert_account(tx: &mut scrm_db::Tx, gw: &Gateway, a: &AccountInfo) -> anyhow::Result<()> {
+    let sql = match tx.backend() {
+        Backend::MySql => {
+            "INSERT INTO device_account (tenant_id, gateway_id, wxid, nickname, status, auto_like, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) \
+             ON DUPLICATE KEY UPDATE gateway_id = VALUES(gateway_id), nickname = VALUES(nickname), status = VALUES(status), updated_at = VALUES(updated_at)"
+        }
+        _ => {
+            "INSERT INTO device_account (tenant_id, gateway_id, wxid, nickname, status, auto_like, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) \
+             ON CONFLICT (tenant_id, wxid) DO UPDATE SET gateway_id = excluded.gateway_id, nickname = excluded.nickname, status = excluded.status, updated_at = excluded.updated_at"
+        }
+    };
+    let now = now_ms();
+    tx.execute(
+        query(sql)
+            .bind(gw.tenant_id)
+            .bind(gw.id)
+            .bind(a.wxid.as_str())
+            .bind(a.nickname.as_str())
+            .bind(a.status.as_str())
+            .bind(now)
+            .bind(now),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Handle one frame from the gateway; the answer to send, if any.
+async fn on_frame(state: &AppState, gw: &Gateway, text: &str) -> anyhow::Result<Option<Frame>> {
+    let frame = match serde_json::from_str::<Frame>(text) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(gateway = gw.id, error = %e, "unreadable frame from a gateway");
+            return Ok(None);
+        }
+    };
+    match frame {
+        Frame::Ack {
+            id,
+            ok,
+            result,
+            error,
+        } => {
+            complete(state, gw.tenant_id, &id, ok, &result, error.as_deref()).await?;
+            Ok(None)
+        }
+        Frame::Event {
+            id,
+            account,
+            event,
+            data,
+        } => {
+            match events::handle(state, gw.tenant_id, gw.id, &id, &account, &event, &data).await {
+                Ok(_) => Ok(Some(Frame::ack(id))),
+                // Acknowledge it anyway: an event that can never be applied would come back forever.
+                Err(e) => {
+                    tracing::warn!(gateway = gw.id, event = %event, error = %e, "device event refused");
+                    Ok(Some(Frame::Ack {
+                        id,
+                        ok: false,
+                        result: Value::Null,
+                        error: Some(e.to_string()),
+                    }))
+                }
+            }
+        }
+        Frame::Account { id, account } => {
+            let mut tx = state.db.begin().await?;
+            upsert_account(&mut tx, gw, &account).await?;
+            tx.commit().await?;
+            state.devices.wake();
+            Ok(Some(Frame::ack(id)))
+        }
+        Frame::Hello { id, accounts } => {
+            hello_accounts(state, gw, &accounts).await?;
+            Ok(Some(Frame::ack(id)))
+        }
+        Frame::Command { id, .. } => Ok(Some(Frame::Ack {
+            id,
+            ok: false,
+            result: Value::Null,
+            error: Some("gateways do not send commands".into()),
+        })),
+    }
+}
+
+/// Send the released commands of this gateway's ACTIVE accounts, oldest first, each marked
+/// `sent` before it goes out (a failed write leaves it `sent`: the next hello sends it again),
+/// and again those unacknowledged for [`ACK_TIMEOUT_MS`].
+async fn flush<S>(state: &AppState, gw: &Gateway, out: &mut S) -> anyhow::Result<()>
+where
+    S: futures::Sink<Message> + Unpin,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    state
+        .db
+        .execute(
+            query("UPDATE device_command SET status = 'ready' WHERE status = 'sent' AND sent_at < ? AND tenant_id = ? AND account_wxid IN \
+                   (SELECT wxid FROM device_account WHERE tenant_id = ? AND gateway_id = ?)")
+                .bind(now_ms() - ACK_TIMEOUT_MS)
+                .bind(gw.tenant_id)
+                .bind(gw.tenant_id)
+                .bind(gw.id),
+        )
+        .await?;
+    loop {
+        let rows: Vec<CommandRow> = state
+            .db
+            .fetch_all(
+                query(format!(
+                    "SELECT {COLUMNS} FROM device_command WHERE status = 'ready' AND tenant_id = ? AND account_wxid IN \
+                     (SELECT wxid FROM device_account WHERE tenant_id = ? AND gateway_id = ? AND status = 'ACTIVE') ORDER BY id LIMIT 100"
+                ))
+                .bind(gw.tenant_id)
+                .bind(gw.tenant_id)
+                .bind(gw.id),
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for c in rows {
+            let claimed = state
+                .db
+                .execute(
+                    query("UPDATE device_command SET status = 'sent', sends = sends + 1, sent_at = ? WHERE id = ? AND status = 'ready'")
+                        .bind(now_ms())
+                        .bind(c.id),
+                )
+                .await?
+                .rows_affected;
+            if claimed == 0 {
+                continue;
+            }
+            let frame = Frame::Command {
+                id: c.command_id,
+                account: c.account_wxid,
+                command: c.command,
+                data: serde_json::from_str(&c.data).unwrap_or_default(),
+            };
+            out.send(Message::Text(frame.to_text().into())).await?;
+        }
+    }
+}

@@ -1,0 +1,975 @@
+//! Automated workflows (seed 002) against the WeCom simulator: an add-friend callback starts a
+//! run whose delay, condition, tag and message steps happen in order (the message reaches the
+//! simulator's delivery log once), time windows wait for their opening, runs keep their version,
+//! YAML round trips, templates, validation naming each field, tenants, pause/resume/cancel.
+//!
+//! Later steps are due later (a delay, a window): the tests bring a waiting step forward through
+//! the job API (`POST /api/jobs/{id}/retry` runs a delayed job now) instead of sleeping.
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Timelike};
+use scrm_db::query;
+use scrm_wecom_sim::SimHandle;
+use scrm_wecom_sim::deliveries::{Delivery, DeliveryKind};
+use scrm_wecom_sim::scenarios::AddContact;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::integration::{connect, sim};
+use crate::integration_sync::sync;
+
+const BASE: &str = "/api/v1/automation/workflows";
+
+/// Poll `f` until it returns Some, for at most 30 s (a loaded machine).
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn n(app: &TestApp, sql: String) -> i64 {
+    app.state.db.fetch_i64(query(sql)).await.unwrap()
+}
+
+/// A simulator mirrored into scrm.
+async fn world(app: &TestApp) -> SimHandle {
+    let sim = sim(12).await;
+    connect(app, &sim).await;
+    assert_eq!(
+        sync(app, json!({"syncType": "full"})).await["status"],
+        "success"
+    );
+    sim
+}
+
+fn sends_to(sim: &SimHandle, ext: &str) -> Vec<Delivery> {
+    sim.deliveries()
+        .into_iter()
+        .filter(|d| d.kind == DeliveryKind::MassSend && d.recipient == ext)
+        .collect()
+}
+
+/// Create and publish a workflow; its id.
+async fn published(app: &TestApp, token: &str, body: Value) -> i64 {
+    let r = app.post(BASE, token, body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    let p = app
+        .post(&format!("{BASE}/{id}/publish"), token, json!({}))
+        .await;
+    assert_eq!(p.status, 200, "{:?}", p.body);
+    assert_eq!(p.data()["status"], "published");
+    id
+}
+
+async fn run(app: &TestApp, id: i64) -> Value {
+    let r = app
+        .get(
+            &format!("/api/v1/automation/workflow-runs/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.data().clone()
+}
+
+async fn runs_of(app: &TestApp, workflow: i64) -> Vec<Value> {
+    let r = app
+        .get(
+            &format!("/api/v1/automation/workflow-runs?workflowId={workflow}&size=100"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.data()["list"].as_array().unwrap().clone()
+}
+
+/// Wait until step `index` of a run has been logged with `status` (2 done …).
+async fn step_logged(app: &TestApp, run_id: i64, index: usize, status: i64) -> Value {
+    until(
+        &format!("run {run_id} step {index} status {status}"),
+        || async {
+            let r = run(app, run_id).await;
+            (r["steps"][index]["status"] == status).then_some(r)
+        },
+    )
+    .await
+}
+
+async fn run_status(app: &TestApp, run_id: i64, status: i64) -> Value {
+    until(&format!("run {run_id} status {status}"), || async {
+        let r = run(app, run_id).await;
+        (r["status"] == status).then_some(r)
+    })
+    .await
+}
+
+/// Bring the waiting step `index` of a run forward: its job runs now (the controlled clock).
+async fn advance(app: &TestApp, run_id: i64, index: i64) {
+    let job = n(
+        app,
+        format!("SELECT id FROM job WHERE unique_key = 'wf:{run_id}:{index}'"),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("/api/jobs/{job}/retry"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// Customers of the synced company that have an owner: (id, external_userid).
+async fn owned_customers(app: &TestApp) -> Vec<(i64, String)> {
+    app.state
+        .db
+        .fetch_all(query(
+            "SELECT id, external_userid FROM customer WHERE follow_user_id IS NOT NULL AND status = 1 ORDER BY id",
+        ))
+        .await
+        .unwrap()
+}
+
+async fn a_new_customer_runs_delay_condition_tag_and_message_once(app: TestApp) {
+    let sim = world(&app).await;
+    let tag = n(
+        &app,
+        "SELECT MIN(id) FROM tag WHERE wecom_tag_id IS NOT NULL".into(),
+    )
+    .await;
+    let stop_tag = n(
+        &app,
+        "SELECT MAX(id) FROM tag WHERE wecom_tag_id IS NOT NULL".into(),
+    )
+    .await;
+    assert_ne!(tag, stop_tag);
+    let tag_wecom: String = app
+        .state
+        .db
+        .fetch_one::<(String,)>(query("SELECT wecom_tag_id FROM tag WHERE id = ?").bind(tag))
+        .await
+        .unwrap()
+        .0;
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "新客欢迎",
+            "trigger": {"type": "customer_added"},
+            "steps": [
+                {"key": "wait", "type": "delay", "duration": "1h"},
+                {"key": "check", "type": "condition", "when": [{"lacksTags": [stop_tag]}], "otherwise": "stop"},
+                {"key": "tag", "type": "add_tag", "tagIds": [tag]},
+                {"key": "hello", "type": "send_message", "text": "您好{nickname}，欢迎！"}
+            ]
+        }),
+    )
+    .await;
+    let staff = sim
+        .company()
+        .staff
+        .iter()
+        .find(|s| s.contact_enabled && s.visible() && s.status == 1)
+        .unwrap()
+        .userid
+        .clone();
+    // Two customers add the member (WeCom's add_external_contact callbacks).
+    let mut exts = Vec::new();
+    for name in ["李雷", "韩梅梅"] {
+        let ext = sim
+            .customer_adds_staff(AddContact {
+                userid: staff.clone(),
+                name: Some(name.into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .external_userid;
+        exts.push(ext);
+    }
+    let runs = until("two runs", || async {
+        let l = runs_of(&app, wf).await;
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    let mut ids = Vec::new();
+    for ext in &exts {
+        let cid = n(
+            &app,
+            format!("SELECT id FROM customer WHERE external_userid = '{ext}'"),
+        )
+        .await;
+        let r = runs
+            .iter()
+            .find(|r| r["customerId"] == cid)
+            .unwrap_or_else(|| panic!("a run for {cid}: {runs:?}"));
+        assert_eq!(r["triggerType"], "customer_added");
+        assert_eq!(r["version"], 1);
+        ids.push((cid, r["id"].as_i64().unwrap()));
+    }
+    let ((c1, r1), (c2, r2)) = (ids[0], ids[1]);
+
+    // The delay is logged and the condition waits an hour: nothing sent yet.
+    for r in [r1, r2] {
+        let d = step_logged(&app, r, 0, 2).await;
+        assert_eq!(d["status"], 1, "running: {d}");
+        assert_eq!(d["steps"][0]["result"]["waitMs"], 3_600_000, "{d}");
+        assert_eq!(d["steps"][1]["status"], 0, "{d}");
+        assert_eq!(d["steps"][1]["key"], "check");
+        assert_eq!(d["nextStepAt"], d["steps"][1]["dueAt"]);
+    }
+    assert!(sends_to(&sim, &exts[0]).is_empty());
+
+    // The second customer gets the stop tag meanwhile: its condition stops the run.
+    let t = app
+        .post(
+            &format!("/api/v1/customers/{c2}/tags"),
+            &app.admin_token,
+            json!({"tagIds": [stop_tag]}),
+        )
+        .await;
+    assert_eq!(t.status, 200, "{:?}", t.body);
+
+    for r in [r1, r2] {
+        advance(&app, r, 1).await;
+    }
+    let done = run_status(&app, r1, 2).await;
+    let steps = done["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4, "{done}");
+    assert_eq!(steps[1]["result"]["matched"], true);
+    assert_eq!(steps[2]["result"]["added"], json!([tag]));
+    assert_eq!(steps[3]["result"]["errcode"], 0, "{done}");
+    let stopped = run_status(&app, r2, 2).await;
+    assert_eq!(stopped["steps"].as_array().unwrap().len(), 2, "{stopped}");
+    assert_eq!(
+        stopped["steps"][1]["result"],
+        json!({"matched": false, "then": "stop"})
+    );
+
+    // The message reached the customer once, with its variables; the stopped one got none.
+    let sent = until("the message in the delivery log", || async {
+        let s = sends_to(&sim, &exts[0]);
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].content["text"]["content"], "您好李雷，欢迎！");
+    assert!(sends_to(&sim, &exts[1]).is_empty());
+
+    // The tag is in scrm and, pushed by the customers module, in WeCom.
+    let d = app
+        .get(&format!("/api/v1/customers/{c1}"), &app.admin_token)
+        .await;
+    assert!(
+        d.data()["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == tag),
+        "{:?}",
+        d.body
+    );
+    until("the tag in WeCom", || async {
+        let c = sim.config();
+        let wc = scrm_wecom::WeComClient::in_memory(
+            scrm_wecom::client::ClientConfig::for_simulator(sim.base_url()),
+        )
+        .unwrap()
+        .app(c.creds.corp_id, c.creds.app_secret)
+        .get_customer(&exts[0], "")
+        .await
+        .unwrap();
+        wc.follow_user
+            .iter()
+            .any(|f| {
+                f.userid == staff
+                    && f.tags
+                        .iter()
+                        .any(|t| t.tag_id.as_deref() == Some(tag_wecom.as_str()))
+            })
+            .then_some(())
+    })
+    .await;
+
+    // The same event delivered again (the relay is at-least-once) and a manual start for the
+    // same customer start nothing: one run per customer per version.
+    app.state
+        .db
+        .execute(query(
+            "UPDATE event_outbox SET published_at = NULL WHERE event_type = 'customer.created'",
+        ))
+        .await
+        .unwrap();
+    until("events published again", || async {
+        let left = n(&app, "SELECT COUNT(*) FROM event_outbox WHERE event_type = 'customer.created' AND published_at IS NULL".into()).await;
+        (left == 0).then_some(())
+    })
+    .await;
+    let m = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [c1]}),
+        )
+        .await;
+    assert_eq!(m.status, 201, "{:?}", m.body);
+    assert_eq!(m.data()["skippedCustomerIds"], json!([c1]));
+    assert_eq!(runs_of(&app, wf).await.len(), 2);
+    // Per-customer history.
+    let h = app
+        .get(
+            &format!("/api/v1/automation/workflow-runs?customerId={c1}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(h.data()["total"], 1);
+    assert_eq!(sends_to(&sim, &exts[0]).len(), 1, "still exactly once");
+    let w = app.get(&format!("{BASE}/{wf}"), &app.admin_token).await;
+    assert_eq!(w.data()["runs"]["done"], 2, "{:?}", w.body);
+    sim.shutdown().await;
+}
+
+/// A window that is closed now (Asia/Shanghai) and when it opens next.
+fn closed_window() -> (String, String, i64) {
+    let tz = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let now = chrono::Utc::now().with_timezone(&tz);
+    let h = now.hour();
+    let (start, day) = if h < 20 { (h + 2, 0) } else { (1, 1) };
+    let date = now.date_naive() + chrono::Days::new(day);
+    let opens = tz
+        .from_local_datetime(&date.and_hms_opt(start, 0, 0).unwrap())
+        .unwrap()
+        .timestamp_millis();
+    (
+        format!("{start:02}:00"),
+        format!("{:02}:00", start + 1),
+        opens,
+    )
+}
+
+async fn a_time_window_waits_for_its_opening(app: TestApp) {
+    let sim = world(&app).await;
+    let (start, end, opens) = closed_window();
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "窗口",
+            "trigger": {"type": "manual"},
+            "steps": [
+                {"type": "window", "start": start, "end": end},
+                {"type": "send_message", "text": "窗口内的消息"}
+            ]
+        }),
+    )
+    .await;
+    let (cid, ext) = owned_customers(&app).await[0].clone();
+    let r = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [cid]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let run_id = r.data()["runIds"][0].as_i64().unwrap();
+    let d = step_logged(&app, run_id, 0, 2).await;
+    assert_eq!(d["steps"][0]["result"]["inWindow"], false, "{d}");
+    let at = scrm::state::iso(opens);
+    assert_eq!(d["steps"][0]["result"]["actsAt"], at, "{d}");
+    assert_eq!(d["steps"][1]["dueAt"], at);
+    assert_eq!(d["nextStepAt"], at);
+    assert_eq!(d["status"], 1);
+    let job_run_at = n(
+        &app,
+        format!("SELECT run_at FROM job WHERE unique_key = 'wf:{run_id}:1'"),
+    )
+    .await;
+    assert_eq!(
+        job_run_at, opens,
+        "the send waits for the window as its job's run_at"
+    );
+    assert!(sends_to(&sim, &ext).is_empty());
+
+    // The window opens.
+    advance(&app, run_id, 1).await;
+    run_status(&app, run_id, 2).await;
+    let sent = until("the message", || async {
+        let s = sends_to(&sim, &ext);
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].content["text"]["content"], "窗口内的消息");
+    sim.shutdown().await;
+}
+
+async fn a_version_edit_leaves_running_runs_on_their_version(app: TestApp) {
+    let sim = world(&app).await;
+    let def = |text: &str| {
+        json!({
+            "name": "培育",
+            "trigger": {"type": "manual"},
+            "steps": [
+                {"key": "wait", "type": "delay", "duration": "2h"},
+                {"key": "say", "type": "send_message", "text": text}
+            ]
+        })
+    };
+    // A draft is edited in place.
+    let r = app.post(BASE, &app.admin_token, def("草稿")).await;
+    assert_eq!(r.status, 201);
+    let wf = r.data()["id"].as_i64().unwrap();
+    let u = app
+        .put(&format!("{BASE}/{wf}"), &app.admin_token, def("第一版"))
+        .await;
+    assert_eq!(u.status, 200, "{:?}", u.body);
+    assert_eq!(u.data()["currentVersion"], 1);
+    assert_eq!(u.data()["status"], "draft");
+    // A draft starts nothing.
+    let customers = owned_customers(&app).await;
+    let (a, ext_a) = customers[0].clone();
+    let (b, ext_b) = customers[1].clone();
+    let m = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [a]}),
+        )
+        .await;
+    assert_eq!((m.status, m.error()), (409, "WORKFLOW_NOT_PUBLISHED"));
+    app.post(&format!("{BASE}/{wf}/publish"), &app.admin_token, json!({}))
+        .await;
+    let m = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [a]}),
+        )
+        .await;
+    let run_a = m.data()["runIds"][0].as_i64().unwrap();
+    assert_eq!(m.data()["version"], 1);
+
+    // Editing the published workflow makes version 2; the published one stays 1 until publish.
+    let u = app
+        .put(&format!("{BASE}/{wf}"), &app.admin_token, def("第二版"))
+        .await;
+    assert_eq!(u.status, 200, "{:?}", u.body);
+    assert_eq!(u.data()["currentVersion"], 2);
+    assert_eq!(u.data()["publishedVersion"], 1);
+    assert_eq!(u.data()["definition"]["steps"][1]["text"], "第二版");
+    let p = app
+        .post(&format!("{BASE}/{wf}/publish"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(p.data()["publishedVersion"], 2);
+    let m = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [b]}),
+        )
+        .await;
+    let run_b = m.data()["runIds"][0].as_i64().unwrap();
+    assert_eq!(m.data()["version"], 2);
+
+    let v = app
+        .get(&format!("{BASE}/{wf}/versions"), &app.admin_token)
+        .await;
+    let list = v.data()["list"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["version"], 2);
+    assert_eq!(list[0]["published"], true);
+    assert_eq!(list[1]["published"], false);
+    let v1 = app
+        .get(&format!("{BASE}/{wf}/versions/1"), &app.admin_token)
+        .await;
+    assert_eq!(v1.data()["definition"]["steps"][1]["text"], "第一版");
+
+    // Each run sends its own version's text.
+    for r in [run_a, run_b] {
+        step_logged(&app, r, 0, 2).await;
+        advance(&app, r, 1).await;
+        run_status(&app, r, 2).await;
+    }
+    assert_eq!(run(&app, run_a).await["version"], 1);
+    for (ext, text) in [(&ext_a, "第一版"), (&ext_b, "第二版")] {
+        let s = until("the message", || async {
+            let s = sends_to(&sim, ext);
+            (!s.is_empty()).then_some(s)
+        })
+        .await;
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].content["text"]["content"], text);
+    }
+    sim.shutdown().await;
+}
+
+async fn yaml_round_trip_and_templates(app: TestApp) {
+    let staff = n(&app, "SELECT COUNT(*) FROM staff".into()).await;
+    assert_eq!(staff, 0);
+    // Templates: seed 002's three examples.
+    let t = app
+        .get("/api/v1/automation/workflow-templates", &app.admin_token)
+        .await;
+    let keys: Vec<&str> = t.data()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["new_customer", "nurturing", "group_operations"]);
+    let mut created = Vec::new();
+    for key in &keys {
+        let r = app
+            .post(
+                &format!("/api/v1/automation/workflow-templates/{key}"),
+                &app.admin_token,
+                json!({"webhookUrl": "https://crm.example.com/hook"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{key}: {:?}", r.body);
+        assert_eq!(r.data()["status"], "draft");
+        created.push(r.data().clone());
+    }
+    // The new-customer template tags by name: the tag was made (and is pushed to WeCom when
+    // the tenant has it).
+    let tag = n(&app, "SELECT id FROM tag WHERE name = '新客户'".into()).await;
+    let steps = created[0]["definition"]["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["type"] == "add_tag" && s["tagIds"] == json!([tag]))
+    );
+    assert!(steps.iter().any(|s| s["type"] == "webhook"));
+    assert!(
+        !steps.iter().any(|s| s["type"] == "assign_owner"),
+        "no staff chosen"
+    );
+    assert_eq!(created[2]["definition"]["trigger"]["type"], "schedule");
+
+    // A scheduled workflow has an engine schedule while published.
+    let g = created[2]["id"].as_i64().unwrap();
+    app.post(&format!("{BASE}/{g}/publish"), &app.admin_token, json!({}))
+        .await;
+    let sched = format!("SELECT COUNT(*) FROM job_schedule WHERE name = 'workflow:{g}'");
+    assert_eq!(n(&app, sched.clone()).await, 1);
+    let d = app
+        .post(&format!("{BASE}/{g}/disable"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(d.data()["status"], "disabled");
+    assert_eq!(n(&app, sched).await, 0);
+
+    // Export → import: the same definition.
+    for w in &created {
+        let id = w["id"].as_i64().unwrap();
+        let e = app
+            .get(&format!("{BASE}/{id}/export"), &app.admin_token)
+            .await;
+        assert_eq!(e.status, 200, "{:?}", e.body);
+        let yaml = e.data()["yaml"].as_str().unwrap().to_string();
+        assert!(
+            yaml.contains("trigger:") && yaml.contains("steps:"),
+            "{yaml}"
+        );
+        let i = app
+            .post(
+                &format!("{BASE}/import"),
+                &app.admin_token,
+                json!({"yaml": yaml}),
+            )
+            .await;
+        assert_eq!(i.status, 201, "{:?}", i.body);
+        assert_ne!(i.data()["id"], w["id"]);
+        assert_eq!(i.data()["definition"], w["definition"]);
+    }
+    // Imported into an existing workflow: its next version (the current one is a draft: in place).
+    let first = created[0]["id"].as_i64().unwrap();
+    let yaml = "name: 改名\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: 5m\n  - type: set_stage\n    stage: active\n";
+    let i = app
+        .post(
+            &format!("{BASE}/import"),
+            &app.admin_token,
+            json!({"yaml": yaml, "workflowId": first}),
+        )
+        .await;
+    assert_eq!(i.status, 201, "{:?}", i.body);
+    assert_eq!(i.data()["id"], first);
+    assert_eq!(i.data()["name"], "改名");
+    assert_eq!(i.data()["definition"]["steps"][0]["duration"], "5m");
+}
+
+async fn invalid_definitions_each_name_their_field(app: TestApp) {
+    let ok_steps =
+        json!([{"type": "delay", "duration": "1m"}, {"type": "set_stage", "stage": "active"}]);
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"trigger": {"type": "manual"}, "steps": ok_steps}),
+            "name",
+        ),
+        (json!({"name": "x", "steps": ok_steps}), "trigger"),
+        (
+            json!({"name": "x", "trigger": {"type": "sometimes"}, "steps": ok_steps}),
+            "trigger.type",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "schedule"}, "steps": ok_steps}),
+            "trigger.cron",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "schedule", "cron": "every day"}, "steps": ok_steps}),
+            "trigger.cron",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "tag_added", "tagIds": [999999]}, "steps": ok_steps}),
+            "trigger.tagIds",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": []}),
+            "steps",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "teleport"}]}),
+            "steps[0].type",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay"}]}),
+            "steps[0].duration",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "3 weeks"}]}),
+            "steps[0].duration",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "5m", "maxDuration": "1m"}]}),
+            "steps[0].maxDuration",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1m", "text": "hi"}, {"type": "set_stage", "stage": "active"}]}),
+            "steps[0].text",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "window", "start": "25:00", "end": "12:00"}]}),
+            "steps[0].start",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "window", "start": "12:00", "end": "10:00"}]}),
+            "steps[0].end",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "window", "days": [8], "start": "10:00", "end": "12:00"}]}),
+            "steps[0].days",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "condition", "when": [{"field": "age", "op": "eq", "value": 1}]}]}),
+            "steps[0].when[0].field",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "condition", "when": [{"field": "gender", "op": "like", "value": 1}]}]}),
+            "steps[0].when[0].op",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "condition", "when": [{"stageIn": ["vip"]}]}]}),
+            "steps[0].when[0].stageIn",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "condition", "when": [{"noInteractionDays": 3}], "otherwise": "goto:nowhere"}]}),
+            "steps[0].otherwise",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "send_message"}]}),
+            "steps[0].text",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "add_tag", "tagIds": [424242]}]}),
+            "steps[0].tagIds",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "assign_owner", "staffId": 424242}]}),
+            "steps[0].staffId",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "set_stage", "stage": "gold"}]}),
+            "steps[0].stage",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "webhook", "url": "ftp://x"}]}),
+            "steps[0].url",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"key": "a", "type": "delay", "duration": "1m"}, {"key": "a", "type": "set_stage", "stage": "active"}]}),
+            "steps[1].key",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "schedule", "cron": "0 8 * * *", "subject": "group"}, "steps": [{"type": "add_tag", "tagIds": [1]}]}),
+            "steps[0].type",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1m", "colour": "red"}]}),
+            "steps[0].colour",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "set_stage", "stage": "active"}, {"type": "delay", "duration": "1m"}]}),
+            "steps[1].type",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = app.post(BASE, &app.admin_token, body.clone()).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "VALIDATION_FAILED"),
+            "{body}: {:?}",
+            r.body
+        );
+        let fields: Vec<&str> = r.body["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.contains(&field),
+            "{body}: expected {field}, got {fields:?}"
+        );
+    }
+    // YAML: not YAML, and a bad field inside valid YAML.
+    for (yaml, field) in [
+        ("name: [unclosed", "yaml"),
+        ("- just a list", "yaml"),
+        (
+            "name: x\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: soon\n  - type: set_stage\n    stage: active\n",
+            "steps[0].duration",
+        ),
+    ] {
+        let r = app
+            .post(
+                &format!("{BASE}/import"),
+                &app.admin_token,
+                json!({"yaml": yaml}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{yaml}: {:?}", r.body);
+        assert_eq!(r.body["fields"][0]["field"], field, "{yaml}: {:?}", r.body);
+    }
+    let l = app.get(BASE, &app.admin_token).await;
+    assert_eq!(l.data()["total"], 0, "nothing was stored");
+}
+
+async fn workflows_and_runs_stay_in_their_tenant(app: TestApp) {
+    let sim = world(&app).await;
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({"name": "A", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}, {"type": "set_stage", "stage": "active"}]}),
+    )
+    .await;
+    let (cid, _) = owned_customers(&app).await[0].clone();
+    let r = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [cid]}),
+        )
+        .await;
+    let run_id = r.data()["runIds"][0].as_i64().unwrap();
+    let (_, other) = app.other_tenant_admin("other-co", "other-admin").await;
+    assert_eq!(app.get(&format!("{BASE}/{wf}"), &other).await.status, 404);
+    assert_eq!(app.get(BASE, &other).await.data()["total"], 0);
+    assert_eq!(
+        app.put(&format!("{BASE}/{wf}"), &other, json!({"name": "B", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}, {"type": "set_stage", "stage": "active"}]}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.post(&format!("{BASE}/{wf}/publish"), &other, json!({}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(&format!("{BASE}/{wf}/export"), &other).await.status,
+        404
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/automation/workflow-runs/{run_id}"),
+            &other
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        app.get("/api/v1/automation/workflow-runs", &other)
+            .await
+            .data()["total"],
+        0
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/automation/workflow-runs/{run_id}/cancel"),
+            &other,
+            json!({})
+        )
+        .await
+        .status,
+        404
+    );
+    // The other tenant's workflow cannot start this tenant's customer.
+    let theirs = published(
+        &app,
+        &other,
+        json!({"name": "B", "trigger": {"type": "manual"}, "steps": [{"type": "delay", "duration": "1d"}, {"type": "set_stage", "stage": "active"}]}),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("{BASE}/{theirs}/runs"),
+            &other,
+            json!({"customerIds": [cid]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.body["fields"][0]["field"], "customerIds");
+    assert_eq!(
+        app.delete(&format!("{BASE}/{wf}"), &other).await.status,
+        404
+    );
+    let r = run(&app, run_id).await;
+    assert!(r["status"] == 0 || r["status"] == 1, "untouched: {r}");
+    sim.shutdown().await;
+}
+
+async fn runs_pause_resume_and_cancel(app: TestApp) {
+    let sim = world(&app).await;
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({"name": "暂停", "trigger": {"type": "manual"}, "steps": [
+            {"type": "delay", "duration": "1h"},
+            {"type": "send_message", "text": "不该发出"}
+        ]}),
+    )
+    .await;
+    let customers = owned_customers(&app).await;
+    let ids: Vec<i64> = customers[..2].iter().map(|c| c.0).collect();
+    let r = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": ids}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let runs: Vec<i64> = r.data()["runIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let (r1, r2) = (runs[0], runs[1]);
+    for r in [r1, r2] {
+        step_logged(&app, r, 0, 2).await;
+    }
+    let path = |id: i64, a: &str| format!("/api/v1/automation/workflow-runs/{id}/{a}");
+    let p = app
+        .post(&path(r1, "pause"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(p.status, 200, "{:?}", p.body);
+    assert_eq!(
+        (p.data()["status"].clone(), p.data()["statusText"].clone()),
+        (json!(5), json!("暂停中"))
+    );
+    let job_state = format!("SELECT state FROM job WHERE unique_key = 'wf:{r1}:1'");
+    assert_eq!(
+        n(&app, job_state.clone()).await,
+        5,
+        "the waiting step's job is paused"
+    );
+    let again = app
+        .post(&path(r1, "pause"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!((again.status, again.error()), (409, "WORKFLOW_RUN_STATE"));
+    let l = app
+        .get(
+            &format!("/api/v1/automation/workflow-runs?workflowId={wf}&status=5"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(l.data()["total"], 1);
+    let p = app
+        .post(&path(r1, "resume"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(p.data()["status"], 1);
+    assert_eq!(n(&app, job_state.clone()).await, 0);
+
+    // Cancel: the run and its waiting step; its job will not run.
+    let c = app
+        .post(&path(r1, "cancel"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(c.data()["status"], 4);
+    assert_eq!(c.data()["steps"][1]["status"], 4);
+    assert_eq!(n(&app, job_state).await, 4);
+    let c = app
+        .post(&path(r1, "resume"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!((c.status, c.error()), (409, "WORKFLOW_RUN_STATE"));
+
+    // A paused run's step does not run even when due; after resume it does.
+    app.post(&path(r2, "pause"), &app.admin_token, json!({}))
+        .await;
+    app.state
+        .db
+        .execute(query(format!(
+            "UPDATE job SET run_at = 0 WHERE unique_key = 'wf:{r2}:1'"
+        )))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(run(&app, r2).await["steps"][1]["status"], 0);
+    app.post(&path(r2, "resume"), &app.admin_token, json!({}))
+        .await;
+    run_status(&app, r2, 2).await;
+    let ext2 = &customers[1].1;
+    let s = until("the resumed run's message", || async {
+        let s = sends_to(&sim, ext2);
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(s.len(), 1);
+    assert!(
+        sends_to(&sim, &customers[0].1).is_empty(),
+        "the cancelled run sent nothing"
+    );
+    // Deleting the workflow cancels what is still active; it is gone from the list.
+    let d = app.delete(&format!("{BASE}/{wf}"), &app.admin_token).await;
+    assert_eq!(d.status, 200);
+    assert_eq!(
+        app.get(&format!("{BASE}/{wf}"), &app.admin_token)
+            .await
+            .status,
+        404
+    );
+    sim.shutdown().await;
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    a_new_customer_runs_delay_condition_tag_and_message_once,
+    a_time_window_waits_for_its_opening,
+    a_version_edit_leaves_running_runs_on_their_version,
+    yaml_round_trip_and_templates,
+    invalid_definitions_each_name_their_field,
+    workflows_and_runs_stay_in_their_tenant,
+    runs_pause_resume_and_cancel,
+);

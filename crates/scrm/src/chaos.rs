@@ -156,6 +156,12 @@ pub struct Report {
     pub wecom_calls: std::collections::BTreeMap<String, u64>,
     /// From the first create to everything final.
     pub seconds: f64,
+    /// Where the processes' logs are.
+    pub log_dir: PathBuf,
+    /// The secrets the run handled — admin password, master key, WeCom app secret, the API
+    /// session token, every WeCom access_token issued — for checking the logs; never printed.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
 }
 
 impl Report {
@@ -338,6 +344,19 @@ impl Cluster {
         }
     }
 
+    /// Start process `i` and wait until it answers; a second try on a fresh port if the first
+    /// did not come up (the port picked may have been taken meanwhile).
+    async fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        self.spawn(i)?;
+        if let Err(e) = self.wait_healthy(i, Duration::from_secs(120)).await {
+            eprintln!("chaos: {e}; trying once more");
+            self.kill(i).await;
+            self.spawn(i)?;
+            self.wait_healthy(i, Duration::from_secs(120)).await?;
+        }
+        Ok(())
+    }
+
     /// SIGKILL, as a crash or the OOM killer would end it.
     async fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.procs[i].child.take() {
@@ -478,6 +497,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
     sim_config.limits.per_api_per_minute = 0;
     sim_config.limits.per_api_per_hour = 0;
     sim_config.limits.app_msgs_per_member_per_minute = 0;
+    // A corp of its own: runs sharing a Redis do not share tokens or limits.
+    sim_config.creds.corp_id = format!("wwchaos{run_id}");
     let creds = sim_config.creds.clone();
     let sim = scrm_wecom_sim::Simulator::start(sim_config)
         .await
@@ -521,10 +542,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
 
     // The processes.
     let password = format!("chaos-{}", random_hex(8));
+    let master_key = random_hex(32);
     let mut env: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), args.database_url.clone()),
         ("SCRM_ADMIN_PASSWORD".into(), password.clone()),
-        ("SCRM_MASTER_KEY".into(), random_hex(32)),
+        ("SCRM_MASTER_KEY".into(), master_key.clone()),
         ("WEWORK_CORP_ID".into(), creds.corp_id.clone()),
         ("WEWORK_CORP_SECRET".into(), creds.app_secret.clone()),
         ("WEWORK_AGENT_ID".into(), creds.agent_id.to_string()),
@@ -573,13 +595,15 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
         });
     }
     // The first process creates the admin and the WeCom configuration; the rest find them.
-    cluster.spawn(0)?;
-    cluster.wait_healthy(0, Duration::from_secs(120)).await?;
+    cluster.start(0).await?;
     for i in 1..cluster.procs.len() {
         cluster.spawn(i)?;
     }
     for i in 1..cluster.procs.len() {
-        cluster.wait_healthy(i, Duration::from_secs(120)).await?;
+        if cluster.wait_healthy(i, Duration::from_secs(120)).await.is_err() {
+            cluster.kill(i).await;
+            cluster.start(i).await?;
+        }
     }
     let result = drive(
         &args,
@@ -589,7 +613,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
         &db,
         tenant,
         &seeded,
-        &password,
+        [password.as_str(), master_key.as_str(), creds.app_secret.as_str()],
         (&mass_intended, &sop_targets, &sop_intended),
     )
     .await;
@@ -610,7 +634,7 @@ async fn drive(
     db: &Db,
     tenant: i64,
     seeded: &crate::operation::bench::Seeded,
-    password: &str,
+    [password, master_key, app_secret]: [&str; 3],
     (mass_intended, sop_targets, sop_intended): Intended<'_>,
 ) -> anyhow::Result<Report> {
     let api_a = cluster.port_of("api", 1);
@@ -742,6 +766,18 @@ async fn drive(
                 started.elapsed().as_secs_f64()
             );
         }
+        // A process that exited on its own (a port taken between picking and binding it, a
+        // crash) is started again; the run's checks decide whether anything was harmed.
+        for &w in &workers {
+            let exited = match cluster.procs[w].child.as_mut() {
+                Some(c) => c.try_wait()?.is_some(),
+                None => false,
+            };
+            if exited {
+                eprintln!("chaos: worker-{} exited; starting it again", cluster.procs[w].index);
+                cluster.spawn(w)?;
+            }
+        }
         let now = Instant::now();
         let mut i = 0;
         while i < restarts.len() {
@@ -863,6 +899,13 @@ async fn drive(
     })
     .await?;
     let workers_that_ran_jobs = count("SELECT COUNT(DISTINCT worker_id) FROM job WHERE tenant_id = ? AND worker_id IS NOT NULL").await?;
+    let mut secrets = vec![
+        password.to_string(),
+        master_key.to_string(),
+        app_secret.to_string(),
+        api.token.clone(),
+    ];
+    secrets.extend(sim.issued_tokens());
     let after = sim.call_counts();
     let wecom_calls = after
         .iter()
@@ -900,6 +943,8 @@ async fn drive(
         fault_rate: args.fault_rate,
         wecom_calls,
         seconds,
+        log_dir: args.log_dir.clone(),
+        secrets,
     })
 }
 

@@ -8,6 +8,7 @@ mod customers;
 mod customers_search;
 mod customers_wecom;
 mod errors;
+mod fuzz;
 mod health;
 mod helpers;
 mod integration;

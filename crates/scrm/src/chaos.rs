@@ -331,7 +331,9 @@ impl Cluster {
                     "{}-{} exited at start ({exit}); see {}",
                     p.role,
                     p.index,
-                    self.dir.join(format!("{}-{}.log", p.role, p.index)).display()
+                    self.dir
+                        .join(format!("{}-{}.log", p.role, p.index))
+                        .display()
                 );
             }
             anyhow::ensure!(
@@ -386,7 +388,13 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, port: u16, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        port: u16,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method.clone(), format!("http://127.0.0.1:{port}{path}"))
@@ -394,9 +402,15 @@ impl Api {
         if let Some(b) = &body {
             req = req.json(b);
         }
-        let r = req.send().await.with_context(|| format!("{method} {path}"))?;
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
         let code = r.status();
-        let v: Value = r.json().await.with_context(|| format!("{method} {path}: body"))?;
+        let v: Value = r
+            .json()
+            .await
+            .with_context(|| format!("{method} {path}: body"))?;
         anyhow::ensure!(code.is_success(), "{method} {path}: {code} {v}");
         Ok(v["data"].clone())
     }
@@ -518,7 +532,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
     let tenant = crate::auth::users::ensure_tenant(&db, DEFAULT_TENANT).await?;
     let seeded =
         crate::operation::bench::seed(&db, tenant, args.seed, args.customers, args.staff).await?;
-    for (key, v) in [("mass.first_poll_ms", 500), ("mass.poll_interval_ms", 1_000)] {
+    for (key, v) in [
+        ("mass.first_poll_ms", 500),
+        ("mass.poll_interval_ms", 1_000),
+    ] {
         Settings::set(&db, tenant, key, v).await?;
     }
     let customers: Vec<(i64, String, Option<i64>)> = db
@@ -600,7 +617,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
         cluster.spawn(i)?;
     }
     for i in 1..cluster.procs.len() {
-        if cluster.wait_healthy(i, Duration::from_secs(120)).await.is_err() {
+        if cluster
+            .wait_healthy(i, Duration::from_secs(120))
+            .await
+            .is_err()
+        {
             cluster.kill(i).await;
             cluster.start(i).await?;
         }
@@ -613,7 +634,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
         &db,
         tenant,
         &seeded,
-        [password.as_str(), master_key.as_str(), creds.app_secret.as_str()],
+        [
+            password.as_str(),
+            master_key.as_str(),
+            creds.app_secret.as_str(),
+        ],
         (&mass_intended, &sop_targets, &sop_intended),
     )
     .await;
@@ -623,7 +648,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
     result
 }
 
-type Intended<'a> = (&'a HashSet<String>, &'a [(i64, String)], &'a HashSet<String>);
+type Intended<'a> = (
+    &'a HashSet<String>,
+    &'a [(i64, String)],
+    &'a HashSet<String>,
+);
 
 #[allow(clippy::too_many_arguments)]
 async fn drive(
@@ -714,13 +743,19 @@ async fn drive(
                 )
                 .await?;
             let n = r["executionIds"].as_array().map_or(0, Vec::len);
-            anyhow::ensure!(n == chunk.len(), "SOP execute started {n} of {}: {r}", chunk.len());
+            anyhow::ensure!(
+                n == chunk.len(),
+                "SOP execute started {n} of {}: {r}",
+                chunk.len()
+            );
         }
     }
 
     // Chaos: kills at random fractions of the intended messages delivered, the cut at another.
     let mut rng = rand::rng();
-    let mut kill_at: Vec<f64> = (0..args.kills).map(|_| rng.random_range(0.05..0.95)).collect();
+    let mut kill_at: Vec<f64> = (0..args.kills)
+        .map(|_| rng.random_range(0.05..0.95))
+        .collect();
     kill_at.sort_by(|a, b| b.total_cmp(a)); // popped from the end, smallest first
     let mut cut_at = args.cut_db.then(|| rng.random_range(0.2..0.8));
     let mut restarts: Vec<(Instant, usize)> = Vec::new();
@@ -774,7 +809,10 @@ async fn drive(
                 None => false,
             };
             if exited {
-                eprintln!("chaos: worker-{} exited; starting it again", cluster.procs[w].index);
+                eprintln!(
+                    "chaos: worker-{} exited; starting it again",
+                    cluster.procs[w].index
+                );
                 cluster.spawn(w)?;
             }
         }
@@ -788,7 +826,11 @@ async fn drive(
                 i += 1;
             }
         }
-        if kill_at.is_empty() && cut_at.is_none() && restarts.is_empty() && last_look.elapsed() >= Duration::from_millis(500) {
+        if kill_at.is_empty()
+            && cut_at.is_none()
+            && restarts.is_empty()
+            && last_look.elapsed() >= Duration::from_millis(500)
+        {
             last_look = Instant::now();
             if finished(db, tenant, task_id).await? {
                 break;
@@ -806,7 +848,10 @@ async fn drive(
     sim.update_config(|c| c.faults = Default::default());
     // The task as a user sees it, through the other API process.
     let seen = api
-        .get(api_b, &format!("/api/v1/workbench/group-send/tasks/{task_id}?resultSize=1"))
+        .get(
+            api_b,
+            &format!("/api/v1/workbench/group-send/tasks/{task_id}?resultSize=1"),
+        )
         .await?;
     let task_status = seen["status"].as_str().unwrap_or_default().to_string();
 
@@ -834,7 +879,11 @@ async fn drive(
         }
     }
     for ((is_mass, r), n) in &got {
-        let set = if *is_mass { mass_intended } else { sop_intended };
+        let set = if *is_mass {
+            mass_intended
+        } else {
+            sop_intended
+        };
         if !set.contains(r) {
             unexpected += n;
         }
@@ -881,24 +930,30 @@ async fn drive(
             mismatches += 1;
         }
     }
-    let count = |sql: &'static str| {
-        retry(sql, move || {
-            db.fetch_i64(query(sql).bind(tenant))
-        })
-    };
+    let count = |sql: &'static str| retry(sql, move || db.fetch_i64(query(sql).bind(tenant)));
     let sop_executions_open =
-        count("SELECT COUNT(*) FROM sop_execution WHERE tenant_id = ? AND status IN (0, 2)").await?;
+        count("SELECT COUNT(*) FROM sop_execution WHERE tenant_id = ? AND status IN (0, 2)")
+            .await?;
     let stuck_jobs = retry("stuck jobs", || {
         db.fetch_i64(query("SELECT COUNT(*) FROM job WHERE state IN (0, 1, 5) AND (kind LIKE 'group_send.%' OR kind LIKE 'sop.%')"))
     })
     .await?;
-    let dead_jobs = retry("dead jobs", || db.fetch_i64(query("SELECT COUNT(*) FROM job WHERE state = 3"))).await?;
-    let retried_jobs = count("SELECT COUNT(*) FROM job WHERE tenant_id = ? AND attempts > 1").await?;
-    let lease_takeovers = retry("takeovers", || {
-        db.fetch_i64(query("SELECT COUNT(*) FROM job_attempt WHERE outcome = 'lease_expired'"))
+    let dead_jobs = retry("dead jobs", || {
+        db.fetch_i64(query("SELECT COUNT(*) FROM job WHERE state = 3"))
     })
     .await?;
-    let workers_that_ran_jobs = count("SELECT COUNT(DISTINCT worker_id) FROM job WHERE tenant_id = ? AND worker_id IS NOT NULL").await?;
+    let retried_jobs =
+        count("SELECT COUNT(*) FROM job WHERE tenant_id = ? AND attempts > 1").await?;
+    let lease_takeovers = retry("takeovers", || {
+        db.fetch_i64(query(
+            "SELECT COUNT(*) FROM job_attempt WHERE outcome = 'lease_expired'",
+        ))
+    })
+    .await?;
+    let workers_that_ran_jobs = count(
+        "SELECT COUNT(DISTINCT worker_id) FROM job WHERE tenant_id = ? AND worker_id IS NOT NULL",
+    )
+    .await?;
     let mut secrets = vec![
         password.to_string(),
         master_key.to_string(),

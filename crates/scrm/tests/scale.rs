@@ -120,7 +120,11 @@ async fn chaos_run(backend: Backend) {
             );
         }
     }
-    assert!(logged > 0 && r.secrets.len() >= 5, "{} secrets", r.secrets.len());
+    assert!(
+        logged > 0 && r.secrets.len() >= 5,
+        "{} secrets",
+        r.secrets.len()
+    );
     let _ = std::fs::remove_dir_all(&r.log_dir);
 }
 

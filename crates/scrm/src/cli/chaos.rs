@@ -99,7 +99,11 @@ pub async fn run(a: ChaosCmd, config: Config) -> anyhow::Result<()> {
     println!("{report}");
     println!("{}", serde_json::to_string(&report)?);
     let problems = report.problems();
-    anyhow::ensure!(problems.is_empty(), "chaos run failed: {}", problems.join("; "));
+    anyhow::ensure!(
+        problems.is_empty(),
+        "chaos run failed: {}",
+        problems.join("; ")
+    );
     println!("ok: every intended message delivered exactly once, every result final, no job stuck");
     Ok(())
 }

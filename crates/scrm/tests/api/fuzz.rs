@@ -18,16 +18,82 @@ use crate::helpers::TestApp;
 
 /// Field names the API's bodies and filters use.
 const FIELDS: &[&str] = &[
-    "name", "tags", "tagIds", "targetIds", "target", "customerIds", "messageContent", "type",
-    "data", "text", "templateId", "steps", "stepType", "stepName", "delayTime", "delayUnit",
-    "actionContent", "content", "taskName", "taskType", "targetType", "scheduledTime",
-    "senderAccountId", "staff", "userid", "state", "username", "password", "role",
-    "displayName", "materialType", "title", "url", "page", "size", "pageSize", "current",
-    "status", "externalUserid", "followUserId", "ruleType", "days", "stages", "code", "isFinal",
-    "corpId", "corpSecret", "agentId", "expiresInDays", "ids", "id", "action", "staffId",
-    "fileName", "fileData", "keyword", "startTime", "endTime", "mobile", "gender", "remark",
-    "stage", "reason", "staffUserids", "executionIds", "enabled", "threshold", "window",
-    "groupId", "tagId", "customerId", "sort", "order", "limit", "triggerType", "templateType",
+    "name",
+    "tags",
+    "tagIds",
+    "targetIds",
+    "target",
+    "customerIds",
+    "messageContent",
+    "type",
+    "data",
+    "text",
+    "templateId",
+    "steps",
+    "stepType",
+    "stepName",
+    "delayTime",
+    "delayUnit",
+    "actionContent",
+    "content",
+    "taskName",
+    "taskType",
+    "targetType",
+    "scheduledTime",
+    "senderAccountId",
+    "staff",
+    "userid",
+    "state",
+    "username",
+    "password",
+    "role",
+    "displayName",
+    "materialType",
+    "title",
+    "url",
+    "page",
+    "size",
+    "pageSize",
+    "current",
+    "status",
+    "externalUserid",
+    "followUserId",
+    "ruleType",
+    "days",
+    "stages",
+    "code",
+    "isFinal",
+    "corpId",
+    "corpSecret",
+    "agentId",
+    "expiresInDays",
+    "ids",
+    "id",
+    "action",
+    "staffId",
+    "fileName",
+    "fileData",
+    "keyword",
+    "startTime",
+    "endTime",
+    "mobile",
+    "gender",
+    "remark",
+    "stage",
+    "reason",
+    "staffUserids",
+    "executionIds",
+    "enabled",
+    "threshold",
+    "window",
+    "groupId",
+    "tagId",
+    "customerId",
+    "sort",
+    "order",
+    "limit",
+    "triggerType",
+    "templateType",
 ];
 
 fn field() -> impl Strategy<Value = String> {
@@ -125,7 +191,12 @@ async fn generated_bodies_never_get_a_500(app: TestApp) {
         for _ in 0..12 {
             let b = sample(body(), &mut runner);
             let resp = app
-                .call(r.method.clone(), &path, Some(&app.admin_token), Some(b.clone()))
+                .call(
+                    r.method.clone(),
+                    &path,
+                    Some(&app.admin_token),
+                    Some(b.clone()),
+                )
                 .await;
             sent += 1;
             assert!(
@@ -147,7 +218,10 @@ async fn generated_bodies_never_get_a_500(app: TestApp) {
         }
     }
     // The admin's session survived everything: nothing generated touched it.
-    assert_eq!(app.get("/api/v1/auth/me", &app.admin_token).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/auth/me", &app.admin_token).await.status,
+        200
+    );
     assert!(sent > 300, "{sent} requests");
 }
 

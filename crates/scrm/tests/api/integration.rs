@@ -432,12 +432,8 @@ async fn callbacks_refuse_entities_inside_the_ciphertext_and_store_a_replay_once
                 .unwrap()
         }
     };
-    let post = |query: String, body: String| {
-        app.client
-            .post(format!("{url}?{query}"))
-            .body(body)
-            .send()
-    };
+    let post =
+        |query: String, body: String| app.client.post(format!("{url}?{query}")).body(body).send();
     for (i, evil) in [
         "<!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><ToUserName><![CDATA[wwsim00000000000001]]></ToUserName><FromUserName>&x;</FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_tag]]></Event><Id>etZ</Id><TagType>tag</TagType><ChangeType>create</ChangeType></xml>",
         "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">]><xml><ToUserName>&lol2;</ToUserName><MsgType>event</MsgType><Event>change_external_tag</Event></xml>",

@@ -134,8 +134,12 @@ async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
     let text = |s: &str| json!({"type": "TEXT", "data": {"text": s}});
     made(
         "tag-groups",
-        app.post("/api/v1/tag-groups", t, json!({"name": format!("{MARK} group"), "tags": [format!("{MARK} tag")]}))
-            .await,
+        app.post(
+            "/api/v1/tag-groups",
+            t,
+            json!({"name": format!("{MARK} group"), "tags": [format!("{MARK} tag")]}),
+        )
+        .await,
     );
     let customer = made(
         "customers",
@@ -146,8 +150,12 @@ async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
         .unwrap();
     made(
         "follow-ups",
-        app.post(&format!("/api/v1/customers/{customer}/follow-ups"), t, json!({"content": format!("{MARK} follow-up")}))
-            .await,
+        app.post(
+            &format!("/api/v1/customers/{customer}/follow-ups"),
+            t,
+            json!({"content": format!("{MARK} follow-up")}),
+        )
+        .await,
     );
     made(
         "material",
@@ -164,8 +172,12 @@ async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
         .unwrap();
     made(
         "sop execute",
-        app.post("/api/sop/execute", t, json!({"templateId": template, "targetType": 1, "targetIds": [customer]}))
-            .await,
+        app.post(
+            "/api/sop/execute",
+            t,
+            json!({"templateId": template, "targetType": 1, "targetIds": [customer]}),
+        )
+        .await,
     );
     made(
         "mass-task",
@@ -184,13 +196,21 @@ async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
     );
     made(
         "welcome",
-        app.post("/api/v1/automation/welcome-messages", t, json!({"name": format!("{MARK} welcome"), "text": MARK}))
-            .await,
+        app.post(
+            "/api/v1/automation/welcome-messages",
+            t,
+            json!({"name": format!("{MARK} welcome"), "text": MARK}),
+        )
+        .await,
     );
     made(
         "churn rule",
-        app.post("/api/v1/customers/churn-rules", t, json!({"name": format!("{MARK} churn"), "ruleType": "no_interaction", "days": 1}))
-            .await,
+        app.post(
+            "/api/v1/customers/churn-rules",
+            t,
+            json!({"name": format!("{MARK} churn"), "ruleType": "no_interaction", "days": 1}),
+        )
+        .await,
     );
     made(
         "user",
@@ -199,15 +219,21 @@ async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
     );
     made(
         "token",
-        app.post("/api/v1/system/tokens", t, json!({"name": format!("{MARK} token")}))
-            .await,
+        app.post(
+            "/api/v1/system/tokens",
+            t,
+            json!({"name": format!("{MARK} token")}),
+        )
+        .await,
     );
     let (_, theirs) = app.other_tenant_admin("other company", "boss.d").await;
 
     let (mut seen_by_us, mut asked) = (0, 0);
-    for r in app.routes.iter().filter(|r| {
-        r.method == Method::GET && r.access != Access::Public
-    }) {
+    for r in app
+        .routes
+        .iter()
+        .filter(|r| r.method == Method::GET && r.access != Access::Public)
+    {
         let ids: Vec<i64> = if r.path.contains('{') {
             (1..=12).collect()
         } else {

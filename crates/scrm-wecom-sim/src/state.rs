@@ -201,6 +201,11 @@ impl Sim {
         self.0.clock_offset_ms.store(0, Ordering::Relaxed);
     }
 
+    /// Every access_token issued so far (tests check that none reaches a log).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.0.tokens.lock().by_token.keys().cloned().collect()
+    }
+
     /// Marks every issued token expired (the next call answers 42001).
     pub fn expire_tokens(&self) {
         let now = self.now_ms();

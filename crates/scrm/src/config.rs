@@ -98,6 +98,12 @@ pub struct Config {
     pub login_window: Duration,
     /// Jobs one process runs at once (`SCRM_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
+    /// How long a worker's claim on a job lasts without a heartbeat (`SCRM_JOB_LEASE_SECS`): a
+    /// worker that dies loses its jobs to the others after this. Heartbeats run at a third.
+    pub job_lease: Duration,
+    /// Delays before the retries of a send job whose WeCom call failed (`SCRM_WECOM_RETRY_SECS`,
+    /// comma-separated seconds, the last repeating; default 5,60,300,900).
+    pub wecom_retry: Vec<Duration>,
     /// Where `config` values came from, for `scrm config`.
     pub sources: BTreeMap<&'static str, &'static str>,
     // --- integration (seed 003) ---
@@ -394,6 +400,30 @@ impl Config {
         if worker_concurrency == 0 {
             return Err(bad("SCRM_WORKER_CONCURRENCY", "must be at least 1"));
         }
+        let job_lease_secs = parse_or(src, "SCRM_JOB_LEASE_SECS", 30u64, &mut sources)?;
+        if !(3..=3600).contains(&job_lease_secs) {
+            return Err(bad("SCRM_JOB_LEASE_SECS", "must be 3 to 3600 seconds"));
+        }
+        let wecom_retry = match src.get("SCRM_WECOM_RETRY_SECS") {
+            None => vec![5u64, 60, 300, 900],
+            Some(raw) => {
+                sources.insert("SCRM_WECOM_RETRY_SECS", "environment");
+                let parsed: Result<Vec<u64>, _> =
+                    raw.split(',').map(|p| p.trim().parse::<u64>()).collect();
+                match parsed {
+                    Ok(v) if !v.is_empty() && v.iter().all(|s| *s >= 1 && *s <= 86_400) => v,
+                    _ => {
+                        return Err(bad(
+                            "SCRM_WECOM_RETRY_SECS",
+                            format!("{raw:?}: comma-separated seconds, each 1 to 86400"),
+                        ));
+                    }
+                }
+            }
+        }
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect();
         let integration = integration_config(src, &mut sources)?;
         let alerts = alerts_config(src, &mut sources)?;
         let device_send_gap_ms = match src.get("SCRM_DEVICE_SEND_GAP_MS") {
@@ -437,6 +467,8 @@ impl Config {
             login_max_failures,
             login_window,
             worker_concurrency,
+            job_lease: Duration::from_secs(job_lease_secs),
+            wecom_retry,
             sources,
             integration,
             alerts,
@@ -502,6 +534,22 @@ impl Config {
             (
                 "SCRM_LOGIN_WINDOW_SECS".into(),
                 self.login_window.as_secs().to_string(),
+            ),
+            (
+                "SCRM_WORKER_CONCURRENCY".into(),
+                self.worker_concurrency.to_string(),
+            ),
+            (
+                "SCRM_JOB_LEASE_SECS".into(),
+                self.job_lease.as_secs().to_string(),
+            ),
+            (
+                "SCRM_WECOM_RETRY_SECS".into(),
+                self.wecom_retry
+                    .iter()
+                    .map(|d| d.as_secs().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             (
                 "SCRM_ADMIN_PASSWORD".into(),

@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod auth;
 pub mod automation;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod console;

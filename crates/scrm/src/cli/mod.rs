@@ -2,6 +2,7 @@
 
 mod bench;
 mod callback;
+mod chaos;
 mod demo;
 
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum Command {
     /// Benchmarks (figures in BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The chaos harness: API and worker processes on one database, workers killed, WeCom
+    /// faults, the database cut; then every message checked (figures in BENCHMARKS.md).
+    Chaos(Box<chaos::ChaosCmd>),
     /// Sync from WeCom now, with a progress bar (`scrm sync --type customer`).
     Sync(crate::integration::cli::SyncArgs),
 }
@@ -167,6 +171,7 @@ async fn dispatch(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Sync(args) => crate::integration::cli::run(args, config).await,
         Command::Bench(cmd) => bench::run(cmd, config).await,
+        Command::Chaos(cmd) => chaos::run(*cmd, config).await,
         Command::Callback(CallbackCommand::Decrypt(args)) => {
             let plaintext = callback::decrypt(&args)?;
             println!("{plaintext}");

@@ -8,6 +8,7 @@ pub mod alerts;
 pub(crate) mod routes;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use scrm_jobs::engine::EngineBuilder;
 use scrm_jobs::worker::JobContext;
@@ -53,6 +54,9 @@ pub async fn start_workers(
 ) -> anyhow::Result<EngineHandle> {
     let config = EngineConfig {
         concurrency: state.config.worker_concurrency,
+        lease: state.config.job_lease,
+        heartbeat: state.config.job_lease / 3,
+        maintenance_interval: (state.config.job_lease / 3).min(Duration::from_secs(5)),
         ..Default::default()
     };
     let handle = engine(state, config).start(shutdown).await?;

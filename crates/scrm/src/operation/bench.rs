@@ -393,7 +393,14 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<Report> 
     let sim = SimChild::start(&args).await?;
 
     let seeded = Instant::now();
-    let seed = seed(&state.db, &args).await?;
+    let seed = seed(
+        &state.db,
+        args.tenant_id,
+        args.seed,
+        args.customers,
+        args.staff,
+    )
+    .await?;
     let seeded_in_s = seeded.elapsed().as_secs_f64();
     for (key, v) in [
         ("mass.first_poll_ms", args.first_poll_ms),
@@ -455,18 +462,26 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<Report> 
     })
 }
 
-struct Seeded {
-    all_tag: i64,
-    wecom_tag: i64,
+/// The tags [`seed`] made: one on every customer, and one WeCom knows (for mark_tag).
+pub(crate) struct Seeded {
+    pub all_tag: i64,
+    pub wecom_tag: i64,
 }
 
 /// Rows per INSERT statement.
 const ROWS: usize = 1000;
 
-/// Write the simulator's company into the bench tenant: staff, customers (owner = the first
-/// active follower), a tag on everyone and a tag WeCom knows (for mark_tag).
-async fn seed(db: &Db, args: &BenchArgs) -> anyhow::Result<Seeded> {
-    let t = args.tenant_id;
+/// Write the simulator's company (generated from `seed` at these sizes, as the simulator
+/// generates it) into tenant `t`, replacing what the tenant had: staff, customers (owner = the
+/// first active follower), a tag on everyone and a tag WeCom knows (for mark_tag). Also used by
+/// the chaos harness.
+pub(crate) async fn seed(
+    db: &Db,
+    t: i64,
+    seed: u64,
+    customers: u32,
+    staff: u32,
+) -> anyhow::Result<Seeded> {
     for table in [
         "customer",
         "customer_tag",
@@ -495,10 +510,10 @@ async fn seed(db: &Db, args: &BenchArgs) -> anyhow::Result<Seeded> {
         .await?;
     let now = now_ms();
     let company = scrm_wecom_sim::company::generate(
-        args.seed,
+        seed,
         &scrm_wecom_sim::config::CompanySize {
-            customers: args.customers,
-            staff: args.staff,
+            customers,
+            staff,
             ..Default::default()
         },
     );

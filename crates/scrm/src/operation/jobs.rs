@@ -10,15 +10,11 @@ use crate::state::AppState;
 
 /// Register every operation job kind.
 pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
-    // WeCom calls: quick first retries (a busy WeCom recovers in seconds), then the seed's.
+    // WeCom calls: quick first retries (a busy WeCom recovers in seconds), then the seed's
+    // (SCRM_WECOM_RETRY_SECS, default 5, 60, 300, 900 s).
     let wecom = KindOptions::default()
         .timeout(Duration::from_secs(300))
-        .backoff(vec![
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-            Duration::from_secs(300),
-            Duration::from_secs(900),
-        ])
+        .backoff(state.config.wecom_retry.clone())
         .max_attempts(8);
     let s = state.clone();
     let builder = builder.register(engine::START, KindOptions::default(), move |ctx, p| {

@@ -415,7 +415,62 @@ async fn callbacks_verify_decrypt_dedupe_and_refuse(app: TestApp) {
     sim.shutdown().await;
 }
 
+/// Entities and DTDs inside a correctly signed and encrypted event (XXE, billion laughs) are
+/// refused with 400 and nothing is stored; the very same request replayed — same signature,
+/// timestamp, nonce and body — is answered `success` each time and stored once; a forged
+/// ciphertext in a well-formed envelope is refused with 403.
+async fn callbacks_refuse_entities_inside_the_ciphertext_and_store_a_replay_once(app: TestApp) {
+    let sim = sim(20).await;
+    let id = connect(&app, &sim).await;
+    let cr = crypto(&sim);
+    let url = format!("{}/api/wework/callback/{id}", app.base);
+    let stored = || {
+        let db = app.state.db.clone();
+        async move {
+            db.fetch_i64(scrm_db::query("SELECT COUNT(*) FROM wework_callback_event"))
+                .await
+                .unwrap()
+        }
+    };
+    let post =
+        |query: String, body: String| app.client.post(format!("{url}?{query}")).body(body).send();
+    for (i, evil) in [
+        "<!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><ToUserName><![CDATA[wwsim00000000000001]]></ToUserName><FromUserName>&x;</FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_tag]]></Event><Id>etZ</Id><TagType>tag</TagType><ChangeType>create</ChangeType></xml>",
+        "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">]><xml><ToUserName>&lol2;</ToUserName><MsgType>event</MsgType><Event>change_external_tag</Event></xml>",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let sealed = cr.seal_callback(evil, "1700000001", &format!("evil{i}"), Some("1000002"));
+        let r = post(sealed.query(), sealed.body_xml.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{}", r.text().await.unwrap_or_default());
+    }
+    assert_eq!(stored().await, 0);
+
+    let xml = "<xml><ToUserName><![CDATA[wwsim00000000000001]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_tag]]></Event><Id><![CDATA[etR]]></Id><TagType><![CDATA[tag]]></TagType><ChangeType><![CDATA[create]]></ChangeType></xml>";
+    let sealed = cr.seal_callback(xml, "1700000005", "replayed", Some("1000002"));
+    for _ in 0..3 {
+        let r = post(sealed.query(), sealed.body_xml.clone()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "success");
+    }
+    assert_eq!(stored().await, 1);
+
+    // A ciphertext the attacker made up, signed with a guess: refused before decryption.
+    let forged = sealed.body_xml.replace(
+        &scrm_wecom::crypto::parse_envelope(&sealed.body_xml)
+            .unwrap()
+            .encrypt,
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=",
+    );
+    let r = post(sealed.query(), forged).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(stored().await, 1);
+    sim.shutdown().await;
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    callbacks_refuse_entities_inside_the_ciphertext_and_store_a_replay_once,
     config_is_created_masked_validated_and_tenant_scoped,
     config_test_names_the_errcode_and_what_to_do,
     callbacks_verify_decrypt_dedupe_and_refuse,

@@ -9,6 +9,7 @@ mod customers;
 mod customers_search;
 mod customers_wecom;
 mod errors;
+mod fuzz;
 mod gateway;
 mod health;
 mod helpers;

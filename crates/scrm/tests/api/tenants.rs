@@ -1,5 +1,7 @@
 //! A user of one tenant never reads or changes anything of another.
 
+use reqwest::Method;
+use scrm::http::routes::Access;
 use serde_json::json;
 
 use crate::helpers::TestApp;
@@ -85,7 +87,197 @@ async fn another_tenant_cannot_revoke_our_tokens(app: TestApp) {
     assert_eq!(app.get("/api/v1/auth/me", &token).await.status, 200);
 }
 
+/// In every name, text and title the default tenant's data carries.
+const MARK: &str = "zzmarkofa";
+
+/// A route's path with each `{param}` set to `id`.
+fn with_id(path: &str, id: i64) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') {
+                id.to_string()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Table-driven over the route table: our tenant holds marked data of every kind the API can
+/// make (customers, follow-ups, tags, staff, materials, SOPs and executions, mass tasks, group
+/// sends, channel codes, welcome messages, churn rules, users, API tokens); the admin of another
+/// tenant then reads every list, detail and console page — every `{id}` from 1 to 12 — and no
+/// answer carries the mark, nor is any a 500.
+async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
+    let t = &app.admin_token;
+    let db = &app.state.db;
+    let tenant = scrm::auth::users::ensure_tenant(db, scrm::startup::DEFAULT_TENANT)
+        .await
+        .unwrap();
+    let now = scrm::state::now_ms();
+    let staff = db
+        .insert_id(
+            scrm_db::query("INSERT INTO staff (tenant_id, userid, name, status, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)")
+                .bind(tenant)
+                .bind(format!("{MARK}-staff"))
+                .bind(format!("{MARK} staff"))
+                .bind(now)
+                .bind(now),
+        )
+        .await
+        .unwrap();
+    let made = |path: &'static str, r: crate::helpers::Resp| {
+        assert!(r.status < 300, "{path}: {} {:?}", r.status, r.body);
+        r.data().clone()
+    };
+    let text = |s: &str| json!({"type": "TEXT", "data": {"text": s}});
+    made(
+        "tag-groups",
+        app.post(
+            "/api/v1/tag-groups",
+            t,
+            json!({"name": format!("{MARK} group"), "tags": [format!("{MARK} tag")]}),
+        )
+        .await,
+    );
+    let customer = made(
+        "customers",
+        app.post("/api/v1/customers", t, json!({"externalUserid": format!("{MARK}-ext"), "name": format!("{MARK} customer"), "followUserId": staff}))
+            .await,
+    )["id"]
+        .as_i64()
+        .unwrap();
+    made(
+        "follow-ups",
+        app.post(
+            &format!("/api/v1/customers/{customer}/follow-ups"),
+            t,
+            json!({"content": format!("{MARK} follow-up")}),
+        )
+        .await,
+    );
+    made(
+        "material",
+        app.post("/api/material", t, json!({"materialType": "link", "title": format!("{MARK} material"), "content": {"url": "https://example.com/a", "desc": MARK}}))
+            .await,
+    );
+    let template = made(
+        "sop template",
+        app.post("/api/sop/template", t, json!({"templateName": format!("{MARK} sop"), "templateType": 1, "triggerType": 4, "steps": [
+            {"stepName": format!("{MARK} step"), "stepType": 1, "delayTime": 1, "delayUnit": "day", "actionContent": {"content": MARK}}]}))
+            .await,
+    )["templateId"]
+        .as_i64()
+        .unwrap();
+    made(
+        "sop execute",
+        app.post(
+            "/api/sop/execute",
+            t,
+            json!({"templateId": template, "targetType": 1, "targetIds": [customer]}),
+        )
+        .await,
+    );
+    made(
+        "mass-task",
+        app.post("/api/mass-task", t, json!({"taskName": format!("{MARK} mass"), "taskType": 1, "targetType": 1, "targetIds": [customer], "messageContent": MARK, "messageType": 1, "scheduledTime": "2099-11-11T00:00:00"}))
+            .await,
+    );
+    made(
+        "group-send",
+        app.post("/api/v1/workbench/group-send/tasks", t, json!({"senderAccountId": format!("{MARK}-staff"), "target": {"customerIds": [customer]}, "messageContent": text(MARK), "taskName": format!("{MARK} send"), "scheduledTime": "2099-01-01T00:00:00Z"}))
+            .await,
+    );
+    made(
+        "channel code",
+        app.post("/api/v1/channel-codes", t, json!({"name": format!("{MARK} code"), "state": format!("{MARK}-state"), "staff": [{"userid": format!("{MARK}-staff")}]}))
+            .await,
+    );
+    made(
+        "welcome",
+        app.post(
+            "/api/v1/automation/welcome-messages",
+            t,
+            json!({"name": format!("{MARK} welcome"), "text": MARK}),
+        )
+        .await,
+    );
+    made(
+        "churn rule",
+        app.post(
+            "/api/v1/customers/churn-rules",
+            t,
+            json!({"name": format!("{MARK} churn"), "ruleType": "no_interaction", "days": 1}),
+        )
+        .await,
+    );
+    made(
+        "user",
+        app.post("/api/v1/system/users", t, json!({"username": format!("{MARK}-user"), "displayName": MARK, "password": "password-123", "role": "viewer"}))
+            .await,
+    );
+    made(
+        "token",
+        app.post(
+            "/api/v1/system/tokens",
+            t,
+            json!({"name": format!("{MARK} token")}),
+        )
+        .await,
+    );
+    let (_, theirs) = app.other_tenant_admin("other company", "boss.d").await;
+
+    let (mut seen_by_us, mut asked) = (0, 0);
+    for r in app
+        .routes
+        .iter()
+        .filter(|r| r.method == Method::GET && r.access != Access::Public)
+    {
+        let ids: Vec<i64> = if r.path.contains('{') {
+            (1..=12).collect()
+        } else {
+            vec![0]
+        };
+        let mut ours_marked = false;
+        for id in ids {
+            let path = with_id(r.path, id);
+            for (who, token) in [("another tenant", theirs.as_str()), ("us", t.as_str())] {
+                let resp = app
+                    .client
+                    .get(format!("{}{path}", app.base))
+                    .bearer_auth(token)
+                    .header("cookie", format!("scrm_session={token}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap();
+                assert_ne!(status, 500, "GET {path} as {who}: {body}");
+                if who == "us" {
+                    ours_marked |= body.contains(MARK);
+                } else {
+                    asked += 1;
+                    assert!(
+                        !body.contains(MARK),
+                        "GET {path} shows another tenant our data: {body}"
+                    );
+                }
+            }
+        }
+        if ours_marked {
+            seen_by_us += 1;
+        }
+    }
+    // The check means something: our own data shows on many of the same routes.
+    assert!(
+        seen_by_us >= 15 && asked > 100,
+        "our data showed on {seen_by_us} routes ({asked} requests)"
+    );
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     another_tenant_sees_none_of_our_users,
     another_tenant_cannot_revoke_our_tokens,
+    another_tenant_sees_nothing_of_ours_on_any_route,
 );

@@ -330,6 +330,16 @@ async fn finish_step(
     now: i64,
 ) -> Result<(), JobError> {
     let mut tx = state.db.begin().await?;
+    // Lock the execution first: steps due at the same moment finish at the same time, and each
+    // must see the others' outcome when it counts what is left — two transactions that each
+    // saw the other's step still open would both leave the execution running for ever (found
+    // by the chaos harness). The later one waits here, then counts after the first committed.
+    tx.execute(
+        query("UPDATE sop_execution SET updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(e.id),
+    )
+    .await?;
     tx.execute(
         query("UPDATE sop_execution_step SET status = ?, result = ?, msgid = COALESCE(?, msgid), executed_at = ?, updated_at = ? WHERE id = ?")
             .bind(st)

@@ -1187,4 +1187,81 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     sop_triggers_start_from_wecom_callbacks_once_per_customer,
 );
 
+async fn spawn_fast_retries(backend: scrm_db::Backend) -> TestApp {
+    crate::helpers::spawn_app_with(backend, &[("SCRM_WECOM_RETRY_SECS", "1")]).await
+}
+
+/// A send step whose eight attempts all meet transient WeCom errors is not recorded FAILED (the
+/// message would be lost): it keeps trying, and goes out exactly once when WeCom recovers.
+async fn an_sop_send_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
+    let w = world(&app, 4, |_| {}).await;
+    let body = json!({"templateName": "重试", "templateType": 1, "triggerType": 4, "steps": [
+        {"stepName": "欢迎", "stepType": 1, "delayTime": 0, "delayUnit": "minute", "actionContent": {"content": "你好"}}]});
+    let r = app.post("/api/sop/template", &app.admin_token, body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tid = r.data()["templateId"].as_i64().unwrap();
+    w.sim.state().update_config(|c| c.faults.http_500 = 1.0);
+    let (c1, ext1) = (w.customers[0].0, w.customers[0].1.clone());
+    let r = app
+        .post(
+            "/api/sop/execute",
+            &app.admin_token,
+            json!({"templateId": tid, "targetType": 1, "targetIds": [c1]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Wait until the step's job has used all its attempts (and more tries have been made).
+    let attempts = || async {
+        app.state
+            .db
+            .fetch_i64(scrm_db::query(
+                "SELECT COALESCE(MAX(attempts), 0) FROM job WHERE kind = 'sop.step'",
+            ))
+            .await
+            .unwrap()
+    };
+    let mut seen = 0;
+    for _ in 0..600 {
+        seen = attempts().await;
+        if seen >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen >= 8, "attempts used: {seen}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let l = app
+        .get(
+            &format!("/api/sop/executions?templateId={tid}"),
+            &app.admin_token,
+        )
+        .await;
+    let e = &l.data()["list"][0];
+    assert_ne!(e["status"], 3, "not failed while WeCom is down: {e}");
+    assert_eq!(w.sim.delivery_count(), 0);
+
+    // WeCom recovers: the message goes out once and the execution completes.
+    w.sim.state().update_config(|c| c.faults.http_500 = 0.0);
+    let mut done = Value::Null;
+    for _ in 0..300 {
+        let l = app
+            .get(
+                &format!("/api/sop/executions?templateId={tid}"),
+                &app.admin_token,
+            )
+            .await;
+        if l.data()["list"][0]["status"] == 1 {
+            done = l.data()["list"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["status"], 1, "completed: {done}");
+    let per = w.sim.deliveries_per_recipient();
+    assert_eq!(per.get(&ext1).copied(), Some(1), "{per:?}");
+    assert!(w.sim.duplicate_deliveries().is_empty());
+}
+
 scrm_db::db_tests!(crate::operation::spawn_api_only; a_worker_killed_after_the_wecom_call_never_sends_twice);
+
+scrm_db::db_tests!(crate::operation::spawn_fast_retries; an_sop_send_out_of_attempts_keeps_trying_and_sends_once);

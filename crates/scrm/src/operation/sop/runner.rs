@@ -128,6 +128,24 @@ pub async fn run_step(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
                 Err(ActError::Retry(m)) if !ctx.is_last_attempt() => {
                     return Err(JobError::Retryable(m));
                 }
+                // A send whose attempts ran out on a transient error tries again without using
+                // attempts, for a while after it was due: attempts are also used up by workers
+                // killed mid-call (their leases expire), and recording FAILED here lost
+                // messages the next try would have sent (the chaos run's 4 losses), or recorded
+                // a send that had gone out (a retry reconciles it with WeCom first).
+                Err(ActError::Retry(m))
+                    if matches!(step.step_type, 1 | 3)
+                        && ctx.now_ms() - step.due_at < SEND_GIVE_UP_MS =>
+                {
+                    let wait = state
+                        .config
+                        .wecom_retry
+                        .last()
+                        .map_or(60_000, |d| d.as_millis() as i64)
+                        .min(SEND_LATE_RETRY_MAX_MS);
+                    tracing::warn!(step = step.id, error = %m, "sop send out of attempts on a transient error; trying again");
+                    return Ok(JobOutcome::RetryAt(ctx.now_ms() + wait));
+                }
                 Err(ActError::Retry(m)) | Err(ActError::Fail(m)) => {
                     (step_status::FAILED, json!({"error": m}), None)
                 }
@@ -137,6 +155,12 @@ pub async fn run_step(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
     finish_step(&state, &e, &step, outcome, ctx.now_ms()).await?;
     Ok(JobOutcome::Done)
 }
+
+/// How long after its due time a send step keeps trying on transient errors once its attempts
+/// are used up.
+const SEND_GIVE_UP_MS: i64 = 6 * 3600 * 1000;
+/// The longest wait between such tries.
+const SEND_LATE_RETRY_MAX_MS: i64 = 300_000;
 
 enum ActError {
     Retry(String),

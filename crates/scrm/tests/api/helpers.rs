@@ -101,16 +101,25 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Resp {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        // A pooled connection the server closed (after answering a 413, say) fails the next
+        // request before it is sent: send it again on a fresh connection.
+        for attempt in 0.. {
+            let mut req = self
+                .client
+                .request(method.clone(), format!("{}{}", self.base, path));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(r) => return into_resp(r).await,
+                Err(e) if attempt < 2 && e.is_request() => continue,
+                Err(e) => panic!("request sent: {e:?}"),
+            }
         }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        into_resp(req.send().await.expect("request sent")).await
+        unreachable!("the loop returns or panics")
     }
 
     /// Send raw bytes with a content type.

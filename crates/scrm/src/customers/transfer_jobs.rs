@@ -74,16 +74,12 @@ pub async fn enqueue(
 }
 
 async fn poll_ms(db: &Db, tenant_id: i64) -> i64 {
-    db.fetch_optional::<(String,)>(
-        query("SELECT setting_value FROM operation_setting WHERE tenant_id = ? AND setting_key = 'customers.transfer_poll_ms'")
-            .bind(tenant_id),
-    )
-    .await
-    .ok()
-    .flatten()
-    .and_then(|r| r.0.parse::<i64>().ok())
-    .filter(|v| *v > 0)
-    .unwrap_or(POLL_MS)
+    crate::operation::settings::stored(db, tenant_id, "customers.transfer_poll_ms")
+        .await
+        .ok()
+        .flatten()
+        .filter(|v| *v > 0)
+        .unwrap_or(POLL_MS)
 }
 
 #[derive(sqlx::FromRow)]

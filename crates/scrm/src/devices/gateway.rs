@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::commands::{COLUMNS, CommandRow, NewCommand, complete, record};
 use super::events;
-use super::provider::{Capability, Provider, resolve};
+use super::provider::{Capability, Provider, resolve, resolve_for};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
@@ -263,9 +263,14 @@ async fn sync_friends(
     user: CurrentUser,
     ApiPath(account): ApiPath<String>,
 ) -> ApiResult<Reply<Value>> {
-    let acc = resolve(&state.db, user.tenant_id, &account, "accountId").await?;
-    acc.require(Capability::FetchFriends, "accountId")?;
-    acc.require_usable("accountId")?;
+    let acc = resolve_for(
+        &state.db,
+        user.tenant_id,
+        &account,
+        Capability::FetchFriends,
+        "accountId",
+    )
+    .await?;
     if acc.provider != Provider::Device {
         return Err(ApiError::domain(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -124,6 +124,22 @@ pub struct SenderAccount {
     pub status: String,
 }
 
+/// The account a task names, refused at creation unless its provider can do `c` and it is not
+/// logged out (404 / 422 naming `field`): [`resolve`], [`SenderAccount::require`] and
+/// [`SenderAccount::require_usable`] in the order every task checks them.
+pub async fn resolve_for(
+    db: &Db,
+    tenant_id: i64,
+    id: &str,
+    c: Capability,
+    field: &str,
+) -> ApiResult<SenderAccount> {
+    let acc = resolve(db, tenant_id, id, field).await?;
+    acc.require(c, field)?;
+    acc.require_usable(field)?;
+    Ok(acc)
+}
+
 /// Find an account by id: a device account's wxid first, else a WeCom member's userid. `field`
 /// names the request field in the 404.
 pub async fn resolve(db: &Db, tenant_id: i64, id: &str, field: &str) -> ApiResult<SenderAccount> {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::commands::{CommandRow, NewCommand, record};
-use super::provider::{Capability, resolve};
+use super::provider::{Capability, resolve, resolve_for};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
@@ -157,9 +157,14 @@ async fn create_push(
     {
         return Err(field("taskName", "at most 100 characters"));
     }
-    let acc = resolve(&state.db, user.tenant_id, &account, "accountId").await?;
-    acc.require(Capability::SendToGroup, "accountId")?;
-    acc.require_usable("accountId")?;
+    resolve_for(
+        &state.db,
+        user.tenant_id,
+        &account,
+        Capability::SendToGroup,
+        "accountId",
+    )
+    .await?;
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let id = tx
@@ -342,9 +347,14 @@ async fn create_auto_group(
     if welcome.as_ref().is_some_and(|w| w.chars().count() > 2000) {
         return Err(field("welcomeMessage", "at most 2000 characters"));
     }
-    let acc = resolve(&state.db, user.tenant_id, &account, "accountId").await?;
-    acc.require(Capability::CreateGroup, "accountId")?;
-    acc.require_usable("accountId")?;
+    resolve_for(
+        &state.db,
+        user.tenant_id,
+        &account,
+        Capability::CreateGroup,
+        "accountId",
+    )
+    .await?;
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let id = tx

@@ -137,6 +137,18 @@ pub async fn current(db: &Db, tenant_id: i64) -> scrm_db::DbResult<Value> {
     Ok(Value::Object(values))
 }
 
+/// One stored setting of a tenant (`customers.transfer_poll_ms` …), if set and numeric.
+pub async fn stored(db: &Db, tenant_id: i64, key: &str) -> scrm_db::DbResult<Option<i64>> {
+    Ok(db
+        .fetch_optional::<(String,)>(
+            query("SELECT setting_value FROM operation_setting WHERE tenant_id = ? AND setting_key = ?")
+                .bind(tenant_id)
+                .bind(key),
+        )
+        .await?
+        .and_then(|(v,)| v.parse().ok()))
+}
+
 async fn get_settings(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Reply<Value>> {
     Ok(ok(current(&state.db, user.tenant_id).await?))
 }

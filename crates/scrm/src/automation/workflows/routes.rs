@@ -888,15 +888,18 @@ async fn list_runs(
 }
 
 async fn one_run(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<Value> {
-    let r = store::run(&state.db, id)
-        .await?
-        .filter(|r| r.tenant_id == tenant_id)
-        .ok_or(ApiError::NotFound("workflow run"))?;
+    // Steps first, then the run: a step and the run's next-step time are committed together,
+    // so a run read after its steps is never older than them (the other order could show a
+    // logged step beside the run's previous nextStepAt).
     let steps = store::run_steps(&state.db, tenant_id, &[id])
         .await?
         .iter()
         .map(step_view)
         .collect();
+    let r = store::run(&state.db, id)
+        .await?
+        .filter(|r| r.tenant_id == tenant_id)
+        .ok_or(ApiError::NotFound("workflow run"))?;
     Ok(run_view(&r, Some(steps)))
 }
 

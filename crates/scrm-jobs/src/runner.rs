@@ -461,11 +461,14 @@ pub(crate) async fn maintenance(core: Arc<Core>) {
     let mut next_gauges = 0;
     loop {
         let now = clock.now_ms();
+        let mut failed = false;
         if let Err(e) = reap(&core, now).await {
             tracing::warn!(error = %e, "jobs: reaping expired leases failed");
+            failed = true;
         }
         if let Err(e) = crate::cron::fire_due(&core.jobs, now).await {
             tracing::warn!(error = %e, "jobs: firing cron schedules failed");
+            failed = true;
         }
         if now >= next_gauges {
             next_gauges = now + 15_000;
@@ -479,12 +482,19 @@ pub(crate) async fn maintenance(core: Arc<Core>) {
         if let Ok(Some(fire)) = crate::cron::next_fire_at(core.jobs.db()).await {
             at = at.min(fire);
         }
+        // A failed pass (a deadlock, a dropped connection) is tried again after a second of
+        // real time, whatever the clock says: with a test clock that only moves when told, one
+        // failure would otherwise leave the leases unreaped until the next move.
         tokio::select! {
             _ = core.stop_bg.cancelled() => return,
             _ = clock.sleep_until(at) => {}
+            _ = tokio::time::sleep(FAILED_PASS_RETRY), if failed => {}
         }
     }
 }
+
+/// Real time before a maintenance pass that failed is tried again.
+const FAILED_PASS_RETRY: Duration = Duration::from_secs(1);
 
 async fn reap(core: &Core, now: i64) -> scrm_db::DbResult<()> {
     let expired = store::expired_leases(core.jobs.db(), now, 500).await?;

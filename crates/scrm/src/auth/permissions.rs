@@ -32,6 +32,8 @@ permissions! {
     CHANNEL_CODE_MANAGE = "automation:channel-code:manage": "Create, change and delete channel codes.";
     WELCOME_VIEW = "automation:welcome:view": "See welcome messages.";
     WELCOME_MANAGE = "automation:welcome:manage": "Change welcome messages.";
+    TRAFFIC_POOL_VIEW = "automation:traffic-pool:view": "See traffic pools, their assignments and statistics.";
+    TRAFFIC_POOL_MANAGE = "automation:traffic-pool:manage": "Create, change and delete traffic pools; assign customers through them.";
     DEVICE_VIEW = "automation:device:view": "See device gateways and accounts.";
     DEVICE_MANAGE = "automation:device:manage": "Manage device gateways, accounts and AI replies.";
     DEVICE_OPERATE = "automation:device:operate": "Sync device accounts' friends and switch auto-like.";

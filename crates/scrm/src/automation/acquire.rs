@@ -224,6 +224,7 @@ struct ApplyPayload {
 
 #[derive(sqlx::FromRow)]
 struct AddRow {
+    code_id: i64,
     customer_id: i64,
     external_userid: String,
     staff_userid: String,
@@ -240,7 +241,7 @@ pub async fn run_apply(state: AppState, ctx: JobContext, p: Value) -> Result<Job
         .db
         .fetch_optional(
             query(
-                "SELECT a.customer_id, a.external_userid, a.staff_userid, a.applied, c.tag_ids, c.owner_staff_id, c.name \
+                "SELECT a.code_id, a.customer_id, a.external_userid, a.staff_userid, a.applied, c.tag_ids, c.owner_staff_id, c.name \
                  FROM channel_code_add a JOIN channel_code c ON c.tenant_id = a.tenant_id AND c.id = a.code_id \
                  WHERE a.tenant_id = ? AND a.id = ?",
             )
@@ -275,9 +276,30 @@ pub async fn run_apply(state: AppState, ctx: JobContext, p: Value) -> Result<Job
             tracing::warn!(tenant = t, add = p.add_id, error = %format!("{e:#}"), "channel code tags not applied");
         }
     }
+    // A code bound to a traffic pool hands its customers on through the pool (which then
+    // decides the owner, not the code).
+    let pool = super::traffic::pool_of_code(&state.db, t, row.code_id).await?;
+    if let Some(pool_id) = pool {
+        use super::traffic::{AssignError, Source, assign};
+        let source = Source {
+            kind: "channel_code",
+            key: Some(format!("cc:{}", p.add_id)),
+        };
+        match assign(&state, t, pool_id, row.customer_id, &source).await {
+            Ok(_) => {}
+            // Nobody takes customers now (night, caps): again when someone does.
+            Err(AssignError::Unavailable(Some(at))) => return Ok(JobOutcome::RetryAt(at)),
+            Err(AssignError::Transient(m)) if !ctx.is_last_attempt() => {
+                return Err(JobError::retryable(m));
+            }
+            Err(e) => {
+                tracing::warn!(tenant = t, add = p.add_id, pool = pool_id, error = %e, "channel code customer not handed to the traffic pool");
+            }
+        }
+    }
     let now = now_ms();
     let mut tx = state.db.begin().await?;
-    if let Some(owner) = row.owner_staff_id {
+    if let Some(owner) = row.owner_staff_id.filter(|_| pool.is_none()) {
         let current = store::get_tx(&mut tx, t, row.customer_id).await?;
         if current.is_some_and(|c| c.follow_user_id != Some(owner)) {
             store::update(

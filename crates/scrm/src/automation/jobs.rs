@@ -5,7 +5,7 @@ use std::time::Duration;
 use scrm_jobs::engine::EngineBuilder;
 use scrm_jobs::{KindOptions, Schedule};
 
-use super::{acquire, channel_codes};
+use super::{acquire, channel_codes, content, group_welcome};
 use crate::state::AppState;
 
 /// Job kind of the nightly channel-code reset.
@@ -23,9 +23,24 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
             Duration::from_secs(900),
         ])
         .max_attempts(6);
-    let (s1, s2, s3) = (state.clone(), state.clone(), state.clone());
+    let (s1, s2, s3, s4, s5) = (
+        state.clone(),
+        state.clone(),
+        state.clone(),
+        state.clone(),
+        state.clone(),
+    );
     let builder = super::workflows::register(builder, state);
+    group_welcome::subscribe(state);
     builder
+        .register(group_welcome::SEND, wecom.clone(), move |ctx, p| {
+            group_welcome::run_send(s4.clone(), ctx, p)
+        })
+        .register(
+            content::COLLECT,
+            KindOptions::default().timeout(Duration::from_secs(600)),
+            move |ctx, p| content::run_collect(s5.clone(), ctx, p),
+        )
         .register(channel_codes::PUSH, wecom.clone(), move |ctx, p| {
             channel_codes::run_push(s1.clone(), ctx, p)
         })
@@ -48,5 +63,6 @@ pub async fn on_startup(state: &AppState) -> anyhow::Result<()> {
             CHANNEL_CODE_DAILY,
         ))
         .await?;
+    content::on_startup(state).await?;
     Ok(())
 }

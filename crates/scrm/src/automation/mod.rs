@@ -5,15 +5,26 @@
 //!   WeCom by the `automation.channel_code.push` job; statistics per code.
 //! - [`welcome`]: welcome messages (欢迎语) for members and codes, with variables and materials,
 //!   sent with send_welcome_msg inside WeCom's 20-second WelcomeCode window.
+//! - [`group_welcome`]: group welcome messages (入群欢迎语) — a customer joining a group chat is
+//!   welcomed in it, through the events relay.
 //! - [`acquire`]: what happens when a customer adds a member (the add_external_contact callback):
 //!   the welcome, and for a channel code its tags, owner and statistics.
+//! - [`traffic`]: traffic distribution (流量分发) — pools of sender accounts new customers are
+//!   assigned across (round robin, weight, least-loaded; daily caps, working hours).
 //! - [`workflows`]: automated workflows — a trigger and ordered steps (delays, conditions, time
 //!   windows, actions), versioned, run per customer on the job engine.
+//! - [`content`]: content collection (内容采集) — RSS/Atom feeds and pages into the material
+//!   library on a schedule.
+//! - [`tasks`]: seed 002's cron tasks (the job engine's schedules), listed and switched.
 //! - [`jobs`]: the job kinds and schedules.
 
 pub mod acquire;
 pub mod channel_codes;
+pub mod content;
+pub mod group_welcome;
 pub mod jobs;
+pub mod tasks;
+pub mod traffic;
 pub mod welcome;
 pub mod workflows;
 
@@ -27,6 +38,10 @@ pub fn routes(state: &AppState) -> Routes {
     channel_codes::routes(state)
         .merge(welcome::routes(state))
         .merge(workflows::routes::routes(state))
+        .merge(traffic::routes(state))
+        .merge(tasks::routes(state))
+        .merge(group_welcome::routes(state))
+        .merge(content::routes(state))
 }
 
 /// Asia/Shanghai (UTC+8 all year, no daylight saving): the seeds' time zone for days.

@@ -9,7 +9,7 @@ use scrm_wecom::WeComClient;
 use scrm_wecom::client::ClientConfig;
 use scrm_wecom_sim::SimHandle;
 use scrm_wecom_sim::deliveries::{Delivery, DeliveryKind};
-use scrm_wecom_sim::scenarios::{AddContact, Pair};
+use scrm_wecom_sim::scenarios::{AddContact, JoinGroup, Pair};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
@@ -664,4 +664,350 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     channel_code_brings_tags_owner_welcome_and_statistics,
     channel_codes_validate_update_and_stay_in_their_tenant,
     member_welcome_messages_with_variables_default_and_expiry,
+    a_customer_joining_a_group_chat_is_welcomed_in_it_once,
+    content_sources_collect_feeds_and_pages_into_materials_once,
 );
+
+/// A customer joining a group chat is welcomed in the chat (its owner's group send) with their
+/// name and the date, through the events relay; a relayed-again event welcomes once; a member
+/// of the company joining, or a chat no welcome covers, gets none.
+async fn a_customer_joining_a_group_chat_is_welcomed_in_it_once(app: TestApp) {
+    let (sim, staff) = world(&app).await;
+    let groups: Vec<(i64, String)> = app
+        .state
+        .db
+        .fetch_all(query(
+            "SELECT id, chat_id FROM group_chat WHERE owner_userid IS NOT NULL ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    assert!(groups.len() >= 2, "the simulated company has group chats");
+    let (g1, chat1) = groups[0].clone();
+    let (_, chat2) = groups[1].clone();
+    let bad = app
+        .post(
+            "/api/v1/automation/group-welcomes",
+            &app.admin_token,
+            json!({"name": "x", "groupIds": [987654], "text": "hi"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    assert_eq!(bad.body["fields"][0]["field"], "groupIds", "{:?}", bad.body);
+    let bad = app
+        .post(
+            "/api/v1/automation/group-welcomes",
+            &app.admin_token,
+            json!({"name": "x", "groupIds": [g1]}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    assert_eq!(bad.body["fields"][0]["field"], "text", "{:?}", bad.body);
+    let r = app
+        .post(
+            "/api/v1/automation/group-welcomes",
+            &app.admin_token,
+            json!({"name": "入群欢迎", "groupIds": [g1], "text": "欢迎{nickname}入群，{date}"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let wid = r.data()["id"].as_i64().unwrap();
+
+    let group_sends = |chat: &str| -> Vec<Delivery> {
+        sim.deliveries()
+            .into_iter()
+            .filter(|d| d.kind == DeliveryKind::GroupMassSend && d.recipient == chat)
+            .collect()
+    };
+    // A new customer joins chat 1; one joins chat 2 (no welcome there); a member joins chat 1.
+    let (ext, _) = sim
+        .member_joins_group(JoinGroup {
+            chat_id: chat1.clone(),
+            member: None,
+            join_scene: 3,
+        })
+        .unwrap();
+    sim.member_joins_group(JoinGroup {
+        chat_id: chat2.clone(),
+        member: None,
+        join_scene: 3,
+    })
+    .unwrap();
+    // (A member already in the chat makes the simulator refuse: nothing joined, nothing sent.)
+    let member = staff[3].1.clone();
+    let _ = sim.member_joins_group(JoinGroup {
+        chat_id: chat1.clone(),
+        member: Some(member),
+        join_scene: 0,
+    });
+    let sent = until("the welcome in the chat", || async {
+        let d = group_sends(&chat1);
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    let name: (Option<String>,) = app
+        .state
+        .db
+        .fetch_one(
+            query("SELECT COALESCE(c.name, m.name) FROM group_chat_member m LEFT JOIN customer c ON c.id = m.customer_id WHERE m.group_id = ? AND m.member_userid = ?")
+                .bind(g1)
+                .bind(ext.clone()),
+        )
+        .await
+        .unwrap();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        sent[0].content["text"]["content"],
+        format!("欢迎{}入群，{today}", name.0.unwrap_or_default()),
+        "{:?}",
+        sent[0].content
+    );
+    // Every join event relayed (the member's and chat 2's too), then offered again: still one.
+    until("every join relayed", || async {
+        (n(
+            &app,
+            "SELECT COUNT(*) FROM event_outbox WHERE event_type = 'group.member.joined' AND published_at IS NULL".into(),
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    app.state
+        .db
+        .execute(query(
+            "UPDATE event_outbox SET published_at = NULL WHERE event_type = 'group.member.joined'",
+        ))
+        .await
+        .unwrap();
+    until("the joins relayed again", || async {
+        (n(
+            &app,
+            "SELECT COUNT(*) FROM event_outbox WHERE event_type = 'group.member.joined' AND published_at IS NULL".into(),
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    let d = app
+        .get(
+            &format!("/api/v1/automation/group-welcomes/{wid}"),
+            &app.admin_token,
+        )
+        .await;
+    let sends = d.data()["recentSends"].as_array().unwrap().clone();
+    assert_eq!(sends.len(), 1, "one welcome: {sends:?}");
+    assert_eq!(sends[0]["status"], "sent", "{sends:?}");
+    assert_eq!(group_sends(&chat1).len(), 1);
+    assert!(group_sends(&chat2).is_empty());
+    // A viewer reads, cannot change; another tenant sees nothing.
+    let (_, viewer) = app.user_with_role("gw-viewer", "viewer").await;
+    assert_eq!(
+        app.get("/api/v1/automation/group-welcomes", &viewer).await.status,
+        200
+    );
+    let r = app
+        .put(
+            &format!("/api/v1/automation/group-welcomes/{wid}"),
+            &viewer,
+            json!({"name": "y", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let (_, other) = app.other_tenant_admin("gw-other", "gw-other-admin").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/automation/group-welcomes/{wid}"), &other)
+            .await
+            .status,
+        404
+    );
+    sim.shutdown().await;
+}
+
+fn rss(items: &[(&str, &str)]) -> String {
+    let mut body = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>行业资讯</title>"#,
+    );
+    for (guid, title) in items {
+        body.push_str(&format!(
+            "<item><title>{title}</title><link>https://news.example.com/{guid}</link><guid>{guid}</guid><description>摘要 {title} &amp; more</description></item>"
+        ));
+    }
+    body.push_str("</channel></rss>");
+    body
+}
+
+/// Content collection: a feed and a page served by a local HTTP server become link materials;
+/// fetching again adds only new items (deduplicated by guid / link); the collection job fetches
+/// due sources by itself; bad bodies name their field; viewers read only; tenants.
+async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestApp) {
+    use std::sync::Arc;
+    let feed = Arc::new(parking_lot::Mutex::new(rss(&[("g1", "第一篇"), ("g2", "第二篇")])));
+    let served = feed.clone();
+    let router = axum::Router::new()
+        .route(
+            "/feed.xml",
+            axum::routing::get(move || {
+                let f = served.clone();
+                async move { ([("content-type", "application/rss+xml")], f.lock().clone()) }
+            }),
+        )
+        .route(
+            "/atom.xml",
+            axum::routing::get(|| async {
+                r#"<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><entry><id>urn:x:1</id><title>原子一</title><link href="https://atom.example.com/1"/><summary>s1</summary></entry></feed>"#
+            }),
+        )
+        .route(
+            "/page.html",
+            axum::routing::get(|| async {
+                axum::response::Html("<html><head><title>双十一 活动</title></head><body>x</body></html>")
+            }),
+        )
+        .route("/broken", axum::routing::get(|| async { "not xml" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    const SOURCES: &str = "/api/v1/automation/content-sources";
+
+    for (body, field) in [
+        (json!({"url": format!("{base}/feed.xml")}), "name"),
+        (json!({"name": "x", "url": "ftp://example.com/feed"}), "url"),
+        (json!({"name": "x", "url": format!("{base}/feed.xml"), "kind": "video"}), "kind"),
+        (json!({"name": "x", "url": format!("{base}/feed.xml"), "intervalMinutes": 1}), "intervalMinutes"),
+    ] {
+        let r = app.post(SOURCES, &app.admin_token, body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {:?}", r.body);
+        assert_eq!(r.body["fields"][0]["field"], field, "{body}: {:?}", r.body);
+    }
+    let r = app
+        .post(
+            SOURCES,
+            &app.admin_token,
+            json!({"name": "资讯", "url": format!("{base}/feed.xml"), "kind": "feed", "intervalMinutes": 30}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let feed_id = r.data()["id"].as_i64().unwrap();
+    let fetch = |id: i64| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(&format!("{SOURCES}/{id}/fetch"), &app.admin_token, json!({}))
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            (r.data()["added"].as_i64().unwrap(), r.data()["skipped"].as_i64().unwrap())
+        }
+    };
+    assert_eq!(fetch(feed_id).await, (2, 0));
+    let d = app.get(&format!("{SOURCES}/{feed_id}"), &app.admin_token).await;
+    let items = d.data()["recentItems"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let first = items.iter().find(|i| i["key"] == "g1").expect("g1");
+    let m = app
+        .get(
+            &format!("/api/material/{}", first["materialId"]),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(m.status, 200, "{:?}", m.body);
+    assert_eq!(m.data()["materialType"], "link");
+    assert_eq!(m.data()["title"], "第一篇");
+    assert_eq!(m.data()["content"]["url"], "https://news.example.com/g1");
+    assert_eq!(m.data()["content"]["desc"], "摘要 第一篇 & more");
+    // Again: nothing new. A new item: only it.
+    assert_eq!(fetch(feed_id).await, (0, 2));
+    *feed.lock() = rss(&[("g3", "第三篇"), ("g1", "第一篇"), ("g2", "第二篇")]);
+    assert_eq!(fetch(feed_id).await, (1, 2));
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) FROM material WHERE material_type = 'link'".into()).await,
+        3
+    );
+
+    // A page: one material with its title, once.
+    let r = app
+        .post(
+            SOURCES,
+            &app.admin_token,
+            json!({"name": "活动页", "url": format!("{base}/page.html"), "kind": "page"}),
+        )
+        .await;
+    let page_id = r.data()["id"].as_i64().unwrap();
+    assert_eq!(fetch(page_id).await, (1, 0));
+    assert_eq!(fetch(page_id).await, (0, 1));
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) FROM material WHERE title = '双十一 活动'".into()).await,
+        1
+    );
+    // An unreadable source: a clear error, recorded on the source.
+    let r = app
+        .post(
+            SOURCES,
+            &app.admin_token,
+            json!({"name": "坏的", "url": format!("{base}/broken")}),
+        )
+        .await;
+    let broken = r.data()["id"].as_i64().unwrap();
+    let f = app
+        .post(&format!("{SOURCES}/{broken}/fetch"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(f.status, 502, "{:?}", f.body);
+    assert_eq!(f.body["error"], "CONTENT_SOURCE_UNREADABLE");
+    let d = app.get(&format!("{SOURCES}/{broken}"), &app.admin_token).await;
+    assert!(d.data()["lastError"].as_str().is_some(), "{:?}", d.body);
+
+    // The collection job fetches what is due by itself (a new source is due at once).
+    let r = app
+        .post(
+            SOURCES,
+            &app.admin_token,
+            json!({"name": "原子", "url": format!("{base}/atom.xml")}),
+        )
+        .await;
+    let atom = r.data()["id"].as_i64().unwrap();
+    app.state
+        .jobs
+        .enqueue_now(scrm_jobs::NewJob::new("automation.content.collect", &json!({})).unwrap())
+        .await
+        .unwrap();
+    until("the atom entry collected", || async {
+        (n(
+            &app,
+            format!("SELECT COUNT(*) FROM content_source_item WHERE source_id = {atom} AND item_key = 'urn:x:1'"),
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) FROM material WHERE title = '原子一'".into()).await,
+        1
+    );
+
+    // Viewers read, only managers add; another tenant sees nothing.
+    let (_, viewer) = app.user_with_role("content-viewer", "viewer").await;
+    assert_eq!(app.get(SOURCES, &viewer).await.status, 200);
+    let r = app
+        .post(
+            SOURCES,
+            &viewer,
+            json!({"name": "x", "url": format!("{base}/feed.xml")}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let (_, other) = app.other_tenant_admin("content-other", "content-other-admin").await;
+    assert_eq!(
+        app.get(&format!("{SOURCES}/{feed_id}"), &other).await.status,
+        404
+    );
+    assert_eq!(
+        app.post(&format!("{SOURCES}/{feed_id}/fetch"), &other, json!({}))
+            .await
+            .status,
+        404
+    );
+}

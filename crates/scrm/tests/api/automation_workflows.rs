@@ -639,6 +639,22 @@ async fn invalid_definitions_each_name_their_field(app: TestApp) {
             "steps",
         ),
         (
+            json!({"name": "x", "trigger": {"type": "customer_deleted", "deletedBy": "robot"}, "steps": ok_steps}),
+            "trigger.deletedBy",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "tag_added", "deletedBy": "staff"}, "steps": ok_steps}),
+            "trigger.deletedBy",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "stage_changed", "stages": ["nowhere"]}, "steps": ok_steps}),
+            "trigger.stages",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual", "stages": ["won"]}, "steps": ok_steps}),
+            "trigger.stages",
+        ),
+        (
             json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "teleport"}]}),
             "steps[0].type",
         ),
@@ -965,6 +981,10 @@ async fn runs_pause_resume_and_cancel(app: TestApp) {
 }
 
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    cron_tasks_are_listed_and_switchable,
+    a_deletion_starts_the_workflow_of_who_deleted_whom,
+    a_stage_change_starts_its_workflow_each_time,
+    an_assign_step_transfers_the_customer_in_wecom,
     a_new_customer_runs_delay_condition_tag_and_message_once,
     a_time_window_waits_for_its_opening,
     a_version_edit_leaves_running_runs_on_their_version,
@@ -973,3 +993,478 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     workflows_and_runs_stay_in_their_tenant,
     runs_pause_resume_and_cancel,
 );
+
+async fn spawn_fast_retries(backend: scrm_db::Backend) -> TestApp {
+    crate::helpers::spawn_app_with(backend, &[("SCRM_WECOM_RETRY_SECS", "1")]).await
+}
+
+scrm_db::db_tests!(spawn_fast_retries; a_send_step_out_of_attempts_keeps_trying_and_sends_once);
+
+/// Owned customers with their owner: (customer id, external_userid, owner userid, name).
+async fn owned_with_owner(app: &TestApp) -> Vec<(i64, String, String, String)> {
+    app.state
+        .db
+        .fetch_all(query(
+            "SELECT c.id, c.external_userid, s.userid, COALESCE(c.name, '') FROM customer c \
+             JOIN staff s ON s.tenant_id = c.tenant_id AND s.id = c.follow_user_id \
+             WHERE c.status = 1 ORDER BY c.id",
+        ))
+        .await
+        .unwrap()
+}
+
+async fn tag_ids(app: &TestApp) -> Vec<i64> {
+    app.state
+        .db
+        .fetch_all::<(i64,)>(query(
+            "SELECT id FROM tag WHERE wecom_tag_id IS NOT NULL ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect()
+}
+
+async fn has_tag(app: &TestApp, customer: i64, tag: i64) -> bool {
+    n(
+        app,
+        format!("SELECT COUNT(*) FROM customer_tag WHERE customer_id = {customer} AND tag_id = {tag}"),
+    )
+    .await
+        > 0
+}
+
+/// WeCom's deletion callbacks start the workflows of their kind: the customer deleting the
+/// member starts `deletedBy: customer` (tag + reminder to the member, with the customer's
+/// name), the member deleting the customer starts `deletedBy: staff` (stage lost); neither
+/// starts the other, and a redelivered callback starts nothing new.
+async fn a_deletion_starts_the_workflow_of_who_deleted_whom(app: TestApp) {
+    let sim = world(&app).await;
+    let tags = tag_ids(&app).await;
+    let lost_tag = tags[0];
+    let by_customer = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "客户删除员工",
+            "trigger": {"type": "customer_deleted", "deletedBy": "customer"},
+            "steps": [
+                {"key": "mark", "type": "add_tag", "tagIds": [lost_tag]},
+                {"key": "tell", "type": "remind_staff", "text": "客户{nickname}删除了你"}
+            ]
+        }),
+    )
+    .await;
+    let by_staff = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "员工删除客户",
+            "trigger": {"type": "customer_deleted", "deletedBy": "staff"},
+            "steps": [{"key": "lost", "type": "set_stage", "stage": "lost"}]
+        }),
+    )
+    .await;
+    let owned = owned_with_owner(&app).await;
+    let (c1, ext1, owner1, name1) = owned[0].clone();
+    let (c2, ext2, owner2, _) = owned
+        .iter()
+        .find(|c| c.2 != owner1)
+        .or(owned.get(1))
+        .cloned()
+        .unwrap();
+    assert!(!has_tag(&app, c1, lost_tag).await);
+    sim.customer_deletes_staff(scrm_wecom_sim::scenarios::Pair {
+        userid: owner1.clone(),
+        external_userid: ext1.clone(),
+    })
+    .unwrap();
+    sim.staff_deletes_customer(scrm_wecom_sim::scenarios::Pair {
+        userid: owner2.clone(),
+        external_userid: ext2.clone(),
+    })
+    .unwrap();
+
+    let r1 = until("the customer-deleted run", || async {
+        let l = runs_of(&app, by_customer).await;
+        l.first().cloned()
+    })
+    .await;
+    assert_eq!(r1["customerId"], c1, "{r1}");
+    assert_eq!(r1["triggerType"], "customer_deleted");
+    let done = run_status(&app, r1["id"].as_i64().unwrap(), 2).await;
+    assert_eq!(done["steps"][0]["result"]["added"], json!([lost_tag]), "{done}");
+    assert!(has_tag(&app, c1, lost_tag).await);
+    // The member was told, with the customer's name.
+    let told: Vec<Delivery> = until("the reminder", || async {
+        let d: Vec<Delivery> = sim
+            .deliveries()
+            .into_iter()
+            .filter(|d| d.kind == DeliveryKind::AppMessage && d.recipient == owner1)
+            .collect();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0]
+            .content
+            .to_string()
+            .contains(&format!("客户{name1}删除了你")),
+        "{:?}",
+        told[0].content
+    );
+
+    let r2 = until("the staff-deleted run", || async {
+        let l = runs_of(&app, by_staff).await;
+        l.first().cloned()
+    })
+    .await;
+    assert_eq!(r2["customerId"], c2, "{r2}");
+    run_status(&app, r2["id"].as_i64().unwrap(), 2).await;
+    let c = app
+        .get(&format!("/api/v1/customers/{c2}"), &app.admin_token)
+        .await;
+    assert_eq!(c.data()["stage"], "lost", "{:?}", c.body);
+    // Neither started the other's workflow.
+    assert_eq!(runs_of(&app, by_customer).await.len(), 1);
+    assert_eq!(runs_of(&app, by_staff).await.len(), 1);
+
+    // The relay offers the same events again: nothing new starts.
+    let events: Vec<(i64,)> = app
+        .state
+        .db
+        .fetch_all(query(
+            "SELECT id FROM event_outbox WHERE event_type = 'customer.deleted' AND payload LIKE '%deletedBy%'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2, "one event per deletion: {events:?}");
+    app.state
+        .db
+        .execute(query(
+            "UPDATE event_outbox SET published_at = NULL WHERE event_type = 'customer.deleted'",
+        ))
+        .await
+        .unwrap();
+    until("the events relayed again", || async {
+        (n(
+            &app,
+            "SELECT COUNT(*) FROM event_outbox WHERE event_type = 'customer.deleted' AND published_at IS NULL".into(),
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(runs_of(&app, by_customer).await.len(), 1);
+    assert_eq!(runs_of(&app, by_staff).await.len(), 1);
+    sim.shutdown().await;
+}
+
+/// A stage change into one of the trigger's stages starts a run — each time it happens — and a
+/// change into another stage starts none.
+async fn a_stage_change_starts_its_workflow_each_time(app: TestApp) {
+    let sim = world(&app).await;
+    let tag = tag_ids(&app).await[0];
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "进入活跃",
+            "trigger": {"type": "stage_changed", "stages": ["active"]},
+            "steps": [{"key": "mark", "type": "add_tag", "tagIds": [tag]}]
+        }),
+    )
+    .await;
+    let c1 = owned_customers(&app).await[0].0;
+    let stage = |to: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .put(
+                    &format!("/api/v1/customers/{c1}/stage"),
+                    &app.admin_token,
+                    json!({"stage": to}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    stage("nurturing").await;
+    stage("active").await;
+    let first = until("a run", || async {
+        let l = runs_of(&app, wf).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(first.len(), 1, "only the change into active: {first:?}");
+    assert_eq!(first[0]["triggerType"], "stage_changed");
+    assert_eq!(first[0]["customerId"], c1);
+    run_status(&app, first[0]["id"].as_i64().unwrap(), 2).await;
+    assert!(has_tag(&app, c1, tag).await);
+    // Out and back in: a second run.
+    stage("won").await;
+    stage("active").await;
+    let both = until("a second run", || async {
+        let l = runs_of(&app, wf).await;
+        (l.len() >= 2).then_some(l)
+    })
+    .await;
+    // Let the relay pass the "won" change too: still two.
+    until("every stage event relayed", || async {
+        (n(
+            &app,
+            "SELECT COUNT(*) FROM event_outbox WHERE published_at IS NULL".into(),
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(runs_of(&app, wf).await.len(), 2, "{both:?}");
+    sim.shutdown().await;
+}
+
+/// An assign_owner step hands the customer over in WeCom (transfer_customer from its owner),
+/// then changes the owner in scrm with an on_job transfer record.
+async fn an_assign_step_transfers_the_customer_in_wecom(app: TestApp) {
+    let sim = world(&app).await;
+    let owned = owned_with_owner(&app).await;
+    let (c1, ext1, owner1, _) = owned[0].clone();
+    // Another member who can have customers.
+    let to_userid = sim
+        .company()
+        .staff
+        .iter()
+        .find(|s| s.contact_enabled && s.visible() && s.status == 1 && s.userid != owner1)
+        .unwrap()
+        .userid
+        .clone();
+    let to_id = n(
+        &app,
+        format!("SELECT id FROM staff WHERE userid = '{to_userid}'"),
+    )
+    .await;
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "转交",
+            "trigger": {"type": "manual"},
+            "steps": [{"key": "give", "type": "assign_owner", "staffId": to_id}]
+        }),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [c1]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let run_id = until("a run", || async {
+        runs_of(&app, wf).await.first().and_then(|r| r["id"].as_i64())
+    })
+    .await;
+    let done = run_status(&app, run_id, 2).await;
+    let result = &done["steps"][0]["result"];
+    assert_eq!(result["handover"], owner1, "{done}");
+    assert_eq!(result["takeover"], to_userid, "{done}");
+    assert_eq!(result["changed"], true, "{done}");
+    assert_eq!(
+        sim.call_counts()
+            .get("/cgi-bin/externalcontact/transfer_customer")
+            .copied(),
+        Some(1),
+        "WeCom was asked to transfer {ext1}"
+    );
+    let c = app
+        .get(&format!("/api/v1/customers/{c1}"), &app.admin_token)
+        .await;
+    assert_eq!(c.data()["followUserId"], to_id, "{:?}", c.body);
+    let tr = app
+        .get(
+            &format!("/api/v1/customers/transfers?customerId={c1}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(tr.data()["list"][0]["kind"], "on_job", "{:?}", tr.body);
+    assert_eq!(tr.data()["list"][0]["toStaffId"], to_id);
+    sim.shutdown().await;
+}
+
+/// A send step whose attempts all meet transient WeCom errors is not recorded FAILED (the
+/// message would be lost): it keeps trying, and goes out exactly once when WeCom recovers.
+async fn a_send_step_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
+    let sim = world(&app).await;
+    let (c1, ext1) = owned_customers(&app).await[0].clone();
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "重试",
+            "trigger": {"type": "manual"},
+            "steps": [{"key": "hello", "type": "send_message", "text": "你好"}]
+        }),
+    )
+    .await;
+    sim.state().update_config(|c| c.faults.http_500 = 1.0);
+    let r = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [c1]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let run_id = until("a run", || async {
+        runs_of(&app, wf).await.first().and_then(|r| r["id"].as_i64())
+    })
+    .await;
+    // Five attempts failed (recorded), the sixth and last used …
+    let job = format!("j.unique_key = 'wf:{run_id}:0'");
+    until("five failed attempts", || async {
+        (n(
+            &app,
+            format!("SELECT COUNT(*) FROM job_attempt a JOIN job j ON j.id = a.job_id WHERE {job}"),
+        )
+        .await
+            >= 5)
+            .then_some(())
+    })
+    .await;
+    // … and the step keeps trying after it: the job is due again and again (each try moves its
+    // run_at without using an attempt).
+    let run_at = || n(&app, format!("SELECT j.run_at FROM job j WHERE {job}"));
+    let mut seen = vec![run_at().await];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 3 {
+        assert!(Instant::now() < deadline, "more tries after the last attempt: {seen:?}");
+        let at = run_at().await;
+        if !seen.contains(&at) {
+            seen.push(at);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = run(&app, run_id).await;
+    assert_ne!(r["status"], 3, "not failed while WeCom is down: {r}");
+    assert_ne!(r["steps"][0]["status"], 3, "{r}");
+    assert!(sends_to(&sim, &ext1).is_empty());
+
+    sim.state().update_config(|c| c.faults.http_500 = 0.0);
+    let done = run_status(&app, run_id, 2).await;
+    assert_eq!(done["steps"][0]["status"], 2, "{done}");
+    let sent = until("the message", || async {
+        let s = sends_to(&sim, &ext1);
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sim.duplicate_deliveries().is_empty());
+    sim.shutdown().await;
+}
+
+/// Seed 002's cron tasks through the API: the built-in schedules and the tenant's scheduled
+/// workflows, switched off and on (a workflow's own schedule follows its workflow); viewers
+/// read, only managers switch; another tenant sees the built-in ones only.
+async fn cron_tasks_are_listed_and_switchable(app: TestApp) {
+    const TASKS: &str = "/api/v1/automation/tasks/schedules";
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "每日群发",
+            "trigger": {"type": "schedule", "cron": "0 9 * * *", "subject": "group"},
+            "steps": [{"type": "send_message", "text": "早上好"}]
+        }),
+    )
+    .await;
+    let l = app.get(TASKS, &app.admin_token).await;
+    assert_eq!(l.status, 200, "{:?}", l.body);
+    let list = l.data()["list"].as_array().unwrap().clone();
+    let find = |list: &[Value], name: &str| list.iter().find(|s| s["name"] == name).cloned();
+    let reset = find(&list, "automation.channel_codes.daily_reset").expect("the built-in reset");
+    assert_eq!(reset["scope"], "system");
+    assert_eq!(reset["enabled"], true);
+    assert_eq!(reset["cron"], "0 0 * * *");
+    assert!(reset["nextFireAt"].is_string(), "{reset}");
+    assert!(
+        find(&list, "automation.content.collect").is_some(),
+        "content collection is a cron task"
+    );
+    let own = find(&list, &format!("workflow:{wf}")).expect("the workflow's schedule");
+    assert_eq!(own["scope"], "tenant");
+    assert_eq!(own["workflowId"], wf);
+    assert_eq!(own["kind"], "automation.workflow.tick");
+
+    // Off: it no longer fires and is listed as off; on again from the next tick.
+    let off = app
+        .post(
+            &format!("{TASKS}/automation.channel_codes.daily_reset/disable"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
+    assert_eq!(off.data()["enabled"], false);
+    assert_eq!(
+        n(
+            &app,
+            "SELECT enabled FROM job_schedule WHERE name = 'automation.channel_codes.daily_reset'".into()
+        )
+        .await,
+        0
+    );
+    let offs = app.get(&format!("{TASKS}?enabled=false"), &app.admin_token).await;
+    let offs = offs.data()["list"].as_array().unwrap().clone();
+    assert!(find(&offs, "automation.channel_codes.daily_reset").is_some());
+    assert!(find(&offs, &format!("workflow:{wf}")).is_none());
+    let on = app
+        .post(
+            &format!("{TASKS}/automation.channel_codes.daily_reset/enable"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(on.status, 200, "{:?}", on.body);
+    assert_eq!(on.data()["enabled"], true);
+    let next = chrono::DateTime::parse_from_rfc3339(on.data()["nextFireAt"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    assert!(next > chrono::Utc::now().timestamp_millis(), "{:?}", on.body);
+
+    // A workflow's schedule follows the workflow.
+    let r = app
+        .post(&format!("{TASKS}/workflow:{wf}/disable"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(r.body["error"], "SCHEDULE_OWNED_BY_WORKFLOW", "{:?}", r.body);
+    let r = app
+        .post(&format!("{TASKS}/no.such.schedule/disable"), &app.admin_token, json!({}))
+        .await;
+    assert_eq!(r.status, 404);
+
+    // Viewers read, cannot switch; another tenant sees only the built-in ones.
+    let (_, viewer) = app.user_with_role("task-viewer", "viewer").await;
+    assert_eq!(app.get(TASKS, &viewer).await.status, 200);
+    let r = app
+        .post(
+            &format!("{TASKS}/automation.channel_codes.daily_reset/disable"),
+            &viewer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let (_, other) = app.other_tenant_admin("tasks-other", "tasks-other-admin").await;
+    let theirs = app.get(TASKS, &other).await;
+    let theirs = theirs.data()["list"].as_array().unwrap().clone();
+    assert!(find(&theirs, "automation.channel_codes.daily_reset").is_some());
+    assert!(find(&theirs, &format!("workflow:{wf}")).is_none());
+    let r = app
+        .post(&format!("{TASKS}/workflow:{wf}/disable"), &other, json!({}))
+        .await;
+    assert_eq!(r.status, 404);
+}

@@ -2,6 +2,7 @@
 
 mod auth;
 mod automation;
+mod automation_traffic;
 mod automation_workflows;
 mod console;
 mod console_browser;

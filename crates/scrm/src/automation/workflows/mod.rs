@@ -99,15 +99,11 @@ pub mod step_status {
 /// Register the step and tick kinds, and subscribe the event triggers.
 pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
     triggers::subscribe(state);
-    // Steps call WeCom: quick first retries, then the seed's schedule (60 s, 300 s, 900 s).
+    // Steps call WeCom: quick first retries, then the seed's schedule (SCRM_WECOM_RETRY_SECS,
+    // default 5, 60, 300, 900 s).
     let step = KindOptions::default()
         .timeout(Duration::from_secs(120))
-        .backoff(vec![
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-            Duration::from_secs(300),
-            Duration::from_secs(900),
-        ])
+        .backoff(state.config.wecom_retry.clone())
         .max_attempts(6);
     let (s1, s2) = (state.clone(), state.clone());
     builder

@@ -35,6 +35,12 @@ pub enum TriggerType {
     TagAdded,
     /// A customer joined one of `groupIds` (any group chat when empty).
     JoinedGroup,
+    /// A customer and a member stopped being friends (WeCom's del_external_contact /
+    /// del_follow_user callbacks): `deletedBy` `customer` (the customer deleted the member),
+    /// `staff` (the member deleted the customer), or either when absent.
+    CustomerDeleted,
+    /// A customer's stage changed to one of `stages` (any stage when empty).
+    StageChanged,
     /// On `cron` (Asia/Shanghai), for every subject of the audience.
     Schedule,
     /// Started through the API for chosen customers.
@@ -48,6 +54,8 @@ impl TriggerType {
             TriggerType::CustomerAdded => "customer_added",
             TriggerType::TagAdded => "tag_added",
             TriggerType::JoinedGroup => "joined_group",
+            TriggerType::CustomerDeleted => "customer_deleted",
+            TriggerType::StageChanged => "stage_changed",
             TriggerType::Schedule => "schedule",
             TriggerType::Manual => "manual",
         }
@@ -91,6 +99,12 @@ pub struct Trigger {
     /// schedule: runs per customer (default) or per group chat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Subject>,
+    /// customer_deleted: who deleted whom (`customer` or `staff`); either when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
+    /// stage_changed: the stages a change into starts a run (any when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
 }
 
 impl Trigger {
@@ -123,6 +137,9 @@ pub enum StepType {
     RemoveTag,
     /// Make `staffId` the owner.
     AssignOwner,
+    /// Hand the customer to a member of traffic pool `poolId` (its strategy, caps and working
+    /// hours; waits for a member when none takes customers now).
+    AssignPool,
     /// Move the customer to `stage`.
     SetStage,
     /// A WeCom app message to the owner (or `userids`): `text` with variables.
@@ -143,6 +160,7 @@ impl StepType {
             StepType::AddTag => "add_tag",
             StepType::RemoveTag => "remove_tag",
             StepType::AssignOwner => "assign_owner",
+            StepType::AssignPool => "assign_pool",
             StepType::SetStage => "set_stage",
             StepType::RemindStaff => "remind_staff",
             StepType::Webhook => "webhook",
@@ -205,6 +223,8 @@ pub struct Step {
     pub userids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_id: Option<i64>,
 }
 
 /// One clause of a condition: exactly one of its kinds.
@@ -445,6 +465,21 @@ pub fn check(d: &Definition) -> Vec<FieldError> {
     if t.subject.is_some() && kind != TriggerType::Schedule {
         out.push(err("trigger.subject".into(), "only for schedule"));
     }
+    match (&t.deleted_by, kind) {
+        (Some(by), TriggerType::CustomerDeleted) if by != "customer" && by != "staff" => {
+            out.push(err(
+                "trigger.deletedBy".into(),
+                "customer (the customer deleted the member) or staff (the member deleted the customer)",
+            ))
+        }
+        (Some(_), k) if k != TriggerType::CustomerDeleted => {
+            out.push(err("trigger.deletedBy".into(), "only for customer_deleted"))
+        }
+        _ => {}
+    }
+    if !t.stages.is_empty() && kind != TriggerType::StageChanged {
+        out.push(err("trigger.stages".into(), "only for stage_changed"));
+    }
     match (&t.cron, kind) {
         (None, TriggerType::Schedule) => out.push(err("trigger.cron".into(), "is required")),
         (Some(c), TriggerType::Schedule) => {
@@ -525,6 +560,7 @@ fn check_step(i: usize, s: &Step, keys: &[String], subject: Subject, out: &mut V
         SendMessage => &["text", "texts", "materialIds"],
         AddTag | RemoveTag => &["tagIds"],
         AssignOwner => &["staffId"],
+        AssignPool => &["poolId"],
         SetStage => &["stage"],
         RemindStaff => &["text", "userids"],
         Webhook => &["url"],
@@ -546,6 +582,7 @@ fn check_step(i: usize, s: &Step, keys: &[String], subject: Subject, out: &mut V
         ("stage", s.stage.is_some()),
         ("userids", !s.userids.is_empty()),
         ("url", s.url.is_some()),
+        ("poolId", s.pool_id.is_some()),
     ];
     for (name, set) in present {
         if set && !allowed.contains(&name) {
@@ -681,6 +718,11 @@ fn check_step(i: usize, s: &Step, keys: &[String], subject: Subject, out: &mut V
         AssignOwner => {
             if s.staff_id.is_none() {
                 out.push(err(f("staffId"), "is required"));
+            }
+        }
+        AssignPool => {
+            if s.pool_id.is_none() {
+                out.push(err(f("poolId"), "is required"));
             }
         }
         SetStage => {

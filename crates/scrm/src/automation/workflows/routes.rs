@@ -140,6 +140,12 @@ async fn references(
         .into_iter()
         .map(|s| s.code)
         .collect();
+    if let Some(bad) = d.trigger.stages.iter().find(|x| !stages.contains(x)) {
+        out.push(FieldError {
+            field: "trigger.stages".into(),
+            message: format!("`{bad}` is not a stage (one of {})", stages.join(", ")),
+        });
+    }
     for (i, s) in d.steps.iter().enumerate() {
         if let Some(e) =
             missing_tags(tx, tenant_id, format!("steps[{i}].tagIds"), &s.tag_ids).await?
@@ -167,6 +173,16 @@ async fn references(
             out.push(FieldError {
                 field: format!("steps[{i}].staffId"),
                 message: format!("no staff member {staff}"),
+            });
+        }
+        if let Some(pool) = s.pool_id
+            && crate::automation::traffic::pool(&state.db, tenant_id, pool)
+                .await?
+                .is_none()
+        {
+            out.push(FieldError {
+                field: format!("steps[{i}].poolId"),
+                message: format!("no traffic pool {pool}"),
             });
         }
         if let Some(st) = &s.stage

@@ -35,6 +35,8 @@ struct Subject {
     owner_id: Option<i64>,
     owner_userid: Option<String>,
     owner_name: String,
+    /// A customer no member follows any more (a run started by its deletion).
+    deleted: bool,
 }
 
 async fn subject(state: &AppState, r: &RunRow) -> anyhow::Result<Result<Subject, String>> {
@@ -74,8 +76,12 @@ async fn subject(state: &AppState, r: &RunRow) -> anyhow::Result<Result<Subject,
         .await?;
     Ok(match row {
         None => Err("customer not found".into()),
-        Some((_, _, 0, _, _, _, _)) => Err("customer was deleted".into()),
-        Some((ext, name, _, blacklisted, sid, suser, sname)) => {
+        // A run a deletion started acts on the customer it was about (tags, stage, reminders,
+        // webhooks); any other run stops at a deleted customer.
+        Some((_, _, 0, _, _, _, _)) if r.trigger_type != "customer_deleted" => {
+            Err("customer was deleted".into())
+        }
+        Some((ext, name, status, blacklisted, sid, suser, sname)) => {
             if blacklisted == 1 {
                 return Ok(Err("customer is blacklisted".into()));
             }
@@ -87,10 +93,17 @@ async fn subject(state: &AppState, r: &RunRow) -> anyhow::Result<Result<Subject,
                 owner_id: sid,
                 owner_userid: suser,
                 owner_name: sname.unwrap_or_default(),
+                deleted: status == 0,
             })
         }
     })
 }
+
+/// How long after its due time an external step (send, reminder, webhook) keeps trying on
+/// transient errors once its attempts are used up.
+const SEND_GIVE_UP_MS: i64 = 6 * 3600 * 1000;
+/// The longest wait between such tries.
+const SEND_LATE_RETRY_MAX_MS: i64 = 300_000;
 
 /// How a step ended.
 enum Flow {
@@ -163,17 +176,43 @@ pub async fn run_step(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
     };
     // External effects first (recorded before they are made), outside the transaction.
     let external = match step.kind {
-        StepType::SendMessage | StepType::RemindStaff | StepType::Webhook => {
+        StepType::SendMessage
+        | StepType::RemindStaff
+        | StepType::Webhook
+        | StepType::AssignOwner
+        | StepType::AssignPool => {
             let subj = subj.as_ref().expect("loaded above");
             let r = match step.kind {
+                StepType::AssignPool => match pool(&state, &run, &log, step, subj).await {
+                    Ok(v) => Ok(v),
+                    // No member takes customers now: the step waits for one.
+                    Err(Err(at)) => return Ok(JobOutcome::RetryAt(at)),
+                    Err(Ok(e)) => Err(e),
+                },
                 StepType::SendMessage => send_message(&state, &run, &log, step, subj, now).await,
                 StepType::RemindStaff => remind(&state, &run, &log, step, subj, now).await,
+                StepType::AssignOwner => transfer(&state, &run, &log, step, subj, now).await,
                 _ => webhook(&state, &run, &version, &log, step, subj, now).await,
             };
             match r {
                 Ok(v) => Some(Ok(v)),
                 Err(ActError::Retry(m)) if !ctx.is_last_attempt() => {
                     return Err(JobError::Retryable(m));
+                }
+                // Out of attempts on a transient error (WeCom down, a webhook answering 503, or
+                // attempts used up by workers killed mid-call): keep trying without using
+                // attempts for a while after the step was due — recording FAILED would lose
+                // the message; a later try reconciles with WeCom first, so nothing goes twice.
+                // The same rule as SOP send steps (operation/sop/runner.rs).
+                Err(ActError::Retry(m)) if now - log.due_at < SEND_GIVE_UP_MS => {
+                    let wait = state
+                        .config
+                        .wecom_retry
+                        .last()
+                        .map_or(60_000, |d| d.as_millis() as i64)
+                        .min(SEND_LATE_RETRY_MAX_MS);
+                    tracing::warn!(run = run.id, step = log.step_index, error = %m, "workflow step out of attempts on a transient error; trying again");
+                    return Ok(JobOutcome::RetryAt(now + wait));
                 }
                 Err(ActError::Retry(m)) | Err(ActError::Fail(m)) => Some(Err(m)),
             }
@@ -429,6 +468,11 @@ async fn send_message(
     subj: &Subject,
     now: i64,
 ) -> Result<Value, ActError> {
+    if subj.deleted {
+        return Err(ActError::Fail(
+            "customer was deleted (no member can message them)".into(),
+        ));
+    }
     let owner = subj.owner_userid.clone().ok_or_else(|| {
         ActError::Fail(
             if subj.group {
@@ -485,6 +529,97 @@ async fn send_message(
             json!({"errcode": 0, "msgid": r.msgid, "failList": r.fail_list, "text": msg.text.map(|t| t.content)}),
         ),
         Err(e) => Err(wecom_err(e)),
+    }
+}
+
+/// An assign_owner step in WeCom: transfer_customer (在职继承) from the current owner to the
+/// step's staff member, as customers' transfers and SOP assign steps do; the local owner then
+/// changes in [`finish`]'s transaction. No WeCom call when the staff member already owns the
+/// customer or the customer has no owner WeCom could hand over from (the change is local).
+async fn transfer(
+    state: &AppState,
+    run: &RunRow,
+    log: &RunStepRow,
+    step: &Step,
+    subj: &Subject,
+    now: i64,
+) -> Result<Value, ActError> {
+    let to = step.staff_id.unwrap_or_default();
+    let userid: Option<(String,)> = state
+        .db
+        .fetch_optional(
+            query("SELECT userid FROM staff WHERE tenant_id = ? AND id = ?")
+                .bind(run.tenant_id)
+                .bind(to),
+        )
+        .await?;
+    let Some((userid,)) = userid else {
+        return Err(ActError::Fail(format!("staff {to} not found")));
+    };
+    let Some(owner) = subj.owner_userid.clone().filter(|_| !subj.deleted) else {
+        return Ok(json!({"skipped": "no owner in WeCom to hand over from"}));
+    };
+    if owner == userid {
+        return Ok(json!({"skipped": "already the owner"}));
+    }
+    let wecom = wecom(state, run.tenant_id).await?;
+    calling(state, log, now).await?;
+    let list = wecom
+        .app
+        .transfer_customer(&scrm_wecom::client::TransferCustomerRequest {
+            handover_userid: owner.clone(),
+            takeover_userid: userid.clone(),
+            external_userid: vec![subj.external_id.clone()],
+            transfer_success_msg: None,
+        })
+        .await
+        .map_err(wecom_err)?;
+    // 40129: a transfer of this customer is already under way (an earlier attempt's); 40100:
+    // WeCom already has this takeover — both leave the customer going to `to`.
+    match list.first().map(|c| c.errcode) {
+        Some(0) | Some(40129) | Some(40100) | None => {}
+        Some(code) => {
+            return Err(ActError::Fail(format!(
+                "transfer_customer refused the customer: errcode {code}"
+            )));
+        }
+    }
+    Ok(json!({"errcode": 0, "handover": owner, "takeover": userid}))
+}
+
+/// An assign_pool step: the pool picks the member and hands the customer on (see
+/// [`crate::automation::traffic`]); the pick is keyed by the run's step, so a retry hands it to
+/// the same member. `Err(Err(at))`: no member takes customers before `at`.
+async fn pool(
+    state: &AppState,
+    run: &RunRow,
+    log: &RunStepRow,
+    step: &Step,
+    subj: &Subject,
+) -> Result<Value, Result<ActError, i64>> {
+    use crate::automation::traffic::{self, AssignError, Source};
+    if subj.deleted {
+        return Err(Ok(ActError::Fail("customer was deleted".into())));
+    }
+    let pool_id = step.pool_id.unwrap_or_default();
+    let r = traffic::assign(
+        state,
+        run.tenant_id,
+        pool_id,
+        run.subject_id,
+        &Source {
+            kind: "workflow",
+            key: Some(format!("wf:{}:{}", run.id, log.step_index)),
+        },
+    )
+    .await;
+    match r {
+        Ok(v) => Ok(v),
+        Err(AssignError::Unavailable(Some(at))) => Err(Err(at)),
+        Err(e @ AssignError::Unavailable(None)) | Err(e @ AssignError::Refused(_)) => {
+            Err(Ok(ActError::Fail(e.to_string())))
+        }
+        Err(AssignError::Transient(m)) => Err(Ok(ActError::Retry(m))),
     }
 }
 
@@ -606,9 +741,16 @@ async fn finish(
     let mut touched = false;
     let outcome = match outcome {
         Ok((result, flow)) if run_status != status::CANCELLED => {
-            match effect(state, &mut tx, run, step, now).await {
-                Ok(Some(effect_result)) => {
+            match effect(state, &mut tx, run, step, &result, now).await {
+                Ok(Some(mut effect_result)) => {
                     touched = true;
+                    // Keep what WeCom answered (an assign step's transfer) beside the effect.
+                    if let (Some(e), Some(r)) = (effect_result.as_object_mut(), result.as_object())
+                    {
+                        for (k, v) in r {
+                            e.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
                     Ok((effect_result, flow))
                 }
                 Ok(None) => Ok((result, flow)),
@@ -626,7 +768,11 @@ async fn finish(
     // else is not made and logged as cancelled.
     let external = matches!(
         step.kind,
-        StepType::SendMessage | StepType::RemindStaff | StepType::Webhook
+        StepType::SendMessage
+            | StepType::RemindStaff
+            | StepType::Webhook
+            | StepType::AssignOwner
+            | StepType::AssignPool
     );
     if run_status == status::CANCELLED && !external {
         st = step_status::CANCELLED;
@@ -727,6 +873,7 @@ async fn effect(
     tx: &mut Tx,
     run: &RunRow,
     step: &Step,
+    result: &Value,
     now: i64,
 ) -> Result<Option<Value>, ActError> {
     let (t, c) = (run.tenant_id, run.subject_id);
@@ -768,12 +915,18 @@ async fn effect(
                 return Err(ActError::Fail(format!("staff {to} not found")));
             }
             let reason = format!("workflow {} run {}", run.workflow_id, run.id);
+            // WeCom took the transfer (在职继承): recorded as such; otherwise a local assignment.
+            let kind = if result.get("takeover").is_some() {
+                "on_job"
+            } else {
+                "assign"
+            };
             let transfer = crate::customers::transfer::assign_owner(
                 tx,
                 t,
                 c,
                 to,
-                "assign",
+                kind,
                 Some(&reason),
                 None,
                 now,

@@ -1,4 +1,5 @@
-//! What starts runs: domain events (customer added, tag added, joined group) from the events
+//! What starts runs: domain events (customer added, tag added, joined group, customer deleted,
+//! stage changed) from the events
 //! relay — the same stream SOPs use, written in the transaction of the change that caused
 //! them — and a job engine schedule per published scheduled workflow. Starting is idempotent by
 //! the run key (one run per subject per version, and per tick for schedules), so a relayed
@@ -29,6 +30,8 @@ pub fn subscribe(state: &AppState) {
         kind::CUSTOMER_CREATED,
         kind::CUSTOMER_TAG_ADDED,
         kind::GROUP_MEMBER_JOINED,
+        kind::CUSTOMER_DELETED,
+        kind::CUSTOMER_STAGE_CHANGED,
     ] {
         let s = state.clone();
         events::subscribe(
@@ -63,11 +66,33 @@ pub async fn on_event(state: &AppState, e: &Event) -> anyhow::Result<usize> {
             TriggerType::JoinedGroup,
             e.data.get("customerId").and_then(Value::as_i64),
         ),
+        // A friendship ended (the callback's event carries who deleted whom); a customer row
+        // deleted through the API (no `deletedBy`) has nothing left to run on.
+        kind::CUSTOMER_DELETED if e.data.get("deletedBy").is_some() => (
+            TriggerType::CustomerDeleted,
+            e.data.get("customerId").and_then(Value::as_i64),
+        ),
+        kind::CUSTOMER_STAGE_CHANGED => (
+            TriggerType::StageChanged,
+            e.data
+                .get("customerId")
+                .and_then(Value::as_i64)
+                .or(e.aggregate_id.parse().ok()),
+        ),
         _ => return Ok(0),
     };
     let Some(customer_id) = customer_id else {
         return Ok(0);
     };
+    // Deletions and stage changes happen again to the same customer: each event is its own
+    // occasion (the outbox id, so a redelivered event still starts nothing new).
+    let occasion = matches!(
+        trigger,
+        TriggerType::CustomerDeleted | TriggerType::StageChanged
+    )
+    .then_some(e.seq);
+    let deleted_by = e.data.get("deletedBy").and_then(Value::as_str);
+    let stage_to = e.data.get("to").and_then(Value::as_str);
     let workflows = store::published_for(&state.db, e.tenant_id, trigger.as_str()).await?;
     if workflows.is_empty() {
         return Ok(0);
@@ -102,6 +127,13 @@ pub async fn on_event(state: &AppState, e: &Event) -> anyhow::Result<usize> {
             TriggerType::JoinedGroup => {
                 t.group_ids.is_empty() || group.is_some_and(|g| t.group_ids.contains(&g))
             }
+            TriggerType::CustomerDeleted => t
+                .deleted_by
+                .as_deref()
+                .is_none_or(|by| Some(by) == deleted_by),
+            TriggerType::StageChanged => {
+                t.stages.is_empty() || stage_to.is_some_and(|s| t.stages.iter().any(|x| x == s))
+            }
             _ => true,
         };
         if !matches {
@@ -115,7 +147,7 @@ pub async fn on_event(state: &AppState, e: &Event) -> anyhow::Result<usize> {
                 definition: &def,
                 trigger_type: trigger.as_str(),
                 trigger_ref: Some(e.event_id.clone()),
-                occasion: None,
+                occasion,
                 at: crate::state::now_ms(),
             },
             &[customer_id],

@@ -196,6 +196,22 @@ async fn contact(
                     ctx.now,
                 )
                 .await?;
+                // Workflows triggered by a deletion (seed 002's "customer deleted" task).
+                if let Some(cid) = customer {
+                    let by = if kind == risk::CUSTOMER_DELETED_STAFF {
+                        "customer"
+                    } else {
+                        "staff"
+                    };
+                    crate::events::emit(
+                        &mut tx,
+                        t,
+                        crate::events::kind::CUSTOMER_DELETED,
+                        cid,
+                        serde_json::json!({"customerId": cid, "externalUserid": e.external_user_id, "staffUserid": e.user_id, "deletedBy": by, "kind": kind, "source": "callback"}),
+                    )
+                    .await?;
+                }
             }
             if let Some(cid) = customer {
                 let active = tx

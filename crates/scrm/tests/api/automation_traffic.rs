@@ -433,7 +433,7 @@ async fn a_workflow_step_assigns_through_a_pool(app: TestApp) {
                 json!({"customerIds": [c]}),
             )
             .await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.status, 201, "{:?}", r.body);
     }
     let run_of = |wf: i64| {
         let app = &app;

@@ -998,7 +998,7 @@ async fn spawn_fast_retries(backend: scrm_db::Backend) -> TestApp {
     crate::helpers::spawn_app_with(backend, &[("SCRM_WECOM_RETRY_SECS", "1")]).await
 }
 
-scrm_db::db_tests!(spawn_fast_retries; a_send_step_out_of_attempts_keeps_trying_and_sends_once);
+scrm_db::db_tests!(crate::automation_workflows::spawn_fast_retries; a_send_step_out_of_attempts_keeps_trying_and_sends_once);
 
 /// Owned customers with their owner: (customer id, external_userid, owner userid, name).
 async fn owned_with_owner(app: &TestApp) -> Vec<(i64, String, String, String)> {
@@ -1264,7 +1264,7 @@ async fn an_assign_step_transfers_the_customer_in_wecom(app: TestApp) {
             json!({"customerIds": [c1]}),
         )
         .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.status, 201, "{:?}", r.body);
     let run_id = until("a run", || async {
         runs_of(&app, wf).await.first().and_then(|r| r["id"].as_i64())
     })
@@ -1319,7 +1319,7 @@ async fn a_send_step_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
             json!({"customerIds": [c1]}),
         )
         .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.status, 201, "{:?}", r.body);
     let run_id = until("a run", || async {
         runs_of(&app, wf).await.first().and_then(|r| r["id"].as_i64())
     })

@@ -148,7 +148,8 @@ struct AtomLink {
 }
 
 fn text(t: Option<Text>) -> Option<String> {
-    t.map(|t| t.value.trim().to_string()).filter(|s| !s.is_empty())
+    t.map(|t| t.value.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// The items of an RSS 2.0 or Atom document, in document order.
@@ -318,8 +319,12 @@ async fn fetch(state: &AppState, s: &Row) -> Result<(usize, usize), String> {
             .await
             .map_err(|e| e.to_string())?;
         let insert = match tx.backend() {
-            Backend::MySql => "INSERT IGNORE INTO content_source_item (tenant_id, source_id, item_key, material_id, title, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            _ => "INSERT INTO content_source_item (tenant_id, source_id, item_key, material_id, title, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            Backend::MySql => {
+                "INSERT IGNORE INTO content_source_item (tenant_id, source_id, item_key, material_id, title, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            }
+            _ => {
+                "INSERT INTO content_source_item (tenant_id, source_id, item_key, material_id, title, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            }
         };
         let n = tx
             .execute(
@@ -355,7 +360,11 @@ async fn fetch(state: &AppState, s: &Row) -> Result<(usize, usize), String> {
 }
 
 /// `automation.content.collect`: fetch every enabled source whose time has come.
-pub async fn run_collect(state: AppState, ctx: JobContext, _p: Value) -> Result<JobOutcome, JobError> {
+pub async fn run_collect(
+    state: AppState,
+    ctx: JobContext,
+    _p: Value,
+) -> Result<JobOutcome, JobError> {
     let due: Vec<Row> = state
         .db
         .fetch_all(
@@ -395,11 +404,21 @@ struct Checked {
 }
 
 fn check(b: Body) -> ApiResult<Checked> {
-    let name = b.name.as_deref().map(str::trim).unwrap_or_default().to_string();
+    let name = b
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::field("name", "1 to 100 characters"));
     }
-    let url = b.url.as_deref().map(str::trim).unwrap_or_default().to_string();
+    let url = b
+        .url
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
     let parsed = reqwest::Url::parse(&url).ok();
     if url.len() > 1000
         || !parsed
@@ -490,7 +509,15 @@ async fn create(
                 .bind(now),
         )
         .await?;
-    audit::record(&mut tx, &user, "content_source.create", "content_source", id, json!({"name": c.name, "url": c.url})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "content_source.create",
+        "content_source",
+        id,
+        json!({"name": c.name, "url": c.url}),
+    )
+    .await?;
     tx.commit().await?;
     let r = live(&state.db, user.tenant_id, id).await?;
     Ok(created(view(&state.db, &r, false).await?))
@@ -511,7 +538,9 @@ async fn list(
     let paging = Paging::new(q.page, q.size, 20, 100)?;
     let total = state
         .db
-        .fetch_i64(query("SELECT COUNT(*) FROM content_source WHERE tenant_id = ?").bind(user.tenant_id))
+        .fetch_i64(
+            query("SELECT COUNT(*) FROM content_source WHERE tenant_id = ?").bind(user.tenant_id),
+        )
         .await?;
     let rows: Vec<Row> = state
         .db
@@ -566,7 +595,15 @@ async fn update(
             .bind(id),
     )
     .await?;
-    audit::record(&mut tx, &user, "content_source.update", "content_source", id, json!({"name": c.name, "url": c.url})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "content_source.update",
+        "content_source",
+        id,
+        json!({"name": c.name, "url": c.url}),
+    )
+    .await?;
     tx.commit().await?;
     let r = live(&state.db, user.tenant_id, id).await?;
     Ok(ok(view(&state.db, &r, false).await?))
@@ -579,9 +616,27 @@ async fn delete(
 ) -> ApiResult<Reply<Value>> {
     let r = live(&state.db, user.tenant_id, id).await?;
     let mut tx = state.db.begin().await?;
-    tx.execute(query("DELETE FROM content_source_item WHERE tenant_id = ? AND source_id = ?").bind(user.tenant_id).bind(id)).await?;
-    tx.execute(query("DELETE FROM content_source WHERE tenant_id = ? AND id = ?").bind(user.tenant_id).bind(id)).await?;
-    audit::record(&mut tx, &user, "content_source.delete", "content_source", id, json!({"name": r.name})).await?;
+    tx.execute(
+        query("DELETE FROM content_source_item WHERE tenant_id = ? AND source_id = ?")
+            .bind(user.tenant_id)
+            .bind(id),
+    )
+    .await?;
+    tx.execute(
+        query("DELETE FROM content_source WHERE tenant_id = ? AND id = ?")
+            .bind(user.tenant_id)
+            .bind(id),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "content_source.delete",
+        "content_source",
+        id,
+        json!({"name": r.name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(ok(json!({"id": id, "deleted": true})))
 }
@@ -630,7 +685,10 @@ mod tests {
             }]
         );
         assert!(parse_feed("<html></html>").is_err());
-        let page = parse_page("https://e.com/p", "<html><head><TITLE> Hello\n world </TITLE></head></html>");
+        let page = parse_page(
+            "https://e.com/p",
+            "<html><head><TITLE> Hello\n world </TITLE></head></html>",
+        );
         assert_eq!(page.title, "Hello world");
     }
 }

@@ -297,7 +297,12 @@ struct Checked {
 }
 
 async fn check(db: &Db, tenant_id: i64, b: Body) -> ApiResult<Checked> {
-    let name = b.name.as_deref().map(str::trim).unwrap_or_default().to_string();
+    let name = b
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
     if name.is_empty() {
         return Err(ApiError::field("name", "is required"));
     }
@@ -386,7 +391,15 @@ async fn create(
                 .bind(now),
         )
         .await?;
-    audit::record(&mut tx, &user, "group_welcome.create", "group_welcome", id, json!({"name": c.name})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "group_welcome.create",
+        "group_welcome",
+        id,
+        json!({"name": c.name}),
+    )
+    .await?;
     tx.commit().await?;
     let r = live(&state.db, user.tenant_id, id).await?;
     Ok(created(view(&state.db, &r, false).await?))
@@ -407,7 +420,9 @@ async fn list(
     let paging = Paging::new(q.page, q.size, 20, 100)?;
     let total = state
         .db
-        .fetch_i64(query("SELECT COUNT(*) FROM group_welcome WHERE tenant_id = ?").bind(user.tenant_id))
+        .fetch_i64(
+            query("SELECT COUNT(*) FROM group_welcome WHERE tenant_id = ?").bind(user.tenant_id),
+        )
         .await?;
     let rows: Vec<Row> = state
         .db
@@ -461,7 +476,15 @@ async fn update(
             .bind(id),
     )
     .await?;
-    audit::record(&mut tx, &user, "group_welcome.update", "group_welcome", id, json!({"name": c.name})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "group_welcome.update",
+        "group_welcome",
+        id,
+        json!({"name": c.name}),
+    )
+    .await?;
     tx.commit().await?;
     let r = live(&state.db, user.tenant_id, id).await?;
     Ok(ok(view(&state.db, &r, false).await?))
@@ -474,8 +497,21 @@ async fn delete(
 ) -> ApiResult<Reply<Value>> {
     let r = live(&state.db, user.tenant_id, id).await?;
     let mut tx = state.db.begin().await?;
-    tx.execute(query("DELETE FROM group_welcome WHERE tenant_id = ? AND id = ?").bind(user.tenant_id).bind(id)).await?;
-    audit::record(&mut tx, &user, "group_welcome.delete", "group_welcome", id, json!({"name": r.name})).await?;
+    tx.execute(
+        query("DELETE FROM group_welcome WHERE tenant_id = ? AND id = ?")
+            .bind(user.tenant_id)
+            .bind(id),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "group_welcome.delete",
+        "group_welcome",
+        id,
+        json!({"name": r.name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(ok(json!({"id": id, "deleted": true})))
 }

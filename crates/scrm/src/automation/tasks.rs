@@ -73,9 +73,15 @@ fn workflow_of(name: &str) -> Option<i64> {
 /// What a job kind does, in words (seed 002's task names where it has them).
 fn describe(kind: &str) -> &'static str {
     match kind {
-        "automation.channel_code.daily" => "Channel codes back to their staff at midnight (daily add limits)",
-        "automation.workflow.tick" => "Scheduled workflow (per customer or group chat, e.g. a group push)",
-        k if k.starts_with("wework.sync") || k.starts_with("integration.") => "Data sync with WeCom",
+        "automation.channel_code.daily" => {
+            "Channel codes back to their staff at midnight (daily add limits)"
+        }
+        "automation.workflow.tick" => {
+            "Scheduled workflow (per customer or group chat, e.g. a group push)"
+        }
+        k if k.starts_with("wework.sync") || k.starts_with("integration.") => {
+            "Data sync with WeCom"
+        }
         k if k.starts_with("customers.exports") => "Delete expired customer exports",
         k if k.starts_with("customers.") => "Customer statistics and maintenance",
         k if k.starts_with("devices.") => "Device accounts (likes, moments, friends)",
@@ -112,7 +118,8 @@ async fn list(
                 state
                     .db
                     .fetch_optional(
-                        query("SELECT state, last_error, finished_at FROM job WHERE id = ?").bind(j),
+                        query("SELECT state, last_error, finished_at FROM job WHERE id = ?")
+                            .bind(j),
                     )
                     .await?
             }
@@ -190,17 +197,23 @@ async fn switch(state: &AppState, user: &CurrentUser, name: &str, on: bool) -> A
     };
     let mut tx = state.db.begin().await?;
     tx.execute(
-        query("UPDATE job_schedule SET enabled = ?, next_fire_at = ?, updated_at = ? WHERE name = ?")
-            .bind(on as i64)
-            .bind(next)
-            .bind(now)
-            .bind(name),
+        query(
+            "UPDATE job_schedule SET enabled = ?, next_fire_at = ?, updated_at = ? WHERE name = ?",
+        )
+        .bind(on as i64)
+        .bind(next)
+        .bind(now)
+        .bind(name),
     )
     .await?;
     audit::record(
         &mut tx,
         user,
-        if on { "schedule.enable" } else { "schedule.disable" },
+        if on {
+            "schedule.enable"
+        } else {
+            "schedule.disable"
+        },
         "schedule",
         name,
         json!({"kind": row.kind, "cron": row.cron}),

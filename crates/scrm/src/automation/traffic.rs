@@ -75,8 +75,7 @@ pub struct PoolRow {
     pub updated_at: i64,
 }
 
-const POOL_COLUMNS: &str =
-    "id, tenant_id, name, strategy, enabled, channel_code_ids, last_member_id, created_at, updated_at";
+const POOL_COLUMNS: &str = "id, tenant_id, name, strategy, enabled, channel_code_ids, last_member_id, created_at, updated_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MemberRow {
@@ -118,7 +117,8 @@ impl MemberRow {
 /// When a window of `days` (1 = Monday … 7, empty: every day) from `start` to `end` (HH:MM,
 /// Asia/Shanghai) is next open at or after `at`: the workflow window step's rule.
 fn opens_at(days: &[i64], start: Option<&str>, end: Option<&str>, at: i64) -> i64 {
-    let Ok(base) = serde_json::from_value::<super::workflows::model::Step>(json!({"type": "window"}))
+    let Ok(base) =
+        serde_json::from_value::<super::workflows::model::Step>(json!({"type": "window"}))
     else {
         return at;
     };
@@ -182,7 +182,12 @@ pub async fn pool_of_code(db: &Db, tenant_id: i64, code_id: i64) -> DbResult<Opt
 // Picking
 
 /// Customers given to each member of a pool on a day (pending and done).
-async fn given_on(tx: &mut Tx, tenant_id: i64, pool_id: i64, day: &str) -> DbResult<Vec<(i64, i64)>> {
+async fn given_on(
+    tx: &mut Tx,
+    tenant_id: i64,
+    pool_id: i64,
+    day: &str,
+) -> DbResult<Vec<(i64, i64)>> {
     tx.fetch_all(
         query(
             "SELECT member_id, COUNT(*) FROM traffic_assignment WHERE tenant_id = ? AND pool_id = ? \
@@ -265,7 +270,12 @@ pub fn choose(
             })
             .expect("not empty"),
         "least_loaded" => {
-            let l = |i: usize| loads.iter().find(|x| x.0 == members[i].id).map_or(0, |x| x.1);
+            let l = |i: usize| {
+                loads
+                    .iter()
+                    .find(|x| x.0 == members[i].id)
+                    .map_or(0, |x| x.1)
+            };
             *open
                 .iter()
                 .min_by_key(|&&i| (l(i), given(members[i].id), i))
@@ -393,16 +403,21 @@ async fn pick(
                 )
                 .await?;
             tx.rollback().await?;
-            return m
-                .map(|m| (id, m))
-                .ok_or_else(|| AssignError::Refused("the member picked earlier left the pool".into()));
+            return m.map(|m| (id, m)).ok_or_else(|| {
+                AssignError::Refused("the member picked earlier left the pool".into())
+            });
         }
     }
     let Some(p) = pool_row else {
-        return Err(AssignError::Refused(format!("traffic pool {pool_id} not found")));
+        return Err(AssignError::Refused(format!(
+            "traffic pool {pool_id} not found"
+        )));
     };
     if p.enabled != 1 {
-        return Err(AssignError::Refused(format!("traffic pool {} is disabled", p.name)));
+        return Err(AssignError::Refused(format!(
+            "traffic pool {} is disabled",
+            p.name
+        )));
     }
     let exists = tx
         .fetch_i64(
@@ -486,7 +501,9 @@ async fn deliver(
         )
         .await?;
     let Some((external_userid, owner_id, owner_userid)) = row else {
-        return Err(AssignError::Refused(format!("customer {customer_id} not found")));
+        return Err(AssignError::Refused(format!(
+            "customer {customer_id} not found"
+        )));
     };
     if owner_id == Some(staff_id) {
         return Ok(json!({"handedTo": m.account_id, "skipped": "already the owner"}));
@@ -611,8 +628,18 @@ fn hhmm(s: &str) -> Option<u32> {
     Some(t.hour() * 60 + t.minute())
 }
 
-async fn check(state: &AppState, tenant_id: i64, pool_id: Option<i64>, b: PoolBody) -> ApiResult<Checked> {
-    let name = b.name.as_deref().map(str::trim).unwrap_or_default().to_string();
+async fn check(
+    state: &AppState,
+    tenant_id: i64,
+    pool_id: Option<i64>,
+    b: PoolBody,
+) -> ApiResult<Checked> {
+    let name = b
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
     if name.is_empty() {
         return Err(ApiError::field("name", "is required"));
     }
@@ -630,17 +657,28 @@ async fn check(state: &AppState, tenant_id: i64, pool_id: Option<i64>, b: PoolBo
         return Err(ApiError::field("members", "at least one member"));
     }
     if b.members.len() > MAX_MEMBERS {
-        return Err(ApiError::field("members", format!("at most {MAX_MEMBERS} members")));
+        return Err(ApiError::field(
+            "members",
+            format!("at most {MAX_MEMBERS} members"),
+        ));
     }
     let mut members = Vec::new();
     for (i, m) in b.members.into_iter().enumerate() {
         let f = |n: &str| format!("members[{i}].{n}");
-        let id = m.account_id.as_deref().map(str::trim).unwrap_or_default().to_string();
+        let id = m
+            .account_id
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string();
         if id.is_empty() {
             return Err(ApiError::field(f("accountId"), "is required"));
         }
         if members.iter().any(|x: &CheckedMember| x.account_id == id) {
-            return Err(ApiError::field(f("accountId"), format!("{id} is already a member")));
+            return Err(ApiError::field(
+                f("accountId"),
+                format!("{id} is already a member"),
+            ));
         }
         // A sender account (a WeCom member or a device account) that can take customers.
         let acc = provider::resolve_for(
@@ -670,7 +708,10 @@ async fn check(state: &AppState, tenant_id: i64, pool_id: Option<i64>, b: PoolBo
         }
         let daily_cap = m.daily_cap.unwrap_or(0);
         if !(0..=10_000).contains(&daily_cap) {
-            return Err(ApiError::field(f("dailyCap"), "between 0 (no cap) and 10000"));
+            return Err(ApiError::field(
+                f("dailyCap"),
+                "between 0 (no cap) and 10000",
+            ));
         }
         if let Some(d) = m.work_days.iter().find(|d| !(1..=7).contains(*d)) {
             return Err(ApiError::field(
@@ -692,8 +733,12 @@ async fn check(state: &AppState, tenant_id: i64, pool_id: Option<i64>, b: PoolBo
                 }
                 (Some(s.clone()), Some(e.clone()))
             }
-            (None, Some(_)) => return Err(ApiError::field(f("workStart"), "is required with workEnd")),
-            (Some(_), None) => return Err(ApiError::field(f("workEnd"), "is required with workStart")),
+            (None, Some(_)) => {
+                return Err(ApiError::field(f("workStart"), "is required with workEnd"));
+            }
+            (Some(_), None) => {
+                return Err(ApiError::field(f("workEnd"), "is required with workStart"));
+            }
         };
         let mut days = m.work_days.clone();
         days.sort_unstable();
@@ -718,7 +763,10 @@ async fn check(state: &AppState, tenant_id: i64, pool_id: Option<i64>, b: PoolBo
             .await?
             .is_none_or(|r| r.deleted == 1)
         {
-            return Err(ApiError::field("channelCodeIds", format!("no channel code {c}")));
+            return Err(ApiError::field(
+                "channelCodeIds",
+                format!("no channel code {c}"),
+            ));
         }
         if let Some(other) = pool_of_code(&state.db, tenant_id, *c).await?
             && Some(other) != pool_id
@@ -739,7 +787,13 @@ async fn check(state: &AppState, tenant_id: i64, pool_id: Option<i64>, b: PoolBo
 }
 
 /// Replace a pool's members: kept accounts keep their row (and statistics).
-async fn write_members(tx: &mut Tx, tenant_id: i64, pool_id: i64, ms: &[CheckedMember], now: i64) -> DbResult<()> {
+async fn write_members(
+    tx: &mut Tx,
+    tenant_id: i64,
+    pool_id: i64,
+    ms: &[CheckedMember],
+    now: i64,
+) -> DbResult<()> {
     let existing: Vec<(i64, String)> = tx
         .fetch_all(
             query("SELECT id, account_id FROM traffic_pool_member WHERE tenant_id = ? AND pool_id = ?")
@@ -851,7 +905,15 @@ async fn create_pool(
         )
         .await?;
     write_members(&mut tx, user.tenant_id, id, &c.members, now).await?;
-    audit::record(&mut tx, &user, "traffic_pool.create", "traffic_pool", id, json!({"name": c.name, "strategy": c.strategy, "members": c.members.len()})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "traffic_pool.create",
+        "traffic_pool",
+        id,
+        json!({"name": c.name, "strategy": c.strategy, "members": c.members.len()}),
+    )
+    .await?;
     tx.commit().await?;
     let p = live(&state.db, user.tenant_id, id).await?;
     Ok(created(pool_view(&state.db, &p).await?))
@@ -874,7 +936,9 @@ async fn list_pools(
     let paging = Paging::new(q.page, q.size, 20, 100)?;
     let total = state
         .db
-        .fetch_i64(query("SELECT COUNT(*) FROM traffic_pool WHERE tenant_id = ?").bind(user.tenant_id))
+        .fetch_i64(
+            query("SELECT COUNT(*) FROM traffic_pool WHERE tenant_id = ?").bind(user.tenant_id),
+        )
         .await?;
     let rows: Vec<PoolRow> = state
         .db
@@ -930,7 +994,15 @@ async fn update_pool(
     )
     .await?;
     write_members(&mut tx, user.tenant_id, id, &c.members, now).await?;
-    audit::record(&mut tx, &user, "traffic_pool.update", "traffic_pool", id, json!({"name": c.name, "strategy": c.strategy, "members": c.members.len()})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "traffic_pool.update",
+        "traffic_pool",
+        id,
+        json!({"name": c.name, "strategy": c.strategy, "members": c.members.len()}),
+    )
+    .await?;
     tx.commit().await?;
     let p = live(&state.db, user.tenant_id, id).await?;
     Ok(ok(pool_view(&state.db, &p).await?))
@@ -943,9 +1015,27 @@ async fn delete_pool(
 ) -> ApiResult<Reply<Value>> {
     let p = live(&state.db, user.tenant_id, id).await?;
     let mut tx = state.db.begin().await?;
-    tx.execute(query("DELETE FROM traffic_pool_member WHERE tenant_id = ? AND pool_id = ?").bind(user.tenant_id).bind(id)).await?;
-    tx.execute(query("DELETE FROM traffic_pool WHERE tenant_id = ? AND id = ?").bind(user.tenant_id).bind(id)).await?;
-    audit::record(&mut tx, &user, "traffic_pool.delete", "traffic_pool", id, json!({"name": p.name})).await?;
+    tx.execute(
+        query("DELETE FROM traffic_pool_member WHERE tenant_id = ? AND pool_id = ?")
+            .bind(user.tenant_id)
+            .bind(id),
+    )
+    .await?;
+    tx.execute(
+        query("DELETE FROM traffic_pool WHERE tenant_id = ? AND id = ?")
+            .bind(user.tenant_id)
+            .bind(id),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "traffic_pool.delete",
+        "traffic_pool",
+        id,
+        json!({"name": p.name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(ok(json!({"id": id, "deleted": true})))
 }
@@ -979,9 +1069,11 @@ async fn assign_route(
         let n = state
             .db
             .fetch_i64(
-                query("SELECT COUNT(*) FROM customer WHERE tenant_id = ? AND id = ? AND status = 1")
-                    .bind(user.tenant_id)
-                    .bind(*c),
+                query(
+                    "SELECT COUNT(*) FROM customer WHERE tenant_id = ? AND id = ? AND status = 1",
+                )
+                .bind(user.tenant_id)
+                .bind(*c),
             )
             .await?;
         if n == 0 {
@@ -1001,14 +1093,32 @@ async fn assign_route(
     }
     let mut results = Vec::new();
     for c in ids {
-        let r = assign(&state, user.tenant_id, id, c, &Source { kind: "api", key: None }).await;
+        let r = assign(
+            &state,
+            user.tenant_id,
+            id,
+            c,
+            &Source {
+                kind: "api",
+                key: None,
+            },
+        )
+        .await;
         results.push(match r {
             Ok(v) => json!({"customerId": c, "ok": true, "result": v}),
             Err(e) => json!({"customerId": c, "ok": false, "error": e.to_string()}),
         });
     }
     let mut tx = state.db.begin().await?;
-    audit::record(&mut tx, &user, "traffic_pool.assign", "traffic_pool", id, json!({"results": results})).await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "traffic_pool.assign",
+        "traffic_pool",
+        id,
+        json!({"results": results}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(ok(json!({"poolId": id, "results": results})))
 }
@@ -1030,7 +1140,9 @@ async fn list_assignments(
     let mut count = query("SELECT COUNT(*) FROM traffic_assignment");
     count.append(&cond);
     let total = state.db.fetch_i64(count).await?;
-    let mut page = query("SELECT id, member_id, customer_id, assign_day, source, status, error, created_at FROM traffic_assignment");
+    let mut page = query(
+        "SELECT id, member_id, customer_id, assign_day, source, status, error, created_at FROM traffic_assignment",
+    );
     page.append(&cond);
     page.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
         .push_bind(paging.size)
@@ -1097,7 +1209,13 @@ async fn statistics(
             .filter(|r| r.0 == m.id)
             .map(|r| json!({"day": r.1, "assigned": r.2}))
             .collect();
-        let count = |s: &str| totals.iter().filter(|r| r.0 == m.id && r.1 == s).map(|r| r.2).sum::<i64>();
+        let count = |s: &str| {
+            totals
+                .iter()
+                .filter(|r| r.0 == m.id && r.1 == s)
+                .map(|r| r.2)
+                .sum::<i64>()
+        };
         out.push(json!({
             "memberId": m.id,
             "accountId": m.account_id,
@@ -1113,7 +1231,9 @@ async fn statistics(
         }));
     }
     tx.rollback().await?;
-    Ok(ok(json!({"poolId": p.id, "strategy": p.strategy, "from": first, "to": today, "members": out})))
+    Ok(ok(
+        json!({"poolId": p.id, "strategy": p.strategy, "from": first, "to": today, "members": out}),
+    ))
 }
 
 #[cfg(test)]
@@ -1178,7 +1298,15 @@ mod tests {
     #[test]
     fn least_loaded_takes_the_emptiest() {
         let ms = vec![m(1, 1, 0), m(2, 1, 0), m(3, 1, 0)];
-        let i = choose("least_loaded", 0, &ms, &[], &[(1, 5), (2, 2), (3, 9)], MONDAY_10).unwrap();
+        let i = choose(
+            "least_loaded",
+            0,
+            &ms,
+            &[],
+            &[(1, 5), (2, 2), (3, 9)],
+            MONDAY_10,
+        )
+        .unwrap();
         assert_eq!(ms[i].id, 2);
     }
 

@@ -806,7 +806,9 @@ async fn a_customer_joining_a_group_chat_is_welcomed_in_it_once(app: TestApp) {
     // A viewer reads, cannot change; another tenant sees nothing.
     let (_, viewer) = app.user_with_role("gw-viewer", "viewer").await;
     assert_eq!(
-        app.get("/api/v1/automation/group-welcomes", &viewer).await.status,
+        app.get("/api/v1/automation/group-welcomes", &viewer)
+            .await
+            .status,
         200
     );
     let r = app
@@ -845,7 +847,10 @@ fn rss(items: &[(&str, &str)]) -> String {
 /// due sources by itself; bad bodies name their field; viewers read only; tenants.
 async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestApp) {
     use std::sync::Arc;
-    let feed = Arc::new(parking_lot::Mutex::new(rss(&[("g1", "第一篇"), ("g2", "第二篇")])));
+    let feed = Arc::new(parking_lot::Mutex::new(rss(&[
+        ("g1", "第一篇"),
+        ("g2", "第二篇"),
+    ])));
     let served = feed.clone();
     let router = axum::Router::new()
         .route(
@@ -876,8 +881,14 @@ async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestAp
     for (body, field) in [
         (json!({"url": format!("{base}/feed.xml")}), "name"),
         (json!({"name": "x", "url": "ftp://example.com/feed"}), "url"),
-        (json!({"name": "x", "url": format!("{base}/feed.xml"), "kind": "video"}), "kind"),
-        (json!({"name": "x", "url": format!("{base}/feed.xml"), "intervalMinutes": 1}), "intervalMinutes"),
+        (
+            json!({"name": "x", "url": format!("{base}/feed.xml"), "kind": "video"}),
+            "kind",
+        ),
+        (
+            json!({"name": "x", "url": format!("{base}/feed.xml"), "intervalMinutes": 1}),
+            "intervalMinutes",
+        ),
     ] {
         let r = app.post(SOURCES, &app.admin_token, body.clone()).await;
         assert_eq!(r.status, 400, "{body}: {:?}", r.body);
@@ -896,14 +907,23 @@ async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestAp
         let app = &app;
         async move {
             let r = app
-                .post(&format!("{SOURCES}/{id}/fetch"), &app.admin_token, json!({}))
+                .post(
+                    &format!("{SOURCES}/{id}/fetch"),
+                    &app.admin_token,
+                    json!({}),
+                )
                 .await;
             assert_eq!(r.status, 200, "{:?}", r.body);
-            (r.data()["added"].as_i64().unwrap(), r.data()["skipped"].as_i64().unwrap())
+            (
+                r.data()["added"].as_i64().unwrap(),
+                r.data()["skipped"].as_i64().unwrap(),
+            )
         }
     };
     assert_eq!(fetch(feed_id).await, (2, 0));
-    let d = app.get(&format!("{SOURCES}/{feed_id}"), &app.admin_token).await;
+    let d = app
+        .get(&format!("{SOURCES}/{feed_id}"), &app.admin_token)
+        .await;
     let items = d.data()["recentItems"].as_array().unwrap().clone();
     assert_eq!(items.len(), 2, "{items:?}");
     let first = items.iter().find(|i| i["key"] == "g1").expect("g1");
@@ -923,7 +943,11 @@ async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestAp
     *feed.lock() = rss(&[("g3", "第三篇"), ("g1", "第一篇"), ("g2", "第二篇")]);
     assert_eq!(fetch(feed_id).await, (1, 2));
     assert_eq!(
-        n(&app, "SELECT COUNT(*) FROM material WHERE material_type = 'link'".into()).await,
+        n(
+            &app,
+            "SELECT COUNT(*) FROM material WHERE material_type = 'link'".into()
+        )
+        .await,
         3
     );
 
@@ -939,7 +963,11 @@ async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestAp
     assert_eq!(fetch(page_id).await, (1, 0));
     assert_eq!(fetch(page_id).await, (0, 1));
     assert_eq!(
-        n(&app, "SELECT COUNT(*) FROM material WHERE title = '双十一 活动'".into()).await,
+        n(
+            &app,
+            "SELECT COUNT(*) FROM material WHERE title = '双十一 活动'".into()
+        )
+        .await,
         1
     );
     // An unreadable source: a clear error, recorded on the source.
@@ -952,11 +980,17 @@ async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestAp
         .await;
     let broken = r.data()["id"].as_i64().unwrap();
     let f = app
-        .post(&format!("{SOURCES}/{broken}/fetch"), &app.admin_token, json!({}))
+        .post(
+            &format!("{SOURCES}/{broken}/fetch"),
+            &app.admin_token,
+            json!({}),
+        )
         .await;
     assert_eq!(f.status, 502, "{:?}", f.body);
     assert_eq!(f.body["error"], "CONTENT_SOURCE_UNREADABLE");
-    let d = app.get(&format!("{SOURCES}/{broken}"), &app.admin_token).await;
+    let d = app
+        .get(&format!("{SOURCES}/{broken}"), &app.admin_token)
+        .await;
     assert!(d.data()["lastError"].as_str().is_some(), "{:?}", d.body);
 
     // The collection job fetches what is due by itself (a new source is due at once).
@@ -984,7 +1018,11 @@ async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestAp
     })
     .await;
     assert_eq!(
-        n(&app, "SELECT COUNT(*) FROM material WHERE title = '原子一'".into()).await,
+        n(
+            &app,
+            "SELECT COUNT(*) FROM material WHERE title = '原子一'".into()
+        )
+        .await,
         1
     );
 
@@ -999,9 +1037,13 @@ async fn content_sources_collect_feeds_and_pages_into_materials_once(app: TestAp
         )
         .await;
     assert_eq!(r.status, 403);
-    let (_, other) = app.other_tenant_admin("content-other", "content-other-admin").await;
+    let (_, other) = app
+        .other_tenant_admin("content-other", "content-other-admin")
+        .await;
     assert_eq!(
-        app.get(&format!("{SOURCES}/{feed_id}"), &other).await.status,
+        app.get(&format!("{SOURCES}/{feed_id}"), &other)
+            .await
+            .status,
         404
     );
     assert_eq!(

@@ -132,7 +132,9 @@ async fn a_channel_code_hands_its_customers_round_robin_across_the_pool(app: Tes
         let id = until("the customer in scrm", || async {
             let id = n(
                 &app,
-                format!("SELECT COALESCE(MAX(id), 0) FROM customer WHERE external_userid = '{ext}'"),
+                format!(
+                    "SELECT COALESCE(MAX(id), 0) FROM customer WHERE external_userid = '{ext}'"
+                ),
             )
             .await;
             (id > 0).then_some(id)
@@ -151,8 +153,16 @@ async fn a_channel_code_hands_its_customers_round_robin_across_the_pool(app: Tes
             .then_some(o)
     })
     .await;
-    assert_eq!(owners.iter().filter(|o| **o == json!(m1_id)).count(), 2, "{owners:?}");
-    assert_eq!(owners.iter().filter(|o| **o == json!(m2_id)).count(), 1, "{owners:?}");
+    assert_eq!(
+        owners.iter().filter(|o| **o == json!(m1_id)).count(),
+        2,
+        "{owners:?}"
+    );
+    assert_eq!(
+        owners.iter().filter(|o| **o == json!(m2_id)).count(),
+        1,
+        "{owners:?}"
+    );
     assert_eq!(
         sim.call_counts()
             .get("/cgi-bin/externalcontact/transfer_customer")
@@ -223,23 +233,67 @@ async fn pools_assign_by_weight_validate_and_stay_in_their_tenant(app: TestApp) 
 
     // Validation: each problem names its field, nothing is written.
     let cases = vec![
-        (json!({"strategy": "weight", "members": [{"accountId": m1}]}), 400, "name"),
-        (json!({"name": "p", "strategy": "random", "members": [{"accountId": m1}]}), 400, "strategy"),
+        (
+            json!({"strategy": "weight", "members": [{"accountId": m1}]}),
+            400,
+            "name",
+        ),
+        (
+            json!({"name": "p", "strategy": "random", "members": [{"accountId": m1}]}),
+            400,
+            "strategy",
+        ),
         (json!({"name": "p", "members": []}), 400, "members"),
-        (json!({"name": "p", "members": [{"accountId": "nobody-here"}]}), 404, "members[0].accountId"),
-        (json!({"name": "p", "members": [{"accountId": m1}, {"accountId": m1}]}), 400, "members[1].accountId"),
-        (json!({"name": "p", "members": [{"accountId": m1, "weight": 0}]}), 400, "members[0].weight"),
-        (json!({"name": "p", "members": [{"accountId": m1, "dailyCap": -1}]}), 400, "members[0].dailyCap"),
-        (json!({"name": "p", "members": [{"accountId": m1, "workStart": "09:00"}]}), 400, "members[0].workEnd"),
-        (json!({"name": "p", "members": [{"accountId": m1, "workStart": "18:00", "workEnd": "09:00"}]}), 400, "members[0].workEnd"),
-        (json!({"name": "p", "members": [{"accountId": m1, "workDays": [0]}]}), 400, "members[0].workDays"),
-        (json!({"name": "p", "channelCodeIds": [987654], "members": [{"accountId": m1}]}), 400, "channelCodeIds"),
+        (
+            json!({"name": "p", "members": [{"accountId": "nobody-here"}]}),
+            404,
+            "members[0].accountId",
+        ),
+        (
+            json!({"name": "p", "members": [{"accountId": m1}, {"accountId": m1}]}),
+            400,
+            "members[1].accountId",
+        ),
+        (
+            json!({"name": "p", "members": [{"accountId": m1, "weight": 0}]}),
+            400,
+            "members[0].weight",
+        ),
+        (
+            json!({"name": "p", "members": [{"accountId": m1, "dailyCap": -1}]}),
+            400,
+            "members[0].dailyCap",
+        ),
+        (
+            json!({"name": "p", "members": [{"accountId": m1, "workStart": "09:00"}]}),
+            400,
+            "members[0].workEnd",
+        ),
+        (
+            json!({"name": "p", "members": [{"accountId": m1, "workStart": "18:00", "workEnd": "09:00"}]}),
+            400,
+            "members[0].workEnd",
+        ),
+        (
+            json!({"name": "p", "members": [{"accountId": m1, "workDays": [0]}]}),
+            400,
+            "members[0].workDays",
+        ),
+        (
+            json!({"name": "p", "channelCodeIds": [987654], "members": [{"accountId": m1}]}),
+            400,
+            "channelCodeIds",
+        ),
     ];
     for (body, status, field) in cases {
         let r = app.post(BASE, &app.admin_token, body.clone()).await;
         assert_eq!(r.status, status, "{body}: {:?}", r.body);
         let fields = r.body["fields"].to_string() + &r.body.to_string();
-        assert!(fields.contains(&format!("\"{field}\"")), "{body} names {field}: {:?}", r.body);
+        assert!(
+            fields.contains(&format!("\"{field}\"")),
+            "{body} names {field}: {:?}",
+            r.body
+        );
     }
     assert_eq!(n(&app, "SELECT COUNT(*) FROM traffic_pool".into()).await, 0);
 
@@ -263,11 +317,18 @@ async fn pools_assign_by_weight_validate_and_stay_in_their_tenant(app: TestApp) 
     assert_eq!(a.status, 200, "{:?}", a.body);
     let results = a.data()["results"].as_array().unwrap();
     assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
-    let to_m1 = results.iter().filter(|r| r["result"]["accountId"] == m1).count();
+    let to_m1 = results
+        .iter()
+        .filter(|r| r["result"]["accountId"] == m1)
+        .count();
     assert_eq!((to_m1, results.len() - to_m1), (3, 1), "{results:?}");
     for r in results {
         let c = r["customerId"].as_i64().unwrap();
-        let want = if r["result"]["accountId"] == m1 { m1_id } else { m2_id };
+        let want = if r["result"]["accountId"] == m1 {
+            m1_id
+        } else {
+            m2_id
+        };
         assert_eq!(owner_of(&app, c).await, json!(want));
     }
     let missing = app
@@ -306,7 +367,9 @@ async fn pools_assign_by_weight_validate_and_stay_in_their_tenant(app: TestApp) 
     let res = &a.data()["results"][0];
     assert_eq!(res["ok"], false, "{res}");
     assert!(res["error"].as_str().unwrap().contains("next at"), "{res}");
-    let stats = app.get(&format!("{BASE}/{off}/statistics"), &app.admin_token).await;
+    let stats = app
+        .get(&format!("{BASE}/{off}/statistics"), &app.admin_token)
+        .await;
     assert_eq!(member_stats(stats.data(), &m3)["availableNow"], false);
 
     // Update keeps a kept member's row; a viewer reads but cannot change or assign.
@@ -327,11 +390,17 @@ async fn pools_assign_by_weight_validate_and_stay_in_their_tenant(app: TestApp) 
     let (_, viewer) = app.user_with_role("pool-viewer", "viewer").await;
     assert_eq!(app.get(BASE, &viewer).await.status, 200);
     assert_eq!(
-        app.get(&format!("{BASE}/{pool}/statistics"), &viewer).await.status,
+        app.get(&format!("{BASE}/{pool}/statistics"), &viewer)
+            .await
+            .status,
         200
     );
     let denied = app
-        .post(BASE, &viewer, json!({"name": "x", "members": [{"accountId": m1}]}))
+        .post(
+            BASE,
+            &viewer,
+            json!({"name": "x", "members": [{"accountId": m1}]}),
+        )
         .await;
     assert_eq!(denied.status, 403, "{:?}", denied.body);
     let denied = app
@@ -344,7 +413,9 @@ async fn pools_assign_by_weight_validate_and_stay_in_their_tenant(app: TestApp) 
     assert_eq!(denied.status, 403);
 
     // Another tenant sees none of it.
-    let (_, other) = app.other_tenant_admin("pool-other", "pool-other-admin").await;
+    let (_, other) = app
+        .other_tenant_admin("pool-other", "pool-other-admin")
+        .await;
     assert_eq!(app.get(&format!("{BASE}/{pool}"), &other).await.status, 404);
     assert_eq!(app.get(BASE, &other).await.data()["total"], 0);
     let a = app
@@ -359,7 +430,9 @@ async fn pools_assign_by_weight_validate_and_stay_in_their_tenant(app: TestApp) 
         app.delete(&format!("{BASE}/{pool}"), &other).await.status,
         404
     );
-    let d = app.delete(&format!("{BASE}/{pool}"), &app.admin_token).await;
+    let d = app
+        .delete(&format!("{BASE}/{pool}"), &app.admin_token)
+        .await;
     assert_eq!(d.status, 200);
     assert_eq!(
         app.get(&format!("{BASE}/{pool}"), &app.admin_token)
@@ -377,7 +450,11 @@ async fn a_workflow_step_assigns_through_a_pool(app: TestApp) {
     let (m1_id, m1) = staff[1].clone();
     let (_, m2) = staff[2].clone();
     let r = app
-        .post(BASE, &app.admin_token, json!({"name": "池", "members": [{"accountId": m1}]}))
+        .post(
+            BASE,
+            &app.admin_token,
+            json!({"name": "池", "members": [{"accountId": m1}]}),
+        )
         .await;
     let pool = r.data()["id"].as_i64().unwrap();
     let tomorrow = (chrono::Utc::now()
@@ -402,7 +479,11 @@ async fn a_workflow_step_assigns_through_a_pool(app: TestApp) {
         )
         .await;
     assert_eq!(bad.status, 400, "{:?}", bad.body);
-    assert!(bad.body.to_string().contains("steps[0].poolId"), "{:?}", bad.body);
+    assert!(
+        bad.body.to_string().contains("steps[0].poolId"),
+        "{:?}",
+        bad.body
+    );
     let mut wfs = Vec::new();
     for p in [pool, off] {
         let r = app
@@ -483,7 +564,11 @@ async fn a_workflow_step_assigns_through_a_pool(app: TestApp) {
     let r = run_of(wfs[1]).await.unwrap();
     assert_ne!(r["status"], 3, "{r}");
     assert_eq!(
-        n(&app, format!("SELECT COUNT(*) FROM traffic_assignment WHERE pool_id = {off}")).await,
+        n(
+            &app,
+            format!("SELECT COUNT(*) FROM traffic_assignment WHERE pool_id = {off}")
+        )
+        .await,
         0
     );
     sim.shutdown().await;

@@ -1029,7 +1029,9 @@ async fn tag_ids(app: &TestApp) -> Vec<i64> {
 async fn has_tag(app: &TestApp, customer: i64, tag: i64) -> bool {
     n(
         app,
-        format!("SELECT COUNT(*) FROM customer_tag WHERE customer_id = {customer} AND tag_id = {tag}"),
+        format!(
+            "SELECT COUNT(*) FROM customer_tag WHERE customer_id = {customer} AND tag_id = {tag}"
+        ),
     )
     .await
         > 0
@@ -1094,7 +1096,11 @@ async fn a_deletion_starts_the_workflow_of_who_deleted_whom(app: TestApp) {
     assert_eq!(r1["customerId"], c1, "{r1}");
     assert_eq!(r1["triggerType"], "customer_deleted");
     let done = run_status(&app, r1["id"].as_i64().unwrap(), 2).await;
-    assert_eq!(done["steps"][0]["result"]["added"], json!([lost_tag]), "{done}");
+    assert_eq!(
+        done["steps"][0]["result"]["added"],
+        json!([lost_tag]),
+        "{done}"
+    );
     assert!(has_tag(&app, c1, lost_tag).await);
     // The member was told, with the customer's name.
     let told: Vec<Delivery> = until("the reminder", || async {
@@ -1266,7 +1272,10 @@ async fn an_assign_step_transfers_the_customer_in_wecom(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let run_id = until("a run", || async {
-        runs_of(&app, wf).await.first().and_then(|r| r["id"].as_i64())
+        runs_of(&app, wf)
+            .await
+            .first()
+            .and_then(|r| r["id"].as_i64())
     })
     .await;
     let done = run_status(&app, run_id, 2).await;
@@ -1321,7 +1330,10 @@ async fn a_send_step_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let run_id = until("a run", || async {
-        runs_of(&app, wf).await.first().and_then(|r| r["id"].as_i64())
+        runs_of(&app, wf)
+            .await
+            .first()
+            .and_then(|r| r["id"].as_i64())
     })
     .await;
     // Five attempts failed (recorded), the sixth and last used …
@@ -1342,7 +1354,10 @@ async fn a_send_step_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
     let mut seen = vec![run_at().await];
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < 3 {
-        assert!(Instant::now() < deadline, "more tries after the last attempt: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "more tries after the last attempt: {seen:?}"
+        );
         let at = run_at().await;
         if !seen.contains(&at) {
             seen.push(at);
@@ -1413,12 +1428,15 @@ async fn cron_tasks_are_listed_and_switchable(app: TestApp) {
     assert_eq!(
         n(
             &app,
-            "SELECT enabled FROM job_schedule WHERE name = 'automation.channel_codes.daily_reset'".into()
+            "SELECT enabled FROM job_schedule WHERE name = 'automation.channel_codes.daily_reset'"
+                .into()
         )
         .await,
         0
     );
-    let offs = app.get(&format!("{TASKS}?enabled=false"), &app.admin_token).await;
+    let offs = app
+        .get(&format!("{TASKS}?enabled=false"), &app.admin_token)
+        .await;
     let offs = offs.data()["list"].as_array().unwrap().clone();
     assert!(find(&offs, "automation.channel_codes.daily_reset").is_some());
     assert!(find(&offs, &format!("workflow:{wf}")).is_none());
@@ -1434,16 +1452,32 @@ async fn cron_tasks_are_listed_and_switchable(app: TestApp) {
     let next = chrono::DateTime::parse_from_rfc3339(on.data()["nextFireAt"].as_str().unwrap())
         .unwrap()
         .timestamp_millis();
-    assert!(next > chrono::Utc::now().timestamp_millis(), "{:?}", on.body);
+    assert!(
+        next > chrono::Utc::now().timestamp_millis(),
+        "{:?}",
+        on.body
+    );
 
     // A workflow's schedule follows the workflow.
     let r = app
-        .post(&format!("{TASKS}/workflow:{wf}/disable"), &app.admin_token, json!({}))
+        .post(
+            &format!("{TASKS}/workflow:{wf}/disable"),
+            &app.admin_token,
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 409, "{:?}", r.body);
-    assert_eq!(r.body["error"], "SCHEDULE_OWNED_BY_WORKFLOW", "{:?}", r.body);
+    assert_eq!(
+        r.body["error"], "SCHEDULE_OWNED_BY_WORKFLOW",
+        "{:?}",
+        r.body
+    );
     let r = app
-        .post(&format!("{TASKS}/no.such.schedule/disable"), &app.admin_token, json!({}))
+        .post(
+            &format!("{TASKS}/no.such.schedule/disable"),
+            &app.admin_token,
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 404);
 
@@ -1458,7 +1492,9 @@ async fn cron_tasks_are_listed_and_switchable(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, 403);
-    let (_, other) = app.other_tenant_admin("tasks-other", "tasks-other-admin").await;
+    let (_, other) = app
+        .other_tenant_admin("tasks-other", "tasks-other-admin")
+        .await;
     let theirs = app.get(TASKS, &other).await;
     let theirs = theirs.data()["list"].as_array().unwrap().clone();
     assert!(find(&theirs, "automation.channel_codes.daily_reset").is_some());

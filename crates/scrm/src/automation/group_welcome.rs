@@ -180,10 +180,9 @@ pub async fn run_send(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
                 .bind(p.send_id),
         )
         .await?;
-    let Some((t, welcome_id, group_id, member, status)) = row.filter(|r| r.4 == "pending") else {
+    let Some((t, welcome_id, group_id, member, _)) = row.filter(|r| r.4 == "pending") else {
         return Ok(JobOutcome::Done);
     };
-    let _ = status;
     let fail = |error: String| {
         let db = state.db.clone();
         async move {

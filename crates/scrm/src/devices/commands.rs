@@ -217,7 +217,13 @@ async fn release(state: &AppState, ctx: &JobContext, id: &str) -> anyhow::Result
             return Ok(JobOutcome::RetryAt(ctx.now_ms() + OFFLINE_RECHECK_MS));
         }
         Some("OFFLINE") => {
-            give_up(state, tenant_id, id, "the account stayed OFFLINE for 24 hours").await?;
+            give_up(
+                state,
+                tenant_id,
+                id,
+                "the account stayed OFFLINE for 24 hours",
+            )
+            .await?;
             return Ok(JobOutcome::Done);
         }
         Some(_) => {
@@ -229,11 +235,18 @@ async fn release(state: &AppState, ctx: &JobContext, id: &str) -> anyhow::Result
             return Ok(JobOutcome::Done);
         }
     }
+    // When this run of the release job was claimed: the time the per-account gap is kept
+    // between (the engine spaces claims of one key).
+    let started: Option<(Option<i64>,)> = state
+        .db
+        .fetch_optional(query("SELECT started_at FROM job WHERE id = ?").bind(ctx.id))
+        .await?;
+    let released_at = started.and_then(|s| s.0).unwrap_or_else(|| ctx.now_ms());
     state
         .db
         .execute(
             query("UPDATE device_command SET status = 'ready', released_at = ? WHERE command_id = ? AND status = 'pending'")
-                .bind(ctx.now_ms())
+                .bind(released_at)
                 .bind(id),
         )
         .await?;

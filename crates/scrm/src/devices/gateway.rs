@@ -501,23 +501,22 @@ async fn session(state: AppState, gw: Gateway, socket: WebSocket) -> anyhow::Res
     }
     .await;
     if state.devices.unregister(gw.id, sid) {
-        state
-            .db
-            .execute(
-                query("UPDATE device_account SET status = 'OFFLINE', updated_at = ? WHERE tenant_id = ? AND gateway_id = ? AND status = 'ACTIVE'")
-                    .bind(now_ms())
-                    .bind(gw.tenant_id)
-                    .bind(gw.id),
-            )
-            .await?;
-        state
-            .db
-            .execute(
-                query("UPDATE device_gateway SET connected = 0, last_seen_at = ? WHERE id = ?")
-                    .bind(now_ms())
-                    .bind(gw.id),
-            )
-            .await?;
+        // One transaction: nobody sees the accounts OFFLINE and the gateway still connected.
+        let mut tx = state.db.begin().await?;
+        tx.execute(
+            query("UPDATE device_account SET status = 'OFFLINE', updated_at = ? WHERE tenant_id = ? AND gateway_id = ? AND status = 'ACTIVE'")
+                .bind(now_ms())
+                .bind(gw.tenant_id)
+                .bind(gw.id),
+        )
+        .await?;
+        tx.execute(
+            query("UPDATE device_gateway SET connected = 0, last_seen_at = ? WHERE id = ?")
+                .bind(now_ms())
+                .bind(gw.id),
+        )
+        .await?;
+        tx.commit().await?;
     }
     tracing::info!(gateway = gw.id, "gateway disconnected");
     result

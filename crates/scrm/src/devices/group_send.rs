@@ -111,8 +111,8 @@ async fn device_senders(tx: &mut Tx, tenant_id: i64, senders: &[String]) -> DbRe
     if senders.is_empty() {
         return Ok(Vec::new());
     }
-    let mut q = query("SELECT wxid FROM device_account WHERE tenant_id = ? AND wxid IN ")
-        .bind(tenant_id);
+    let mut q =
+        query("SELECT wxid FROM device_account WHERE tenant_id = ? AND wxid IN ").bind(tenant_id);
     q.push_in_list(senders.iter().cloned());
     let found: Vec<(String,)> = tx.fetch_all(q).await?;
     // In the order the task named them: the first one holding a customer sends to it.
@@ -265,7 +265,9 @@ pub async fn on_command_final(
     )
     .await?;
     let task: Option<(i64,)> = tx
-        .fetch_optional(query("SELECT task_id FROM t_group_send_result WHERE id = ?").bind(c.source_id))
+        .fetch_optional(
+            query("SELECT task_id FROM t_group_send_result WHERE id = ?").bind(c.source_id),
+        )
         .await?;
     if let Some((task_id,)) = task {
         let job = NewJob::new(FINISH, &json!({"taskId": task_id}))?.tenant(c.tenant_id);
@@ -288,7 +290,11 @@ pub async fn cancelled(db: &Db, result_id: i64) -> DbResult<bool> {
 }
 
 /// `devices.group_send.finish`.
-pub async fn run_finish(state: AppState, ctx: JobContext, p: Value) -> Result<JobOutcome, JobError> {
+pub async fn run_finish(
+    state: AppState,
+    ctx: JobContext,
+    p: Value,
+) -> Result<JobOutcome, JobError> {
     let Some(task_id) = p["taskId"].as_i64() else {
         return Ok(JobOutcome::Done);
     };

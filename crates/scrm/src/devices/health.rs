@@ -98,14 +98,16 @@ pub async fn inputs(
                         .bind(staff_id),
                 )
                 .await?;
-            let adds = db
-                .fetch_i64(
-                    query("SELECT COALESCE(SUM(added), 0) FROM customer_stats_daily WHERE tenant_id = ? AND dim = 'staff' AND dim_value = ? AND day >= ?")
+            // One row per day (≤ 31): summed here, as SUM's type differs per backend.
+            let days: Vec<(i64,)> = db
+                .fetch_all(
+                    query("SELECT added FROM customer_stats_daily WHERE tenant_id = ? AND dim = 'staff' AND dim_value = ? AND day >= ?")
                         .bind(tenant_id)
                         .bind(staff_id.to_string())
                         .bind(day_of(since)),
                 )
                 .await?;
+            let adds = days.iter().map(|d| d.0).sum();
             let deleted = |kind: &'static str| {
                 query("SELECT COUNT(*) FROM customer_deletion WHERE tenant_id = ? AND staff_userid = ? AND kind = ? AND occurred_at >= ?")
                     .bind(tenant_id)
@@ -246,7 +248,11 @@ async fn store(
 }
 
 /// `devices.health.score`.
-pub async fn run_score(state: AppState, ctx: JobContext, _p: Value) -> Result<JobOutcome, JobError> {
+pub async fn run_score(
+    state: AppState,
+    ctx: JobContext,
+    _p: Value,
+) -> Result<JobOutcome, JobError> {
     let n = compute_all(&state.db, ctx.now_ms())
         .await
         .map_err(JobError::retryable)?;

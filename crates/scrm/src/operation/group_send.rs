@@ -98,8 +98,10 @@ pub(crate) async fn accounts(
     let devices: Vec<(String, String, String)> = state
         .db
         .fetch_all(
-            query("SELECT wxid, nickname, status FROM device_account WHERE tenant_id = ? ORDER BY id")
-                .bind(user.tenant_id),
+            query(
+                "SELECT wxid, nickname, status FROM device_account WHERE tenant_id = ? ORDER BY id",
+            )
+            .bind(user.tenant_id),
         )
         .await?;
     out.extend(devices.into_iter().map(|(wxid, name, st)| Account {
@@ -142,7 +144,12 @@ async fn checked_task(
         named.push((s, "senderAccountId".into()));
     }
     let many = b.sender_account_ids.is_some();
-    for (i, s) in b.sender_account_ids.unwrap_or_default().into_iter().enumerate() {
+    for (i, s) in b
+        .sender_account_ids
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         if s.trim().is_empty() || s.len() > 100 {
             return Err(ApiError::field(
                 format!("senderAccountIds[{i}]"),
@@ -185,13 +192,9 @@ async fn checked_task(
         .filter(|s| !s.is_empty())
         .map(|s| tasks::parse_time("scheduledTime", s))
         .transpose()?;
-    let accounts = crate::devices::group_send::check_senders(
-        state,
-        user.tenant_id,
-        &named,
-        content.json(),
-    )
-    .await?;
+    let accounts =
+        crate::devices::group_send::check_senders(state, user.tenant_id, &named, content.json())
+            .await?;
     // One WeCom member named the seed's way keeps the one-sender engine path.
     let senders = (many
         || accounts
@@ -361,9 +364,10 @@ pub(crate) async fn task_detail(
     };
     let mut sender_accounts = Vec::new();
     for id in crate::devices::group_send::senders_of(&t) {
-        let acc = crate::devices::provider::resolve(&state.db, user.tenant_id, &id, "senderAccountIds")
-            .await
-            .ok();
+        let acc =
+            crate::devices::provider::resolve(&state.db, user.tenant_id, &id, "senderAccountIds")
+                .await
+                .ok();
         sender_accounts.push(json!({
             "accountId": id,
             "accountName": acc.as_ref().map(|a| a.account_name.clone()),

@@ -194,7 +194,10 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
     for (i, c) in others.iter().take(3).enumerate() {
         let r = app
             .put(
-                &format!("/api/v1/devices/accounts/wxid_a/friends/f{}/customer", i + 1),
+                &format!(
+                    "/api/v1/devices/accounts/wxid_a/friends/f{}/customer",
+                    i + 1
+                ),
                 t,
                 json!({"customerId": c.0}),
             )
@@ -227,7 +230,12 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
             json!({"customerId": 999_999}),
         )
         .await;
-    assert_eq!((r.status, r.error()), (404, "CUSTOMER_NOT_FOUND"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (404, "CUSTOMER_NOT_FOUND"),
+        "{:?}",
+        r.body
+    );
     let r = app
         .put(
             "/api/v1/devices/accounts/wxid_a/friends/nobody/customer",
@@ -243,12 +251,16 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
         .await;
     let accounts = r.data().as_array().unwrap();
     assert!(
-        accounts
-            .iter()
-            .any(|a| a["accountId"] == "wxid_a" && a["accountType"] == "WECHAT" && a["status"] == "ACTIVE"),
+        accounts.iter().any(|a| a["accountId"] == "wxid_a"
+            && a["accountType"] == "WECHAT"
+            && a["status"] == "ACTIVE"),
         "{accounts:?}"
     );
-    assert!(accounts.iter().any(|a| a["accountId"] == member.as_str() && a["accountType"] == "WEWORK"));
+    assert!(
+        accounts
+            .iter()
+            .any(|a| a["accountId"] == member.as_str() && a["accountType"] == "WEWORK")
+    );
 
     // The gateway drops after running its second command without acknowledging it: scrm sends
     // it again on the new connection and the device answers from its first run.
@@ -304,7 +316,12 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
     let per = wecom.deliveries_per_recipient();
     for c in &customers {
         let want = usize::from(mine.iter().any(|m| m.0 == c.0));
-        assert_eq!(per.get(&c.1).copied().unwrap_or(0), want, "customer {}", c.0);
+        assert_eq!(
+            per.get(&c.1).copied().unwrap_or(0),
+            want,
+            "customer {}",
+            c.0
+        );
     }
     // The phone sent to each linked friend once, though one command went out twice.
     let sent = gw.deliveries();
@@ -317,7 +334,10 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
     }
     assert!(sent.iter().all(|x| x.to != "ghost" && x.to != "f4"));
     assert!(gw.connections() >= 2, "the gateway reconnected");
-    assert!(gw.duplicates() >= 1, "a command was sent again and run once");
+    assert!(
+        gw.duplicates() >= 1,
+        "a command was sent again and run once"
+    );
     // The device commands were released one gap apart (scheduling, not a sleeping worker).
     assert_spaced(&released(&app, "group_send").await);
     // The list shows the task under its first sender.
@@ -343,7 +363,12 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
             json!({"senderAccountId": member, "senderAccountIds": ["wxid_a"], "target": {"customerIds": all}, "messageContent": mini}),
         )
         .await;
-    assert_eq!((r.status, r.error()), (422, "CAPABILITY_NOT_SUPPORTED"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (422, "CAPABILITY_NOT_SUPPORTED"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(r.body["fields"][0]["field"], "senderAccountIds[0]");
     let text = json!({"type": "TEXT", "data": {"text": "hi"}});
     let r = app
@@ -353,20 +378,34 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
             json!({"senderAccountIds": [member, "nobody"], "target": {"customerIds": all}, "messageContent": text}),
         )
         .await;
-    assert_eq!((r.status, r.error()), (404, "SENDER_ACCOUNT_NOT_FOUND"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (404, "SENDER_ACCOUNT_NOT_FOUND"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(r.body["fields"][0]["field"], "senderAccountIds[1]");
     gw.set_status("wxid_a", AccountStatus::Expired);
     until("wxid_a EXPIRED", || async {
         let r = app
-            .post(
-                "/api/v1/workbench/group-send/tasks",
-                t,
-                json!({"senderAccountId": "wxid_a", "target": {"customerIds": all}, "messageContent": text}),
-            )
+            .get("/api/v1/devices/accounts?accountType=WECHAT", t)
             .await;
-        (r.status == 422 && r.error() == "SENDER_ACCOUNT_EXPIRED").then_some(())
+        (r.data()[0]["status"] == "EXPIRED").then_some(())
     })
     .await;
+    let r = app
+        .post(
+            "/api/v1/workbench/group-send/tasks",
+            t,
+            json!({"senderAccountId": "wxid_a", "target": {"customerIds": all}, "messageContent": text}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (422, "SENDER_ACCOUNT_EXPIRED"),
+        "{:?}",
+        r.body
+    );
     let after = app
         .state
         .db
@@ -443,7 +482,10 @@ async fn commands_held_while_an_account_is_offline_keep_their_gap(app: TestApp) 
     }
     // The list of group pushes, with counts and filters.
     let r = app
-        .get("/api/v1/devices/group-pushes?accountId=wxid_a&page=1&size=10", t)
+        .get(
+            "/api/v1/devices/group-pushes?accountId=wxid_a&page=1&size=10",
+            t,
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.data()["total"], 1);
@@ -489,7 +531,10 @@ async fn account_health_is_scored_daily_for_both_kinds_of_sender(app: TestApp) {
             .await
             .unwrap();
     }
-    for (i, st) in ["SUCCESS", "SUCCESS", "SUCCESS", "FAILED"].iter().enumerate() {
+    for (i, st) in ["SUCCESS", "SUCCESS", "SUCCESS", "FAILED"]
+        .iter()
+        .enumerate()
+    {
         db.execute(query("INSERT INTO t_group_send_result (tenant_id, task_id, customer_id, sender_userid, status, create_time, update_time) VALUES (1, 1, ?, 'lisi', ?, ?, ?)").bind(i as i64 + 1).bind(*st).bind(now).bind(now))
             .await
             .unwrap();
@@ -503,7 +548,10 @@ async fn account_health_is_scored_daily_for_both_kinds_of_sender(app: TestApp) {
             .await
             .unwrap();
     }
-    for (i, ev) in ["friend_added", "friend_added", "friend_deleted"].iter().enumerate() {
+    for (i, ev) in ["friend_added", "friend_added", "friend_deleted"]
+        .iter()
+        .enumerate()
+    {
         db.execute(query("INSERT INTO device_event (tenant_id, gateway_id, event_id, event, account_wxid, data, received_at) VALUES (1, 1, ?, ?, 'wxid_h', '{}', ?)").bind(format!("e{i}")).bind(*ev).bind(now - day))
             .await
             .unwrap();
@@ -524,26 +572,45 @@ async fn account_health_is_scored_daily_for_both_kinds_of_sender(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(scheduled, 1);
-    assert!(scrm::devices::health::compute_all(db, now - day).await.unwrap() >= 2);
+    assert!(
+        scrm::devices::health::compute_all(db, now - day)
+            .await
+            .unwrap()
+            >= 2
+    );
     assert!(scrm::devices::health::compute_all(db, now).await.unwrap() >= 2);
     let r = app.get("/api/v1/devices/accounts/lisi/health", t).await;
     let d = r.data();
     assert_eq!(d["accountType"], "WEWORK");
     let h = &d["history"][0];
     assert_eq!(
-        (h["relations"].as_i64(), h["losses"].as_i64(), h["deletions"].as_i64(), h["sends"].as_i64(), h["sendFailures"].as_i64()),
+        (
+            h["relations"].as_i64(),
+            h["losses"].as_i64(),
+            h["deletions"].as_i64(),
+            h["sends"].as_i64(),
+            h["sendFailures"].as_i64()
+        ),
         (Some(8), Some(1), Some(1), Some(4), Some(1)),
         "{d}"
     );
     // churn 2/10 → 60 × 0.6 = 36; failures 1/4 → 40 × 0.75 = 30.
     assert_eq!(d["score"], 66, "{d}");
     assert_eq!(d["history"].as_array().unwrap().len(), 2, "one row per day");
-    let r = app.get("/api/v1/devices/accounts/wxid_h/health?days=1", t).await;
+    let r = app
+        .get("/api/v1/devices/accounts/wxid_h/health?days=1", t)
+        .await;
     let d = r.data();
     assert_eq!(d["accountType"], "WECHAT");
     let h = &d["history"][0];
     assert_eq!(
-        (h["relations"].as_i64(), h["adds"].as_i64(), h["losses"].as_i64(), h["sends"].as_i64(), h["sendFailures"].as_i64()),
+        (
+            h["relations"].as_i64(),
+            h["adds"].as_i64(),
+            h["losses"].as_i64(),
+            h["sends"].as_i64(),
+            h["sendFailures"].as_i64()
+        ),
         (Some(3), Some(2), Some(1), Some(2), Some(2)),
         "{d}"
     );
@@ -551,12 +618,16 @@ async fn account_health_is_scored_daily_for_both_kinds_of_sender(app: TestApp) {
     assert_eq!(d["score"], 30, "{d}");
     assert_eq!(d["history"].as_array().unwrap().len(), 1);
     // Checked: days, unknown accounts, other tenants, and a login.
-    let r = app.get("/api/v1/devices/accounts/wxid_h/health?days=0", t).await;
+    let r = app
+        .get("/api/v1/devices/accounts/wxid_h/health?days=0", t)
+        .await;
     assert_eq!(r.status, 400, "{:?}", r.body);
     let r = app.get("/api/v1/devices/accounts/nobody/health", t).await;
     assert_eq!((r.status, r.error()), (404, "SENDER_ACCOUNT_NOT_FOUND"));
     let (_, theirs) = app.other_tenant_admin("other co", "boss.o").await;
-    let r = app.get("/api/v1/devices/accounts/wxid_h/health", &theirs).await;
+    let r = app
+        .get("/api/v1/devices/accounts/wxid_h/health", &theirs)
+        .await;
     assert_eq!(r.status, 404, "{:?}", r.body);
     let r = app.get("/api/v1/devices/accounts/wxid_h/health", "").await;
     assert_eq!(r.status, 401, "{:?}", r.body);

@@ -50,6 +50,8 @@ pub struct Delivery {
     pub to: String,
     /// The command's data.
     pub data: Value,
+    /// When the device ran it (wall clock, epoch ms): the spacing between sends.
+    pub at_ms: i64,
 }
 
 /// Where to drop the connection once.
@@ -503,6 +505,9 @@ fn run(
         kind: name.to_string(),
         to,
         data: data.clone(),
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
     });
     Ok(result)
 }

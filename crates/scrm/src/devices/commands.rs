@@ -147,23 +147,130 @@ pub async fn record(
     Ok(command_id)
 }
 
-/// The release job.
+/// How often a release job looks again while its account is OFFLINE.
+const OFFLINE_RECHECK_MS: i64 = 5_000;
+/// A command whose account stays OFFLINE this long after it was recorded is given up (FAILED,
+/// with the reason): a device off for a day is not coming back for this send.
+const OFFLINE_GIVE_UP_MS: i64 = 24 * 3600 * 1000;
+/// A release out of attempts on a transient (database) error tries again after this long, for
+/// as long as the command may wait ([`OFFLINE_GIVE_UP_MS`]): never dropped silently.
+const LATE_RETRY_MS: i64 = 30_000;
+
+/// The release job: a command goes to its gateway only while its account is ACTIVE. While the
+/// account is OFFLINE the job waits (reschedules itself) instead of releasing, so commands of
+/// an account that was offline still go out one per gap when it returns, never back to back;
+/// an EXPIRED (logged out) or unknown account fails the command with the reason. A group-send
+/// command of a cancelled task is not sent.
 pub async fn run_release(
     state: AppState,
-    _ctx: JobContext,
+    ctx: JobContext,
     p: Value,
 ) -> Result<JobOutcome, JobError> {
     let id = p["commandId"].as_str().unwrap_or_default().to_string();
+    match release(&state, &ctx, &id).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) if ctx.is_last_attempt() => {
+            let created: Option<(i64,)> = state
+                .db
+                .fetch_optional(
+                    query("SELECT created_at FROM device_command WHERE command_id = ?").bind(&id),
+                )
+                .await
+                .unwrap_or(None);
+            if created.is_none_or(|(at,)| ctx.now_ms() - at < OFFLINE_GIVE_UP_MS) {
+                tracing::warn!(command = %id, error = %e, "device command release out of attempts on a transient error; trying again");
+                return Ok(JobOutcome::RetryAt(ctx.now_ms() + LATE_RETRY_MS));
+            }
+            Err(JobError::retryable(e))
+        }
+        Err(e) => Err(JobError::retryable(e)),
+    }
+}
+
+async fn release(state: &AppState, ctx: &JobContext, id: &str) -> anyhow::Result<JobOutcome> {
+    type Row = (i64, String, String, i64, i64, Option<String>);
+    let row: Option<Row> = state
+        .db
+        .fetch_optional(
+            query(
+                "SELECT c.tenant_id, c.status, c.source, c.source_id, c.created_at, a.status FROM device_command c \
+                 LEFT JOIN device_account a ON a.tenant_id = c.tenant_id AND a.wxid = c.account_wxid WHERE c.command_id = ?",
+            )
+            .bind(id),
+        )
+        .await?;
+    let Some((tenant_id, status, source, source_id, created_at, account)) = row else {
+        return Ok(JobOutcome::Done);
+    };
+    if status != "pending" {
+        return Ok(JobOutcome::Done);
+    }
+    if source == super::group_send::SOURCE
+        && super::group_send::cancelled(&state.db, source_id).await?
+    {
+        give_up(state, tenant_id, id, "the group send was cancelled").await?;
+        return Ok(JobOutcome::Done);
+    }
+    match account.as_deref() {
+        Some("ACTIVE") => {}
+        Some("OFFLINE") if ctx.now_ms() - created_at < OFFLINE_GIVE_UP_MS => {
+            return Ok(JobOutcome::RetryAt(ctx.now_ms() + OFFLINE_RECHECK_MS));
+        }
+        Some("OFFLINE") => {
+            give_up(
+                state,
+                tenant_id,
+                id,
+                "the account stayed OFFLINE for 24 hours",
+            )
+            .await?;
+            return Ok(JobOutcome::Done);
+        }
+        Some(_) => {
+            give_up(state, tenant_id, id, "the account is logged out (EXPIRED)").await?;
+            return Ok(JobOutcome::Done);
+        }
+        None => {
+            give_up(state, tenant_id, id, "the account is not on any gateway").await?;
+            return Ok(JobOutcome::Done);
+        }
+    }
+    // When this run of the release job was claimed: the time the per-account gap is kept
+    // between (the engine spaces claims of one key).
+    let started: Option<(Option<i64>,)> = state
+        .db
+        .fetch_optional(query("SELECT started_at FROM job WHERE id = ?").bind(ctx.id))
+        .await?;
+    let released_at = started.and_then(|s| s.0).unwrap_or_else(|| ctx.now_ms());
     state
         .db
         .execute(
-            query("UPDATE device_command SET status = 'ready' WHERE command_id = ? AND status = 'pending'")
+            query("UPDATE device_command SET status = 'ready', released_at = ? WHERE command_id = ? AND status = 'pending'")
+                .bind(released_at)
                 .bind(id),
         )
-        .await
-        .map_err(JobError::retryable)?;
+        .await?;
     state.devices.wake();
     Ok(JobOutcome::Done)
+}
+
+/// Fail a command that was never sent, with the reason, and what follows from it (once).
+pub async fn give_up(
+    state: &AppState,
+    tenant_id: i64,
+    command_id: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    finish(
+        state,
+        tenant_id,
+        command_id,
+        false,
+        &Value::Null,
+        Some(reason),
+        "('pending')",
+    )
+    .await
 }
 
 /// A command as stored.
@@ -193,6 +300,27 @@ pub async fn complete(
     result: &Value,
     error: Option<&str>,
 ) -> anyhow::Result<()> {
+    finish(
+        state,
+        tenant_id,
+        command_id,
+        ok,
+        result,
+        error,
+        "('ready', 'sent')",
+    )
+    .await
+}
+
+async fn finish(
+    state: &AppState,
+    tenant_id: i64,
+    command_id: &str,
+    ok: bool,
+    result: &Value,
+    error: Option<&str>,
+    from: &str,
+) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
     let row: Option<CommandRow> = tx
         .fetch_optional(
@@ -206,22 +334,23 @@ pub async fn complete(
     let Some(row) = row else {
         return Ok(());
     };
+    let error = error.map(|e| e.chars().take(500).collect::<String>());
     let changed = tx
         .execute(
-            query(
+            query(format!(
                 "UPDATE device_command SET status = ?, result = ?, error = ?, acked_at = ? \
-                 WHERE id = ? AND status IN ('ready', 'sent')",
-            )
+                 WHERE id = ? AND status IN {from}"
+            ))
             .bind(if ok { "done" } else { "failed" })
             .bind((!result.is_null()).then(|| result.to_string()))
-            .bind(error.map(|e| e.chars().take(500).collect::<String>()))
+            .bind(error.clone())
             .bind(now_ms())
             .bind(row.id),
         )
         .await?
         .rows_affected;
     if changed == 1 {
-        events::after_command(state, &mut tx, &row, ok, result).await?;
+        events::after_command(state, &mut tx, &row, ok, result, error.as_deref()).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -137,6 +137,7 @@ pub async fn after_command(
     c: &CommandRow,
     ok: bool,
     result: &Value,
+    error: Option<&str>,
 ) -> anyhow::Result<()> {
     let data: Value = serde_json::from_str(&c.data).unwrap_or_default();
     if ok
@@ -166,6 +167,9 @@ pub async fn after_command(
     }
     match (c.source.as_str(), c.command.as_str()) {
         ("group_push", _) => tasks::push_progress(tx, c.tenant_id, c.source_id).await?,
+        (super::group_send::SOURCE, _) => {
+            super::group_send::on_command_final(state, tx, c, ok, error).await?
+        }
         ("auto_group", command::CREATE_CHATROOM) => {
             tasks::group_created(state, tx, c, ok, result).await?
         }

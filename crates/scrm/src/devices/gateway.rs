@@ -82,6 +82,13 @@ pub fn routes(state: &AppState) -> Routes {
             list_friends,
         )
         .route(
+            Method::PUT,
+            "/api/v1/devices/accounts/{accountId}/friends/{wxid}/customer",
+            Access::Permission(perm::DEVICE_OPERATE),
+            "Link a device account's friend to the customer it is (null unlinks): group sends reach the customer through the account",
+            link_customer,
+        )
+        .route(
             Method::POST,
             "/api/v1/devices/accounts/{accountId}/friends/sync",
             Access::Permission(perm::DEVICE_OPERATE),
@@ -244,18 +251,98 @@ async fn list_friends(
             }],
         });
     }
-    let rows: Vec<(String, String, i64)> = state
+    let rows: Vec<(String, String, Option<i64>, i64)> = state
         .db
         .fetch_all(
-            query("SELECT friend_wxid, nickname, updated_at FROM device_friend WHERE tenant_id = ? AND account_wxid = ? AND deleted = 0 ORDER BY friend_wxid")
+            query("SELECT friend_wxid, nickname, customer_id, updated_at FROM device_friend WHERE tenant_id = ? AND account_wxid = ? AND deleted = 0 ORDER BY friend_wxid")
                 .bind(user.tenant_id)
                 .bind(&account),
         )
         .await?;
     Ok(ok(rows
         .into_iter()
-        .map(|(w, n, at)| json!({"wxid": w, "nickname": n, "updateTime": iso(at)}))
+        .map(|(w, n, c, at)| json!({"wxid": w, "nickname": n, "customerId": c, "updateTime": iso(at)}))
         .collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkBody {
+    /// The customer; `null` removes the link.
+    customer_id: Option<i64>,
+}
+
+async fn link_customer(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((account, wxid)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<LinkBody>,
+) -> ApiResult<Reply<Value>> {
+    let acc = resolve(&state.db, user.tenant_id, &account, "accountId").await?;
+    if acc.provider != Provider::Device {
+        return Err(ApiError::domain(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CAPABILITY_NOT_SUPPORTED",
+            "accountId: a WeCom member's customers are linked by WeCom itself",
+        ));
+    }
+    if let Some(c) = b.customer_id {
+        let found = state
+            .db
+            .fetch_i64(
+                query("SELECT COUNT(*) FROM customer WHERE tenant_id = ? AND id = ?")
+                    .bind(user.tenant_id)
+                    .bind(c),
+            )
+            .await?;
+        if found == 0 {
+            return Err(ApiError::Refused {
+                status: StatusCode::NOT_FOUND,
+                name: "CUSTOMER_NOT_FOUND",
+                message: format!("customerId: no customer {c}"),
+                fields: vec![crate::http::error::FieldError {
+                    field: "customerId".into(),
+                    message: "no such customer".into(),
+                }],
+            });
+        }
+    }
+    let mut tx = state.db.begin().await?;
+    let n = tx
+        .execute(
+            query("UPDATE device_friend SET customer_id = ?, updated_at = ? WHERE tenant_id = ? AND account_wxid = ? AND friend_wxid = ? AND deleted = 0")
+                .bind(b.customer_id)
+                .bind(now_ms())
+                .bind(user.tenant_id)
+                .bind(&account)
+                .bind(&wxid),
+        )
+        .await?
+        .rows_affected;
+    if n == 0 {
+        return Err(ApiError::NotFound("friend"));
+    }
+    let id: i64 = tx
+        .fetch_i64(
+            query("SELECT id FROM device_friend WHERE tenant_id = ? AND account_wxid = ? AND friend_wxid = ?")
+                .bind(user.tenant_id)
+                .bind(&account)
+                .bind(&wxid),
+        )
+        .await?;
+    audit::record(
+        &mut tx,
+        &user,
+        "device.friend.link_customer",
+        "device_friend",
+        id,
+        json!({"accountId": account, "wxid": wxid, "customerId": b.customer_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ok(
+        json!({"accountId": account, "wxid": wxid, "customerId": b.customer_id}),
+    ))
 }
 
 async fn sync_friends(
@@ -414,23 +501,22 @@ async fn session(state: AppState, gw: Gateway, socket: WebSocket) -> anyhow::Res
     }
     .await;
     if state.devices.unregister(gw.id, sid) {
-        state
-            .db
-            .execute(
-                query("UPDATE device_account SET status = 'OFFLINE', updated_at = ? WHERE tenant_id = ? AND gateway_id = ? AND status = 'ACTIVE'")
-                    .bind(now_ms())
-                    .bind(gw.tenant_id)
-                    .bind(gw.id),
-            )
-            .await?;
-        state
-            .db
-            .execute(
-                query("UPDATE device_gateway SET connected = 0, last_seen_at = ? WHERE id = ?")
-                    .bind(now_ms())
-                    .bind(gw.id),
-            )
-            .await?;
+        // One transaction: nobody sees the accounts OFFLINE and the gateway still connected.
+        let mut tx = state.db.begin().await?;
+        tx.execute(
+            query("UPDATE device_account SET status = 'OFFLINE', updated_at = ? WHERE tenant_id = ? AND gateway_id = ? AND status = 'ACTIVE'")
+                .bind(now_ms())
+                .bind(gw.tenant_id)
+                .bind(gw.id),
+        )
+        .await?;
+        tx.execute(
+            query("UPDATE device_gateway SET connected = 0, last_seen_at = ? WHERE id = ?")
+                .bind(now_ms())
+                .bind(gw.id),
+        )
+        .await?;
+        tx.commit().await?;
     }
     tracing::info!(gateway = gw.id, "gateway disconnected");
     result

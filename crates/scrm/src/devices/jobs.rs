@@ -19,7 +19,14 @@ pub const COLLECT: &str = "devices.moments.collect";
 
 /// Register every device job kind.
 pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
-    let (s1, s2, s3, s4) = (state.clone(), state.clone(), state.clone(), state.clone());
+    let (s1, s2, s3, s4, s5, s6) = (
+        state.clone(),
+        state.clone(),
+        state.clone(),
+        state.clone(),
+        state.clone(),
+        state.clone(),
+    );
     let ai_opts = KindOptions::default()
         .timeout(Duration::from_secs(90))
         .backoff(vec![Duration::from_secs(5), Duration::from_secs(30)])
@@ -37,6 +44,16 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
         .register(COLLECT, KindOptions::default(), move |ctx, p| {
             fetch_moments(s4.clone(), ctx, p, false)
         })
+        .register(
+            super::group_send::FINISH,
+            KindOptions::default(),
+            move |ctx, p| super::group_send::run_finish(s5.clone(), ctx, p),
+        )
+        .register(
+            super::health::SCORE,
+            KindOptions::default().timeout(Duration::from_secs(1800)),
+            move |ctx, p| super::health::run_score(s6.clone(), ctx, p),
+        )
 }
 
 /// Startup: the built-in schedules.
@@ -56,6 +73,10 @@ pub async fn on_startup(state: &AppState) -> anyhow::Result<()> {
             "*/30 * * * *",
             COLLECT,
         ))
+        .await?;
+    state
+        .jobs
+        .ensure_schedule(&super::health::schedule())
         .await?;
     Ok(())
 }

@@ -7,6 +7,8 @@
 //!   WebSocket session a gateway keeps with scrm (`docs/gateway-protocol.md`).
 //! - [`commands`]: commands to devices as durable jobs, sent again until acknowledged, run once.
 //! - [`events`]: events from devices, recorded once, and what completed commands lead to.
+//! - [`group_send`]: device accounts as senders of seed 004's group sends, beside WeCom members.
+//! - [`health`]: the daily account health score of both kinds of sender account.
 //! - [`tasks`]: group push, auto group create (`POST /v1/workbench/auto-group`), group welcome.
 //! - [`ai`]: AI auto-reply through an OpenAI-compatible endpoint.
 //! - [`jobs`]: the job kinds and schedules (auto-like, moments collection).
@@ -15,6 +17,8 @@ pub mod ai;
 pub mod commands;
 pub mod events;
 pub mod gateway;
+pub mod group_send;
+pub mod health;
 pub mod jobs;
 pub mod provider;
 pub mod tasks;
@@ -29,4 +33,5 @@ pub fn routes(state: &AppState) -> Routes {
     gateway::routes(state)
         .merge(tasks::routes(state))
         .merge(ai::routes(state))
+        .merge(health::routes(state))
 }

@@ -16,8 +16,8 @@ use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
 use crate::automation::{day_of, json_col};
-use crate::http::envelope::{Reply, created, ok};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::envelope::{Paging, RecordsPage, Reply, created, ok};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::routes::{Access, Routes};
 use crate::http::{ApiError, ApiResult};
 use crate::state::{AppState, iso, now_ms};
@@ -31,6 +31,13 @@ pub fn routes(state: &AppState) -> Routes {
             Access::Permission(perm::GROUP_PUSH_CREATE),
             "Push a message into chat rooms of a device account (random gap per account)",
             create_push,
+        )
+        .route(
+            Method::GET,
+            "/api/v1/devices/group-pushes",
+            Access::Permission(perm::GROUP_PUSH_VIEW),
+            "Group pushes, newest first, with their counts (filter by accountId, status, taskName)",
+            list_pushes,
         )
         .route(
             Method::GET,
@@ -292,6 +299,102 @@ pub fn result_status(s: &str) -> &'static str {
         "sent" => "SENT",
         _ => "PENDING",
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PushListQuery {
+    account_id: Option<String>,
+    status: Option<String>,
+    task_name: Option<String>,
+    page: Option<i64>,
+    size: Option<i64>,
+}
+
+/// Statuses a group push can have.
+const PUSH_STATUSES: [&str; 5] = [
+    "PENDING",
+    "PROCESSING",
+    "COMPLETED",
+    "PARTIAL_SUCCESS",
+    "FAILED",
+];
+
+async fn list_pushes(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<PushListQuery>,
+) -> ApiResult<Reply<RecordsPage<Value>>> {
+    let paging = Paging::new(q.page, q.size, 10, 100)?;
+    let mut cond = query(" WHERE tenant_id = ?").bind(user.tenant_id);
+    if let Some(a) = q.account_id.filter(|s| !s.is_empty()) {
+        cond.push_sql(" AND account_wxid = ?").push_bind(a);
+    }
+    if let Some(st) = q.status.filter(|s| !s.is_empty()) {
+        if !PUSH_STATUSES.contains(&st.as_str()) {
+            return Err(field(
+                "status",
+                "PENDING, PROCESSING, COMPLETED, PARTIAL_SUCCESS or FAILED",
+            ));
+        }
+        cond.push_sql(" AND status = ?").push_bind(st);
+    }
+    if let Some(n) = q.task_name.filter(|s| !s.is_empty()) {
+        cond.push_sql(" AND task_name LIKE ?")
+            .push_bind(format!("%{n}%"));
+    }
+    let mut count = query("SELECT COUNT(*) FROM device_group_push");
+    count.append(&cond);
+    let total = state.db.fetch_i64(count).await?;
+    let mut page = query(
+        "SELECT id, account_wxid, task_name, status, created_at, updated_at FROM device_group_push",
+    );
+    page.append(&cond);
+    page.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
+        .push_bind(paging.size)
+        .push_bind(paging.offset());
+    type Row = (i64, String, Option<String>, String, i64, i64);
+    let rows: Vec<Row> = state.db.fetch_all(page).await?;
+    // The page's counts in one statement.
+    let mut counts: Vec<(i64, String, i64)> = Vec::new();
+    if !rows.is_empty() {
+        let mut cq = query(
+            "SELECT source_id, status, COUNT(*) FROM device_command WHERE tenant_id = ? AND source = 'group_push' AND source_id IN ",
+        )
+        .bind(user.tenant_id);
+        cq.push_in_list(rows.iter().map(|r| r.0));
+        cq.push_sql(" GROUP BY source_id, status");
+        counts = state.db.fetch_all(cq).await?;
+    }
+    let records = rows
+        .into_iter()
+        .map(|(id, account, name, status, created, updated)| {
+            let n = |want: Option<&str>| {
+                counts
+                    .iter()
+                    .filter(|(p, st, _)| *p == id && want.is_none_or(|w| w == st))
+                    .map(|c| c.2)
+                    .sum::<i64>()
+            };
+            json!({
+                "groupPushId": id,
+                "taskName": name,
+                "accountId": account,
+                "status": status,
+                "targetCount": n(None),
+                "successCount": n(Some("done")),
+                "failedCount": n(Some("failed")),
+                "createTime": iso(created),
+                "updateTime": iso(updated),
+            })
+        })
+        .collect();
+    Ok(ok(RecordsPage::new(
+        records,
+        total,
+        paging.page,
+        paging.size,
+    )))
 }
 
 async fn get_push(

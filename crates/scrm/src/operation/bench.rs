@@ -641,6 +641,7 @@ async fn mass_send(
             source: "group_send",
             task_type: 1,
             sender: None,
+            senders: None,
             task_name: Some("bench".into()),
             target: Target {
                 tag_ids: vec![tag],

@@ -80,7 +80,7 @@ pub(crate) async fn accounts(
                 .bind(user.tenant_id),
         )
         .await?;
-    Ok(ok(rows
+    let mut out: Vec<Account> = rows
         .into_iter()
         .map(|(userid, name, st)| Account {
             account_id: userid,
@@ -93,7 +93,28 @@ pub(crate) async fn accounts(
                 _ => "OFFLINE",
             },
         })
-        .collect()))
+        .collect();
+    // Personal WeChat accounts on device gateways send too (seed 004's "personal WeChat SDK").
+    let devices: Vec<(String, String, String)> = state
+        .db
+        .fetch_all(
+            query(
+                "SELECT wxid, nickname, status FROM device_account WHERE tenant_id = ? ORDER BY id",
+            )
+            .bind(user.tenant_id),
+        )
+        .await?;
+    out.extend(devices.into_iter().map(|(wxid, name, st)| Account {
+        account_id: wxid,
+        account_name: name,
+        account_type: "WECHAT",
+        status: match st.as_str() {
+            "ACTIVE" => "ACTIVE",
+            "EXPIRED" => "EXPIRED",
+            _ => "OFFLINE",
+        },
+    }));
+    Ok(ok(out))
 }
 
 /// The create body (seed 004 §2.4).
@@ -101,6 +122,9 @@ pub(crate) async fn accounts(
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
     sender_account_id: Option<String>,
+    /// More sender accounts (WeCom members and device accounts): each customer is sent to by
+    /// the one that reaches it (`devices::group_send`).
+    sender_account_ids: Option<Vec<String>>,
     target: Option<Target>,
     message_content: Option<Value>,
     scheduled_time: Option<String>,
@@ -114,10 +138,41 @@ async fn checked_task(
     sender_required: bool,
     source: &'static str,
 ) -> ApiResult<(NewTask, i64)> {
-    let sender = b.sender_account_id.filter(|s| !s.is_empty());
-    if sender_required && sender.is_none() {
+    // (account id, request field) of every sender named, first the seed's senderAccountId.
+    let mut named: Vec<(String, String)> = Vec::new();
+    if let Some(s) = b.sender_account_id.filter(|s| !s.is_empty()) {
+        named.push((s, "senderAccountId".into()));
+    }
+    let many = b.sender_account_ids.is_some();
+    for (i, s) in b
+        .sender_account_ids
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        if s.trim().is_empty() || s.len() > 100 {
+            return Err(ApiError::field(
+                format!("senderAccountIds[{i}]"),
+                "1-100 characters",
+            ));
+        }
+        if !named.iter().any(|(n, _)| *n == s) {
+            named.push((s, format!("senderAccountIds[{i}]")));
+        }
+    }
+    if named.len() > crate::devices::group_send::MAX_SENDERS {
+        return Err(ApiError::field(
+            "senderAccountIds",
+            format!(
+                "at most {} sender accounts",
+                crate::devices::group_send::MAX_SENDERS
+            ),
+        ));
+    }
+    if sender_required && named.is_empty() {
         return Err(ApiError::field("senderAccountId", "is required"));
     }
+    let sender = named.first().map(|(s, _)| s.clone());
     let target = b
         .target
         .ok_or_else(|| ApiError::field("target", "is required"))?;
@@ -137,9 +192,15 @@ async fn checked_task(
         .filter(|s| !s.is_empty())
         .map(|s| tasks::parse_time("scheduledTime", s))
         .transpose()?;
-    if let Some(s) = &sender {
-        tasks::check_sender(state, user.tenant_id, s).await?;
-    }
+    let accounts =
+        crate::devices::group_send::check_senders(state, user.tenant_id, &named, content.json())
+            .await?;
+    // One WeCom member named the seed's way keeps the one-sender engine path.
+    let senders = (many
+        || accounts
+            .iter()
+            .any(|a| a.provider == crate::devices::provider::Provider::Device))
+    .then(|| named.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
     tasks::check_target(state, user.tenant_id, &target).await?;
     let start = scheduled.unwrap_or_else(now_ms).max(now_ms());
     Ok((
@@ -147,6 +208,7 @@ async fn checked_task(
             source,
             task_type: 1,
             sender,
+            senders,
             task_name: b.task_name,
             target,
             message_type: None,
@@ -244,9 +306,10 @@ pub(crate) async fn list_tasks(
         create_time: i64,
     }
     let mut page = query(
-        "SELECT t.id, t.task_name, s.name AS sender_name, t.target_count, t.success_count, t.status, \
+        "SELECT t.id, t.task_name, COALESCE(s.name, d.nickname) AS sender_name, t.target_count, t.success_count, t.status, \
          t.scheduled_time, t.create_time FROM t_group_send_task t \
-         LEFT JOIN staff s ON s.tenant_id = t.tenant_id AND s.userid = t.sender_account_id",
+         LEFT JOIN staff s ON s.tenant_id = t.tenant_id AND s.userid = t.sender_account_id \
+         LEFT JOIN device_account d ON d.tenant_id = t.tenant_id AND d.wxid = t.sender_account_id",
     );
     page.append(&cond);
     page.push_sql(" ORDER BY t.id DESC LIMIT ? OFFSET ?")
@@ -296,17 +359,21 @@ pub(crate) async fn task_detail(
     // A task has up to 100,000 results: they come a page at a time (default the first 100).
     let paging = Paging::new(q.result_page, q.result_size, 100, 1000)?;
     let sender_name: Option<String> = match &t.sender_account_id {
-        Some(s) => state
-            .db
-            .fetch_optional::<(String,)>(
-                query("SELECT name FROM staff WHERE tenant_id = ? AND userid = ?")
-                    .bind(user.tenant_id)
-                    .bind(s),
-            )
-            .await?
-            .map(|r| r.0),
+        Some(s) => account_name(&state, user.tenant_id, s).await?,
         None => None,
     };
+    let mut sender_accounts = Vec::new();
+    for id in crate::devices::group_send::senders_of(&t) {
+        let acc =
+            crate::devices::provider::resolve(&state.db, user.tenant_id, &id, "senderAccountIds")
+                .await
+                .ok();
+        sender_accounts.push(json!({
+            "accountId": id,
+            "accountName": acc.as_ref().map(|a| a.account_name.clone()),
+            "accountType": acc.as_ref().map(|a| a.provider.as_str()),
+        }));
+    }
     let mut cond = query(" WHERE r.task_id = ?").bind(t.id);
     match q.result_status.filter(|s| !s.is_empty()) {
         // Results shown as PENDING include those waiting in WeCom (stored as SUBMITTED).
@@ -363,6 +430,7 @@ pub(crate) async fn task_detail(
         "groupSendTaskId": t.id,
         "taskName": t.task_name,
         "senderAccount": t.sender_account_id.as_ref().map(|id| json!({"accountId": id, "accountName": sender_name})),
+        "senderAccounts": sender_accounts,
         "messageContent": content,
         "target": target,
         "targetCount": t.target_count,
@@ -377,4 +445,28 @@ pub(crate) async fn task_detail(
         "resultPage": paging.page,
         "resultSize": paging.size,
     })))
+}
+
+/// A sender account's name: a WeCom member's or a device account's.
+async fn account_name(state: &AppState, tenant_id: i64, id: &str) -> ApiResult<Option<String>> {
+    let staff: Option<(String,)> = state
+        .db
+        .fetch_optional(
+            query("SELECT name FROM staff WHERE tenant_id = ? AND userid = ?")
+                .bind(tenant_id)
+                .bind(id),
+        )
+        .await?;
+    if staff.is_some() {
+        return Ok(staff.map(|r| r.0));
+    }
+    let device: Option<(String,)> = state
+        .db
+        .fetch_optional(
+            query("SELECT nickname FROM device_account WHERE tenant_id = ? AND wxid = ?")
+                .bind(tenant_id)
+                .bind(id),
+        )
+        .await?;
+    Ok(device.map(|r| r.0))
 }

@@ -184,6 +184,7 @@ async fn create_task(
         source: "mass_task",
         task_type,
         sender: None,
+        senders: None,
         task_name: Some(name),
         target,
         message_type: b.message_type.or(Some(1)).filter(|_| task_type == 1),

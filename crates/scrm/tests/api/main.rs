@@ -9,6 +9,7 @@ mod console_browser;
 mod customers;
 mod customers_search;
 mod customers_wecom;
+mod devices_group_send;
 mod errors;
 mod fuzz;
 mod gateway;

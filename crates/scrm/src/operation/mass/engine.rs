@@ -109,6 +109,10 @@ pub async fn run_start(state: AppState, ctx: JobContext, p: Value) -> Result<Job
     }
     store::resolve_targets(&mut tx, &task, now).await?;
     if task.task_type == 1 {
+        // Results of device accounts go out as gateway commands (and leave PENDING first).
+        crate::devices::group_send::queue(&state, &mut tx, &task, now)
+            .await
+            .map_err(retry)?;
         let batches = store::plan_batches(&mut tx, &task, BATCH_SIZE, now).await?;
         let jobs = batches
             .iter()

@@ -108,6 +108,8 @@ pub struct TaskRow {
     pub error: Option<String>,
     pub create_time: i64,
     pub update_time: i64,
+    /// Every sender account (JSON array) of a task with several or with device accounts.
+    pub sender_account_ids: Option<String>,
 }
 
 impl TaskRow {
@@ -120,7 +122,8 @@ impl TaskRow {
 /// The task's columns, for `SELECT`s.
 pub const TASK_COLUMNS: &str = "id, tenant_id, user_id, source, task_type, sender_account_id, task_name, \
     target_type, target_ids, message_type, message_content, action, target_count, success_count, \
-    failed_count, status, scheduled_time, started_at, finished_at, error, create_time, update_time";
+    failed_count, status, scheduled_time, started_at, finished_at, error, create_time, update_time, \
+    sender_account_ids";
 
 /// A task to store.
 #[derive(Debug, Clone)]
@@ -128,6 +131,9 @@ pub struct NewTask {
     pub source: &'static str,
     pub task_type: i64,
     pub sender: Option<String>,
+    /// Several sender accounts, or device accounts among them (see `devices::group_send`);
+    /// `None` for the one-WeCom-sender task.
+    pub senders: Option<Vec<String>>,
     pub task_name: Option<String>,
     pub target: Target,
     pub message_type: Option<i64>,
@@ -148,7 +154,7 @@ pub async fn insert_task(
         query(
             "INSERT INTO t_group_send_task (tenant_id, user_id, source, task_type, sender_account_id, \
              task_name, target_type, target_ids, message_type, message_content, action, status, \
-             scheduled_time, create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             scheduled_time, create_time, update_time, sender_account_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(tenant_id)
         .bind(user_id)
@@ -164,7 +170,12 @@ pub async fn insert_task(
         .bind(status::PENDING)
         .bind(t.scheduled_time)
         .bind(now)
-        .bind(now),
+        .bind(now)
+        .bind(
+            t.senders
+                .as_ref()
+                .map(|v| serde_json::to_string(v).unwrap_or_default()),
+        ),
     )
     .await
 }
@@ -237,6 +248,12 @@ pub async fn resolve_targets(tx: &mut Tx, task: &TaskRow, now: i64) -> DbResult<
     .bind(task.tenant_id);
     q.append(&target.condition(task.tenant_id));
     let n = tx.execute(q).await?.rows_affected;
+    if task.sender_account_ids.is_some() {
+        // Several senders, or device accounts: each customer gets the one that can reach it.
+        let senders = crate::devices::group_send::senders_of(task);
+        crate::devices::group_send::assign(tx, task, &senders).await?;
+        return Ok(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     match &task.sender_account_id {
         // One sender for all: WeCom's fail_list tells who is not that member's customer.
         Some(sender) => {

@@ -454,9 +454,8 @@ async fn generate(db: &Db, args: &BenchArgs) -> anyhow::Result<()> {
     }
     let pairs: Vec<((i64, i64), i64)> = pairs.into_iter().collect();
     for chunk in pairs.chunks(BATCH) {
-        let mut q = query(
-            "INSERT INTO tag_pair_count (tenant_id, tag_a, tag_b, customer_count) VALUES ",
-        );
+        let mut q =
+            query("INSERT INTO tag_pair_count (tenant_id, tag_a, tag_b, customer_count) VALUES ");
         for (j, ((a, b), n)) in chunk.iter().enumerate() {
             if j > 0 {
                 q.push_sql(", ");
@@ -472,12 +471,24 @@ async fn generate(db: &Db, args: &BenchArgs) -> anyhow::Result<()> {
     match db.backend() {
         Backend::Postgres => {
             db.execute(query("SELECT setval(pg_get_serial_sequence('customer', 'id'), (SELECT MAX(id) FROM customer))")).await?;
-            for table in ["customer", "customer_gram", "customer_tag", "tag_count", "tag_pair_count"] {
+            for table in [
+                "customer",
+                "customer_gram",
+                "customer_tag",
+                "tag_count",
+                "tag_pair_count",
+            ] {
                 db.execute(query(format!("VACUUM ANALYZE {table}"))).await?;
             }
         }
         Backend::MySql => {
-            for table in ["customer", "customer_gram", "customer_tag", "tag_count", "tag_pair_count"] {
+            for table in [
+                "customer",
+                "customer_gram",
+                "customer_tag",
+                "tag_count",
+                "tag_pair_count",
+            ] {
                 db.execute(query(format!("ANALYZE TABLE {table}"))).await?;
             }
         }

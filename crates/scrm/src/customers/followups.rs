@@ -128,8 +128,7 @@ impl From<Row> for FollowUpView {
     }
 }
 
-const ROW_COLUMNS: &str =
-    "id, customer_id, user_id, content, follow_type, next_follow_at, reminded, remind_error, created_at";
+const ROW_COLUMNS: &str = "id, customer_id, user_id, content, follow_type, next_follow_at, reminded, remind_error, created_at";
 
 /// A page of a customer's follow-ups, newest first, and the total.
 pub async fn list(
@@ -155,10 +154,7 @@ pub async fn list(
                 .bind(offset),
         )
         .await?;
-    Ok((
-        rows.into_iter().map(FollowUpView::from).collect(),
-        total,
-    ))
+    Ok((rows.into_iter().map(FollowUpView::from).collect(), total))
 }
 
 #[derive(Deserialize)]
@@ -212,8 +208,10 @@ async fn reminders_route(
             return Err(ApiError::field("status", "one of pending, sent, failed"));
         }
     };
-    let mut cond = query(" FROM follow_up WHERE tenant_id = ? AND next_follow_at IS NOT NULL AND reminded IN ")
-        .bind(user.tenant_id);
+    let mut cond = query(
+        " FROM follow_up WHERE tenant_id = ? AND next_follow_at IS NOT NULL AND reminded IN ",
+    )
+    .bind(user.tenant_id);
     cond.push_in_list(states.iter().copied());
     let mut count = query("SELECT COUNT(*)");
     count.append(&cond);

@@ -127,8 +127,9 @@ async fn start(
         )
         .await?
         .0;
-    let mut q = query("SELECT id, chat_id, owner_userid FROM group_chat WHERE tenant_id = ? AND id IN ")
-        .bind(user.tenant_id);
+    let mut q =
+        query("SELECT id, chat_id, owner_userid FROM group_chat WHERE tenant_id = ? AND id IN ")
+            .bind(user.tenant_id);
     q.push_in_list(ids.iter().copied());
     let groups: Vec<(i64, String, Option<String>)> = tx.fetch_all(q).await?;
     let unknown: Vec<String> = ids

@@ -507,7 +507,10 @@ async fn reminders_churn_scans_and_activity_run_on_schedules(app: TestApp) {
     let db = &app.state.db;
     for name in ["customers.churn.scan", "customers.followups.remind"] {
         let n = db
-            .fetch_i64(query("SELECT COUNT(*) FROM job_schedule WHERE name = ? AND enabled = 1").bind(name))
+            .fetch_i64(
+                query("SELECT COUNT(*) FROM job_schedule WHERE name = ? AND enabled = 1")
+                    .bind(name),
+            )
             .await
             .unwrap();
         assert_eq!(n, 1, "schedule {name}");
@@ -539,9 +542,7 @@ async fn reminders_churn_scans_and_activity_run_on_schedules(app: TestApp) {
     let later = follow(c0, "下周回访", now + 7 * 86_400_000).await;
     let lost = follow(orphan, "没人跟", now - 60_000).await;
     run_scheduled(&app, scrm::customers::schedules::FOLLOWUP_REMIND).await;
-    let r = app
-        .get("/api/v1/customers/follow-up-reminders", t)
-        .await;
+    let r = app.get("/api/v1/customers/follow-up-reminders", t).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let state_of = |id: i64| {
         r.data()["list"]
@@ -565,7 +566,8 @@ async fn reminders_churn_scans_and_activity_run_on_schedules(app: TestApp) {
         sim.deliveries()
             .into_iter()
             .filter(|d| {
-                d.kind == scrm_wecom_sim::DeliveryKind::AppMessage && d.recipient == w.userid(owner0)
+                d.kind == scrm_wecom_sim::DeliveryKind::AppMessage
+                    && d.recipient == w.userid(owner0)
             })
             .map(|d| d.content.to_string())
             .collect()
@@ -606,7 +608,9 @@ async fn reminders_churn_scans_and_activity_run_on_schedules(app: TestApp) {
     .unwrap();
     run_scheduled(&app, scrm::customers::schedules::CHURN_SCAN).await;
     run_scheduled(&app, scrm::customers::schedules::CHURN_SCAN).await;
-    let r = app.get("/api/v1/customers/churn-warnings?size=200", t).await;
+    let r = app
+        .get("/api/v1/customers/churn-warnings?size=200", t)
+        .await;
     let flagged: Vec<i64> = r.data()["list"]
         .as_array()
         .unwrap()
@@ -615,7 +619,10 @@ async fn reminders_churn_scans_and_activity_run_on_schedules(app: TestApp) {
         .collect();
     assert!(flagged.contains(&c1), "{flagged:?}");
     assert!(!flagged.contains(&c0), "c0 had a follow-up today");
-    assert!(!flagged.contains(&orphan), "the orphan had a follow-up today");
+    assert!(
+        !flagged.contains(&orphan),
+        "the orphan had a follow-up today"
+    );
     assert_eq!(
         flagged.len(),
         w.customers.len() - 1,
@@ -625,7 +632,12 @@ async fn reminders_churn_scans_and_activity_run_on_schedules(app: TestApp) {
     // Activity: c0 (twice) and the orphan had follow-ups today.
     let r = app.get("/api/v1/customers/statistics", t).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let today = r.data()["daily"].as_array().unwrap().last().cloned().unwrap();
+    let today = r.data()["daily"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
     assert_eq!(today["active"], 2, "{:?}", r.body);
 }
 
@@ -659,7 +671,12 @@ async fn group_chat_transfers_run_in_wecom_with_records(app: TestApp) {
         let c = w.sim.company();
         (0..c.chats.len() as u32)
             .filter(|i| !c.chats[*i as usize].dismissed)
-            .map(|i| (c.chat_id(i), c.staff[c.chats[i as usize].owner as usize].userid.clone()))
+            .map(|i| {
+                (
+                    c.chat_id(i),
+                    c.staff[c.chats[i as usize].owner as usize].userid.clone(),
+                )
+            })
             .collect()
     };
     let now = scrm::state::now_ms();
@@ -689,10 +706,22 @@ async fn group_chat_transfers_run_in_wecom_with_records(app: TestApp) {
     // Bad requests are named and change nothing.
     for (body, field) in [
         (json!({"groupIds": [x.0], "toStaffId": to}), "kind"),
-        (json!({"groupIds": [x.0], "toStaffId": to, "kind": "both"}), "kind"),
-        (json!({"groupIds": [424242], "toStaffId": to, "kind": "on_job"}), "groupIds"),
-        (json!({"groupIds": [], "toStaffId": to, "kind": "on_job"}), "groupIds"),
-        (json!({"groupIds": [x.0], "toStaffId": 424242, "kind": "on_job"}), "toStaffId"),
+        (
+            json!({"groupIds": [x.0], "toStaffId": to, "kind": "both"}),
+            "kind",
+        ),
+        (
+            json!({"groupIds": [424242], "toStaffId": to, "kind": "on_job"}),
+            "groupIds",
+        ),
+        (
+            json!({"groupIds": [], "toStaffId": to, "kind": "on_job"}),
+            "groupIds",
+        ),
+        (
+            json!({"groupIds": [x.0], "toStaffId": 424242, "kind": "on_job"}),
+            "toStaffId",
+        ),
     ] {
         let r = app.post("/api/v1/groups/transfer", t, body.clone()).await;
         assert_eq!(r.status, 400, "{body}: {:?}", r.body);
@@ -723,12 +752,7 @@ async fn group_chat_transfers_run_in_wecom_with_records(app: TestApp) {
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.data()["list"][0]["status"], "waiting");
     let list = group_transfers_settled(&app).await;
-    let of = |gid: i64| {
-        list.iter()
-            .find(|r| r["groupId"] == gid)
-            .cloned()
-            .unwrap()
-    };
+    let of = |gid: i64| list.iter().find(|r| r["groupId"] == gid).cloned().unwrap();
     assert_eq!(of(x.0)["status"], "done", "{list:?}");
     assert_eq!(of(x.0)["fromUserid"], x.2.as_str());
     assert_eq!(of(y.0)["status"], "failed");

@@ -305,6 +305,7 @@ async fn generate(db: &Db, args: &BenchArgs) -> anyhow::Result<()> {
         "customer_gram",
         "customer_tag",
         "tag_count",
+        "tag_pair_count",
         "tag",
         "tag_group",
         "staff",
@@ -343,6 +344,7 @@ async fn generate(db: &Db, args: &BenchArgs) -> anyhow::Result<()> {
         .collect();
     let per_customer = args.relations as f64 / args.customers as f64;
     let mut tag_lists: Vec<Vec<i64>> = vec![Vec::new(); tag_ids.len()];
+    let mut pairs: std::collections::BTreeMap<(i64, i64), i64> = Default::default();
 
     let mut c_q = query("");
     let mut g_q = query("");
@@ -412,6 +414,8 @@ async fn generate(db: &Db, args: &BenchArgs) -> anyhow::Result<()> {
                 mine.push(idx);
             }
         }
+        let carried: Vec<i64> = mine.iter().map(|i| tag_ids[*i]).collect();
+        super::tags::pair_deltas(&mut pairs, &carried, &carried, 1);
         for idx in mine {
             tag_lists[idx].push(id);
         }
@@ -448,15 +452,43 @@ async fn generate(db: &Db, args: &BenchArgs) -> anyhow::Result<()> {
         )
         .await?;
     }
+    let pairs: Vec<((i64, i64), i64)> = pairs.into_iter().collect();
+    for chunk in pairs.chunks(BATCH) {
+        let mut q =
+            query("INSERT INTO tag_pair_count (tenant_id, tag_a, tag_b, customer_count) VALUES ");
+        for (j, ((a, b), n)) in chunk.iter().enumerate() {
+            if j > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?)")
+                .push_bind(t)
+                .push_bind(*a)
+                .push_bind(*b)
+                .push_bind(*n);
+        }
+        db.execute(q).await?;
+    }
     match db.backend() {
         Backend::Postgres => {
             db.execute(query("SELECT setval(pg_get_serial_sequence('customer', 'id'), (SELECT MAX(id) FROM customer))")).await?;
-            for table in ["customer", "customer_gram", "customer_tag", "tag_count"] {
+            for table in [
+                "customer",
+                "customer_gram",
+                "customer_tag",
+                "tag_count",
+                "tag_pair_count",
+            ] {
                 db.execute(query(format!("VACUUM ANALYZE {table}"))).await?;
             }
         }
         Backend::MySql => {
-            for table in ["customer", "customer_gram", "customer_tag", "tag_count"] {
+            for table in [
+                "customer",
+                "customer_gram",
+                "customer_tag",
+                "tag_count",
+                "tag_pair_count",
+            ] {
                 db.execute(query(format!("ANALYZE TABLE {table}"))).await?;
             }
         }

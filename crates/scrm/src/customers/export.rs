@@ -237,7 +237,7 @@ impl<W: Write> Sink<W> {
     }
 }
 
-/// Write every customer the filter matches, 1,000 at a time; returns the row count.
+/// Write every customer the filter matches, newest first, 1,000 at a time; returns the row count.
 async fn write_rows<W: Write>(
     db: &Db,
     tenant_id: i64,
@@ -245,13 +245,18 @@ async fn write_rows<W: Write>(
     sink: &mut Sink<W>,
     limit: i64,
 ) -> anyhow::Result<i64> {
-    let mut offset = 0;
-    while offset < limit {
-        let rows = search::page(db, tenant_id, filter, offset, 1000.min(limit - offset)).await?;
-        if rows.is_empty() {
+    let mut written = 0;
+    // Keyset paging: each page starts below the last id written, so a million-row export reads
+    // every row once instead of re-reading the prefix at each OFFSET.
+    let mut before: Option<i64> = None;
+    while written < limit {
+        let rows =
+            search::page_before(db, tenant_id, filter, before, 1000.min(limit - written)).await?;
+        let Some(last) = rows.last() else {
             break;
-        }
-        offset += rows.len() as i64;
+        };
+        before = Some(last.id);
+        written += rows.len() as i64;
         for v in store::views(db, tenant_id, rows).await? {
             let tags: Vec<String> = v.tags.iter().map(|t| t.name.clone()).collect();
             sink.row(vec![
@@ -275,7 +280,7 @@ async fn write_rows<W: Write>(
             ])?;
         }
     }
-    Ok(offset)
+    Ok(written)
 }
 
 fn file_name(format: Format) -> String {
@@ -377,10 +382,19 @@ async fn start_job(
         json!({"expected": total, "format": format.name(), "async": true}),
     )
     .await?;
-    tx.commit().await?;
-    let view = load(&state.db, user.tenant_id, id)
+    // The record as created (read before the commit: a worker may start it at once after).
+    let view = tx
+        .fetch_optional::<ExportRow>(
+            query(format!(
+                "SELECT {COLUMNS} FROM customer_export WHERE tenant_id = ? AND id = ?"
+            ))
+            .bind(user.tenant_id)
+            .bind(id),
+        )
         .await?
-        .ok_or_else(|| ApiError::NotFound("export"))?;
+        .ok_or_else(|| ApiError::NotFound("export"))?
+        .view(now);
+    tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"code": 0, "message": "accepted", "data": view})),

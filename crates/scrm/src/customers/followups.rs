@@ -37,6 +37,13 @@ pub fn routes(state: &AppState) -> Routes {
             create_route,
         )
         .route(
+            M::GET,
+            "/api/v1/customers/follow-up-reminders",
+            Access::Permission(perm::CUSTOMER_VIEW),
+            "Follow-ups with a next follow-up time, soonest first (status: pending, sent, failed)",
+            reminders_route,
+        )
+        .route(
             M::PUT,
             "/api/v1/customers/{id}/stage",
             Access::Permission(perm::CUSTOMER_UPDATE),
@@ -73,7 +80,23 @@ pub struct FollowUpView {
     #[serde(rename = "type")]
     pub kind: String,
     pub next_follow_time: Option<String>,
+    /// The reminder of the next follow-up time: pending, sending, sent, failed (None without
+    /// a next follow-up time).
+    pub reminder: Option<&'static str>,
+    pub remind_error: Option<String>,
     pub create_time: String,
+}
+
+/// The name of a `follow_up.reminded` state.
+pub fn reminder_name(next_follow_at: Option<i64>, reminded: i64) -> Option<&'static str> {
+    use super::schedules::reminded as r;
+    next_follow_at?;
+    Some(match reminded {
+        r::SENT => "sent",
+        r::FAILED => "failed",
+        r::SENDING => "sending",
+        _ => "pending",
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -84,8 +107,28 @@ struct Row {
     content: String,
     follow_type: String,
     next_follow_at: Option<i64>,
+    reminded: i64,
+    remind_error: Option<String>,
     created_at: i64,
 }
+
+impl From<Row> for FollowUpView {
+    fn from(r: Row) -> Self {
+        FollowUpView {
+            id: r.id,
+            customer_id: r.customer_id,
+            user_id: r.user_id,
+            content: r.content,
+            kind: r.follow_type,
+            next_follow_time: iso_opt(r.next_follow_at),
+            reminder: reminder_name(r.next_follow_at, r.reminded),
+            remind_error: r.remind_error,
+            create_time: iso(r.created_at),
+        }
+    }
+}
+
+const ROW_COLUMNS: &str = "id, customer_id, user_id, content, follow_type, next_follow_at, reminded, remind_error, created_at";
 
 /// A page of a customer's follow-ups, newest first, and the total.
 pub async fn list(
@@ -104,27 +147,14 @@ pub async fn list(
         .await?;
     let rows: Vec<Row> = db
         .fetch_all(
-            query("SELECT id, customer_id, user_id, content, follow_type, next_follow_at, created_at FROM follow_up WHERE tenant_id = ? AND customer_id = ? ORDER BY id DESC LIMIT ? OFFSET ?")
+            query(format!("SELECT {ROW_COLUMNS} FROM follow_up WHERE tenant_id = ? AND customer_id = ? ORDER BY id DESC LIMIT ? OFFSET ?"))
                 .bind(tenant_id)
                 .bind(customer_id)
                 .bind(limit)
                 .bind(offset),
         )
         .await?;
-    Ok((
-        rows.into_iter()
-            .map(|r| FollowUpView {
-                id: r.id,
-                customer_id: r.customer_id,
-                user_id: r.user_id,
-                content: r.content,
-                kind: r.follow_type,
-                next_follow_time: iso_opt(r.next_follow_at),
-                create_time: iso(r.created_at),
-            })
-            .collect(),
-        total,
-    ))
+    Ok((rows.into_iter().map(FollowUpView::from).collect(), total))
 }
 
 #[derive(Deserialize)]
@@ -147,6 +177,53 @@ async fn list_route(
     let (list, total) = list(&state.db, user.tenant_id, id, paging.offset(), paging.size).await?;
     Ok(ok(ListPage {
         list,
+        total,
+        page: paging.page,
+        size: paging.size,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemindersQuery {
+    page: Option<i64>,
+    size: Option<i64>,
+    status: Option<String>,
+}
+
+/// Every follow-up of the tenant with a next follow-up time, soonest first.
+async fn reminders_route(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<RemindersQuery>,
+) -> ApiResult<Reply<ListPage<FollowUpView>>> {
+    use super::schedules::reminded as r;
+    let paging = Paging::new(q.page, q.size, 20, 200)?;
+    let states: &[i64] = match q.status.as_deref() {
+        None => &[r::PENDING, r::SENDING, r::SENT, r::FAILED],
+        Some("pending") => &[r::PENDING, r::SENDING],
+        Some("sent") => &[r::SENT],
+        Some("failed") => &[r::FAILED],
+        Some(_) => {
+            return Err(ApiError::field("status", "one of pending, sent, failed"));
+        }
+    };
+    let mut cond = query(
+        " FROM follow_up WHERE tenant_id = ? AND next_follow_at IS NOT NULL AND reminded IN ",
+    )
+    .bind(user.tenant_id);
+    cond.push_in_list(states.iter().copied());
+    let mut count = query("SELECT COUNT(*)");
+    count.append(&cond);
+    let total = state.db.fetch_i64(count).await?;
+    let mut page = query(format!("SELECT {ROW_COLUMNS}"));
+    page.append(&cond);
+    page.push_sql(" ORDER BY next_follow_at, id LIMIT ? OFFSET ?")
+        .push_bind(paging.size)
+        .push_bind(paging.offset());
+    let rows: Vec<Row> = state.db.fetch_all(page).await?;
+    Ok(ok(ListPage {
+        list: rows.into_iter().map(FollowUpView::from).collect(),
         total,
         page: paging.page,
         size: paging.size,
@@ -190,7 +267,7 @@ async fn create_route(
     };
     let now = now_ms();
     let mut tx = state.db.begin().await?;
-    store::lock(&mut tx, user.tenant_id, id)
+    let before = store::lock(&mut tx, user.tenant_id, id)
         .await?
         .ok_or_else(customer_not_found)?;
     let fid = tx
@@ -205,7 +282,9 @@ async fn create_route(
                 .bind(now),
         )
         .await?;
-    // A follow-up is an interaction: churn rules on inactivity look at last_active_at.
+    // A follow-up is an interaction: churn rules on inactivity look at last_active_at, and the
+    // customer counts as active today (once a day).
+    super::stats::record_active(&mut tx, user.tenant_id, before.last_active_at, now).await?;
     tx.execute(query("UPDATE customer SET last_active_at = ?, version = version + 1 WHERE tenant_id = ? AND id = ?").bind(now).bind(user.tenant_id).bind(id)).await?;
     let summary: String = content.chars().take(100).collect();
     timeline::record(
@@ -242,6 +321,8 @@ async fn create_route(
         content,
         kind,
         next_follow_time: iso_opt(next),
+        reminder: reminder_name(next, 0),
+        remind_error: None,
         create_time: iso(now),
     }))
 }

@@ -1,11 +1,12 @@
-//! The customers module's job kinds: WeCom pushes of tag changes and transfers, export files.
+//! The customers module's job kinds: WeCom pushes of tag changes and transfers, export files,
+//! churn scans and follow-up reminders (cron schedules, see [`super::schedules`]).
 
 use std::time::Duration;
 
 use scrm_jobs::engine::EngineBuilder;
 use scrm_jobs::{KindOptions, Schedule};
 
-use super::{export, push, transfer_jobs};
+use super::{export, group_transfer, push, schedules, transfer_jobs};
 use crate::state::AppState;
 
 /// Register every customers job kind.
@@ -29,6 +30,10 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
         transfer_jobs::run_transfer(s.clone(), ctx, p)
     });
     let s = state.clone();
+    let builder = builder.register(group_transfer::JOB, wecom.clone(), move |ctx, p| {
+        group_transfer::run(s.clone(), ctx, p)
+    });
+    let s = state.clone();
     let builder = builder.register(transfer_jobs::POLL, wecom, move |ctx, p| {
         transfer_jobs::run_poll(s.clone(), ctx, p)
     });
@@ -41,10 +46,22 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
         export::run_export(s.clone(), ctx, p)
     });
     let s = state.clone();
-    builder.register(
+    let builder = builder.register(
         export::CLEANUP_JOB,
         KindOptions::default(),
         move |ctx, p| export::run_cleanup(s.clone(), ctx, p),
+    );
+    let s = state.clone();
+    let builder = builder.register(
+        schedules::CHURN_SCAN,
+        KindOptions::default().timeout(Duration::from_secs(600)),
+        move |ctx, p| schedules::run_churn_scan(s.clone(), ctx, p),
+    );
+    let s = state.clone();
+    builder.register(
+        schedules::FOLLOWUP_REMIND,
+        KindOptions::default().timeout(Duration::from_secs(300)),
+        move |ctx, p| schedules::run_followup_remind(s.clone(), ctx, p),
     )
 }
 
@@ -56,6 +73,22 @@ pub async fn on_startup(state: &AppState) -> anyhow::Result<()> {
             "customers.exports.cleanup",
             "17 * * * *",
             export::CLEANUP_JOB,
+        ))
+        .await?;
+    state
+        .jobs
+        .ensure_schedule(&Schedule::new(
+            "customers.churn.scan",
+            "*/30 * * * *",
+            schedules::CHURN_SCAN,
+        ))
+        .await?;
+    state
+        .jobs
+        .ensure_schedule(&Schedule::new(
+            "customers.followups.remind",
+            "* * * * *",
+            schedules::FOLLOWUP_REMIND,
         ))
         .await?;
     Ok(())

@@ -4,13 +4,14 @@
 //! - [`store`]: the customer's SQL, its gram index and version stamp; [`search`]: list and search
 //!   shaped for 1,000,000 customers (perf/SEARCH.md); [`cache`]: the detail cache.
 //! - [`tags`] (+ `tag_routes`): tag groups, tags, customer tags with exact per-tag counts.
-//! - [`groups`]: customer group chats and members; [`staff`]: staff and departments (filled by
+//! - [`groups`]: customer group chats and members ([`group_transfer`]: their 在职/离职继承); [`staff`]: staff and departments (filled by
 //!   sync); [`followups`]: follow-up records and stages; [`transfer`]: assignment, transfer and
 //!   inheritance records; [`risk`]: blacklist, deletion records, churn rules and warnings;
 //!   [`stats`]: daily statistics kept incrementally; [`timeline`]: the portrait's history;
 //!   [`export`], [`import`]: CSV/XLSX export (large lists as a job) and import.
 //! - [`push`]: tag changes pushed to WeCom as jobs; [`transfer_jobs`]: 在职/离职继承 through WeCom
-//!   with transfer_result polling; [`jobs`] registers their kinds.
+//!   with transfer_result polling; [`schedules`]: churn scans and follow-up reminders as cron
+//!   schedules; [`jobs`] registers their kinds.
 //!
 //! Every query is scoped by the caller's tenant; every write records an audit row, its domain
 //! events ([`crate::events`]) and its timeline entry in the same transaction.
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod cache;
 pub mod export;
 pub mod followups;
+pub mod group_transfer;
 pub mod groups;
 pub mod import;
 pub mod jobs;
@@ -26,6 +28,7 @@ pub mod model;
 pub mod push;
 pub mod risk;
 pub mod routes;
+pub mod schedules;
 pub mod search;
 pub mod staff;
 pub mod stats;
@@ -45,6 +48,7 @@ pub fn routes(state: &AppState) -> Routes {
     routes::routes(state)
         .merge(tag_routes::routes(state))
         .merge(groups::routes(state))
+        .merge(group_transfer::routes(state))
         .merge(staff::routes(state))
         .merge(followups::routes(state))
         .merge(transfer::routes(state))

@@ -4,8 +4,8 @@
 //! - The page walks the customer key newest-first and probes tags, group chats and keyword
 //!   grams with correlated `EXISTS`, stopping at the page size.
 //! - The exact total is computed separately, from the smallest source that answers it: the
-//!   per-tag counter (one tag), |A|+|B|−|A∩B| (any of two tags), the smaller tag's list probed for
-//!   the others (all of several tags), the gram list (keyword), the group member list; never a
+//!   per-tag counter (one tag), |A|+|B|−|A∩B| from the per-tag and per-pair counters (any or all
+//!   of two tags), the smaller tag's list probed for the others (all of three or more tags), the gram list (keyword), the group member list; never a
 //!   join of the whole customer table when something smaller answers.
 //! - Keywords go through `customer_gram`: name 2-grams and mobile 4-grams looked up by equality,
 //!   with a `LIKE` recheck, because no built-in full-text index handles 2-character Chinese names
@@ -262,6 +262,29 @@ pub async fn page(
     offset: i64,
     limit: i64,
 ) -> DbResult<Vec<CustomerRow>> {
+    page_query(db, tenant_id, f, None, offset, limit).await
+}
+
+/// The next `limit` matching customers with ids below `before` (all when None), newest first:
+/// keyset paging for walking a whole list (exports) without re-reading what came before.
+pub async fn page_before(
+    db: &Db,
+    tenant_id: i64,
+    f: &Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> DbResult<Vec<CustomerRow>> {
+    page_query(db, tenant_id, f, before, 0, limit).await
+}
+
+async fn page_query(
+    db: &Db,
+    tenant_id: i64,
+    f: &Filter,
+    before: Option<i64>,
+    offset: i64,
+    limit: i64,
+) -> DbResult<Vec<CustomerRow>> {
     let mut q = dialect(
         db.backend(),
         &format!("SELECT {COLUMNS} FROM customer c WHERE c.tenant_id = ?"),
@@ -274,6 +297,9 @@ pub async fn page(
             .push_bind(tenant_id);
         q.push_in_list(alts.iter().filter_map(|a| a.grams.first().cloned()));
         q.push_sql(")");
+    }
+    if let Some(b) = before {
+        q.push_sql(" AND c.id < ?").push_bind(b);
     }
     q.append(&conditions(tenant_id, f));
     q.push_sql(" ORDER BY c.id DESC LIMIT ? OFFSET ?")
@@ -355,6 +381,21 @@ async fn tag_sizes(db: &Db, tenant_id: i64, tag_ids: &[i64]) -> DbResult<Vec<(i6
     Ok(sizes)
 }
 
+/// Customers carrying both tags, from the pair counter (`tags::bump_pairs` keeps it exact).
+async fn pair_count(db: &Db, tenant_id: i64, a: i64, b: i64) -> DbResult<i64> {
+    let n: Option<(i64,)> = db
+        .fetch_optional(
+            query(
+                "SELECT customer_count FROM tag_pair_count WHERE tenant_id = ? AND tag_a = ? AND tag_b = ?",
+            )
+            .bind(tenant_id)
+            .bind(a.min(b))
+            .bind(a.max(b)),
+        )
+        .await?;
+    Ok(n.map_or(0, |n| n.0))
+}
+
 /// Customers carrying any (or all) of the tags, without touching the customer table (tag rows
 /// never outlive their customer: [`super::store::delete`] removes them).
 async fn count_tags(db: &Db, tenant_id: i64, tag_ids: &[i64], all: bool) -> DbResult<i64> {
@@ -366,6 +407,9 @@ async fn count_tags(db: &Db, tenant_id: i64, tag_ids: &[i64], all: bool) -> DbRe
         // A tag that is not the tenant's (no counter) matches nobody.
         if sizes.len() < ids.len() || sizes.first().is_some_and(|s| s.1 == 0) {
             return Ok(0);
+        }
+        if let [a, b] = ids.as_slice() {
+            return pair_count(db, tenant_id, *a, *b).await;
         }
         let mut q = dialect(
             db.backend(),
@@ -386,22 +430,9 @@ async fn count_tags(db: &Db, tenant_id: i64, tag_ids: &[i64], all: bool) -> DbRe
     match sizes.as_slice() {
         [] => Ok(0),
         [(_, n)] => Ok(*n),
-        [(small, a), (large, b)] => {
-            // |A ∪ B| = |A| + |B| − |A ∩ B|, the intersection by probing the smaller list.
-            let both = db
-                .fetch_i64(
-                    dialect(
-                        db.backend(),
-                        "SELECT COUNT(*) FROM customer_tag a WHERE a.tenant_id = ? AND a.tag_id = ? \
-                         AND EXISTS (SELECT 1 FROM customer_tag b WHERE b.tenant_id = ? AND b.tag_id = ? AND b.customer_id = a.customer_id)",
-                    )
-                    .bind(tenant_id)
-                    .bind(*small)
-                    .bind(tenant_id)
-                    .bind(*large),
-                )
-                .await?;
-            Ok(a + b - both)
+        [(x, a), (y, b)] => {
+            // |A ∪ B| = |A| + |B| − |A ∩ B|, all three from counters.
+            Ok(a + b - pair_count(db, tenant_id, *x, *y).await?)
         }
         many => {
             let mut q = query(

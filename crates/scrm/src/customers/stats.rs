@@ -1,4 +1,4 @@
-//! Customer statistics: totals, daily growth (new, lost, net), by channel and by staff.
+//! Customer statistics: totals, daily growth (new, lost, net), activity, by channel and by staff.
 //!
 //! Growth is kept incrementally: every add and loss bumps a row of `customer_stats_daily` for
 //! the day (China time: the seeds' users are there), for the tenant as a whole and per channel
@@ -95,6 +95,34 @@ pub async fn record(
     Ok(())
 }
 
+/// Count a customer as active on the day of `now` unless its previous interaction
+/// (`last_active_at` before this one) was already on that day: `active` of a day is then the
+/// number of distinct customers with an interaction that day, kept without a scan.
+pub async fn record_active(
+    tx: &mut Tx,
+    tenant_id: i64,
+    previous: Option<i64>,
+    now: i64,
+) -> DbResult<()> {
+    let day = day_of(now);
+    if previous.is_some_and(|p| day_of(p) == day) {
+        return Ok(());
+    }
+    let sql = match tx.backend() {
+        Backend::MySql => {
+            "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, '', '', 0, 0, 1) \
+             ON DUPLICATE KEY UPDATE active = active + 1"
+        }
+        _ => {
+            "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, '', '', 0, 0, 1) \
+             ON CONFLICT (tenant_id, day, dim, dim_value) DO UPDATE SET active = customer_stats_daily.active + 1"
+        }
+    };
+    tx.execute(query(sql).bind(tenant_id).bind(day.as_str()))
+        .await
+        .map(|_| ())
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct StatsQuery {
@@ -119,6 +147,8 @@ pub(crate) struct Day {
     added: i64,
     lost: i64,
     net: i64,
+    /// Customers with an interaction (a follow-up) that day.
+    active: i64,
 }
 
 #[derive(Serialize)]
@@ -156,6 +186,7 @@ struct StatRow {
     dim_value: String,
     added: i64,
     lost: i64,
+    active: i64,
 }
 
 pub(crate) async fn statistics(
@@ -182,7 +213,7 @@ pub(crate) async fn statistics(
     );
     let rows: Vec<StatRow> = state
         .db
-        .fetch_all(query("SELECT day, dim, dim_value, added, lost FROM customer_stats_daily WHERE tenant_id = ? AND day >= ? AND day <= ? ORDER BY day").bind(user.tenant_id).bind(s.as_str()).bind(e.as_str()))
+        .fetch_all(query("SELECT day, dim, dim_value, added, lost, active FROM customer_stats_daily WHERE tenant_id = ? AND day >= ? AND day <= ? ORDER BY day").bind(user.tenant_id).bind(s.as_str()).bind(e.as_str()))
         .await?;
     let mut daily = Vec::new();
     let mut by_channel: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
@@ -194,6 +225,7 @@ pub(crate) async fn statistics(
                 added: r.added,
                 lost: r.lost,
                 net: r.added - r.lost,
+                active: r.active,
             }),
             "channel" => {
                 let e = by_channel.entry(r.dim_value).or_default();
@@ -212,6 +244,8 @@ pub(crate) async fn statistics(
         added: daily.iter().map(|d| d.added).sum(),
         lost: daily.iter().map(|d| d.lost).sum(),
         net: daily.iter().map(|d| d.net).sum(),
+        // Distinct per day; over a period, the sum of the days (customer-days).
+        active: daily.iter().map(|d| d.active).sum(),
     };
     // Totals by status: index-only counts on (tenant_id, status, id).
     let by_status: Vec<(i64, i64)> = state

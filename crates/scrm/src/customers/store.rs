@@ -274,6 +274,9 @@ pub async fn delete(tx: &mut Tx, tenant_id: i64, id: i64) -> DbResult<Vec<i64>> 
         .bind(tenant_id);
         q.push_in_list(tag_ids.iter().copied());
         tx.execute(q).await?;
+        let mut pairs = std::collections::BTreeMap::new();
+        super::tags::pair_deltas(&mut pairs, &tag_ids, &tag_ids, -1);
+        super::tags::bump_pairs(tx, tenant_id, &pairs).await?;
     }
     for table in [
         "customer_tag",

@@ -2,7 +2,9 @@
 //!
 //! The counter (`tag_count`) changes in the same transaction as the tag rows, by exactly the
 //! number of rows inserted or deleted (an insert that found the row already there counts 0), so
-//! seed 004's tag list with customer counts is a primary-key read and is always exact.
+//! seed 004's tag list with customer counts is a primary-key read and is always exact. The pair
+//! counter (`tag_pair_count`: customers carrying both of two tags) is kept the same way, so the
+//! search's totals for two tags come from counters too.
 //!
 //! Changes made through the API are pushed to WeCom by [`super::push`]; these functions do not
 //! push (WeCom sync writes through them too).
@@ -79,54 +81,7 @@ pub async fn add_to_customer(
     tagged_by: Option<i64>,
     now: i64,
 ) -> DbResult<Vec<i64>> {
-    let insert = match tx.backend() {
-        Backend::MySql => {
-            "INSERT IGNORE INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, ?, ?)"
-        }
-        _ => {
-            "INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-        }
-    };
-    let mut added = Vec::new();
-    for t in dedup(tag_ids) {
-        let r = tx
-            .execute(
-                query(insert)
-                    .bind(tenant_id)
-                    .bind(t)
-                    .bind(customer_id)
-                    .bind(tagged_by)
-                    .bind(now),
-            )
-            .await?;
-        if r.rows_affected > 0 {
-            added.push(t);
-        }
-    }
-    if added.is_empty() {
-        return Ok(added);
-    }
-    bump_counts(tx, tenant_id, &added, 1).await?;
-    store::touch(tx, tenant_id, customer_id, now).await?;
-    let names = tag_names(tx, tenant_id, &added).await?;
-    timeline::record(
-        tx,
-        tenant_id,
-        customer_id,
-        timeline::kind::TAGGED,
-        &format!("tagged {}", names.join(", ")),
-        json!({"tagIds": added, "by": tagged_by}),
-    )
-    .await?;
-    events::emit(
-        tx,
-        tenant_id,
-        events::kind::CUSTOMER_TAG_ADDED,
-        customer_id,
-        json!({"customerId": customer_id, "tagIds": added}),
-    )
-    .await?;
-    Ok(added)
+    change_customer(tx, tenant_id, customer_id, tag_ids, tagged_by, now, true).await
 }
 
 /// Remove tags from a customer; returns the tags that were there.
@@ -138,46 +93,87 @@ pub async fn remove_from_customer(
     removed_by: Option<i64>,
     now: i64,
 ) -> DbResult<Vec<i64>> {
-    let mut removed = Vec::new();
+    change_customer(tx, tenant_id, customer_id, tag_ids, removed_by, now, false).await
+}
+
+/// Add (`add`) or remove tags one row at a time, keeping what actually changed; then the
+/// counters, the version, the timeline and the event, once for all of them.
+async fn change_customer(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    tag_ids: &[i64],
+    by: Option<i64>,
+    now: i64,
+    add: bool,
+) -> DbResult<Vec<i64>> {
+    let sql = match (add, tx.backend()) {
+        (false, _) => {
+            "DELETE FROM customer_tag WHERE tenant_id = ? AND tag_id = ? AND customer_id = ?"
+        }
+        (true, Backend::MySql) => {
+            "INSERT IGNORE INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, ?, ?)"
+        }
+        (true, _) => {
+            "INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_by, tagged_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        }
+    };
+    let mut changed = Vec::new();
     for t in dedup(tag_ids) {
-        let r = tx
-            .execute(
-                query(
-                    "DELETE FROM customer_tag WHERE tenant_id = ? AND tag_id = ? AND customer_id = ?",
-                )
-                .bind(tenant_id)
-                .bind(t)
-                .bind(customer_id),
-            )
-            .await?;
-        if r.rows_affected > 0 {
-            removed.push(t);
+        let mut q = query(sql).bind(tenant_id).bind(t).bind(customer_id);
+        if add {
+            q = q.bind(by).bind(now);
+        }
+        if tx.execute(q).await?.rows_affected > 0 {
+            changed.push(t);
         }
     }
-    if removed.is_empty() {
-        return Ok(removed);
+    if changed.is_empty() {
+        return Ok(changed);
     }
-    bump_counts(tx, tenant_id, &removed, -1).await?;
+    let delta = if add { 1 } else { -1 };
+    bump_counts(tx, tenant_id, &changed, delta).await?;
+    // The pairs: the tags carried with the change included (after an add, before a removal).
+    let mut carried = tags_of(tx, tenant_id, customer_id).await?;
+    if !add {
+        carried.extend(&changed);
+    }
+    let mut pairs = BTreeMap::new();
+    pair_deltas(&mut pairs, &carried, &changed, delta);
+    bump_pairs(tx, tenant_id, &pairs).await?;
     store::touch(tx, tenant_id, customer_id, now).await?;
-    let names = tag_names(tx, tenant_id, &removed).await?;
+    let names = tag_names(tx, tenant_id, &changed).await?.join(", ");
+    let (kind, summary, event) = if add {
+        (
+            timeline::kind::TAGGED,
+            format!("tagged {names}"),
+            events::kind::CUSTOMER_TAG_ADDED,
+        )
+    } else {
+        (
+            timeline::kind::UNTAGGED,
+            format!("untagged {names}"),
+            events::kind::CUSTOMER_TAG_REMOVED,
+        )
+    };
     timeline::record(
         tx,
         tenant_id,
         customer_id,
-        timeline::kind::UNTAGGED,
-        &format!("untagged {}", names.join(", ")),
-        json!({"tagIds": removed, "by": removed_by}),
+        kind,
+        &summary,
+        json!({"tagIds": changed, "by": by}),
     )
     .await?;
     events::emit(
         tx,
         tenant_id,
-        events::kind::CUSTOMER_TAG_REMOVED,
+        event,
         customer_id,
-        json!({"customerId": customer_id, "tagIds": removed}),
+        json!({"customerId": customer_id, "tagIds": changed}),
     )
     .await?;
-    Ok(removed)
+    Ok(changed)
 }
 
 fn dedup(ids: &[i64]) -> Vec<i64> {
@@ -220,6 +216,71 @@ pub async fn bump_counts_by(
     Ok(())
 }
 
+/// Every tag a customer carries.
+async fn tags_of(tx: &mut Tx, tenant_id: i64, customer_id: i64) -> DbResult<Vec<i64>> {
+    let rows: Vec<(i64,)> = tx
+        .fetch_all(
+            query("SELECT tag_id FROM customer_tag WHERE tenant_id = ? AND customer_id = ?")
+                .bind(tenant_id)
+                .bind(customer_id),
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// The pair-counter moves for one customer whose tags changed: `carried` is every tag the
+/// customer has with the change included (after an add, before a removal), `changed` the tags
+/// added or removed; each pair holding at least one changed tag moves by `delta`.
+pub fn pair_deltas(
+    out: &mut BTreeMap<(i64, i64), i64>,
+    carried: &[i64],
+    changed: &[i64],
+    delta: i64,
+) {
+    let carried = dedup(carried);
+    for (i, a) in carried.iter().enumerate() {
+        for b in &carried[i + 1..] {
+            if changed.contains(a) || changed.contains(b) {
+                *out.entry((*a, *b)).or_default() += delta;
+            }
+        }
+    }
+}
+
+/// Add deltas to the pair counters (`tag_pair_count`, `tag_a < tag_b`), creating rows as
+/// needed. Sorted keys, so concurrent transactions take the rows in one order.
+pub async fn bump_pairs(
+    tx: &mut Tx,
+    tenant_id: i64,
+    deltas: &BTreeMap<(i64, i64), i64>,
+) -> DbResult<()> {
+    let deltas: Vec<(&(i64, i64), &i64)> = deltas.iter().filter(|(_, d)| **d != 0).collect();
+    for chunk in deltas.chunks(300) {
+        let mut q =
+            query("INSERT INTO tag_pair_count (tenant_id, tag_a, tag_b, customer_count) VALUES ");
+        for (i, ((a, b), d)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?)")
+                .push_bind(tenant_id)
+                .push_bind(*a)
+                .push_bind(*b)
+                .push_bind(**d);
+        }
+        q.push_sql(match tx.backend() {
+            Backend::MySql => {
+                " ON DUPLICATE KEY UPDATE customer_count = customer_count + VALUES(customer_count)"
+            }
+            _ => {
+                " ON CONFLICT (tenant_id, tag_a, tag_b) DO UPDATE SET customer_count = tag_pair_count.customer_count + excluded.customer_count"
+            }
+        });
+        tx.execute(q).await?;
+    }
+    Ok(())
+}
+
 /// Tag many customers quietly: (customer, tag) rows inserted where missing, the counters moved
 /// by exactly the rows inserted, and nothing else (no timeline, no events, no version): for a
 /// sync's import of tags customers had in WeCom long before scrm. Returns the rows inserted.
@@ -230,6 +291,7 @@ pub async fn tag_quietly(
     now: i64,
 ) -> DbResult<usize> {
     let mut inserted: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut new_tags: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     let mut total = 0;
     for chunk in pairs.chunks(1000) {
         let mut chunk: Vec<(i64, i64)> = chunk.to_vec();
@@ -266,20 +328,42 @@ pub async fn tag_quietly(
         }
         if mysql {
             tx.execute(q).await?;
-            for (_, tag) in &chunk {
+            for (customer, tag) in &chunk {
                 *inserted.entry(*tag).or_default() += 1;
+                new_tags.entry(*customer).or_default().push(*tag);
             }
             total += chunk.len();
         } else {
-            q.push_sql(" ON CONFLICT DO NOTHING RETURNING tag_id");
-            let rows: Vec<(i64,)> = tx.fetch_all(q).await?;
+            q.push_sql(" ON CONFLICT DO NOTHING RETURNING customer_id, tag_id");
+            let rows: Vec<(i64, i64)> = tx.fetch_all(q).await?;
             total += rows.len();
-            for (tag,) in rows {
+            for (customer, tag) in rows {
                 *inserted.entry(tag).or_default() += 1;
+                new_tags.entry(customer).or_default().push(tag);
             }
         }
     }
     bump_counts_by(tx, tenant_id, &inserted).await?;
+    // The pairs: every tag the touched customers now carry, against the ones just added.
+    let customers: Vec<i64> = new_tags.keys().copied().collect();
+    let mut carried: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for chunk in customers.chunks(1000) {
+        let mut q = query(
+            "SELECT customer_id, tag_id FROM customer_tag WHERE tenant_id = ? AND customer_id IN ",
+        )
+        .bind(tenant_id);
+        q.push_in_list(chunk.iter().copied());
+        for (customer, tag) in tx.fetch_all::<(i64, i64)>(q).await? {
+            carried.entry(customer).or_default().push(tag);
+        }
+    }
+    let mut pairs = BTreeMap::new();
+    for (customer, added) in &new_tags {
+        if let Some(all) = carried.get(customer) {
+            pair_deltas(&mut pairs, all, added, 1);
+        }
+    }
+    bump_pairs(tx, tenant_id, &pairs).await?;
     Ok(total)
 }
 
@@ -383,6 +467,8 @@ pub async fn delete_tag(tx: &mut Tx, tenant_id: i64, tag_id: i64, now: i64) -> D
     for sql in [
         "DELETE FROM customer_tag WHERE tenant_id = ? AND tag_id = ?",
         "DELETE FROM tag_count WHERE tenant_id = ? AND tag_id = ?",
+        "DELETE FROM tag_pair_count WHERE tenant_id = ? AND tag_a = ?",
+        "DELETE FROM tag_pair_count WHERE tenant_id = ? AND tag_b = ?",
         "DELETE FROM group_chat_tag WHERE tenant_id = ? AND tag_id = ?",
         "DELETE FROM tag WHERE tenant_id = ? AND id = ?",
     ] {

@@ -34,6 +34,7 @@ pub mod kind {
     pub const TAG_DELETED: &str = "tag.deleted";
     pub const GROUP_MEMBER_JOINED: &str = "group.member.joined";
     pub const GROUP_MEMBER_LEFT: &str = "group.member.left";
+    pub const GROUP_CHAT_TRANSFERRED: &str = "group.transferred";
 }
 
 /// One event as subscribers and sinks see it: seed 001's message

@@ -690,7 +690,114 @@ async fn large_exports_run_as_jobs_and_xlsx_round_trips(app: TestApp) {
     assert_eq!(r.status, 400, "{:?}", r.body);
 }
 
+/// The pair counters (customers carrying both of two tags) behind the two-tag totals: after
+/// adds, removals, batch tagging, a quiet (sync) import, a customer and a tag deleted, every
+/// counter equals a recount of the tag rows, and "any of" / "all of" two tags answer exactly.
+async fn two_tag_totals_come_from_exact_pair_counters(app: TestApp) {
+    let t = tags(&app, "对", &["甲", "乙", "丙"]).await;
+    let mut c = Vec::new();
+    for name in ["一", "二", "三", "四", "五"] {
+        c.push(customer(&app, json!({"name": name})).await);
+    }
+    let db = &app.state.db;
+    // Every pair counter, and a recount from the tag rows; they must agree (zeros dropped).
+    let check = |label: &'static str| async move {
+        let kept: Vec<(i64, i64, i64)> = db
+            .fetch_all(scrm_db::query("SELECT tag_a, tag_b, customer_count FROM tag_pair_count WHERE customer_count <> 0 ORDER BY tag_a, tag_b"))
+            .await
+            .unwrap();
+        let recount: Vec<(i64, i64, i64)> = db
+            .fetch_all(scrm_db::query(
+                "SELECT a.tag_id, b.tag_id, COUNT(*) FROM customer_tag a JOIN customer_tag b \
+                 ON b.tenant_id = a.tenant_id AND b.customer_id = a.customer_id AND b.tag_id > a.tag_id \
+                 GROUP BY a.tag_id, b.tag_id ORDER BY a.tag_id, b.tag_id",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(kept, recount, "{label}");
+    };
+    let total = |ids: Vec<i64>, mode: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    "/api/v1/workbench/customer/search",
+                    &app.admin_token,
+                    json!({"tagIds": ids, "tagMode": mode, "size": 50}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let shown = r.data()["records"].as_array().unwrap().len() as i64;
+            let total = r.data()["total"].as_i64().unwrap();
+            assert_eq!(shown, total, "the page holds every match: {:?}", r.body);
+            total
+        }
+    };
+    tag(&app, c[0], &[t[0], t[1], t[2]]).await;
+    tag(&app, c[1], &[t[0], t[1]]).await;
+    tag(&app, c[2], &[t[1], t[2]]).await;
+    tag(&app, c[3], &[t[0]]).await;
+    check("after adds").await;
+    assert_eq!(total(vec![t[0], t[1]], "any").await, 4);
+    assert_eq!(total(vec![t[0], t[1]], "all").await, 2);
+    assert_eq!(total(vec![t[1], t[2]], "all").await, 2);
+    assert_eq!(total(vec![t[0], t[2]], "any").await, 4);
+    // A removal, then a batch add.
+    let r = app
+        .post(
+            &format!("/api/v1/customers/{}/tags/remove", c[0]),
+            &app.admin_token,
+            json!({"tagIds": [t[1]]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/v1/customers/tags/batch",
+            &app.admin_token,
+            json!({"customerIds": [c[3], c[4]], "tagIds": [t[2]], "action": "add"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    check("after a removal and a batch").await;
+    assert_eq!(total(vec![t[0], t[1]], "all").await, 1);
+    assert_eq!(total(vec![t[0], t[2]], "all").await, 2);
+    assert_eq!(total(vec![t[0], t[2]], "any").await, 5);
+    // A quiet import (what a first sync does), with a row that is already there.
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let n = scrm::customers::tags::tag_quietly(
+        &mut tx,
+        tenant,
+        &[(c[4], t[0]), (c[4], t[1]), (c[3], t[0])],
+        scrm::state::now_ms(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 2);
+    check("after a quiet import").await;
+    assert_eq!(total(vec![t[0], t[1]], "all").await, 2);
+    // A customer deleted, then a tag.
+    let r = app
+        .delete(&format!("/api/v1/customers/{}", c[0]), &app.admin_token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    check("after a customer is deleted").await;
+    assert_eq!(total(vec![t[0], t[2]], "all").await, 2);
+    let r = app
+        .delete(&format!("/api/v1/tags/{}", t[2]), &app.admin_token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    check("after a tag is deleted").await;
+    assert_eq!(total(vec![t[0], t[1]], "any").await, 4);
+    assert_eq!(total(vec![t[0], t[1]], "all").await, 2);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    two_tag_totals_come_from_exact_pair_counters,
     searches_by_tags_groups_and_keyword_with_exact_totals,
     large_exports_run_as_jobs_and_xlsx_round_trips,
     tag_counts_stay_correct_through_add_remove_and_delete,

@@ -480,7 +480,348 @@ async fn transfers_run_in_wecom_and_follow_transfer_result(app: TestApp) {
     assert_eq!(r.data()["total"], 2);
 }
 
+/// Run one job of `kind` now (what its cron schedule does) and wait until no job of the kind is
+/// queued or running.
+async fn run_scheduled(app: &TestApp, kind: &str) {
+    app.state
+        .jobs
+        .enqueue_now(scrm_jobs::NewJob::new(kind, &json!({})).unwrap())
+        .await
+        .unwrap();
+    let sql = format!("SELECT COUNT(*) FROM job WHERE kind = '{kind}' AND state IN (0, 1)");
+    for _ in 0..600 {
+        if app.state.db.fetch_i64(query(sql.clone())).await.unwrap() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{kind} did not finish within 60 s");
+}
+
+/// Follow-up reminders reach the staff member once by WeCom app message; a customer without an
+/// owner gets a failed reminder with the reason; churn scans flag inactive customers once; each
+/// follow-up counts its customer active for the day; both run as built-in cron schedules.
+async fn reminders_churn_scans_and_activity_run_on_schedules(app: TestApp) {
+    let w = world(&app).await;
+    let t = &app.admin_token;
+    let db = &app.state.db;
+    for name in ["customers.churn.scan", "customers.followups.remind"] {
+        let n = db
+            .fetch_i64(
+                query("SELECT COUNT(*) FROM job_schedule WHERE name = ? AND enabled = 1")
+                    .bind(name),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "schedule {name}");
+    }
+    let (c0, _, owner0) = w.customers[0].clone();
+    let (c1, _, _) = w.customers[1].clone();
+    let orphan = app
+        .post("/api/v1/customers", t, json!({"name": "无主"}))
+        .await;
+    assert_eq!(orphan.status, 201, "{:?}", orphan.body);
+    let orphan = orphan.data()["id"].as_i64().unwrap();
+    let now = scrm::state::now_ms();
+    let follow = |cid: i64, text: &'static str, at: i64| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    &format!("/api/v1/customers/{cid}/follow-ups"),
+                    &app.admin_token,
+                    json!({"content": text, "type": "call", "nextFollowTime": at}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            assert_eq!(r.data()["reminder"], "pending");
+            r.data()["id"].as_i64().unwrap()
+        }
+    };
+    let due = follow(c0, "报价已发", now - 60_000).await;
+    let later = follow(c0, "下周回访", now + 7 * 86_400_000).await;
+    let lost = follow(orphan, "没人跟", now - 60_000).await;
+    run_scheduled(&app, scrm::customers::schedules::FOLLOWUP_REMIND).await;
+    let r = app.get("/api/v1/customers/follow-up-reminders", t).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let state_of = |id: i64| {
+        r.data()["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(state_of(due)["reminder"], "sent", "{:?}", r.body);
+    assert_eq!(state_of(later)["reminder"], "pending");
+    assert_eq!(state_of(lost)["reminder"], "failed");
+    assert!(
+        state_of(lost)["remindError"]
+            .as_str()
+            .unwrap()
+            .contains("no active staff member")
+    );
+    let to_owner = |sim: &SimHandle| -> Vec<String> {
+        sim.deliveries()
+            .into_iter()
+            .filter(|d| {
+                d.kind == scrm_wecom_sim::DeliveryKind::AppMessage
+                    && d.recipient == w.userid(owner0)
+            })
+            .map(|d| d.content.to_string())
+            .collect()
+    };
+    let sent = to_owner(&w.sim);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("报价已发"), "{sent:?}");
+    // Filters, and a bad one named.
+    let r = app
+        .get("/api/v1/customers/follow-up-reminders?status=failed", t)
+        .await;
+    assert_eq!(r.data()["total"], 1);
+    let r = app
+        .get("/api/v1/customers/follow-up-reminders?status=late", t)
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["fields"][0]["field"], "status");
+    // Another run reminds nobody again.
+    run_scheduled(&app, scrm::customers::schedules::FOLLOWUP_REMIND).await;
+    assert_eq!(to_owner(&w.sim).len(), 1);
+
+    // Churn: c1 has had no interaction for 3 days; c0 just had a follow-up.
+    let r = app
+        .post(
+            "/api/v1/customers/churn-rules",
+            t,
+            json!({"name": "两天未互动", "ruleType": "no_interaction", "days": 2}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    db.execute(
+        query("UPDATE customer SET created_at = ?, add_time = ? WHERE tenant_id = ?")
+            .bind(now - 3 * 86_400_000)
+            .bind(now - 3 * 86_400_000)
+            .bind(w.tenant),
+    )
+    .await
+    .unwrap();
+    run_scheduled(&app, scrm::customers::schedules::CHURN_SCAN).await;
+    run_scheduled(&app, scrm::customers::schedules::CHURN_SCAN).await;
+    let r = app
+        .get("/api/v1/customers/churn-warnings?size=200", t)
+        .await;
+    let flagged: Vec<i64> = r.data()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["customerId"].as_i64().unwrap())
+        .collect();
+    assert!(flagged.contains(&c1), "{flagged:?}");
+    assert!(!flagged.contains(&c0), "c0 had a follow-up today");
+    assert!(
+        !flagged.contains(&orphan),
+        "the orphan had a follow-up today"
+    );
+    assert_eq!(
+        flagged.len(),
+        w.customers.len() - 1,
+        "one warning per inactive customer, not one per run: {flagged:?}"
+    );
+
+    // Activity: c0 (twice) and the orphan had follow-ups today.
+    let r = app.get("/api/v1/customers/statistics", t).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let today = r.data()["daily"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(today["active"], 2, "{:?}", r.body);
+}
+
+/// Wait until every group chat transfer of the tenant is settled; returns them by id.
+async fn group_transfers_settled(app: &TestApp) -> Vec<Value> {
+    for _ in 0..600 {
+        let r = app
+            .get("/api/v1/groups/transfers?size=200", &app.admin_token)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let list = r.data()["list"].as_array().unwrap().clone();
+        if list
+            .iter()
+            .all(|t| t["status"] == "done" || t["status"] == "failed")
+        {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("group chat transfers still open");
+}
+
+/// 在职继承 and 离职继承 of group chats run in WeCom (the simulator) with a record per chat: done
+/// chats change owner in WeCom and in scrm, refused ones show WeCom's per-chat code.
+async fn group_chat_transfers_run_in_wecom_with_records(app: TestApp) {
+    let w = world(&app).await;
+    let t = &app.admin_token;
+    let db = &app.state.db;
+    // The company's chats mirrored into scrm (what sync does).
+    let chats: Vec<(String, String)> = {
+        let c = w.sim.company();
+        (0..c.chats.len() as u32)
+            .filter(|i| !c.chats[*i as usize].dismissed)
+            .map(|i| {
+                (
+                    c.chat_id(i),
+                    c.staff[c.chats[i as usize].owner as usize].userid.clone(),
+                )
+            })
+            .collect()
+    };
+    let now = scrm::state::now_ms();
+    let mut groups = Vec::new();
+    for (chat_id, owner) in &chats {
+        let id = db
+            .insert_id(query("INSERT INTO group_chat (tenant_id, chat_id, name, owner_userid, status, member_count, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)").bind(w.tenant).bind(chat_id).bind(format!("群{chat_id}")).bind(owner).bind(now).bind(now))
+            .await
+            .unwrap();
+        groups.push((id, chat_id.clone(), owner.clone()));
+    }
+    let owner_in_wecom = |chat_id: &str| {
+        let c = w.sim.company();
+        let i = c.chat_by_id(chat_id).unwrap();
+        c.staff[c.chats[i as usize].owner as usize].userid.clone()
+    };
+    let staff_id = |userid: &str| w.staff.iter().find(|s| s.1 == userid).unwrap().0;
+    // Two chats of different owners: x moves to y's owner; y already has that owner (90504).
+    let x = groups[0].clone();
+    let y = groups
+        .iter()
+        .find(|g| g.2 != x.2)
+        .cloned()
+        .expect("chats of two owners");
+    let to = staff_id(&y.2);
+
+    // Bad requests are named and change nothing.
+    for (body, field) in [
+        (json!({"groupIds": [x.0], "toStaffId": to}), "kind"),
+        (
+            json!({"groupIds": [x.0], "toStaffId": to, "kind": "both"}),
+            "kind",
+        ),
+        (
+            json!({"groupIds": [424242], "toStaffId": to, "kind": "on_job"}),
+            "groupIds",
+        ),
+        (
+            json!({"groupIds": [], "toStaffId": to, "kind": "on_job"}),
+            "groupIds",
+        ),
+        (
+            json!({"groupIds": [x.0], "toStaffId": 424242, "kind": "on_job"}),
+            "toStaffId",
+        ),
+    ] {
+        let r = app.post("/api/v1/groups/transfer", t, body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {:?}", r.body);
+        assert_eq!(r.body["fields"][0]["field"], field, "{body}");
+    }
+    let (_, viewer) = app.user_with_role("group-viewer", "viewer").await;
+    let r = app
+        .post(
+            "/api/v1/groups/transfer",
+            &viewer,
+            json!({"groupIds": [x.0], "toStaffId": to, "kind": "on_job"}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        app.get("/api/v1/groups/transfers", t).await.data()["total"],
+        0
+    );
+
+    // 在职继承 of both.
+    let r = app
+        .post(
+            "/api/v1/groups/transfer",
+            t,
+            json!({"groupIds": [x.0, y.0], "toStaffId": to, "kind": "on_job"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.data()["list"][0]["status"], "waiting");
+    let list = group_transfers_settled(&app).await;
+    let of = |gid: i64| list.iter().find(|r| r["groupId"] == gid).cloned().unwrap();
+    assert_eq!(of(x.0)["status"], "done", "{list:?}");
+    assert_eq!(of(x.0)["fromUserid"], x.2.as_str());
+    assert_eq!(of(y.0)["status"], "failed");
+    assert_eq!(of(y.0)["errcode"], 90504);
+    assert_eq!(owner_in_wecom(&x.1), y.2, "WeCom has the new owner");
+    let r = app.get(&format!("/api/v1/groups/{}", x.0), t).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let shown = r.body.to_string();
+    assert!(shown.contains(&y.2), "scrm shows the new owner: {shown}");
+
+    // 离职继承: a chat whose owner is still employed is refused (90500); after the owner
+    // resigns, it goes through.
+    let z = groups
+        .iter()
+        .find(|g| g.2 != y.2 && g.0 != x.0)
+        .cloned()
+        .expect("a chat of a third owner");
+    let resigned = || {
+        let app = &app;
+        let body = json!({"groupIds": [z.0], "toStaffId": to, "kind": "resigned"});
+        async move {
+            let r = app
+                .post("/api/v1/groups/transfer", &app.admin_token, body)
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.data()["list"][0]["id"].as_i64().unwrap()
+        }
+    };
+    let early = resigned().await;
+    let list = group_transfers_settled(&app).await;
+    let early = list.iter().find(|r| r["id"] == early).unwrap();
+    assert_eq!(early["status"], "failed");
+    assert_eq!(early["errcode"], 90500);
+    assert!(early["reason"].as_str().unwrap().contains("群主并未离职"));
+    w.sim.staff_resigns(&z.2).unwrap();
+    let later = resigned().await;
+    let list = group_transfers_settled(&app).await;
+    assert_eq!(
+        list.iter().find(|r| r["id"] == later).unwrap()["status"],
+        "done"
+    );
+    assert_eq!(owner_in_wecom(&z.1), y.2);
+    let r = app
+        .get(&format!("/api/v1/groups/transfers?groupId={}", z.0), t)
+        .await;
+    assert_eq!(r.data()["total"], 2);
+    let r = app.get("/api/v1/groups/transfers?status=failed", t).await;
+    assert_eq!(r.data()["total"], 2);
+    let r = app.get("/api/v1/groups/transfers?status=lost", t).await;
+    assert_eq!(r.body["fields"][0]["field"], "status");
+    // Another tenant sees none of it and cannot transfer our chats.
+    let (_, other) = app.other_tenant_admin("other-groups", "other-admin").await;
+    assert_eq!(
+        app.get("/api/v1/groups/transfers", &other).await.data()["total"],
+        0
+    );
+    let r = app
+        .post(
+            "/api/v1/groups/transfer",
+            &other,
+            json!({"groupIds": [x.0], "toStaffId": to, "kind": "on_job"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    group_chat_transfers_run_in_wecom_with_records,
+    reminders_churn_scans_and_activity_run_on_schedules,
     tag_changes_reach_wecom_and_failed_pushes_are_retried,
     transfers_run_in_wecom_and_follow_transfer_result,
 );

@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scrm_wecom::crypto::{CallbackCrypto, parse_envelope};
 use scrm_wecom::CallbackEvent;
+use scrm_wecom::crypto::{CallbackCrypto, parse_envelope};
 
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 const CORP: &str = "wwfuzz0000000001";
@@ -29,7 +29,12 @@ fuzz_target!(|data: &[u8]| {
     // 3. Arbitrary plaintext behind a valid crypto layer.
     let sealed = crypto.seal_callback(&text, "1700000000", "nonce", Some("1000002"));
     let plain = crypto
-        .decrypt_message(&sealed.msg_signature, "1700000000", "nonce", &sealed.body_xml)
+        .decrypt_message(
+            &sealed.msg_signature,
+            "1700000000",
+            "nonce",
+            &sealed.body_xml,
+        )
         .expect("a sealed body decrypts");
     assert_eq!(plain, text, "round trip");
     let _ = CallbackEvent::from_xml(&plain);

@@ -27,6 +27,13 @@
 //!
 //! Without kills, faults and the cut it is the scale-out test: the same deployment, the same
 //! checks.
+//!
+//! Two optional phases: sustained API load while the sends run ([`load`], `load_secs` > 0) and,
+//! after the checks, a burst of WeCom callbacks with duplicates while workers are killed
+//! ([`storm`], `callbacks` > 0), each event checked to be processed exactly once.
+
+pub mod load;
+pub mod storm;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -78,6 +85,11 @@ pub struct ChaosArgs {
     pub seed: u64,
     /// Give up after this long.
     pub timeout: Duration,
+    /// Seconds of sustained API load while the sends run (0: none), and its clients.
+    pub load_secs: u64,
+    pub load_concurrency: usize,
+    /// Distinct events in the callback storm after the checks (0: none).
+    pub callbacks: usize,
 }
 
 impl ChaosArgs {
@@ -103,6 +115,9 @@ impl ChaosArgs {
             log_dir,
             seed: 42,
             timeout: Duration::from_secs(600),
+            load_secs: 0,
+            load_concurrency: 64,
+            callbacks: 0,
         }
     }
 }
@@ -158,6 +173,10 @@ pub struct Report {
     pub seconds: f64,
     /// Where the processes' logs are.
     pub log_dir: PathBuf,
+    /// The load phase's figures, when there was one.
+    pub load: Option<load::LoadReport>,
+    /// The callback storm's figures, when there was one.
+    pub storm: Option<storm::StormReport>,
     /// The secrets the run handled — admin password, master key, WeCom app secret, the API
     /// session token, every WeCom access_token issued — for checking the logs; never printed.
     #[serde(skip)]
@@ -209,6 +228,18 @@ impl Report {
             format!("{} jobs stuck", self.stuck_jobs),
         );
         check(self.dead_jobs > 0, format!("{} dead jobs", self.dead_jobs));
+        if let Some(l) = &self.load {
+            check(
+                l.server_errors > 0 || l.transport_errors > 0,
+                format!(
+                    "load: {} answers 5xx, {} requests without answer",
+                    l.server_errors, l.transport_errors
+                ),
+            );
+        }
+        if let Some(st) = &self.storm {
+            p.extend(st.problems());
+        }
         p
     }
 }
@@ -259,7 +290,14 @@ impl std::fmt::Display for Report {
             self.workers_that_ran_jobs,
             self.result_mismatches
         )?;
-        writeln!(f, "WeCom calls: {:?}", self.wecom_calls)
+        writeln!(f, "WeCom calls: {:?}", self.wecom_calls)?;
+        if let Some(l) = &self.load {
+            write!(f, "{l}")?;
+        }
+        if let Some(st) = &self.storm {
+            write!(f, "{st}")?;
+        }
+        Ok(())
     }
 }
 
@@ -568,6 +606,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<Report> {
         ("WEWORK_CORP_SECRET".into(), creds.app_secret.clone()),
         ("WEWORK_AGENT_ID".into(), creds.agent_id.to_string()),
         ("WEWORK_API_BASE".into(), sim.base_url()),
+        ("WEWORK_TOKEN".into(), sim.config().callback.token.clone()),
+        (
+            "WEWORK_ENCODING_AES_KEY".into(),
+            sim.config().callback.encoding_aes_key.clone(),
+        ),
         ("WEWORK_SYNC_INCREMENTAL_CRON".into(), "off".into()),
         ("WEWORK_SYNC_FULL_CRON".into(), "off".into()),
         ("SCRM_JOB_LEASE_SECS".into(), args.lease_secs.to_string()),
@@ -684,6 +727,38 @@ async fn drive(
         .to_string();
     let api = Api { http, token };
 
+    // For the load and the storm: the callback configuration, customers with their owner.
+    let sim_config = sim.config();
+    let corp_id = sim_config.creds.corp_id.clone();
+    let crypto = scrm_wecom::crypto::CallbackCrypto::new(
+        sim_config.callback.token.as_str(),
+        &sim_config.callback.encoding_aes_key,
+        corp_id.clone(),
+    )
+    .context("the simulator's callback key")?;
+    let config_id = retry("WeCom configuration", || {
+        db.fetch_i64(
+            query("SELECT COALESCE(MAX(id), 0) FROM wework_config WHERE tenant_id = ?")
+                .bind(tenant),
+        )
+    })
+    .await?;
+    let owned: Vec<(i64, String, String, String)> = if args.load_secs > 0 || args.callbacks > 0 {
+        retry("customers with owners", || {
+            db.fetch_all(
+                query("SELECT c.id, c.external_userid, s.userid, COALESCE(c.name, '') FROM customer c JOIN staff s ON s.id = c.follow_user_id WHERE c.tenant_id = ? ORDER BY c.id")
+                    .bind(tenant),
+            )
+        })
+        .await?
+    } else {
+        Vec::new()
+    };
+    anyhow::ensure!(
+        (args.load_secs == 0 && args.callbacks == 0) || (config_id > 0 && !owned.is_empty()),
+        "the load and the storm need the WeCom configuration and customers with an owner"
+    );
+
     let calls_before = sim.call_counts();
     let f = args.fault_rate;
     sim.update_config(|c| {
@@ -750,6 +825,21 @@ async fn drive(
             );
         }
     }
+
+    // Sustained load on the API processes while the workers send.
+    let mut load_phase = (args.load_secs > 0).then(|| {
+        let target = std::sync::Arc::new(load::Target {
+            ports: (1..=args.apis).map(|i| cluster.port_of("api", i)).collect(),
+            token: api.token.clone(),
+            crypto: crypto.clone(),
+            corp_id: corp_id.clone(),
+            config_id,
+            customers: owned.clone(),
+            run_id: run_id.to_string(),
+        });
+        let (c, d) = (args.load_concurrency, Duration::from_secs(args.load_secs));
+        tokio::spawn(async move { load::run(target, c, d).await })
+    });
 
     // Chaos: kills at random fractions of the intended messages delivered, the cut at another.
     let mut rng = rand::rng();
@@ -829,6 +919,7 @@ async fn drive(
         if kill_at.is_empty()
             && cut_at.is_none()
             && restarts.is_empty()
+            && load_phase.as_ref().is_none_or(|h| h.is_finished())
             && last_look.elapsed() >= Duration::from_millis(500)
         {
             last_look = Instant::now();
@@ -845,6 +936,10 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let load = match load_phase.take() {
+        Some(h) => Some(h.await.context("the load phase")?),
+        None => None,
+    };
     sim.update_config(|c| c.faults = Default::default());
     // The task as a user sees it, through the other API process.
     let seen = api
@@ -954,11 +1049,48 @@ async fn drive(
         "SELECT COUNT(DISTINCT worker_id) FROM job WHERE tenant_id = ? AND worker_id IS NOT NULL",
     )
     .await?;
+    // The callback storm, once the sends are checked (its deletions end relations).
+    let storm = if args.callbacks > 0 {
+        let start = owned.len().saturating_sub(args.callbacks);
+        let relations: Vec<(String, String)> = owned[start..]
+            .iter()
+            .map(|c| (c.1.clone(), c.2.clone()))
+            .collect();
+        if relations.len() < args.callbacks {
+            eprintln!(
+                "chaos: only {} customers with an owner: the storm has {} events",
+                relations.len(),
+                relations.len()
+            );
+        }
+        let r = storm::run(
+            storm::Storm {
+                db,
+                tenant,
+                crypto: &crypto,
+                corp_id: &corp_id,
+                config_id,
+                relations: &relations,
+                concurrency: args.load_concurrency,
+                kills: args.kills.min(3),
+                timeout: args.timeout,
+            },
+            cluster,
+            &workers,
+        )
+        .await?;
+        eprint!("{r}");
+        Some(r)
+    } else {
+        None
+    };
     let mut secrets = vec![
         password.to_string(),
         master_key.to_string(),
         app_secret.to_string(),
         api.token.clone(),
+        sim_config.callback.token.clone(),
+        sim_config.callback.encoding_aes_key.clone(),
     ];
     secrets.extend(sim.issued_tokens());
     let after = sim.call_counts();
@@ -999,6 +1131,8 @@ async fn drive(
         wecom_calls,
         seconds,
         log_dir: args.log_dir.clone(),
+        load,
+        storm,
         secrets,
     })
 }

@@ -7,7 +7,12 @@
 //!   every result is final and agrees with the log.
 //! - `chaos_*`: the same at 1,000 customers while workers are SIGKILLed and restarted, 10 % of
 //!   WeCom calls fail and the database connections are cut once; nothing lost, nothing twice,
-//!   nothing stuck — and the processes' logs hold none of the run's secrets.
+//!   nothing stuck — and the processes' logs hold none of the run's secrets. Then a storm of
+//!   300 WeCom callbacks with replays and retries while workers are killed: each event stored
+//!   once, processed by one job, one deletion record each.
+//! - `scale_out_*` also puts 5 s of API load (8 clients: customer search, task creation,
+//!   signed callbacks) on the API processes while the workers send: no 5xx, no request
+//!   without an answer.
 //!
 //! They run on the backends `SCRM_TEST_DB` selects among mysql and postgres (SQLite is one
 //! process's file); Redis is `SCRM_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
@@ -74,8 +79,17 @@ async fn scale_out(backend: Backend) {
         return;
     };
     a.sop = 40;
+    // API load while the workers send: customer search, task creation, signed callbacks.
+    a.load_secs = 5;
+    a.load_concurrency = 8;
     let r = chaos::run(a).await.expect("the run");
     assert_exactly_once(&r);
+    let load = r.load.as_ref().expect("the load phase");
+    for route in chaos::load::ROUTES {
+        let s = &load.routes[route];
+        assert!(s.requests > 0 && s.ok == s.requests, "{route}: {load}");
+    }
+    assert_eq!(load.server_errors + load.transport_errors, 0, "{load}");
     assert_eq!((r.apis, r.workers, r.kills), (2, 3, 0));
     // Customers whose followers all left have no owner to send: recorded FAILED.
     let expected = if r.results_failed > 0 {
@@ -95,9 +109,28 @@ async fn chaos_run(backend: Backend) {
     a.kills = 3;
     a.fault_rate = 0.10;
     a.cut_db = true;
+    // Then a storm of 300 callbacks with duplicates while workers are killed.
+    a.callbacks = 300;
+    a.load_concurrency = 16;
     let r = chaos::run(a).await.expect("the run");
     assert_exactly_once(&r);
     assert_eq!(r.kills, 3, "{r}");
+    let storm = r.storm.as_ref().expect("the storm");
+    assert_eq!(storm.events, 300, "{storm}");
+    assert!(
+        storm.deliveries > storm.events && storm.exact_replays + storm.wecom_retries > 0,
+        "{storm}"
+    );
+    assert!(
+        storm.problems().is_empty(),
+        "{:?}\n{storm}",
+        storm.problems()
+    );
+    assert_eq!(
+        (storm.done, storm.jobs, storm.deletion_records),
+        (300, 300, 300),
+        "{storm}"
+    );
     assert!(r.db_connections_cut > 0, "{r}");
 
     // The logs of the whole run — retries, failures, takeovers — hold none of its secrets.

@@ -60,6 +60,17 @@ pub struct ChaosCmd {
     seed: u64,
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
+    /// Seconds of sustained API load (customer search, task creation, signed callbacks) while
+    /// the sends run; 0: none.
+    #[arg(long, default_value_t = 0)]
+    load_secs: u64,
+    /// Concurrent clients of the load and of the callback storm.
+    #[arg(long, default_value_t = 64)]
+    load_concurrency: usize,
+    /// Distinct events in the callback storm after the sends (with duplicates and retries,
+    /// while workers are killed); 0: none.
+    #[arg(long, default_value_t = 0)]
+    callbacks: usize,
 }
 
 pub async fn run(a: ChaosCmd, config: Config) -> anyhow::Result<()> {
@@ -94,6 +105,9 @@ pub async fn run(a: ChaosCmd, config: Config) -> anyhow::Result<()> {
         log_dir,
         seed: a.seed,
         timeout: Duration::from_secs(a.timeout_secs),
+        load_secs: a.load_secs,
+        load_concurrency: a.load_concurrency,
+        callbacks: a.callbacks,
     };
     let report = chaos::run(args).await?;
     println!("{report}");

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app_with};
 
 async fn login_gives_a_token_that_identifies_the_user(app: TestApp) {
     let r = app.try_login("admin", ADMIN_PASSWORD).await;
@@ -140,4 +140,64 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     a_password_reset_signs_the_user_out,
     a_disabled_user_cannot_sign_in,
     logins_are_audited,
+);
+
+/// An app whose login sessions last two seconds.
+async fn spawn_short_sessions(backend: scrm_db::Backend) -> TestApp {
+    spawn_app_with(backend, &[("SCRM_SESSION_TTL_SECS", "2")]).await
+}
+
+/// A session token works until its lifetime is over, then is refused (401, never before the
+/// lifetime); logging in again gives a new one. An API token is not a session: it outlives it.
+async fn a_session_ends_when_its_lifetime_is_over(app: TestApp) {
+    let before_login = std::time::Instant::now();
+    let r = app.try_login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let token = r.data()["token"].as_str().unwrap().to_string();
+    assert!(
+        r.data()["expiresAt"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert_eq!(app.get("/api/v1/auth/me", &token).await.status, 200);
+    let api_token = app
+        .post(
+            "/api/v1/system/tokens",
+            &token,
+            json!({"name": "outlives the session", "expiresInDays": 1}),
+        )
+        .await;
+    assert_eq!(api_token.status, 201, "{:?}", api_token.body);
+    let api_token = api_token.data()["token"].as_str().unwrap().to_string();
+    let deadline = before_login + std::time::Duration::from_secs(60);
+    loop {
+        let me = app.get("/api/v1/auth/me", &token).await;
+        if me.status == 401 {
+            assert_eq!(me.error(), "UNAUTHORIZED", "{:?}", me.body);
+            assert!(
+                before_login.elapsed() >= std::time::Duration::from_secs(2),
+                "refused after {:?}, before its 2 s lifetime",
+                before_login.elapsed()
+            );
+            break;
+        }
+        assert_eq!(me.status, 200, "{:?}", me.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session still works a minute later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Expired is expired: writes are refused too.
+    let r = app
+        .post("/api/v1/system/tokens", &token, json!({"name": "x"}))
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(app.get("/api/v1/auth/me", &api_token).await.status, 200);
+    let fresh = app.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(app.get("/api/v1/auth/me", &fresh).await.status, 200);
+}
+
+scrm_db::db_tests!(crate::auth::spawn_short_sessions;
+    a_session_ends_when_its_lifetime_is_over,
 );

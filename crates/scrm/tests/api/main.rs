@@ -1,5 +1,6 @@
 //! scrm's API tests: one binary, a fresh database per test, on every backend SCRM_TEST_DB selects.
 
+mod audit_log;
 mod auth;
 mod automation;
 mod automation_traffic;

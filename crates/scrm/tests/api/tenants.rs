@@ -88,10 +88,10 @@ async fn another_tenant_cannot_revoke_our_tokens(app: TestApp) {
 }
 
 /// In every name, text and title the default tenant's data carries.
-const MARK: &str = "zzmarkofa";
+pub(crate) const MARK: &str = "zzmarkofa";
 
 /// A route's path with each `{param}` set to `id`.
-fn with_id(path: &str, id: i64) -> String {
+pub(crate) fn with_id(path: &str, id: i64) -> String {
     path.split('/')
         .map(|seg| {
             if seg.starts_with('{') {
@@ -104,12 +104,8 @@ fn with_id(path: &str, id: i64) -> String {
         .join("/")
 }
 
-/// Table-driven over the route table: our tenant holds marked data of every kind the API can
-/// make (customers, follow-ups, tags, staff, materials, SOPs and executions, mass tasks, group
-/// sends, channel codes, welcome messages, churn rules, users, API tokens); the admin of another
-/// tenant then reads every list, detail and console page — every `{id}` from 1 to 12 — and no
-/// answer carries the mark, nor is any a 500.
-async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
+/// Our tenant's marked data of every kind the API can make.
+pub(crate) async fn mark_everything(app: &TestApp) {
     let t = &app.admin_token;
     let db = &app.state.db;
     let tenant = scrm::auth::users::ensure_tenant(db, scrm::startup::DEFAULT_TENANT)
@@ -226,6 +222,16 @@ async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
         )
         .await,
     );
+}
+
+/// Table-driven over the route table: our tenant holds marked data of every kind the API can
+/// make (customers, follow-ups, tags, staff, materials, SOPs and executions, mass tasks, group
+/// sends, channel codes, welcome messages, churn rules, users, API tokens); the admin of another
+/// tenant then reads every list, detail and console page — every `{id}` from 1 to 12 — and no
+/// answer carries the mark, nor is any a 500.
+async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
+    mark_everything(&app).await;
+    let t = &app.admin_token;
     let (_, theirs) = app.other_tenant_admin("other company", "boss.d").await;
 
     let (mut seen_by_us, mut asked) = (0, 0);
@@ -276,7 +282,135 @@ async fn another_tenant_sees_nothing_of_ours_on_any_route(app: TestApp) {
     );
 }
 
+/// What we see of our own data: the body of every GET route (every `{id}` from 1 to 12) that
+/// reads the same twice in a row (pages with clocks or live counters are left out).
+pub(crate) async fn our_view(app: &TestApp) -> std::collections::BTreeMap<String, String> {
+    let read = || async {
+        let mut seen = std::collections::BTreeMap::new();
+        // The job list moves by itself (retries of background jobs).
+        for r in app.routes.iter().filter(|r| {
+            r.method == Method::GET
+                && r.access != Access::Public
+                && !r.page
+                && !r.path.starts_with("/api/jobs")
+        }) {
+            let ids: Vec<i64> = if r.path.contains('{') {
+                (1..=12).collect()
+            } else {
+                vec![0]
+            };
+            for id in ids {
+                let path = with_id(r.path, id);
+                let resp = app
+                    .client
+                    .get(format!("{}{path}", app.base))
+                    .bearer_auth(&app.admin_token)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.bytes().await.unwrap();
+                seen.insert(path, format!("{status} {}", String::from_utf8_lossy(&body)));
+            }
+        }
+        seen
+    };
+    let (a, b) = (read().await, read().await);
+    a.into_iter().filter(|(k, v)| b.get(k) == Some(v)).collect()
+}
+
+/// Table-driven over the route table, the writing side: with our marked data in place, the
+/// admin of another tenant sends every POST, PUT, PATCH and DELETE route that names an `{id}`,
+/// for every id from 1 to 12, with an empty body and with the body of our own record at that
+/// path (the mark replaced) — a valid update in most cases. Every answer is a refusal (404 when
+/// the route got as far as looking the id up, never a success, never a 500), and afterwards
+/// every page of ours reads exactly as before.
+async fn another_tenant_changes_nothing_of_ours_on_any_route(app: TestApp) {
+    mark_everything(&app).await;
+    let (their_tenant, theirs) = app.other_tenant_admin("other company", "boss.e").await;
+    let their_ids: Vec<(i64,)> = app
+        .state
+        .db
+        .fetch_all(scrm_db::query("SELECT id FROM app_user WHERE tenant_id = ?").bind(their_tenant))
+        .await
+        .unwrap();
+    let their_ids: Vec<i64> = their_ids.into_iter().map(|r| r.0).collect();
+    let before = our_view(&app).await;
+    assert!(before.len() > 100, "{} stable pages", before.len());
+
+    let (mut asked, mut not_found) = (0, 0);
+    for r in app.routes.iter().filter(|r| {
+        matches!(
+            r.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        ) && r.path.contains('{')
+            && r.access != Access::Public
+            && !r.page
+    }) {
+        for id in 1..=12 {
+            // The other tenant's own user: acting on it is acting on their own data.
+            if r.path.starts_with("/api/v1/system/users/") && their_ids.contains(&id) {
+                continue;
+            }
+            let path = with_id(r.path, id);
+            let ours = before
+                .get(&path)
+                .or_else(|| before.get(path.trim_end_matches(|c| c != '/').trim_end_matches('/')))
+                .and_then(|b| b.split_once(' '))
+                .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+                .map(|v| v["data"].clone())
+                .filter(|d| d.is_object());
+            let mut bodies = vec![json!({})];
+            if let Some(d) = ours {
+                let text = d.to_string().replace(MARK, "hacked");
+                bodies.push(serde_json::from_str(&text).unwrap());
+            }
+            for body in bodies {
+                let resp = app
+                    .client
+                    .request(r.method.clone(), format!("{}{path}", app.base))
+                    .bearer_auth(&theirs)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap();
+                asked += 1;
+                assert!(
+                    status != 500 && !(200..300).contains(&status),
+                    "{} {path} by another tenant answered {status}: {text}",
+                    r.method
+                );
+                assert_ne!(
+                    status, 401,
+                    "{} {path}: the other tenant lost its session",
+                    r.method
+                );
+                if status == 404 {
+                    not_found += 1;
+                }
+            }
+        }
+    }
+    let after = our_view(&app).await;
+    for (path, was) in &before {
+        assert_eq!(
+            after.get(path),
+            Some(was),
+            "GET {path} changed after another tenant's writes"
+        );
+    }
+    // The check means something: many writes reached the id lookup.
+    assert!(
+        asked > 200 && not_found > 100,
+        "{asked} writes, {not_found} answered 404"
+    );
+    assert_eq!(app.get("/api/v1/auth/me", &theirs).await.status, 200);
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    another_tenant_changes_nothing_of_ours_on_any_route,
     another_tenant_sees_none_of_our_users,
     another_tenant_cannot_revoke_our_tokens,
     another_tenant_sees_nothing_of_ours_on_any_route,

@@ -61,7 +61,7 @@ pub async fn handle(
         .db
         .execute(query("UPDATE wework_callback_event SET status = 'processing', attempts = attempts + 1 WHERE id = ?").bind(id))
         .await?;
-    match process(&state, tenant_id, &xml).await {
+    match process(&state, id, tenant_id, &xml).await {
         Ok(true) => set_status(&state.db, id, "done", None).await?,
         Ok(false) => set_status(&state.db, id, "ignored", None).await?,
         Err(e) => {
@@ -82,8 +82,22 @@ pub async fn handle(
     Ok(JobOutcome::Done)
 }
 
-/// Apply one event; false when it is not one scrm acts on.
-async fn process(state: &AppState, tenant_id: i64, xml: &str) -> Result<bool, Failure> {
+/// Mark event `id` done inside the transaction that wrote its effects: a worker killed between
+/// that commit and a separate status update would leave the event `processing`, and the job's
+/// next attempt would write the records again (a second deletion record, a second churn
+/// warning). With the mark in the same transaction the next attempt finds it done.
+async fn done_in(tx: &mut scrm_db::Tx, id: i64) -> scrm_db::DbResult<()> {
+    tx.execute(
+        query("UPDATE wework_callback_event SET status = 'done', error = NULL, processed_at = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(id),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Apply one event (stored as `id`); false when it is not one scrm acts on.
+async fn process(state: &AppState, id: i64, tenant_id: i64, xml: &str) -> Result<bool, Failure> {
     let event = CallbackEvent::from_xml(xml)
         .map_err(|e| anyhow::anyhow!("stored event unreadable: {e}"))?;
     let c = config::for_tenant(state, tenant_id)
@@ -92,7 +106,7 @@ async fn process(state: &AppState, tenant_id: i64, xml: &str) -> Result<bool, Fa
     let conn = client::connect(state, &c)?;
     let mut ctx = Ctx::new(tenant_id, now_ms(), false);
     match event.event {
-        Event::ExternalContact(e) => contact(state, &conn, &mut ctx, &e).await?,
+        Event::ExternalContact(e) => contact(state, &conn, &mut ctx, id, &e).await?,
         Event::ExternalChat(e) => match e.change {
             ChatChange::Dismiss => {
                 let mut tx = state.db.begin().await?;
@@ -126,6 +140,7 @@ async fn contact(
     state: &AppState,
     conn: &Conn,
     ctx: &mut Ctx,
+    id: i64,
     e: &ExternalContactEvent,
 ) -> Result<(), Failure> {
     let t = ctx.tenant_id;
@@ -239,6 +254,7 @@ async fn contact(
                 std::slice::from_ref(&e.external_user_id),
             )
             .await?;
+            done_in(&mut tx, id).await?;
             tx.commit().await?;
         }
         ExternalContactChange::TransferFail => {
@@ -255,6 +271,7 @@ async fn contact(
                     transfer::set_status(&mut tx, t, tid, "failed", Some(&reason), ctx.now).await?;
                 }
             }
+            done_in(&mut tx, id).await?;
             tx.commit().await?;
         }
     }

@@ -253,7 +253,9 @@ async fn handle_send_error(
     let Some(code) = e.errcode() else {
         return Err(retry(e));
     };
-    if e.is_transient() {
+    // A token refused after the client's one refresh is retried like a busy WeCom, not
+    // recorded as WeCom refusing the send (see sop::runner::wecom_err).
+    if e.is_transient() || e.is_token_invalid() {
         state
             .db
             .execute(

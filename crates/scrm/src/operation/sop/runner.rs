@@ -168,7 +168,11 @@ enum ActError {
 }
 
 fn wecom_err(e: scrm_wecom::WeComError) -> ActError {
-    if e.is_transient() {
+    // An access token refused after the client's one refresh (42001 twice in a row: WeCom
+    // expired the new token early, or another process refreshed meanwhile) is not the send's
+    // fault: the next try fetches a fresh token. Failing here lost a message in the 20k chaos
+    // run (a step recorded FAILED, never sent).
+    if e.is_transient() || e.is_token_invalid() {
         ActError::Retry(e.to_string())
     } else {
         ActError::Fail(e.to_string())

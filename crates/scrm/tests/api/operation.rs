@@ -874,8 +874,13 @@ async fn executions(app: &TestApp, template: i64) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Generous: callbacks pass through the event relay and the job engine, which a loaded CI
+/// machine can delay by tens of seconds.
+const WAIT: Duration = Duration::from_secs(90);
+
 async fn wait_until(app: &TestApp, what: &str, sql: String, at_least: i64) {
-    for _ in 0..300 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
         if app
             .state
             .db
@@ -892,7 +897,8 @@ async fn wait_until(app: &TestApp, what: &str, sql: String, at_least: i64) {
 }
 
 async fn wait_executions(app: &TestApp, template: i64, n: usize) -> Vec<Value> {
-    for _ in 0..300 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
         let l = executions(app, template).await;
         if l.len() >= n {
             return l;

@@ -163,6 +163,8 @@ pub(crate) struct Core {
     pub stop_bg: CancellationToken,
     /// Every task of the engine, for [`EngineHandle::abort`].
     pub tasks: Mutex<Vec<AbortHandle>>,
+    /// One flag per cross-process listener (LISTEN, Redis): set while it is subscribed.
+    pub listeners: Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl JobEngine {
@@ -221,6 +223,7 @@ impl JobEngine {
             done_tx,
             stop_bg: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            listeners: Mutex::new(Vec::new()),
         });
         let completer = tokio::spawn(runner::completer(core.clone(), done_rx));
         let mut handles = vec![
@@ -253,11 +256,19 @@ impl JobEngine {
 /// Cross-process wake-up listeners: PostgreSQL LISTEN, and Redis when configured.
 fn spawn_listeners(core: &Arc<Core>) -> Vec<AbortHandle> {
     let mut out = Vec::new();
+    let ready = || {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Ok(mut l) = core.listeners.lock() {
+            l.push(flag.clone());
+        }
+        flag
+    };
     if let scrm_db::Db::Postgres(pool) = core.jobs.db() {
         let t = tokio::spawn(crate::wake::listen_postgres(
             pool.clone(),
             core.jobs.inner.hub.clone(),
             core.stop_bg.clone(),
+            ready(),
         ));
         out.push(t.abort_handle());
     }
@@ -267,6 +278,7 @@ fn spawn_listeners(core: &Arc<Core>) -> Vec<AbortHandle> {
             url,
             core.jobs.inner.hub.clone(),
             core.stop_bg.clone(),
+            ready(),
         ));
         out.push(t.abort_handle());
     }
@@ -284,6 +296,17 @@ impl EngineHandle {
     /// This worker's id (as in the workers list and `job.worker_id`).
     pub fn worker_id(&self) -> &str {
         &self.worker_id
+    }
+
+    /// Whether every cross-process wake-up listener this engine runs (PostgreSQL LISTEN,
+    /// Redis pub/sub) is subscribed right now: from then on, other processes' enqueues wake
+    /// it at once rather than at its next poll. True when it runs none.
+    pub fn listening(&self) -> bool {
+        self.core
+            .listeners
+            .lock()
+            .map(|l| l.iter().all(|f| f.load(Ordering::Acquire)))
+            .unwrap_or(false)
     }
 
     /// Jobs claimed and not yet finished.

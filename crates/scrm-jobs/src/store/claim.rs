@@ -97,7 +97,7 @@ async fn mark_claimed(
     .bind(r.lease_until)
     .bind(r.now)
     .bind(r.now);
-    q.push_in_list(rows.iter().map(|j| j.id));
+    super::push_ids(&mut q, &rows.iter().map(|j| j.id).collect::<Vec<_>>());
     tx.execute(q).await?;
     for j in &mut rows {
         j.attempts += 1;
@@ -165,7 +165,7 @@ async fn claim_postgres(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<ClaimedJo
         "SELECT id, tenant_id, kind, payload, run_at, attempts, max_attempts, group_key, \
          concurrency_key FROM job WHERE state = 0 AND id IN ",
     );
-    q.push_in_list(keyed);
+    super::push_ids(&mut q, &keyed);
     q.push_sql(" ORDER BY run_at, id FOR UPDATE SKIP LOCKED");
     let rows: Vec<ClaimedJob> = tx.fetch_all(q).await?;
     let rows = mark_claimed(&mut tx, rows, r).await?;

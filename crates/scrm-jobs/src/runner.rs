@@ -18,6 +18,14 @@ use crate::job::{JobOutcome, ms};
 /// After a claim that found fewer due jobs than it could take, wait this long before the next
 /// one: jobs due meanwhile are claimed together (costing at most this much lateness).
 const GATHER: Duration = Duration::from_millis(3);
+/// After a claim that took everything due, the next claims skip jobs due more than this
+/// before that claim's moment (the claim floor, see [`ClaimRequest::floor`]).
+const FLOOR_MARGIN_MS: i64 = 100;
+/// A dispatcher claims without a floor at least this often (real time), and whenever a claim
+/// with a floor found nothing: jobs that became claimable below the floor (an enqueue whose
+/// transaction committed late with an earlier due time, another host's clock behind ours, a
+/// key that reopened) wait at most this long.
+const FULL_CLAIM_EVERY: Duration = Duration::from_millis(500);
 use crate::store::{self, ClaimRequest, ClaimedJob, Finished, Outcome};
 use crate::worker::JobContext;
 
@@ -43,6 +51,8 @@ pub(crate) enum Msg {
 pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
     let clock = core.jobs.clock().clone();
     let poll = ms(core.config.poll_interval);
+    let mut floor: Option<i64> = None;
+    let mut last_full: Option<tokio::time::Instant> = None;
     loop {
         let notified = core.notify.notified();
         tokio::pin!(notified);
@@ -54,12 +64,18 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
         let mut wake_at = clock.now_ms() + poll;
         if want > 0 {
             let now = clock.now_ms();
+            let full = floor.is_none()
+                || last_full.is_none_or(|t| t.elapsed() >= FULL_CLAIM_EVERY);
+            if full {
+                last_full = Some(tokio::time::Instant::now());
+            }
             let req = ClaimRequest {
                 worker_id: &core.worker_id,
                 now,
                 lease_until: now + ms(core.config.lease),
                 limit: want,
                 kinds: &core.kinds,
+                floor: if full { None } else { floor },
             };
             let claimed = store::claim(core.jobs.db(), &req).await;
             let got = claimed.as_ref().map(Vec::len).unwrap_or(0);
@@ -68,6 +84,15 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
                 Ok(jobs) => {
                     for job in jobs {
                         spawn_job(&core, job, now);
+                    }
+                    if got < want {
+                        // Everything due up to `now` that we could take, we took.
+                        floor = Some(now - FLOOR_MARGIN_MS);
+                    }
+                    if got == 0 && !full {
+                        // Nothing above the floor: look below it before going idle.
+                        floor = None;
+                        continue;
                     }
                     if got == want {
                         // Probably more waiting: wake a sibling dispatcher too, so claims
@@ -93,6 +118,7 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
                     }
                 }
                 Err(e) => {
+                    floor = None;
                     tracing::warn!(error = %e, "jobs: claim failed");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,

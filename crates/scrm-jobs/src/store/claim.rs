@@ -31,6 +31,13 @@ pub(crate) struct ClaimRequest<'a> {
     pub limit: usize,
     /// The kinds this engine has handlers for.
     pub kinds: &'a [String],
+    /// Skip jobs due before this (the in-order pass only). A dispatcher that just took
+    /// everything due up to a moment sets it a little before that moment, so its next claims
+    /// do not walk again the index entries its earlier claims left behind (on PostgreSQL every
+    /// claimed job leaves a dead entry in `idx_job_due` at its old place until VACUUM; a burst
+    /// of 100,000 due jobs made each later claim step over up to 100,000 of them). Jobs below
+    /// the floor are found by the dispatcher's regular claims without one (see runner.rs).
+    pub floor: Option<i64>,
 }
 
 /// Claim up to `limit` due jobs. Jobs with a priority above 0 go first (a small partial index
@@ -188,6 +195,10 @@ fn candidates(backend: Backend, r: &ClaimRequest<'_>, urgent: bool, limit: usize
     } else {
         " AND priority <= 0"
     });
+    if let (false, Some(floor)) = (urgent, r.floor) {
+        q.push_sql(" AND run_at >= ?");
+        q.push_bind(floor);
+    }
     push_kinds(&mut q, backend, r.kinds);
     // Keys at their limit are filtered in SQL, so a backlog of one busy sender account does
     // not fill every batch with jobs that cannot start.

@@ -190,10 +190,11 @@ fn candidates(backend: Backend, r: &ClaimRequest<'_>, urgent: bool, limit: usize
          concurrency_key FROM job WHERE state = 0 AND run_at <= ?",
     )
     .bind(r.now);
-    q.push_sql(if urgent {
-        " AND priority > 0"
-    } else {
-        " AND priority <= 0"
+    q.push_sql(match (urgent, backend) {
+        // MySQL: the virtual column of idx_job_urgent (set only on pending urgent jobs).
+        (true, Backend::MySql) => " AND urgent_priority > 0",
+        (true, _) => " AND priority > 0",
+        (false, _) => " AND priority <= 0",
     });
     if let (false, Some(floor)) = (urgent, r.floor) {
         q.push_sql(" AND run_at >= ?");

@@ -156,6 +156,10 @@ pub(crate) struct Core {
     pub notify: Arc<Notify>,
     /// Jobs claimed and not yet finished in the database.
     pub in_flight: AtomicUsize,
+    /// Slots taken: jobs claimed whose handler has not reported yet (at most `concurrency`).
+    /// A result waiting to be written frees its slot, so a slow finishing write does not stop
+    /// the claims; `in_flight` (at most [`EngineConfig::concurrency`] × 4) bounds that backlog.
+    pub busy: AtomicUsize,
     /// Running handlers by job id. Whoever removes an entry reports that job's result.
     pub running: Mutex<HashMap<i64, Running>>,
     pub done_tx: mpsc::UnboundedSender<Msg>,
@@ -219,6 +223,7 @@ impl JobEngine {
             worker_id: worker_id.clone(),
             notify,
             in_flight: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
             running: Mutex::new(HashMap::new()),
             done_tx,
             stop_bg: CancellationToken::new(),

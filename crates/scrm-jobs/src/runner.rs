@@ -80,6 +80,7 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
             let claimed = store::claim(core.jobs.db(), &req).await;
             let got = claimed.as_ref().map(Vec::len).unwrap_or(0);
             core.in_flight.fetch_sub(want - got, Ordering::AcqRel);
+            core.busy.fetch_sub(want - got, Ordering::AcqRel);
             match claimed {
                 Ok(jobs) => {
                     for job in jobs {
@@ -137,25 +138,39 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
 }
 
 /// Take up to one claim batch of free slots (atomically, as several dispatchers may run).
+/// Slots are running handlers; results not yet written count against a larger budget
+/// (`UNWRITTEN_FACTOR` × concurrency) so a stalled database stops the claims eventually.
 fn reserve_slots(core: &Core) -> usize {
-    let mut cur = core.in_flight.load(Ordering::Acquire);
+    let slots = core.config.concurrency;
+    let budget = slots.saturating_mul(UNWRITTEN_FACTOR);
+    let unwritten = core.in_flight.load(Ordering::Acquire);
+    if unwritten >= budget {
+        return 0;
+    }
+    let mut cur = core.busy.load(Ordering::Acquire);
     loop {
-        let free = core.config.concurrency.saturating_sub(cur);
+        let free = slots.saturating_sub(cur).min(budget - unwritten);
         if free == 0 {
             return 0;
         }
         let want = free.min(core.config.claim_batch.max(1));
         match core
-            .in_flight
+            .busy
             .compare_exchange(cur, cur + want, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => return want,
+            Ok(_) => {
+                core.in_flight.fetch_add(want, Ordering::AcqRel);
+                return want;
+            }
             Err(now) => cur = now,
         }
     }
 }
 
-/// Start a claimed job (its slot is already counted in `in_flight`).
+/// Claimed jobs (running or with results still to write) allowed per slot.
+const UNWRITTEN_FACTOR: usize = 4;
+
+/// Start a claimed job (its slot is already counted in `busy` and `in_flight`).
 fn spawn_job(core: &Arc<Core>, job: ClaimedJob, now: i64) {
     let Some(reg) = core.handlers.get(&job.kind) else {
         // Cannot happen (we claim only registered kinds); give it back rather than lose it.
@@ -280,6 +295,12 @@ pub(crate) fn failed(
 }
 
 fn send(core: &Core, f: Finished) {
+    // The handler is done: its slot is free (the result is still in flight until written).
+    let was = core.busy.fetch_sub(1, Ordering::AcqRel);
+    if was >= core.config.concurrency {
+        // A dispatcher may be waiting for a slot.
+        core.notify.notify_one();
+    }
     if core.done_tx.send(Msg::Finished(Box::new(f))).is_err() {
         // The completer is gone (engine aborted): the lease will expire and another engine
         // retries the job; keep the slot count honest anyway.
@@ -339,8 +360,9 @@ pub(crate) async fn completer(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<M
                 Ok(Msg::Finished(f)) => batch.push(*f),
                 Ok(Msg::Stop) => stop = true,
                 Err(_) => {
-                    let outstanding = core.in_flight.load(Ordering::Acquire);
-                    if batch.len() >= outstanding || tokio::time::Instant::now() >= linger_until {
+                    // No handler running: no more results are coming soon.
+                    let running = core.busy.load(Ordering::Acquire);
+                    if running == 0 || tokio::time::Instant::now() >= linger_until {
                         break;
                     }
                     match tokio::time::timeout_at(linger_until, rx.recv()).await {

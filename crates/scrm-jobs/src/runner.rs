@@ -21,11 +21,14 @@ const GATHER: Duration = Duration::from_millis(3);
 /// After a claim that took everything due, the next claims skip jobs due more than this
 /// before that claim's moment (the claim floor, see [`ClaimRequest::floor`]).
 const FLOOR_MARGIN_MS: i64 = 100;
-/// A dispatcher claims without a floor at least this often (real time), and whenever a claim
-/// with a floor found nothing: jobs that became claimable below the floor (an enqueue whose
+/// A dispatcher claims without a floor at least this often (real time), and when a claim
+/// with a floor found nothing (see [`FULL_CLAIM_IF_EMPTY`]): jobs that became claimable below the floor (an enqueue whose
 /// transaction committed late with an earlier due time, another host's clock behind ours, a
 /// key that reopened) wait at most this long.
 const FULL_CLAIM_EVERY: Duration = Duration::from_millis(500);
+/// A claim with a floor that found nothing is followed by one without, unless the last one
+/// without was this recent.
+const FULL_CLAIM_IF_EMPTY: Duration = Duration::from_millis(100);
 use crate::store::{self, ClaimRequest, ClaimedJob, Finished, Outcome};
 use crate::worker::JobContext;
 
@@ -90,8 +93,13 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
                         // Everything due up to `now` that we could take, we took.
                         floor = Some(now - FLOOR_MARGIN_MS);
                     }
-                    if got == 0 && !full {
-                        // Nothing above the floor: look below it before going idle.
+                    if got == 0
+                        && !full
+                        && last_full.is_none_or(|t| t.elapsed() >= FULL_CLAIM_IF_EMPTY)
+                    {
+                        // Nothing above the floor: look below it before going idle. (Not
+                        // every time: in a burst, a sibling dispatcher that took the due jobs
+                        // first leaves this one empty-handed several times a second.)
                         floor = None;
                         continue;
                     }

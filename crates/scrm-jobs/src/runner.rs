@@ -67,8 +67,7 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
         let mut wake_at = clock.now_ms() + poll;
         if want > 0 {
             let now = clock.now_ms();
-            let full = floor.is_none()
-                || last_full.is_none_or(|t| t.elapsed() >= FULL_CLAIM_EVERY);
+            let full = floor.is_none() || last_full.is_none_or(|t| t.elapsed() >= FULL_CLAIM_EVERY);
             if full {
                 last_full = Some(tokio::time::Instant::now());
             }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use scrm_jobs::{
-    EngineConfig, JobContext, JobFilter, JobEngine, JobOutcome, Jobs, JobsOptions, NewJob, Scope,
+    EngineConfig, JobContext, JobEngine, JobFilter, JobOutcome, Jobs, JobsOptions, NewJob, Scope,
 };
 use serde_json::{Value, json};
 

@@ -71,6 +71,8 @@ pub struct BenchReport {
     pub lateness_p50_ms: Option<i64>,
     pub lateness_p99_ms: Option<i64>,
     pub lateness_max_ms: Option<i64>,
+    /// Lateness p99 of the jobs due in each second of the spread (where a tail comes from).
+    pub lateness_p99_by_second_ms: Vec<i64>,
     pub hold_n: usize,
     pub hold_enqueue_per_s: Option<f64>,
     pub hold_rss_mib: Option<f64>,
@@ -79,6 +81,9 @@ pub struct BenchReport {
     pub drain_claims: Option<u64>,
     /// Finishing transactions during the drain.
     pub drain_finishes: Option<u64>,
+    /// Claim and finishing transactions during the lateness run.
+    pub delayed_claims: Option<u64>,
+    pub delayed_finishes: Option<u64>,
 }
 
 fn engine_config(o: &BenchOptions) -> EngineConfig {
@@ -222,7 +227,7 @@ async fn lateness(jobs: &Jobs, o: &BenchOptions, r: &mut BenchReport) -> JobsRes
         async move {
             let lateness = crate::clock::system_now_ms() - ctx.run_at;
             if let Ok(mut v) = l.lock() {
-                v.push(lateness);
+                v.push((ctx.run_at, lateness));
             }
             Ok(JobOutcome::Done)
         }
@@ -234,6 +239,10 @@ async fn lateness(jobs: &Jobs, o: &BenchOptions, r: &mut BenchReport) -> JobsRes
         .build()
         .start(stop.clone())
         .await?;
+    let (c0, f0) = (
+        crate::store::CLAIM_TXS.load(Ordering::Relaxed),
+        crate::store::FINISH_TXS.load(Ordering::Relaxed),
+    );
     let lead = 2_000 + (n as i64) / 10;
     let start = jobs.now_ms() + lead;
     let spread = ms(o.spread).max(1);
@@ -250,9 +259,29 @@ async fn lateness(jobs: &Jobs, o: &BenchOptions, r: &mut BenchReport) -> JobsRes
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    r.delayed_claims = Some(crate::store::CLAIM_TXS.load(Ordering::Relaxed) - c0);
+    r.delayed_finishes = Some(crate::store::FINISH_TXS.load(Ordering::Relaxed) - f0);
     stop.cancel();
     engine.wait().await;
-    let mut v = late.lock().map(|v| v.clone()).unwrap_or_default();
+    let pairs = late.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut by_second: Vec<Vec<i64>> = Vec::new();
+    for &(due, l) in &pairs {
+        let s = ((due - start).max(0) / 1000) as usize;
+        if by_second.len() <= s {
+            by_second.resize(s + 1, Vec::new());
+        }
+        by_second[s].push(l);
+    }
+    r.lateness_p99_by_second_ms = by_second
+        .into_iter()
+        .map(|mut v| {
+            v.sort_unstable();
+            v.get(((v.len() as f64 * 0.99) as usize).min(v.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut v: Vec<i64> = pairs.into_iter().map(|p| p.1).collect();
     v.sort_unstable();
     let pct = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
     r.lateness_p50_ms = Some(pct(0.50));

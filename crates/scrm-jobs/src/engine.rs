@@ -156,6 +156,10 @@ pub(crate) struct Core {
     pub notify: Arc<Notify>,
     /// Jobs claimed and not yet finished in the database.
     pub in_flight: AtomicUsize,
+    /// Slots taken: jobs claimed whose handler has not reported yet (at most `concurrency`).
+    /// A result waiting to be written frees its slot, so a slow finishing write does not stop
+    /// the claims; `in_flight` (at most [`EngineConfig::concurrency`] × 4) bounds that backlog.
+    pub busy: AtomicUsize,
     /// Running handlers by job id. Whoever removes an entry reports that job's result.
     pub running: Mutex<HashMap<i64, Running>>,
     pub done_tx: mpsc::UnboundedSender<Msg>,
@@ -163,6 +167,8 @@ pub(crate) struct Core {
     pub stop_bg: CancellationToken,
     /// Every task of the engine, for [`EngineHandle::abort`].
     pub tasks: Mutex<Vec<AbortHandle>>,
+    /// One flag per cross-process listener (LISTEN, Redis): set while it is subscribed.
+    pub listeners: Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl JobEngine {
@@ -217,10 +223,12 @@ impl JobEngine {
             worker_id: worker_id.clone(),
             notify,
             in_flight: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
             running: Mutex::new(HashMap::new()),
             done_tx,
             stop_bg: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            listeners: Mutex::new(Vec::new()),
         });
         let completer = tokio::spawn(runner::completer(core.clone(), done_rx));
         let mut handles = vec![
@@ -253,11 +261,19 @@ impl JobEngine {
 /// Cross-process wake-up listeners: PostgreSQL LISTEN, and Redis when configured.
 fn spawn_listeners(core: &Arc<Core>) -> Vec<AbortHandle> {
     let mut out = Vec::new();
+    let ready = || {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Ok(mut l) = core.listeners.lock() {
+            l.push(flag.clone());
+        }
+        flag
+    };
     if let scrm_db::Db::Postgres(pool) = core.jobs.db() {
         let t = tokio::spawn(crate::wake::listen_postgres(
             pool.clone(),
             core.jobs.inner.hub.clone(),
             core.stop_bg.clone(),
+            ready(),
         ));
         out.push(t.abort_handle());
     }
@@ -267,6 +283,7 @@ fn spawn_listeners(core: &Arc<Core>) -> Vec<AbortHandle> {
             url,
             core.jobs.inner.hub.clone(),
             core.stop_bg.clone(),
+            ready(),
         ));
         out.push(t.abort_handle());
     }
@@ -284,6 +301,17 @@ impl EngineHandle {
     /// This worker's id (as in the workers list and `job.worker_id`).
     pub fn worker_id(&self) -> &str {
         &self.worker_id
+    }
+
+    /// Whether every cross-process wake-up listener this engine runs (PostgreSQL LISTEN,
+    /// Redis pub/sub) is subscribed right now: from then on, other processes' enqueues wake
+    /// it at once rather than at its next poll. True when it runs none.
+    pub fn listening(&self) -> bool {
+        self.core
+            .listeners
+            .lock()
+            .map(|l| l.iter().all(|f| f.load(Ordering::Acquire)))
+            .unwrap_or(false)
     }
 
     /// Jobs claimed and not yet finished.

@@ -18,6 +18,17 @@ use crate::job::{JobOutcome, ms};
 /// After a claim that found fewer due jobs than it could take, wait this long before the next
 /// one: jobs due meanwhile are claimed together (costing at most this much lateness).
 const GATHER: Duration = Duration::from_millis(3);
+/// After a claim that took everything due, the next claims skip jobs due more than this
+/// before that claim's moment (the claim floor, see [`ClaimRequest::floor`]).
+const FLOOR_MARGIN_MS: i64 = 100;
+/// A dispatcher claims without a floor at least this often (real time), and when a claim
+/// with a floor found nothing (see [`FULL_CLAIM_IF_EMPTY`]): jobs that became claimable below the floor (an enqueue whose
+/// transaction committed late with an earlier due time, another host's clock behind ours, a
+/// key that reopened) wait at most this long.
+const FULL_CLAIM_EVERY: Duration = Duration::from_millis(500);
+/// A claim with a floor that found nothing is followed by one without, unless the last one
+/// without was this recent.
+const FULL_CLAIM_IF_EMPTY: Duration = Duration::from_millis(100);
 use crate::store::{self, ClaimRequest, ClaimedJob, Finished, Outcome};
 use crate::worker::JobContext;
 
@@ -43,6 +54,8 @@ pub(crate) enum Msg {
 pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
     let clock = core.jobs.clock().clone();
     let poll = ms(core.config.poll_interval);
+    let mut floor: Option<i64> = None;
+    let mut last_full: Option<tokio::time::Instant> = None;
     loop {
         let notified = core.notify.notified();
         tokio::pin!(notified);
@@ -54,20 +67,40 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
         let mut wake_at = clock.now_ms() + poll;
         if want > 0 {
             let now = clock.now_ms();
+            let full = floor.is_none() || last_full.is_none_or(|t| t.elapsed() >= FULL_CLAIM_EVERY);
+            if full {
+                last_full = Some(tokio::time::Instant::now());
+            }
             let req = ClaimRequest {
                 worker_id: &core.worker_id,
                 now,
                 lease_until: now + ms(core.config.lease),
                 limit: want,
                 kinds: &core.kinds,
+                floor: if full { None } else { floor },
             };
             let claimed = store::claim(core.jobs.db(), &req).await;
             let got = claimed.as_ref().map(Vec::len).unwrap_or(0);
             core.in_flight.fetch_sub(want - got, Ordering::AcqRel);
+            core.busy.fetch_sub(want - got, Ordering::AcqRel);
             match claimed {
                 Ok(jobs) => {
                     for job in jobs {
                         spawn_job(&core, job, now);
+                    }
+                    if got < want {
+                        // Everything due up to `now` that we could take, we took.
+                        floor = Some(now - FLOOR_MARGIN_MS);
+                    }
+                    if got == 0
+                        && !full
+                        && last_full.is_none_or(|t| t.elapsed() >= FULL_CLAIM_IF_EMPTY)
+                    {
+                        // Nothing above the floor: look below it before going idle. (Not
+                        // every time: in a burst, a sibling dispatcher that took the due jobs
+                        // first leaves this one empty-handed several times a second.)
+                        floor = None;
+                        continue;
                     }
                     if got == want {
                         // Probably more waiting: wake a sibling dispatcher too, so claims
@@ -93,6 +126,7 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
                     }
                 }
                 Err(e) => {
+                    floor = None;
                     tracing::warn!(error = %e, "jobs: claim failed");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -111,25 +145,39 @@ pub(crate) async fn dispatcher(core: Arc<Core>, shutdown: CancellationToken) {
 }
 
 /// Take up to one claim batch of free slots (atomically, as several dispatchers may run).
+/// Slots are running handlers; results not yet written count against a larger budget
+/// (`UNWRITTEN_FACTOR` × concurrency) so a stalled database stops the claims eventually.
 fn reserve_slots(core: &Core) -> usize {
-    let mut cur = core.in_flight.load(Ordering::Acquire);
+    let slots = core.config.concurrency;
+    let budget = slots.saturating_mul(UNWRITTEN_FACTOR);
+    let unwritten = core.in_flight.load(Ordering::Acquire);
+    if unwritten >= budget {
+        return 0;
+    }
+    let mut cur = core.busy.load(Ordering::Acquire);
     loop {
-        let free = core.config.concurrency.saturating_sub(cur);
+        let free = slots.saturating_sub(cur).min(budget - unwritten);
         if free == 0 {
             return 0;
         }
         let want = free.min(core.config.claim_batch.max(1));
         match core
-            .in_flight
+            .busy
             .compare_exchange(cur, cur + want, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => return want,
+            Ok(_) => {
+                core.in_flight.fetch_add(want, Ordering::AcqRel);
+                return want;
+            }
             Err(now) => cur = now,
         }
     }
 }
 
-/// Start a claimed job (its slot is already counted in `in_flight`).
+/// Claimed jobs (running or with results still to write) allowed per slot.
+const UNWRITTEN_FACTOR: usize = 4;
+
+/// Start a claimed job (its slot is already counted in `busy` and `in_flight`).
 fn spawn_job(core: &Arc<Core>, job: ClaimedJob, now: i64) {
     let Some(reg) = core.handlers.get(&job.kind) else {
         // Cannot happen (we claim only registered kinds); give it back rather than lose it.
@@ -254,6 +302,12 @@ pub(crate) fn failed(
 }
 
 fn send(core: &Core, f: Finished) {
+    // The handler is done: its slot is free (the result is still in flight until written).
+    let was = core.busy.fetch_sub(1, Ordering::AcqRel);
+    if was >= core.config.concurrency {
+        // A dispatcher may be waiting for a slot.
+        core.notify.notify_one();
+    }
     if core.done_tx.send(Msg::Finished(Box::new(f))).is_err() {
         // The completer is gone (engine aborted): the lease will expire and another engine
         // retries the job; keep the slot count honest anyway.
@@ -313,8 +367,9 @@ pub(crate) async fn completer(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<M
                 Ok(Msg::Finished(f)) => batch.push(*f),
                 Ok(Msg::Stop) => stop = true,
                 Err(_) => {
-                    let outstanding = core.in_flight.load(Ordering::Acquire);
-                    if batch.len() >= outstanding || tokio::time::Instant::now() >= linger_until {
+                    // No handler running: no more results are coming soon.
+                    let running = core.busy.load(Ordering::Acquire);
+                    if running == 0 || tokio::time::Instant::now() >= linger_until {
                         break;
                     }
                     match tokio::time::timeout_at(linger_until, rx.recv()).await {

@@ -71,8 +71,10 @@ pub(crate) async fn listen_postgres(
     pool: sqlx::PgPool,
     hub: Arc<WakeHub>,
     stop: CancellationToken,
+    ready: Arc<AtomicBool>,
 ) {
     while !stop.is_cancelled() {
+        ready.store(false, Ordering::Release);
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {
@@ -86,6 +88,9 @@ pub(crate) async fn listen_postgres(
             pause(&stop, Duration::from_secs(2)).await;
             continue;
         }
+        ready.store(true, Ordering::Release);
+        // Jobs may have arrived before we listened.
+        hub.wake();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -104,9 +109,15 @@ pub(crate) async fn listen_postgres(
 }
 
 #[cfg(feature = "redis")]
-pub(crate) async fn listen_redis(url: String, hub: Arc<WakeHub>, stop: CancellationToken) {
+pub(crate) async fn listen_redis(
+    url: String,
+    hub: Arc<WakeHub>,
+    stop: CancellationToken,
+    ready: Arc<AtomicBool>,
+) {
     use futures::StreamExt;
     while !stop.is_cancelled() {
+        ready.store(false, Ordering::Release);
         let client = match redis::Client::open(url.as_str()) {
             Ok(c) => c,
             Err(e) => {
@@ -127,6 +138,9 @@ pub(crate) async fn listen_redis(url: String, hub: Arc<WakeHub>, stop: Cancellat
             pause(&stop, Duration::from_secs(2)).await;
             continue;
         }
+        ready.store(true, Ordering::Release);
+        // Jobs may have arrived before we subscribed.
+        hub.wake();
         let mut stream = pubsub.on_message();
         loop {
             tokio::select! {

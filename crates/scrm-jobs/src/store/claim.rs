@@ -31,6 +31,13 @@ pub(crate) struct ClaimRequest<'a> {
     pub limit: usize,
     /// The kinds this engine has handlers for.
     pub kinds: &'a [String],
+    /// Skip jobs due before this (the in-order pass only). A dispatcher that just took
+    /// everything due up to a moment sets it a little before that moment, so its next claims
+    /// do not walk again the index entries its earlier claims left behind (on PostgreSQL every
+    /// claimed job leaves a dead entry in `idx_job_due` at its old place until VACUUM; a burst
+    /// of 100,000 due jobs made each later claim step over up to 100,000 of them). Jobs below
+    /// the floor are found by the dispatcher's regular claims without one (see runner.rs).
+    pub floor: Option<i64>,
 }
 
 /// Claim up to `limit` due jobs. Jobs with a priority above 0 go first (a small partial index
@@ -97,7 +104,7 @@ async fn mark_claimed(
     .bind(r.lease_until)
     .bind(r.now)
     .bind(r.now);
-    q.push_in_list(rows.iter().map(|j| j.id));
+    super::push_ids(&mut q, &rows.iter().map(|j| j.id).collect::<Vec<_>>());
     tx.execute(q).await?;
     for j in &mut rows {
         j.attempts += 1;
@@ -165,7 +172,7 @@ async fn claim_postgres(db: &Db, r: &ClaimRequest<'_>) -> DbResult<Vec<ClaimedJo
         "SELECT id, tenant_id, kind, payload, run_at, attempts, max_attempts, group_key, \
          concurrency_key FROM job WHERE state = 0 AND id IN ",
     );
-    q.push_in_list(keyed);
+    super::push_ids(&mut q, &keyed);
     q.push_sql(" ORDER BY run_at, id FOR UPDATE SKIP LOCKED");
     let rows: Vec<ClaimedJob> = tx.fetch_all(q).await?;
     let rows = mark_claimed(&mut tx, rows, r).await?;
@@ -183,11 +190,16 @@ fn candidates(backend: Backend, r: &ClaimRequest<'_>, urgent: bool, limit: usize
          concurrency_key FROM job WHERE state = 0 AND run_at <= ?",
     )
     .bind(r.now);
-    q.push_sql(if urgent {
-        " AND priority > 0"
-    } else {
-        " AND priority <= 0"
+    q.push_sql(match (urgent, backend) {
+        // MySQL: the virtual column of idx_job_urgent (set only on pending urgent jobs).
+        (true, Backend::MySql) => " AND urgent_priority > 0",
+        (true, _) => " AND priority > 0",
+        (false, _) => " AND priority <= 0",
     });
+    if let (false, Some(floor)) = (urgent, r.floor) {
+        q.push_sql(" AND run_at >= ?");
+        q.push_bind(floor);
+    }
     push_kinds(&mut q, backend, r.kinds);
     // Keys at their limit are filtered in SQL, so a backlog of one busy sender account does
     // not fill every batch with jobs that cannot start.

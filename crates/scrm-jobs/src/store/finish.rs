@@ -85,7 +85,7 @@ pub(crate) async fn finish(
     let mut tx = db.begin().await?;
     let backend = tx.backend();
     let mut q = query("SELECT id, cancel_requested FROM job WHERE state = 1 AND id IN ");
-    q.push_in_list(batch.iter().map(|f| f.id));
+    super::push_ids(&mut q, &batch.iter().map(|f| f.id).collect::<Vec<_>>());
     match owner {
         Some(w) => {
             q.push_sql(" AND worker_id = ?");
@@ -200,7 +200,7 @@ pub(crate) async fn finish(
         .bind(state as i64)
         .bind(now)
         .bind(now);
-        q.push_in_list(ids.iter().copied());
+        super::push_ids(&mut q, ids);
         tx.execute(q).await?;
     }
     if !released.is_empty() {
@@ -210,7 +210,7 @@ pub(crate) async fn finish(
         )
         .bind(now)
         .bind(now);
-        q.push_in_list(released.iter().copied());
+        super::push_ids(&mut q, &released);
         tx.execute(q).await?;
     }
     insert_attempts(&mut tx, &attempts_rows).await?;
@@ -262,7 +262,7 @@ async fn finish_all_done(
             .bind(now)
             .bind(now)
             .bind(worker);
-            q.push_in_list(fs.iter().map(|f| f.id));
+            super::push_ids(&mut q, &fs.iter().map(|f| f.id).collect::<Vec<_>>());
             // The duration total counts every job of the batch; if a few were no longer ours
             // (taken over after a lease expiry) it is approximate, fine for statistics.
             q.push_sql(
@@ -288,7 +288,7 @@ async fn finish_all_done(
         .bind(now)
         .bind(now)
         .bind(worker);
-        q.push_in_list(fs.iter().map(|f| f.id));
+        super::push_ids(&mut q, &fs.iter().map(|f| f.id).collect::<Vec<_>>());
         let applied = tx.execute(q).await?.rows_affected as usize;
         record_done(&mut summary, kind, &fs, applied);
     }

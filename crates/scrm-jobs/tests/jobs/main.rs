@@ -6,3 +6,4 @@ mod support;
 mod control;
 mod engine;
 mod schedule;
+mod wake;

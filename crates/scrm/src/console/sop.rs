@@ -563,11 +563,11 @@ fn edit_of(form: &Form) -> Edit {
         Some("delete") => Edit::Delete,
         Some("refresh") => Edit::Refresh,
         Some("add-step") => Edit::AddStep,
-        Some(a) if a.starts_with("remove-") => a[7..]
-            .parse()
-            .map(Edit::RemoveStep)
-            .unwrap_or(Edit::Refresh),
-        _ => Edit::Save,
+        Some(a) => match a.strip_prefix("remove-") {
+            Some(i) => i.parse().map(Edit::RemoveStep).unwrap_or(Edit::Refresh),
+            None => Edit::Save,
+        },
+        None => Edit::Save,
     }
 }
 

@@ -1484,6 +1484,22 @@ async fn console_sop_builder_saves_runs_and_shows_the_step_log(app: TestApp) {
         "a tag step offers the tags"
     );
     assert!(!tagged.body.contains("id=\"step-1-content\""));
+    let removed = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", "新客SOP"),
+                ("stepCount", "2"),
+                ("step.0.type", "5"),
+                ("step.0.content", "第一步"),
+                ("step.1.type", "5"),
+                ("step.1.content", "第二步"),
+                ("action", "remove-0"),
+            ],
+        )
+        .await;
+    assert!(removed.body.contains(">第二步</textarea>") && !removed.body.contains("第一步"));
+    assert!(!removed.body.contains("id=\"step-1\""));
     assert_eq!(sop_templates(&app).await.as_array().unwrap().len(), 0);
 
     // The API's refusals, each beside its field; nothing stored.

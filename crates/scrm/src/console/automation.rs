@@ -248,12 +248,17 @@ struct CodeForm {
     /// None for a new code.
     id: Option<i64>,
     d: CodeDraft,
-    staff: Vec<StaffRow>,
+    /// The code's members and backups (all of them), then members matching no search yet.
+    chosen: Vec<PickRow>,
+    suggested: Vec<PickRow>,
+    /// Choices for the owner: the members above and the current owner.
+    owners: Vec<StaffRow>,
     tags: Vec<TagRow>,
     materials: Vec<MaterialOption>,
     errors: FieldErrors,
 }
 
+/// The first 500 staff (the welcome message's member choice).
 async fn staff_options(state: &AppState, c: &Chrome) -> Result<Vec<StaffRow>, ApiError> {
     Ok(value(
         staff::list_staff(
@@ -266,6 +271,158 @@ async fn staff_options(state: &AppState, c: &Chrome) -> Result<Vec<StaffRow>, Ap
     .list)
 }
 
+/// How many staff the member search shows at a time.
+const PICK_SIZE: i64 = 20;
+
+/// A row of the channel-code member picker.
+pub struct PickRow {
+    pub userid: String,
+    pub name: String,
+    pub chosen: bool,
+    pub limit: i64,
+    pub backup: bool,
+    pub limit_label: &'static str,
+    pub backup_label: &'static str,
+}
+
+impl PickRow {
+    fn of(l: &super::Lang, s: &StaffRow, d: Option<&CodeDraft>) -> PickRow {
+        PickRow {
+            userid: s.userid.clone(),
+            name: s.name.clone(),
+            chosen: d.is_some_and(|d| d.has_staff(&s.userid)),
+            limit: d.map_or(0, |d| d.limit_of(&s.userid)),
+            backup: d.is_some_and(|d| d.has_backup(&s.userid)),
+            limit_label: l.t("每日上限", "Daily limit"),
+            backup_label: l.t("备用成员", "backup"),
+        }
+    }
+}
+
+/// Up to [`PICK_SIZE`] staff matching `keyword` (name or userid), through the staff API.
+async fn search_staff(
+    state: &AppState,
+    c: &Chrome,
+    keyword: &str,
+) -> Result<Vec<StaffRow>, ApiError> {
+    if !c.can(perm::STAFF_VIEW) {
+        return Ok(Vec::new());
+    }
+    Ok(value(
+        staff::list_staff(
+            State(state.clone()),
+            c.user.clone(),
+            ApiQuery(arg(json!({"keyword": keyword, "size": PICK_SIZE}))?),
+        )
+        .await,
+    )?
+    .list)
+}
+
+/// The tenant's staff with these userids or this id (the picker's chosen rows, the owner).
+async fn staff_named(
+    state: &AppState,
+    tenant_id: i64,
+    userids: &[String],
+    id: Option<i64>,
+) -> Result<Vec<StaffRow>, ApiError> {
+    let mut out: Vec<StaffRow> = Vec::new();
+    for chunk in userids.chunks(500) {
+        let mut q = scrm_db::query(
+            "SELECT id, userid, name, department_ids, status FROM staff WHERE tenant_id = ? AND userid IN ",
+        )
+        .bind(tenant_id);
+        q.push_in_list(chunk.iter().cloned());
+        out.extend(state.db.fetch_all::<StaffRow>(q).await?);
+    }
+    if let Some(id) = id.filter(|id| !out.iter().any(|s| s.id == *id)) {
+        let q = scrm_db::query(
+            "SELECT id, userid, name, department_ids, status FROM staff WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(tenant_id)
+        .bind(id);
+        out.extend(state.db.fetch_optional::<StaffRow>(q).await?);
+    }
+    Ok(out)
+}
+
+/// The picker for a draft: every chosen member and backup (a userid the company does not know
+/// is shown as it is, so the API's refusal names it), and the first staff as suggestions.
+async fn picker(
+    state: &AppState,
+    c: &Chrome,
+    d: &CodeDraft,
+) -> Result<(Vec<PickRow>, Vec<PickRow>, Vec<StaffRow>), ApiError> {
+    let mut userids: Vec<String> = d.staff.iter().map(|(u, _)| u.clone()).collect();
+    for b in &d.backup {
+        if !userids.contains(b) {
+            userids.push(b.clone());
+        }
+    }
+    let known = staff_named(state, c.user.tenant_id, &userids, d.owner_staff_id).await?;
+    let chosen = userids
+        .iter()
+        .map(|u| match known.iter().find(|s| &s.userid == u) {
+            Some(s) => PickRow::of(&c.l, s, Some(d)),
+            None => PickRow::of(
+                &c.l,
+                &StaffRow {
+                    id: 0,
+                    userid: u.clone(),
+                    name: u.clone(),
+                    department_ids: None,
+                    status: 0,
+                },
+                Some(d),
+            ),
+        })
+        .collect();
+    let first = search_staff(state, c, "").await?;
+    let suggested = first
+        .iter()
+        .filter(|s| !userids.contains(&s.userid))
+        .map(|s| PickRow::of(&c.l, s, None))
+        .collect();
+    let mut owners = known;
+    for s in first {
+        if !owners.iter().any(|o| o.id == s.id) {
+            owners.push(s);
+        }
+    }
+    Ok((chosen, suggested, owners))
+}
+
+#[derive(Template)]
+#[template(path = "console/channel_code_staff_rows.html")]
+struct PickRows {
+    rows: Vec<PickRow>,
+    empty: &'static str,
+}
+
+/// `GET /console/channel-codes/staff-search?staffKeyword=&staff=…`: the staff matching a
+/// search (name or userid), without those already on the form, as picker rows (htmx).
+pub async fn staff_search(
+    State(state): State<AppState>,
+    c: Chrome,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let keyword = query_param(raw.as_deref(), "staffKeyword").unwrap_or_default();
+    let on_form: Vec<String> = url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "staff" || k == "backup")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let rows = search_staff(&state, &c, &keyword)
+        .await?
+        .iter()
+        .filter(|s| !on_form.contains(&s.userid))
+        .map(|s| PickRow::of(&c.l, s, None))
+        .collect();
+    super::page(&PickRows {
+        rows,
+        empty: c.l.t("没有匹配的员工", "No staff match"),
+    })
+}
+
 async fn code_form(
     state: &AppState,
     c: Chrome,
@@ -274,7 +431,7 @@ async fn code_form(
     errors: FieldErrors,
     status: StatusCode,
 ) -> PageResult {
-    let staff = staff_options(state, &c).await?;
+    let (chosen, suggested, owners) = picker(state, &c, &d).await?;
     let tags = tags::list_tags(&state.db, c.user.tenant_id, None).await?;
     let materials = material_options(state, &c.user).await?;
     reshow(
@@ -283,7 +440,9 @@ async fn code_form(
             c,
             id,
             d,
-            staff,
+            chosen,
+            suggested,
+            owners,
             tags,
             materials,
             errors,

@@ -6,7 +6,11 @@
 //! - [`customers`]: the customer list with filters and bulk actions, and the customer page.
 //! - [`group_send`]: seed 004's group-send assistant (群发助手): create, list, task progress.
 //! - [`ops`]: jobs (seed 002's monitor, dead letters with replay) and the WeCom integration.
-//! - [`more`]: tags, SOP templates and executions (pause / resume / cancel), users.
+//! - [`workflows`]: workflows (list, publish / disable, a YAML editor with the API's errors per
+//!   step and field, runs by hand) and their runs per workflow or customer (pause / resume /
+//!   cancel, step log).
+//! - [`sop`]: the SOP template list and builder, running a template, executions (pause / resume /
+//!   cancel) and an execution's step log.
 //!
 //! Pages call the domain modules' Rust functions — store and query functions, or the API's
 //! handler functions where the API owns the validation — never the HTTP API itself, so a page
@@ -22,15 +26,17 @@ pub mod assets;
 pub mod auth;
 pub mod automation;
 pub mod customers;
+pub mod exports;
 pub mod group_send;
 pub mod home;
 pub mod materials;
-pub mod more;
 pub mod ops;
 pub mod org;
+pub mod sop;
 pub mod system;
 pub mod tags;
 pub mod wecom;
+pub mod workflows;
 
 use askama::Template;
 use axum::http::{Method, StatusCode, header};
@@ -115,6 +121,20 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::CUSTOMER_BLACKLIST),
             "Blacklist the selected customers",
             customers::bulk_blacklist,
+        )
+        .route(
+            M::GET,
+            "/console/customers/exports",
+            P(perm::CUSTOMER_EXPORT),
+            "Customer export jobs: status and download",
+            exports::page,
+        )
+        .route(
+            M::POST,
+            "/console/customers/exports",
+            P(perm::CUSTOMER_EXPORT),
+            "Export the customers matching filters (a job)",
+            exports::start,
         )
         .route(
             M::GET,
@@ -328,6 +348,13 @@ pub fn routes(state: &AppState) -> Routes {
         )
         .route(
             M::GET,
+            "/console/channel-codes/staff-search",
+            P(perm::CHANNEL_CODE_MANAGE),
+            "Channel-code member picker: staff matching a search",
+            automation::staff_search,
+        )
+        .route(
+            M::GET,
             "/console/channel-codes/{id}",
             P(perm::CHANNEL_CODE_VIEW),
             "A channel code: QR code and statistics",
@@ -365,15 +392,127 @@ pub fn routes(state: &AppState) -> Routes {
             M::GET,
             "/console/sop",
             P(perm::SOP_TEMPLATE_VIEW),
-            "SOP templates and executions",
-            more::sop_page,
+            "SOP templates",
+            sop::sop_page,
+        )
+        .route(
+            M::GET,
+            "/console/sop/new",
+            P(perm::SOP_TEMPLATE_CREATE),
+            "SOP template builder (new)",
+            sop::new_template,
+        )
+        .route(
+            M::POST,
+            "/console/sop/templates",
+            P(perm::SOP_TEMPLATE_CREATE),
+            "Create an SOP template (or add / remove a step in the builder)",
+            sop::create_template,
+        )
+        .route(
+            M::GET,
+            "/console/sop/templates/{id}",
+            P(perm::SOP_TEMPLATE_VIEW),
+            "An SOP template in the builder, with the form to run it",
+            sop::template_page,
+        )
+        .route(
+            M::POST,
+            "/console/sop/templates/{id}",
+            P(perm::SOP_TEMPLATE_UPDATE),
+            "Save or delete an SOP template (or add / remove a step in the builder)",
+            sop::update_template,
+        )
+        .route(
+            M::POST,
+            "/console/sop/templates/{id}/execute",
+            P(perm::SOP_EXECUTE),
+            "Run an SOP template for customers or group chats",
+            sop::execute,
+        )
+        .route(
+            M::GET,
+            "/console/sop/executions",
+            P(perm::SOP_EXECUTION_VIEW),
+            "SOP executions by template and status",
+            sop::executions_page,
+        )
+        .route(
+            M::GET,
+            "/console/sop/executions/{id}",
+            P(perm::SOP_EXECUTION_VIEW),
+            "An SOP execution and its step log",
+            sop::execution_page,
         )
         .route(
             M::POST,
             "/console/sop/control",
             P(perm::SOP_EXECUTION_CONTROL),
             "Pause, resume or cancel SOP executions",
-            more::sop_control,
+            sop::sop_control,
+        )
+        .route(
+            M::GET,
+            "/console/workflows",
+            P(perm::WORKFLOW_VIEW),
+            "Workflows",
+            workflows::list,
+        )
+        .route(
+            M::GET,
+            "/console/workflows/new",
+            P(perm::WORKFLOW_MANAGE),
+            "New workflow: a YAML editor started from an example",
+            workflows::new_form,
+        )
+        .route(
+            M::POST,
+            "/console/workflows",
+            P(perm::WORKFLOW_MANAGE),
+            "Create a workflow from YAML",
+            workflows::create,
+        )
+        .route(
+            M::GET,
+            "/console/workflows/{id}",
+            P(perm::WORKFLOW_VIEW),
+            "A workflow: its YAML, versions, recent runs",
+            workflows::detail,
+        )
+        .route(
+            M::POST,
+            "/console/workflows/{id}",
+            P(perm::WORKFLOW_MANAGE),
+            "Save, publish, disable or delete a workflow",
+            workflows::update,
+        )
+        .route(
+            M::POST,
+            "/console/workflows/{id}/runs",
+            P(perm::WORKFLOW_RUN),
+            "Start a workflow for customers",
+            workflows::start_runs,
+        )
+        .route(
+            M::GET,
+            "/console/workflow-runs",
+            P(perm::WORKFLOW_VIEW),
+            "Workflow runs by workflow, customer and status",
+            workflows::runs,
+        )
+        .route(
+            M::POST,
+            "/console/workflow-runs/control",
+            P(perm::WORKFLOW_RUN),
+            "Pause, resume or cancel workflow runs",
+            workflows::control,
+        )
+        .route(
+            M::GET,
+            "/console/workflow-runs/{id}",
+            P(perm::WORKFLOW_VIEW),
+            "A workflow run and its step log",
+            workflows::run_page,
         )
         .route(
             M::GET,
@@ -443,7 +582,7 @@ pub struct NavItem {
 impl Chrome {
     /// The frame for a page at `path` (its navigation entry is highlighted).
     pub fn new(l: Lang, user: CurrentUser, path: &str, here: String) -> Self {
-        let entries: [(&str, &str, &str, Option<&str>); 13] = [
+        let entries: [(&str, &str, &str, Option<&str>); 14] = [
             ("/console", "工作台", "Workbench", None),
             (
                 "/console/customers",
@@ -466,6 +605,12 @@ impl Chrome {
                 Some(perm::GROUP_SEND_TASKS_VIEW),
             ),
             ("/console/sop", "SOP", "SOP", Some(perm::SOP_TEMPLATE_VIEW)),
+            (
+                "/console/workflows",
+                "工作流",
+                "Workflows",
+                Some(perm::WORKFLOW_VIEW),
+            ),
             (
                 "/console/materials",
                 "素材",
@@ -796,7 +941,7 @@ pub fn when_secs(secs: &Option<i64>) -> String {
 }
 
 /// A form's problems by field (`""` for the form as a whole), shown next to each field.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct FieldErrors(pub Vec<(String, String)>);
 
 impl FieldErrors {

@@ -305,7 +305,7 @@ fn attachment(format: Format, name: &str, body: Body) -> Response {
         .into_response()
 }
 
-async fn export(
+pub(crate) async fn export(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<ExportBody>,
@@ -465,12 +465,12 @@ async fn load_row(db: &Db, tenant_id: i64, id: i64) -> scrm_db::DbResult<Option<
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     page: Option<i64>,
     size: Option<i64>,
 }
 
-async fn list_exports(
+pub(crate) async fn list_exports(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,

@@ -368,7 +368,12 @@ async fn console_tags_sop_and_users_pages_list_and_sop_executions_pause(app: Tes
     assert!(users.body.contains("admin"));
     let sop = s.get("/console/sop").await;
     assert!(sop.body.contains("回访SOP"));
-    assert!(sop.body.contains("id=\"sop-actions\""));
+    let execs = s.get("/console/sop/executions").await;
+    assert!(execs.body.contains("id=\"sop-actions\""));
+    assert!(
+        execs.body.contains("回访SOP"),
+        "each execution names its template"
+    );
 
     let paused = s
         .post(
@@ -376,7 +381,7 @@ async fn console_tags_sop_and_users_pages_list_and_sop_executions_pause(app: Tes
             &[("ids", exec.to_string().as_str()), ("action", "pause")],
         )
         .await;
-    assert_eq!(paused.location, "/console/sop?done=1");
+    assert_eq!(paused.location, "/console/sop/executions?done=1");
     let list = app
         .get(
             &format!("/api/sop/executions?templateId={tid}"),
@@ -384,12 +389,13 @@ async fn console_tags_sop_and_users_pages_list_and_sop_executions_pause(app: Tes
         )
         .await;
     assert_eq!(list.data()["list"][0]["status"], 2, "paused");
-    let shown = s.get("/console/sop?status=2").await;
+    let shown = s.get("/console/sop/executions?status=2").await;
     assert!(shown.body.contains("data-status=\"2\""));
 
     app.user_with_role("vera", "viewer").await;
     let v = Session::login(&app, "vera", "password-123").await;
-    let sop = v.get("/console/sop").await;
+    let sop = v.get("/console/sop/executions").await;
+    assert_eq!(sop.status, 200);
     assert!(!sop.body.contains("id=\"sop-actions\""));
     let refused = v
         .post(
@@ -1426,6 +1432,645 @@ async fn console_material_library_creates_lists_and_deletes(app: TestApp) {
     assert_eq!(total().await, 0);
 }
 
+/// The SOP templates as the API lists them.
+async fn sop_templates(app: &TestApp) -> serde_json::Value {
+    app.get("/api/sop/templates", &app.admin_token).await.data()["list"].clone()
+}
+
+async fn console_sop_builder_saves_runs_and_shows_the_step_log(app: TestApp) {
+    let t = tags(&app, "阶段", &["新客", "意向"]).await;
+    let c = customer(&app, json!({"externalUserid": "wmB", "name": "建模客户"})).await;
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+
+    let new = s.get("/console/sop/new").await;
+    assert_eq!(new.status, 200);
+    assert!(new.body.contains("id=\"sop-form\""));
+    assert!(
+        new.body.contains("id=\"step-0-content\""),
+        "a message step by default"
+    );
+    // Adding a step and choosing its type re-shows the form with what was typed; nothing is saved.
+    let two = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", "新客SOP"),
+                ("triggerType", "4"),
+                ("stepCount", "1"),
+                ("step.0.type", "5"),
+                ("step.0.content", "跟进"),
+                ("action", "add-step"),
+            ],
+        )
+        .await;
+    assert_eq!(two.status, 200);
+    assert!(two.body.contains("id=\"step-1\""));
+    assert!(two.body.contains("value=\"新客SOP\""));
+    assert!(two.body.contains(">跟进</textarea>"));
+    let tagged = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", "新客SOP"),
+                ("stepCount", "2"),
+                ("step.0.type", "5"),
+                ("step.1.type", "2"),
+                ("action", "refresh"),
+            ],
+        )
+        .await;
+    assert!(
+        tagged.body.contains("id=\"step-1-tags\""),
+        "a tag step offers the tags"
+    );
+    assert!(!tagged.body.contains("id=\"step-1-content\""));
+    let removed = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", "新客SOP"),
+                ("stepCount", "2"),
+                ("step.0.type", "5"),
+                ("step.0.content", "第一步"),
+                ("step.1.type", "5"),
+                ("step.1.content", "第二步"),
+                ("action", "remove-0"),
+            ],
+        )
+        .await;
+    assert!(removed.body.contains(">第二步</textarea>") && !removed.body.contains("第一步"));
+    assert!(!removed.body.contains("id=\"step-1\""));
+    assert_eq!(sop_templates(&app).await.as_array().unwrap().len(), 0);
+
+    // The API's refusals, each beside its field; nothing stored.
+    let unnamed = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", ""),
+                ("triggerType", "4"),
+                ("stepCount", "1"),
+                ("step.0.type", "5"),
+                ("step.0.content", "跟进"),
+            ],
+        )
+        .await;
+    assert_eq!(unnamed.status, 400, "{}", unnamed.body);
+    assert!(unnamed.body.contains("id=\"error-templateName\""));
+    let no_tags = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", "新客SOP"),
+                ("triggerType", "4"),
+                ("stepCount", "2"),
+                ("step.0.type", "5"),
+                ("step.0.content", "跟进"),
+                ("step.1.type", "2"),
+                ("step.1.delay", "1"),
+                ("step.1.unit", "day"),
+            ],
+        )
+        .await;
+    assert_eq!(no_tags.status, 400, "{}", no_tags.body);
+    assert!(no_tags.body.contains("id=\"error-step-1-actionContent\""));
+    assert!(
+        no_tags.body.contains(">跟进</textarea>"),
+        "the input is kept"
+    );
+    let bad_delay = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", "新客SOP"),
+                ("triggerType", "4"),
+                ("stepCount", "1"),
+                ("step.0.type", "5"),
+                ("step.0.content", "跟进"),
+                ("step.0.delay", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_delay.status, 400);
+    assert!(bad_delay.body.contains("id=\"error-step-0-delayTime\""));
+    assert_eq!(sop_templates(&app).await.as_array().unwrap().len(), 0);
+
+    // Saved: a remind step a day after the trigger, then a tag step.
+    let tag = t[0].to_string();
+    let saved = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("templateName", "新客SOP"),
+                ("templateType", "1"),
+                ("triggerType", "2"),
+                ("triggerTagIds", &tag),
+                ("enabled", "1"),
+                ("stepCount", "2"),
+                ("step.0.name", "提醒"),
+                ("step.0.type", "5"),
+                ("step.0.content", "跟进"),
+                ("step.0.delay", "1"),
+                ("step.0.unit", "day"),
+                ("step.1.type", "2"),
+                ("step.1.tagIds", &tag),
+                ("step.1.delay", "2"),
+                ("step.1.unit", "day"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let list = sop_templates(&app).await;
+    let tid = list[0]["templateId"].as_i64().unwrap();
+    assert_eq!(
+        saved.location,
+        format!("/console/sop/templates/{tid}?done=created")
+    );
+    assert_eq!(list[0]["triggerConfig"], json!({"tagIds": [t[0]]}));
+    assert_eq!(
+        list[0]["steps"][0]["actionContent"],
+        json!({"content": "跟进"})
+    );
+    assert_eq!(list[0]["steps"][0]["delayUnit"], "day");
+    assert_eq!(
+        list[0]["steps"][1]["actionContent"],
+        json!({"tagIds": [t[0]]})
+    );
+    let shown = s.get(&saved.location).await;
+    assert!(shown.body.contains("value=\"新客SOP\""));
+    assert!(
+        shown
+            .body
+            .contains(&format!("name=\"triggerTagIds\" value=\"{tag}\" checked"))
+    );
+    assert!(
+        shown
+            .body
+            .contains(&format!("name=\"step.1.tagIds\" value=\"{tag}\" checked"))
+    );
+    let listed = s.get("/console/sop").await;
+    assert!(
+        listed
+            .body
+            .contains(&format!("href=\"/console/sop/templates/{tid}\""))
+    );
+
+    // Changed: the name; a refusal keeps the stored template as it was.
+    let path = format!("/console/sop/templates/{tid}");
+    let renamed = s
+        .post(
+            &path,
+            &[
+                ("templateName", "新客SOP2"),
+                ("triggerType", "4"),
+                ("enabled", "1"),
+                ("stepCount", "1"),
+                ("step.0.type", "5"),
+                ("step.0.content", "跟进"),
+                ("step.0.delay", "1"),
+                ("step.0.unit", "day"),
+            ],
+        )
+        .await;
+    assert_eq!(renamed.location, format!("{path}?done=saved"));
+    assert_eq!(sop_templates(&app).await[0]["templateName"], "新客SOP2");
+
+    // Run it for a customer: the execution's page shows the step log.
+    let missing = s
+        .post(&format!("{path}/execute"), &[("targetIds", "987654")])
+        .await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("id=\"error-targetIds\""));
+    let run = s
+        .post(&format!("{path}/execute"), &[("targetIds", &c.to_string())])
+        .await;
+    assert_eq!(run.status, 303, "{}", run.body);
+    let exec = app
+        .get(
+            &format!("/api/sop/executions?templateId={tid}"),
+            &app.admin_token,
+        )
+        .await
+        .data()["list"][0]["executionId"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(run.location, format!("/console/sop/executions/{exec}"));
+    let detail = s.get(&run.location).await;
+    assert_eq!(detail.status, 200);
+    assert!(detail.body.contains("新客SOP2"));
+    assert!(
+        detail
+            .body
+            .contains("class=\"step-log\" data-order=\"1\" data-status=\"0\"")
+    );
+    assert!(
+        detail
+            .body
+            .contains(&format!("href=\"/console/customers/{c}\""))
+    );
+    assert!(detail.body.contains("id=\"pause\""));
+
+    // The executions, by template and by status; paused from the list and back to it.
+    let by_template = s
+        .get(&format!("/console/sop/executions?templateId={tid}"))
+        .await;
+    assert!(by_template.body.contains(&format!("data-id=\"{exec}\"")));
+    let done_only = s
+        .get(&format!(
+            "/console/sop/executions?templateId={tid}&status=1"
+        ))
+        .await;
+    assert!(!done_only.body.contains(&format!("data-id=\"{exec}\"")));
+    let back = format!("/console/sop/executions?templateId={tid}&page=1");
+    let paused = s
+        .post(
+            "/console/sop/control",
+            &[
+                ("ids", &exec.to_string()),
+                ("action", "pause"),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(paused.location, format!("{back}&done=1"));
+    let detail = s.get(&format!("/console/sop/executions/{exec}")).await;
+    assert!(
+        detail
+            .body
+            .contains("id=\"execution-status\" data-status=\"2\"")
+    );
+    assert!(detail.body.contains("id=\"resume\""));
+    // A `back` off the console is ignored.
+    let elsewhere = s
+        .post(
+            "/console/sop/control",
+            &[
+                ("ids", &exec.to_string()),
+                ("action", "resume"),
+                ("back", "https://example.com/"),
+            ],
+        )
+        .await;
+    assert_eq!(elsewhere.location, "/console/sop/executions?done=1");
+    assert_eq!(s.get("/console/sop/executions/987654").await.status, 404);
+
+    // A viewer sees the template but no form to change or run it, and may not post one.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let ro = v.get(&path).await;
+    assert_eq!(ro.status, 200);
+    assert!(ro.body.contains("disabled"));
+    assert!(!ro.body.contains("id=\"save-template\""));
+    assert!(!ro.body.contains("id=\"run-form\""));
+    assert_eq!(v.post(&path, &[("action", "delete")]).await.status, 403);
+    assert_eq!(
+        v.post(&format!("{path}/execute"), &[("targetIds", &c.to_string())])
+            .await
+            .status,
+        403
+    );
+
+    let gone = s.post(&path, &[("action", "delete")]).await;
+    assert_eq!(gone.location, "/console/sop?done=deleted");
+    assert_eq!(sop_templates(&app).await.as_array().unwrap().len(), 0);
+}
+
+async fn console_channel_code_member_picker_searches_any_number_of_staff(app: TestApp) {
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    for i in 1..=600 {
+        scrm::customers::staff::upsert_staff(
+            &mut tx,
+            tenant,
+            &format!("u{i:04}"),
+            &format!("员工{i:04}"),
+            &[1],
+            1,
+            1_700_000_000_000,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+
+    // The form shows a page of staff, not all 600.
+    let form = s.get("/console/channel-codes/new").await;
+    assert_eq!(form.status, 200);
+    assert_eq!(form.body.matches("class=\"pick-row\"").count(), 20);
+    assert!(form.body.contains("id=\"staff-search\""));
+    // The 599th is found by a search, by name or by userid; those on the form are left out.
+    let found = s
+        .get("/console/channel-codes/staff-search?staffKeyword=%E5%91%98%E5%B7%A50599")
+        .await;
+    assert_eq!(found.status, 200);
+    assert_eq!(found.body.matches("class=\"pick-row\"").count(), 1);
+    assert!(found.body.contains("value=\"u0599\""));
+    let by_userid = s
+        .get("/console/channel-codes/staff-search?staffKeyword=u059")
+        .await;
+    assert_eq!(by_userid.body.matches("class=\"pick-row\"").count(), 10);
+    let without = s
+        .get("/console/channel-codes/staff-search?staffKeyword=u059&staff=u0599&backup=u0598")
+        .await;
+    assert_eq!(without.body.matches("class=\"pick-row\"").count(), 8);
+    let none = s
+        .get("/console/channel-codes/staff-search?staffKeyword=nobody")
+        .await;
+    assert!(none.body.contains("class=\"muted\""));
+    // A chosen member far down the list stays chosen, with its limit, when the form comes back.
+    let refused = s
+        .post(
+            "/console/channel-codes",
+            &[
+                ("name", ""),
+                ("staff", "u0599"),
+                ("limit.u0599", "7"),
+                ("backup", "u0598"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .body
+            .contains("name=\"staff\" value=\"u0599\" checked")
+    );
+    assert!(refused.body.contains("name=\"limit.u0599\" value=\"7\""));
+    assert!(
+        refused
+            .body
+            .contains("name=\"backup\" value=\"u0598\" checked")
+    );
+    assert!(refused.body.contains("员工0599"));
+
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    assert_eq!(
+        v.get("/console/channel-codes/staff-search?staffKeyword=u")
+            .await
+            .status,
+        403
+    );
+}
+
+async fn console_workflows_yaml_editor_publish_and_runs(app: TestApp) {
+    let c = customer(&app, json!({"externalUserid": "wmW", "name": "流程客户"})).await;
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let total = async || {
+        app.get("/api/v1/automation/workflows", &app.admin_token)
+            .await
+            .data()["total"]
+            .as_i64()
+            .unwrap()
+    };
+
+    let new = s.get("/console/workflows/new").await;
+    assert_eq!(new.status, 200);
+    assert!(new.body.contains("trigger:"), "started from an example");
+    // The API's problems, by step and field, beside the editor; nothing stored.
+    let bad = "name: x\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: soon\n  - type: set_stage\n    stage: active\n";
+    let refused = s.post("/console/workflows", &[("yaml", bad)]).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("data-field=\"steps[0].duration\""));
+    assert!(refused.body.contains("duration: soon"), "the YAML is kept");
+    assert_eq!(total().await, 0);
+
+    let good = "name: 控制台流程\ntrigger:\n  type: manual\nsteps:\n  - type: delay\n    duration: 5m\n  - type: set_stage\n    stage: active\n";
+    let made = s.post("/console/workflows", &[("yaml", good)]).await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let id: i64 = made.location["/console/workflows/".len()..]
+        .split('?')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        made.location,
+        format!("/console/workflows/{id}?done=created")
+    );
+    let path = format!("/console/workflows/{id}");
+    let page = s.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("控制台流程"));
+    assert!(page.body.contains("data-status=\"draft\""));
+    assert!(page.body.contains("set_stage"));
+    // Runs need a published version: the refusal shows beside the field.
+    let early = s
+        .post(&format!("{path}/runs"), &[("customerIds", &c.to_string())])
+        .await;
+    assert_eq!(early.status, 409, "{}", early.body);
+    assert!(early.body.contains("id=\"error-customerIds\""));
+
+    let published = s.post(&path, &[("action", "publish")]).await;
+    assert_eq!(published.location, format!("{path}?done=published"));
+    let list = s.get("/console/workflows").await;
+    assert!(
+        list.body
+            .contains(&format!("data-id=\"{id}\" data-status=\"published\""))
+    );
+    assert!(list.body.contains("class=\"secondary disable\""));
+
+    let started = s
+        .post(&format!("{path}/runs"), &[("customerIds", &c.to_string())])
+        .await;
+    assert_eq!(
+        started.location,
+        format!("/console/workflow-runs?workflowId={id}&started=1")
+    );
+    let runs = app
+        .get(
+            &format!("/api/v1/automation/workflow-runs?workflowId={id}"),
+            &app.admin_token,
+        )
+        .await;
+    let run = runs.data()["list"][0]["id"].as_i64().unwrap();
+    let by_customer = s
+        .get(&format!("/console/workflow-runs?customerId={c}"))
+        .await;
+    assert!(
+        by_customer
+            .body
+            .contains(&format!("class=\"run-row\" data-id=\"{run}\""))
+    );
+    let back = format!("/console/workflow-runs?workflowId={id}&page=1");
+    let paused = s
+        .post(
+            "/console/workflow-runs/control",
+            &[
+                ("ids", &run.to_string()),
+                ("action", "pause"),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(paused.location, format!("{back}&done=1"));
+    let one = s.get(&format!("/console/workflow-runs/{run}")).await;
+    assert!(
+        one.body.contains("id=\"run-status\" data-status=\"5\""),
+        "{}",
+        one.body
+    );
+    assert!(one.body.contains("class=\"run-step\""));
+    // Pausing a paused run is refused by the API, and the page says why.
+    let again = s
+        .post(
+            "/console/workflow-runs/control",
+            &[("ids", &run.to_string()), ("action", "pause")],
+        )
+        .await;
+    assert!(
+        again
+            .location
+            .starts_with("/console/workflow-runs?done=0&error="),
+        "{}",
+        again.location
+    );
+
+    // A new version: refused YAML keeps the stored one; good YAML is saved.
+    let r = s.post(&path, &[("action", "save"), ("yaml", bad)]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("class=\"yaml-error\""));
+    let saved = s
+        .post(
+            &path,
+            &[("action", "save"), ("yaml", &good.replace("5m", "10m"))],
+        )
+        .await;
+    assert_eq!(saved.location, format!("{path}?done=saved"));
+    let w = app
+        .get(
+            &format!("/api/v1/automation/workflows/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(w.data()["currentVersion"], 2);
+    let disabled = s.post(&path, &[("action", "disable")]).await;
+    assert_eq!(disabled.location, format!("{path}?done=disabled"));
+
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let list = v.get("/console/workflows").await;
+    assert_eq!(list.status, 200);
+    assert!(!list.body.contains("id=\"new-workflow\""));
+    assert!(!v.get(&path).await.body.contains("id=\"save-workflow\""));
+    assert_eq!(v.post(&path, &[("action", "publish")]).await.status, 403);
+    assert_eq!(
+        v.post(
+            "/console/workflow-runs/control",
+            &[("ids", &run.to_string()), ("action", "cancel")]
+        )
+        .await
+        .status,
+        403
+    );
+    let deleted = s.post(&path, &[("action", "delete")]).await;
+    assert_eq!(deleted.location, "/console/workflows?done=deleted");
+    assert_eq!(total().await, 0);
+}
+
+async fn console_customer_exports_start_list_and_download(app: TestApp) {
+    let t = tags(&app, "导出", &["要导出"]).await[0];
+    for (ext, name) in [("wmE1", "导出甲"), ("wmE2", "导出乙"), ("wmE3", "不导出")] {
+        let id = customer(&app, json!({"externalUserid": ext, "name": name})).await;
+        if name != "不导出" {
+            let r = app
+                .post(
+                    &format!("/api/v1/customers/{id}/tags"),
+                    &app.admin_token,
+                    json!({"tagIds": [t]}),
+                )
+                .await;
+            assert!(r.status < 300, "{:?}", r.body);
+        }
+    }
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let page = s.get("/console/customers/exports").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"export-form\""));
+    assert!(
+        s.get("/console/customers")
+            .await
+            .body
+            .contains("id=\"exports-link\"")
+    );
+
+    let started = s
+        .post(
+            "/console/customers/exports",
+            &[("tagIds", &t.to_string()), ("format", "csv")],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    assert!(
+        started
+            .location
+            .starts_with("/console/customers/exports?started="),
+        "{}",
+        started.location
+    );
+    let id: i64 = started
+        .location
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(id > 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let shown = loop {
+        let p = s.get("/console/customers/exports").await;
+        if p.body
+            .contains(&format!("data-id=\"{id}\" data-status=\"done\""))
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "export {id} not done: {}",
+            p.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let link = format!("/api/v1/customers/exports/{id}/download");
+    assert!(shown.body.contains(&format!("href=\"{link}\"")));
+    // The link works with the console's session cookie.
+    let file = s.get(&link).await;
+    assert_eq!(file.status, 200);
+    assert!(
+        file.body.contains("导出甲") && file.body.contains("导出乙"),
+        "{}",
+        file.body
+    );
+    assert!(!file.body.contains("不导出"));
+
+    // A refusal (an unknown format) is shown on the page; nothing starts.
+    let bad = s
+        .post("/console/customers/exports", &[("format", "pdf")])
+        .await;
+    assert!(
+        bad.location
+            .starts_with("/console/customers/exports?error="),
+        "{}",
+        bad.location
+    );
+    let list = app.get("/api/v1/customers/exports", &app.admin_token).await;
+    assert_eq!(list.data()["total"], 1);
+
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    assert_eq!(v.get("/console/customers/exports").await.status, 403);
+    assert!(
+        !v.get("/console/customers")
+            .await
+            .body
+            .contains("id=\"exports-link\"")
+    );
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     console_login_keeps_the_token_in_an_httponly_strict_cookie,
     console_login_refuses_a_wrong_password_on_the_page,
@@ -1441,4 +2086,8 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_users_roles_passwords_and_api_tokens,
     console_workbench_counts_a_first_syncs_recent_adds_on_their_days,
     console_material_library_creates_lists_and_deletes,
+    console_sop_builder_saves_runs_and_shows_the_step_log,
+    console_channel_code_member_picker_searches_any_number_of_staff,
+    console_workflows_yaml_editor_publish_and_runs,
+    console_customer_exports_start_list_and_download,
 );

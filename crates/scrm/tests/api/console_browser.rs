@@ -594,3 +594,97 @@ async fn console_journey_edit_tags_and_replay_a_dead_job() {
     attempts(2).await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn console_journey_build_and_run_an_sop() {
+    let (app, _sim, _tenant) = scrm_with_wecom().await;
+    let log = crate::integration_sync::sync(&app, json!({"syncType": "full"})).await;
+    assert_eq!(log["status"], "success", "{log:?}");
+    let customer = app
+        .get("/api/v1/customers?size=1", &app.admin_token)
+        .await
+        .data()["list"][0]["id"]
+        .as_i64()
+        .expect("the sync brought customers");
+    let b = Browser::start(&app.base).await;
+    b.login("admin", ADMIN_PASSWORD).await;
+
+    // Build: a welcome message right away, then a reminder for the staff a day later.
+    b.open("/console/sop").await;
+    b.click("#new-template").await;
+    b.fill("#template-name", "浏览器SOP").await;
+    b.fill("#step-0-name", "欢迎").await;
+    b.fill("#step-0-content", "您好，欢迎关注！").await;
+    b.click("#add-step").await;
+    b.wait_for("#step-1").await;
+    // Choosing the step's type shows that type's fields (htmx re-renders the form).
+    b.wait_for("#step-1-type")
+        .await
+        .select_by_value("5")
+        .await
+        .unwrap();
+    b.wait_for("#step-1[data-type='5'] #step-1-content").await;
+    b.fill("#step-1-content", "回访这位客户").await;
+    assert_eq!(
+        b.wait_for("#step-0-content")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("您好，欢迎关注！"),
+        "what was typed stays"
+    );
+    b.shot("sop-builder").await;
+    b.click("#save-template").await;
+    b.wait_for("#notice").await;
+    b.wait_for("#run-form").await;
+    let templates = app.get("/api/sop/templates", &app.admin_token).await;
+    let t = &templates.data()["list"][0];
+    assert_eq!(t["templateName"], "浏览器SOP");
+    assert_eq!(
+        t["steps"][0]["actionContent"],
+        json!({"content": "您好，欢迎关注！"})
+    );
+    assert_eq!(t["steps"][1]["stepType"], 5);
+    assert_eq!(t["steps"][1]["delayUnit"], "day");
+    b.shot("sop-template").await;
+
+    // Run it for a customer: the execution's page refreshes until the first step is logged.
+    b.fill("#target-ids", &customer.to_string()).await;
+    b.click("#run-sop").await;
+    b.wait_for("#step-log").await;
+    let first = b
+        .wait_for(r#"tr.step-log[data-order="1"][data-status="2"], tr.step-log[data-order="1"][data-status="3"]"#)
+        .await;
+    let result = first.text().await.unwrap();
+    assert_eq!(
+        first.attr("data-status").await.unwrap().as_deref(),
+        Some("2"),
+        "the message was sent: {result}"
+    );
+    assert!(
+        b.present(r#"tr.step-log[data-order="2"][data-status="0"]"#)
+            .await
+    );
+    assert_eq!(
+        b.wait_for("#execution-status")
+            .await
+            .attr("data-status")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("0"),
+        "running until the second step"
+    );
+    b.shot("sop-execution").await;
+
+    // The executions list: pause it there.
+    b.open("/console/sop/executions").await;
+    b.click("#sop-executions input[name=ids]").await;
+    b.click("#pause").await;
+    b.wait_for("#notice").await;
+    b.wait_for("tr.sop-execution[data-status='2']").await;
+    b.shot("sop-executions").await;
+    b.close().await;
+}

@@ -293,14 +293,14 @@ async fn create_workflow(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(crate) struct ListQuery {
     page: Option<i64>,
     size: Option<i64>,
     status: Option<String>,
     keyword: Option<String>,
 }
 
-async fn list_workflows(
+pub(crate) async fn list_workflows(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -346,7 +346,7 @@ async fn list_workflows(
     }))
 }
 
-async fn get_workflow(
+pub(crate) async fn get_workflow(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -407,7 +407,7 @@ async fn cancel_active(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<u
     Ok(n)
 }
 
-async fn delete_workflow(
+pub(crate) async fn delete_workflow(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -435,7 +435,7 @@ async fn delete_workflow(
     ))
 }
 
-async fn publish_workflow(
+pub(crate) async fn publish_workflow(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -477,7 +477,7 @@ async fn publish_workflow(
     Ok(ok(detail(&state, user.tenant_id, id).await?))
 }
 
-async fn disable_workflow(
+pub(crate) async fn disable_workflow(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -561,11 +561,11 @@ async fn get_version(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ExportQuery {
+pub(crate) struct ExportQuery {
     version: Option<i64>,
 }
 
-async fn export_yaml(
+pub(crate) async fn export_yaml(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -591,12 +591,12 @@ async fn export_yaml(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ImportBody {
+pub(crate) struct ImportBody {
     yaml: Option<String>,
     workflow_id: Option<i64>,
 }
 
-async fn import_yaml(
+pub(crate) async fn import_yaml(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<ImportBody>,
@@ -746,11 +746,11 @@ async fn create_from_template(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ManualBody {
+pub(crate) struct ManualBody {
     customer_ids: Option<Vec<i64>>,
 }
 
-async fn start_manual(
+pub(crate) async fn start_manual(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -858,7 +858,7 @@ fn run_view(r: &RunRow, steps: Option<Vec<Value>>) -> Value {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RunsQuery {
+pub(crate) struct RunsQuery {
     page: Option<i64>,
     size: Option<i64>,
     workflow_id: Option<i64>,
@@ -866,7 +866,7 @@ struct RunsQuery {
     status: Option<i64>,
 }
 
-async fn list_runs(
+pub(crate) async fn list_runs(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<RunsQuery>,
@@ -919,7 +919,7 @@ async fn one_run(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<Value> 
     Ok(run_view(&r, Some(steps)))
 }
 
-async fn get_run(
+pub(crate) async fn get_run(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -967,7 +967,7 @@ async fn control(
     Ok(ok(one_run(&state, user.tenant_id, id).await?))
 }
 
-async fn pause_run(
+pub(crate) async fn pause_run(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -975,7 +975,7 @@ async fn pause_run(
     control(state, user, id, "pause").await
 }
 
-async fn resume_run(
+pub(crate) async fn resume_run(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -983,7 +983,7 @@ async fn resume_run(
     control(state, user, id, "resume").await
 }
 
-async fn cancel_run(
+pub(crate) async fn cancel_run(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -99,7 +99,7 @@ fn template_view(t: &TemplateRow, steps: &[&StepRow]) -> Value {
     })
 }
 
-async fn view_of(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<Value> {
+pub(crate) async fn view_of(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<Value> {
     let t = store::get_template(&state.db, tenant_id, id)
         .await?
         .ok_or(ApiError::NotFound("SOP template"))?;
@@ -150,7 +150,7 @@ async fn check_references(
     Ok(())
 }
 
-async fn create_template(
+pub(crate) async fn create_template(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<TemplateBody>,
@@ -172,7 +172,7 @@ async fn create_template(
     Ok(created(view_of(&state, user.tenant_id, id).await?))
 }
 
-async fn update_template(
+pub(crate) async fn update_template(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -200,7 +200,7 @@ async fn update_template(
     Ok(ok(view_of(&state, user.tenant_id, id).await?))
 }
 
-async fn delete_template(
+pub(crate) async fn delete_template(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -258,13 +258,13 @@ pub(crate) async fn list_templates(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ExecuteBody {
+pub(crate) struct ExecuteBody {
     template_id: Option<i64>,
     target_type: Option<i64>,
     target_ids: Option<Vec<i64>>,
 }
 
-async fn execute(
+pub(crate) async fn execute(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<ExecuteBody>,

@@ -108,7 +108,7 @@ async fn tag(app: &TestApp, w: &World, name: &str, customer_ids: &[i64]) -> i64 
 }
 
 async fn wait_final(app: &TestApp, id: i64) -> Value {
-    for _ in 0..300 {
+    for _ in 0..900 {
         let r = app
             .get(
                 &format!("/api/v1/workbench/group-send/tasks/{id}?resultSize=1000"),
@@ -255,7 +255,7 @@ async fn a_worker_killed_after_the_wecom_call_never_sends_twice(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.data()["groupSendTaskId"].as_i64().unwrap();
-    for _ in 0..200 {
+    for _ in 0..1800 {
         if chaos::hung() > 0 {
             break;
         }
@@ -504,7 +504,7 @@ async fn an_sop_runs_its_steps_on_schedule_pauses_and_cancels(app: TestApp) {
 
     // Step 1 (no delay) runs now and logs WeCom's answer; steps 2-3 wait.
     let mut step1 = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..900 {
         let l = app
             .get(
                 &format!("/api/sop/executions?templateId={tid}&status=0"),
@@ -527,7 +527,7 @@ async fn an_sop_runs_its_steps_on_schedule_pauses_and_cancels(app: TestApp) {
     }
     assert_eq!(step1["steps"][0]["result"]["errcode"], 0, "{step1}");
     assert_eq!(step1["steps"][1]["status"], 0);
-    for _ in 0..100 {
+    for _ in 0..900 {
         if w.sim.delivery_count() >= 2 {
             break;
         }
@@ -611,8 +611,8 @@ async fn an_sop_runs_its_steps_on_schedule_pauses_and_cancels(app: TestApp) {
         .retry(Scope::System, &Target::Ids(ids))
         .await
         .unwrap();
-    // Up to 30 s: the steps run on the app's own workers, which a loaded CI machine slows.
-    for _ in 0..300 {
+    // Up to 90 s: the steps run on the app's own workers, which a loaded CI machine slows.
+    for _ in 0..900 {
         let l = app
             .get("/api/sop/executions?status=1", &app.admin_token)
             .await;
@@ -841,7 +841,7 @@ async fn assign_tasks_and_sop_steps_change_the_local_owner(app: TestApp) {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let mut done = Value::Null;
-    for _ in 0..300 {
+    for _ in 0..900 {
         let l = app
             .get(
                 &format!("/api/sop/executions?templateId={tid}&status=1"),
@@ -1001,7 +1001,7 @@ async fn sop_triggers_start_from_wecom_callbacks_once_per_customer(app: TestApp)
     assert_eq!(l.len(), 1);
     assert_eq!(l[0]["targetId"], cid);
     assert_eq!(l[0]["triggerType"], 1);
-    for _ in 0..300 {
+    for _ in 0..900 {
         if sim.deliveries_per_recipient().get(&ext).copied() == Some(1) {
             break;
         }
@@ -1227,7 +1227,7 @@ async fn an_sop_send_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
             .unwrap()
     };
     let mut seen = 0;
-    for _ in 0..600 {
+    for _ in 0..1800 {
         seen = attempts().await;
         if seen >= 8 {
             break;
@@ -1249,7 +1249,7 @@ async fn an_sop_send_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
     // WeCom recovers: the message goes out once and the execution completes.
     w.sim.state().update_config(|c| c.faults.http_500 = 0.0);
     let mut done = Value::Null;
-    for _ in 0..300 {
+    for _ in 0..900 {
         let l = app
             .get(
                 &format!("/api/sop/executions?templateId={tid}"),

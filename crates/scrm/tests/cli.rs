@@ -137,3 +137,155 @@ fn callback_decrypt_prints_the_plaintext_or_the_failed_check() {
     assert_ne!(code, 0);
     assert!(err.contains("check `receive id` failed"), "{err}");
 }
+
+/// A simulated company and the environment that points `scrm` at it and at a fresh SQLite file.
+fn sync_env(
+    sim: &scrm_wecom_sim::SimHandle,
+    name: &str,
+) -> (std::path::PathBuf, Vec<(&'static str, String)>) {
+    let db = std::env::temp_dir().join(format!("scrm-cli-{name}-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&db);
+    let c = sim.config();
+    let env = vec![
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
+        (
+            "SCRM_MASTER_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
+        ),
+        ("WEWORK_CORP_ID", c.creds.corp_id.clone()),
+        ("WEWORK_CORP_SECRET", c.creds.app_secret.clone()),
+        ("WEWORK_AGENT_ID", c.creds.agent_id.to_string()),
+        ("WEWORK_CONTACTS_SECRET", c.creds.contact_secret.clone()),
+        ("WEWORK_API_BASE", sim.base_url()),
+    ];
+    (db, env)
+}
+
+async fn count(db: &std::path::Path, sql: &'static str) -> i64 {
+    let db = scrm_db::Db::connect(
+        &format!("sqlite://{}", db.display()),
+        &scrm_db::PoolSettings::default(),
+    )
+    .await
+    .unwrap();
+    let n = db.fetch_i64(scrm_db::query(sql)).await.unwrap();
+    db.close().await;
+    n
+}
+
+#[test]
+fn sync_from_the_command_line_mirrors_the_company_writes_only_changes_and_fails_cleanly() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(async {
+        let mut c = scrm_wecom_sim::SimConfig::default();
+        c.size.customers = 300;
+        c.size.staff = 12;
+        c.size.group_chats = 5;
+        c.callback.url = None;
+        scrm_wecom_sim::Simulator::start(c).await.unwrap()
+    });
+    let (db, env) = sync_env(&sim, "sync");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // What the members with 客户联系 can see (the simulator's API, not its internals).
+    let (customers, chats) = rt.block_on(async {
+        let c = sim.config();
+        let wc = scrm_wecom::WeComClient::in_memory(
+            scrm_wecom::client::ClientConfig::for_simulator(sim.base_url()),
+        )
+        .unwrap();
+        let api = wc.app(c.creds.corp_id.clone(), c.creds.app_secret.clone());
+        let pairs = api
+            .list_all_customers_by_user(api.get_follow_user_list().await.unwrap())
+            .await
+            .unwrap();
+        let ids: std::collections::HashSet<String> = pairs
+            .into_iter()
+            .map(|p| p.external_contact.external_userid)
+            .collect();
+        let chats = api.groupchat_list_all(0, None).await.unwrap().len();
+        (ids.len() as i64, chats as i64)
+    });
+
+    let (code, out, err) = scrm(&["sync", "--type", "full"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("sync full (log "), "{out}");
+    assert!(out.contains("success: fetched "), "{out}");
+    rt.block_on(async {
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM customer WHERE status = 1").await,
+            customers
+        );
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM group_chat WHERE status <> 4").await,
+            chats
+        );
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM wework_sync_log WHERE status = 'success' AND trigger_by = 'cli'").await,
+            1
+        );
+    });
+
+    // Nothing changed in WeCom: nothing is written.
+    let (code, out, err) = scrm(&["sync", "--type", "customer"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("success: ") && out.contains("created 0, updated 0, deleted 0"),
+        "{out}"
+    );
+
+    // One remark changed: one customer updated.
+    let (ext, userid) = {
+        let co = sim.company();
+        (0..co.customers.len() as u32)
+            .find_map(|i| {
+                co.follows_of(i)
+                    .find(|(_, f)| {
+                        let s = &co.staff[f.staff as usize];
+                        s.contact_enabled && s.visible()
+                    })
+                    .map(|(_, f)| (co.external_userid(i), co.staff[f.staff as usize].userid.clone()))
+            })
+            .unwrap()
+    };
+    sim.staff_edits_contact(scrm_wecom_sim::scenarios::EditContact {
+        userid,
+        external_userid: ext.clone(),
+        remark: Some("命令行改的".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let (code, out, err) = scrm(&["sync", "--type", "customer"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("created 0, updated 1, deleted 0"), "{out}");
+    rt.block_on(async {
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM customer_follow WHERE remark = '命令行改的'").await,
+            1
+        );
+    });
+
+    // The secret revoked in WeCom: the sync fails, says so, exits non-zero and changes nothing.
+    sim.update_config(|c| c.creds.app_secret = "rotated-secret".into());
+    let (code, out, err) = scrm(&["sync", "--type", "full"], &env);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(out.contains("failed: "), "{out}");
+    assert!(out.contains("Nothing was changed"), "{out}");
+    assert!(!out.contains("rotated-secret") && !err.contains("rotated-secret"));
+    rt.block_on(async {
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM customer WHERE status = 1").await,
+            customers
+        );
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM wework_sync_log WHERE status = 'failed'").await,
+            1
+        );
+    });
+
+    // An unknown type is refused before anything runs.
+    let (code, _, err) = scrm(&["sync", "--type", "everything"], &env);
+    assert_ne!(code, 0);
+    assert!(err.contains("--type must be"), "{err}");
+    rt.block_on(sim.shutdown());
+    let _ = std::fs::remove_file(db);
+}

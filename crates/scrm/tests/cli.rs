@@ -289,3 +289,135 @@ fn sync_from_the_command_line_mirrors_the_company_writes_only_changes_and_fails_
     rt.block_on(sim.shutdown());
     let _ = std::fs::remove_file(db);
 }
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_syncs_its_company_and_a_customer_added_in_wecom_reaches_it() {
+    let dir = std::env::temp_dir().join(format!("scrm-cli-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (port, sim_port) = (free_port(), free_port());
+    let _child = Child(
+        Command::new(env!("CARGO_BIN_EXE_scrm"))
+            .args([
+                "demo",
+                "--customers",
+                "120",
+                "--staff",
+                "6",
+                "--sim-port",
+                &sim_port.to_string(),
+            ])
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", format!("sqlite://{}/demo.db", dir.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start scrm demo"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let sim = format!("http://127.0.0.1:{sim_port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let wait = || tokio::time::sleep(std::time::Duration::from_millis(100));
+        // Up, and the demo's admin can log in with the printed password.
+        let token = loop {
+            assert!(std::time::Instant::now() < deadline, "the demo did not start");
+            let r = http
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&serde_json::json!({"username": "admin", "password": "scrm-demo-admin"}))
+                .send()
+                .await;
+            if let Ok(r) = r
+                && r.status() == 200
+            {
+                let v: serde_json::Value = r.json().await.unwrap();
+                break v["data"]["token"].as_str().unwrap().to_string();
+            }
+            wait().await;
+        };
+        let get = |path: String| {
+            let http = http.clone();
+            let token = token.clone();
+            async move {
+                let r = http.get(path).bearer_auth(token).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<serde_json::Value>().await.unwrap()
+            }
+        };
+        // The full sync the demo queued ends in success, and the customers are there.
+        loop {
+            assert!(std::time::Instant::now() < deadline, "the demo's sync did not finish");
+            let logs = get(format!("{base}/api/wework/sync/logs?syncType=full")).await;
+            let status = logs["data"]["list"][0]["status"].as_str().unwrap_or("").to_string();
+            assert!(status != "failed" && status != "partial", "{logs}");
+            if status == "success" {
+                break;
+            }
+            wait().await;
+        }
+        let customers = get(format!("{base}/api/v1/customers?size=1")).await;
+        assert!(customers["data"]["total"].as_i64().unwrap() > 50, "{customers}");
+        // A customer adds a member in WeCom: the callback brings it to scrm.
+        let company: serde_json::Value = http
+            .get(format!("{sim}/sim/admin/company"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let userid = company["staff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["contact_enabled"] == true && s["status"] == 1)
+            .unwrap()["userid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = http
+            .post(format!("{sim}/sim/admin/scenario/customer_adds_staff"))
+            .json(&serde_json::json!({"userid": userid, "name": "演示新客"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new customer did not reach scrm"
+            );
+            let found = get(format!("{base}/api/v1/customers?keyword=演示新客")).await;
+            if found["data"]["total"].as_i64() == Some(1) {
+                break;
+            }
+            wait().await;
+        }
+    });
+    drop(_child);
+    let _ = std::fs::remove_dir_all(&dir);
+}

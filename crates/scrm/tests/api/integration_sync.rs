@@ -425,6 +425,8 @@ async fn within(app: &TestApp, what: &str, sql: String, limit: Duration) -> Dura
     let start = Instant::now();
     loop {
         if app.state.db.fetch_i64(query(sql.clone())).await.unwrap() > 0 {
+            // The latency of each scenario, for the record (`--no-capture`).
+            eprintln!("{what}: reached scrm after {:?}", start.elapsed());
             return start.elapsed();
         }
         if start.elapsed() >= limit {

@@ -243,7 +243,12 @@ fn sync_from_the_command_line_mirrors_the_company_writes_only_changes_and_fails_
                         let s = &co.staff[f.staff as usize];
                         s.contact_enabled && s.visible()
                     })
-                    .map(|(_, f)| (co.external_userid(i), co.staff[f.staff as usize].userid.clone()))
+                    .map(|(_, f)| {
+                        (
+                            co.external_userid(i),
+                            co.staff[f.staff as usize].userid.clone(),
+                        )
+                    })
             })
             .unwrap()
     };
@@ -259,7 +264,11 @@ fn sync_from_the_command_line_mirrors_the_company_writes_only_changes_and_fails_
     assert!(out.contains("created 0, updated 1, deleted 0"), "{out}");
     rt.block_on(async {
         assert_eq!(
-            count(&db, "SELECT COUNT(*) FROM customer_follow WHERE remark = '命令行改的'").await,
+            count(
+                &db,
+                "SELECT COUNT(*) FROM customer_follow WHERE remark = '命令行改的'"
+            )
+            .await,
             1
         );
     });
@@ -277,7 +286,11 @@ fn sync_from_the_command_line_mirrors_the_company_writes_only_changes_and_fails_
             customers
         );
         assert_eq!(
-            count(&db, "SELECT COUNT(*) FROM wework_sync_log WHERE status = 'failed'").await,
+            count(
+                &db,
+                "SELECT COUNT(*) FROM wework_sync_log WHERE status = 'failed'"
+            )
+            .await,
             1
         );
     });
@@ -330,7 +343,10 @@ fn demo_syncs_its_company_and_a_customer_added_in_wecom_reaches_it() {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORT", port.to_string())
-            .env("DATABASE_URL", format!("sqlite://{}/demo.db", dir.display()))
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/demo.db", dir.display()),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -345,7 +361,10 @@ fn demo_syncs_its_company_and_a_customer_added_in_wecom_reaches_it() {
         let wait = || tokio::time::sleep(std::time::Duration::from_millis(100));
         // Up, and the demo's admin can log in with the printed password.
         let token = loop {
-            assert!(std::time::Instant::now() < deadline, "the demo did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the demo did not start"
+            );
             let r = http
                 .post(format!("{base}/api/v1/auth/login"))
                 .json(&serde_json::json!({"username": "admin", "password": "scrm-demo-admin"}))
@@ -370,9 +389,15 @@ fn demo_syncs_its_company_and_a_customer_added_in_wecom_reaches_it() {
         };
         // The full sync the demo queued ends in success, and the customers are there.
         loop {
-            assert!(std::time::Instant::now() < deadline, "the demo's sync did not finish");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the demo's sync did not finish"
+            );
             let logs = get(format!("{base}/api/wework/sync/logs?syncType=full")).await;
-            let status = logs["data"]["list"][0]["status"].as_str().unwrap_or("").to_string();
+            let status = logs["data"]["list"][0]["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             assert!(status != "failed" && status != "partial", "{logs}");
             if status == "success" {
                 break;
@@ -380,7 +405,10 @@ fn demo_syncs_its_company_and_a_customer_added_in_wecom_reaches_it() {
             wait().await;
         }
         let customers = get(format!("{base}/api/v1/customers?size=1")).await;
-        assert!(customers["data"]["total"].as_i64().unwrap() > 50, "{customers}");
+        assert!(
+            customers["data"]["total"].as_i64().unwrap() > 50,
+            "{customers}"
+        );
         // A customer adds a member in WeCom: the callback brings it to scrm.
         let company: serde_json::Value = http
             .get(format!("{sim}/sim/admin/company"))

@@ -221,6 +221,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
     // does count the customers WeCom added in the last 30 days, on the day they were added, so
     // the workbench's growth chart starts with that history.
     let mut out: Vec<(&str, String, serde_json::Value)> = Vec::new();
+    let mut adds: Vec<(i64, Option<String>, Option<i64>)> = Vec::new();
     for ((c, sids), _) in list
         .iter()
         .zip(&staff_ids)
@@ -236,16 +237,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
             (now - added_at <= BACKFILL_MS && added_at <= now).then_some(added_at)
         };
         if let Some(day) = counted_on {
-            let channel = text(&first.state, 50).flatten();
-            stats::record(
-                tx,
-                t,
-                day,
-                channel.as_deref(),
-                Some(sids[0]),
-                stats::Change::Added,
-            )
-            .await?;
+            adds.push((day, text(&first.state, 50).flatten(), Some(sids[0])));
         }
         if ctx.bootstrap {
             continue;
@@ -265,6 +257,11 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
             json!({"customerId": id, "externalUserid": c.contact.external_userid, "name": c.contact.name, "followUserid": first.userid, "state": first.state, "source": "wecom"}),
         ));
     }
+    let adds: Vec<(i64, Option<&str>, Option<i64>)> = adds
+        .iter()
+        .map(|(day, channel, staff)| (*day, channel.as_deref(), *staff))
+        .collect();
+    stats::record_added_many(tx, t, &adds).await?;
     events::emit_many(tx, t, &out).await?;
     out.clear();
 

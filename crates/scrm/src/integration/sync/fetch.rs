@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::{Semaphore, watch};
 use scrm_wecom::WeComError;
 use scrm_wecom::client::{
     CustomerWithFollowInfo, Department, ExternalContact, FollowInfo, GetCorpTagListRequest,
     GroupChat, TagGroup, User,
 };
+use tokio::sync::{Semaphore, watch};
 
 use super::SyncType;
 use crate::integration::client::Conn;
@@ -162,7 +162,11 @@ pub async fn head(
             SyncType::Tag => {
                 progress.phase("fetch:tag", 1);
                 let all = GetCorpTagListRequest::default();
-                staged.tags = Some(slots.call(|| conn.customers.get_corp_tag_list(&all)).await?);
+                staged.tags = Some(
+                    slots
+                        .call(|| conn.customers.get_corp_tag_list(&all))
+                        .await?,
+                );
             }
             SyncType::Customer => {
                 let fetched = customers(conn, progress, slots, tail).await;

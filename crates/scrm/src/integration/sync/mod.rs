@@ -204,8 +204,7 @@ pub async fn run(
         })
     });
     let _groups_guard = groups_task.as_ref().map(|t| AbortOnDrop(t.abort_handle()));
-    let mut staged = match fetch::head(&conn, sync_type.phases(), &progress, &slots, &tail).await
-    {
+    let mut staged = match fetch::head(&conn, sync_type.phases(), &progress, &slots, &tail).await {
         Ok(s) => s,
         Err(e) => return fetch_failed(state, &row, &conn, e, may_retry).await,
     };

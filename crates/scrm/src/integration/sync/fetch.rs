@@ -110,11 +110,26 @@ impl Progress {
 /// The WeCom calls one sync may have in flight, shared by every part of its fetch (customers and
 /// group chats are fetched at the same time, together never more than [`FETCH_CONCURRENCY`]).
 #[derive(Clone)]
-pub struct Slots(Arc<Semaphore>);
+pub struct Slots {
+    sem: Arc<Semaphore>,
+    /// Calls of the first rank waiting for a slot: while any wait, the second rank (the group
+    /// chats) takes none, so it only fills the slots the customers' fetch leaves free.
+    waiting: Arc<AtomicI64>,
+}
 
 impl Default for Slots {
     fn default() -> Self {
-        Slots(Arc::new(Semaphore::new(FETCH_CONCURRENCY)))
+        Slots {
+            sem: Arc::new(Semaphore::new(FETCH_CONCURRENCY)),
+            waiting: Arc::new(AtomicI64::new(0)),
+        }
+    }
+}
+
+fn closed() -> WeComError {
+    WeComError::Decode {
+        api: "sync",
+        message: "fetch slots closed".into(),
     }
 }
 
@@ -125,10 +140,29 @@ impl Slots {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, WeComError>>,
     {
-        let _slot = self.0.acquire().await.map_err(|_| WeComError::Decode {
-            api: "sync",
-            message: "fetch slots closed".into(),
-        })?;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let slot = self.sem.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _slot = slot.map_err(|_| closed())?;
+        again(call).await
+    }
+
+    /// The same in a slot no first-rank call is waiting for.
+    async fn call_second<T, F, Fut>(&self, call: F) -> Result<T, WeComError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, WeComError>>,
+    {
+        let _slot = loop {
+            if self.waiting.load(Ordering::SeqCst) == 0 {
+                match self.sem.try_acquire() {
+                    Ok(p) => break p,
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {}
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        };
         again(call).await
     }
 }
@@ -316,7 +350,7 @@ pub async fn groups(
     slots: &Slots,
 ) -> Result<GroupsFetched, WeComError> {
     let list = slots
-        .call(|| conn.customers.groupchat_list_all(0, None))
+        .call_second(|| conn.customers.groupchat_list_all(0, None))
         .await?;
     progress
         .groups_total
@@ -326,7 +360,9 @@ pub async fn groups(
             let app = conn.customers.clone();
             let progress = progress.clone();
             async move {
-                let r = slots.call(|| app.groupchat_get(&item.chat_id, true)).await;
+                let r = slots
+                    .call_second(|| app.groupchat_get(&item.chat_id, true))
+                    .await;
                 progress.groups_done.fetch_add(1, Ordering::Relaxed);
                 match r {
                     Ok(chat) => Ok(Ok((chat, item.status))),

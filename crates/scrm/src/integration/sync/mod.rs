@@ -208,7 +208,8 @@ pub async fn run(
         Ok(s) => s,
         Err(e) => return fetch_failed(state, &row, &conn, e, may_retry).await,
     };
-    let head_ms = started.elapsed().as_millis();
+    let head_done = std::time::Instant::now();
+    let head_ms = head_done.duration_since(started).as_millis();
     // The apply's transaction holds SQLite's write lock: the live progress is no longer written
     // to the log (the CLI still gets it) until the run ends.
     let _ = log::progress(&state.db, log_id, "apply", 0, staged.fetched()).await;
@@ -223,7 +224,8 @@ pub async fn run(
     let mut tx = state.db.begin().await?;
     let mut applied = apply_head(&mut tx, &mut ctx, &staged).await;
     // The group chats: wait for their fetch, then apply them.
-    let mut fetched_at = std::time::Instant::now().min(apply_started);
+    // The last WeCom call ended with the head's fetch or the group chats', whichever was later.
+    let mut fetched_at = head_done;
     if let Some(task) = groups_task {
         let (groups, at) = match task.await {
             Ok(r) => r,
@@ -235,7 +237,7 @@ pub async fn run(
                 std::time::Instant::now(),
             ),
         };
-        fetched_at = at;
+        fetched_at = fetched_at.max(at);
         match groups {
             Ok(g) => staged.add_groups(g),
             Err(e) => {
@@ -262,7 +264,7 @@ pub async fn run(
     }
     let fetch_ms = fetched_at.duration_since(started).as_millis();
     let apply_ms = apply_started.elapsed().as_millis();
-    let after_ms = fetched_at.elapsed().as_millis();
+    let after_ms = fetched_at.max(apply_started).elapsed().as_millis();
     let status = if ctx.errors.is_empty() {
         log::status::SUCCESS
     } else {

@@ -276,15 +276,21 @@ async fn enqueue(state: &AppState, tx: &mut scrm_db::Tx, tenant_id: i64, id: i64
     Ok(())
 }
 
-/// The object an event changes, as a concurrency key: a customer, a chat, or the corp tags.
+/// The object an event changes, as a concurrency key: a customer, a chat, or the corp tags,
+/// hashed into one of 64 keys per tenant (the jobs table keeps a row per key, so not one per
+/// customer; two objects sharing a key only wait for each other).
 fn serial_key(tenant_id: i64, e: &Event) -> Option<String> {
-    let key = match e {
+    let object = match e {
         Event::ExternalContact(x) => format!("c:{}", x.external_user_id),
         Event::ExternalChat(x) => format!("g:{}", x.chat_id),
         Event::ExternalTag(_) => "tags".to_string(),
         Event::Unknown { .. } => return None,
     };
-    Some(cut(&format!("wework-cb:{tenant_id}:{key}"), 191))
+    // FNV-1a: the same bucket in every process and version.
+    let bucket = object.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    }) % 64;
+    Some(format!("wework-cb:{tenant_id}:{bucket}"))
 }
 
 /// A received event as listed.

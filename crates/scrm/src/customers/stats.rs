@@ -123,6 +123,54 @@ pub async fn record_active(
         .map(|_| ())
 }
 
+/// Many adds at once (a sync's new customers): (when, channel, staff) each, counted as
+/// [`record`] counts one, in one statement per 300 distinct (day, dimension, value).
+pub async fn record_added_many(
+    tx: &mut Tx,
+    tenant_id: i64,
+    adds: &[(i64, Option<&str>, Option<i64>)],
+) -> DbResult<()> {
+    let mut counts: std::collections::BTreeMap<(String, &str, String), i64> =
+        std::collections::BTreeMap::new();
+    for (at, channel, staff) in adds {
+        let day = day_of(*at);
+        *counts.entry((day.clone(), "", String::new())).or_default() += 1;
+        if let Some(c) = channel {
+            *counts
+                .entry((day.clone(), "channel", c.chars().take(64).collect()))
+                .or_default() += 1;
+        }
+        if let Some(s) = staff {
+            *counts.entry((day, "staff", s.to_string())).or_default() += 1;
+        }
+    }
+    let rows: Vec<_> = counts.into_iter().collect();
+    for chunk in rows.chunks(300) {
+        let mut q = query(
+            "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES ",
+        );
+        for (i, ((day, dim, value), n)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?, ?, 0, 0)")
+                .push_bind(tenant_id)
+                .push_bind(day.as_str())
+                .push_bind(*dim)
+                .push_bind(value.as_str())
+                .push_bind(*n);
+        }
+        q.push_sql(match tx.backend() {
+            Backend::MySql => " ON DUPLICATE KEY UPDATE added = added + VALUES(added)",
+            _ => {
+                " ON CONFLICT (tenant_id, day, dim, dim_value) DO UPDATE SET added = customer_stats_daily.added + excluded.added"
+            }
+        });
+        tx.execute(q).await?;
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct StatsQuery {

@@ -128,16 +128,34 @@ pub async fn update(
 /// corp_name, remark, description, add_time, status. An existing non-null `follow_user_id`
 /// (the owner set in scrm: a channel code's, an assignment) is kept; `channel` is written only
 /// on insert. Version, `updated_at` and the gram index move as [`update`] moves them. Rows must
-/// have distinct `external_userid`s. Returns the id of every row by `external_userid`.
+/// have distinct `external_userid`s. Returns, by `external_userid`, every row's id and whether
+/// it existed before.
+///
+/// Per chunk: one look-up of the rows already there (their ids and scrm's own mobile, for the
+/// grams), the upsert (`RETURNING` the ids on PostgreSQL and SQLite; MySQL, which has none,
+/// reads back only the new rows' ids), the old grams deleted for rows that existed, and the
+/// grams inserted: the grams are made from the name just written and the kept mobile, so the
+/// rows are not read back.
 pub async fn upsert_many(
     tx: &mut Tx,
     tenant_id: i64,
     rows: &[(String, CustomerFields)],
     now: i64,
-) -> DbResult<HashMap<String, i64>> {
+) -> DbResult<HashMap<String, (i64, bool)>> {
     let mut ids = HashMap::with_capacity(rows.len());
     let flat = |v: &Option<Option<String>>| v.clone().flatten();
-    for chunk in rows.chunks(400) {
+    let mysql = tx.backend() == Backend::MySql;
+    for chunk in rows.chunks(500) {
+        let mut q = query(
+            "SELECT id, external_userid, mobile FROM customer WHERE tenant_id = ? AND external_userid IN ",
+        )
+        .bind(tenant_id);
+        q.push_in_list(chunk.iter().map(|(ext, _)| ext.as_str()));
+        let before: Vec<(i64, String, Option<String>)> = tx.fetch_all(q).await?;
+        let mut existed: HashMap<&str, (i64, Option<&str>)> = before
+            .iter()
+            .map(|(id, ext, mobile)| (ext.as_str(), (*id, mobile.as_deref())))
+            .collect();
         let mut q = query(
             "INSERT INTO customer (tenant_id, external_userid, name, avatar, type, gender, unionid, \
              remark, description, corp_name, follow_user_id, add_time, channel, stage, blacklisted, \
@@ -180,31 +198,54 @@ pub async fn upsert_many(
                  corp_name = excluded.corp_name, \
                  follow_user_id = COALESCE(customer.follow_user_id, excluded.follow_user_id), \
                  add_time = excluded.add_time, status = excluded.status, version = customer.version + 1, \
-                 updated_at = excluded.updated_at"
+                 updated_at = excluded.updated_at \
+                 RETURNING id, external_userid"
             }
         });
-        tx.execute(q).await?;
-        // Ids and the values the grams are made of (mobile is scrm's own, kept).
-        let mut q = query(
-            "SELECT id, external_userid, name, mobile FROM customer WHERE tenant_id = ? AND external_userid IN ",
-        )
-        .bind(tenant_id);
-        q.push_in_list(chunk.iter().map(|(ext, _)| ext.as_str()));
-        let stored: Vec<(i64, String, Option<String>, Option<String>)> = tx.fetch_all(q).await?;
-        let mut q = query("DELETE FROM customer_gram WHERE tenant_id = ? AND customer_id IN ")
-            .bind(tenant_id);
-        q.push_in_list(stored.iter().map(|r| r.0));
-        tx.execute(q).await?;
-        let grams: Vec<(i64, String)> = stored
-            .iter()
-            .flat_map(|(id, _, name, mobile)| {
-                grams_of(name.as_deref(), mobile.as_deref())
+        let written: Vec<(i64, String)> = if mysql {
+            tx.execute(q).await?;
+            let new: Vec<&str> = chunk
+                .iter()
+                .map(|(ext, _)| ext.as_str())
+                .filter(|ext| !existed.contains_key(ext))
+                .collect();
+            if new.is_empty() {
+                Vec::new()
+            } else {
+                let mut q = query(
+                    "SELECT id, external_userid FROM customer WHERE tenant_id = ? AND external_userid IN ",
+                )
+                .bind(tenant_id);
+                q.push_in_list(new);
+                tx.fetch_all(q).await?
+            }
+        } else {
+            tx.fetch_all(q).await?
+        };
+        let new_ids: HashMap<String, i64> = written.into_iter().map(|(id, e)| (e, id)).collect();
+        if !before.is_empty() {
+            let mut q = query("DELETE FROM customer_gram WHERE tenant_id = ? AND customer_id IN ")
+                .bind(tenant_id);
+            q.push_in_list(before.iter().map(|r| r.0));
+            tx.execute(q).await?;
+        }
+        let mut grams: Vec<(i64, String)> = Vec::new();
+        for (ext, f) in chunk {
+            let (id, mobile, was) = match existed.remove(ext.as_str()) {
+                Some((id, mobile)) => (id, mobile, true),
+                None => match new_ids.get(ext) {
+                    Some(id) => (*id, None, false),
+                    None => continue,
+                },
+            };
+            grams.extend(
+                grams_of(flat(&f.name).as_deref(), mobile)
                     .into_iter()
-                    .map(move |g| (*id, g))
-            })
-            .collect();
+                    .map(|g| (id, g)),
+            );
+            ids.insert(ext.clone(), (id, was));
+        }
         insert_grams(tx, tenant_id, &grams).await?;
-        ids.extend(stored.into_iter().map(|(id, ext, _, _)| (ext, id)));
     }
     Ok(ids)
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use scrm_db::query;
 use scrm_wecom::WeComClient;
 use scrm_wecom::client::ClientConfig;
-use scrm_wecom_sim::scenarios::{AddContact, ConsoleAddTags, EditContact, JoinGroup, Pair};
+use scrm_wecom_sim::scenarios::{
+    AddContact, ConsoleAddTags, CreateGroup, EditContact, JoinGroup, Pair,
+};
 use scrm_wecom_sim::{SecretKind, SimHandle};
 use serde_json::{Value, json};
 
@@ -425,6 +427,8 @@ async fn within(app: &TestApp, what: &str, sql: String, limit: Duration) -> Dura
     let start = Instant::now();
     loop {
         if app.state.db.fetch_i64(query(sql.clone())).await.unwrap() > 0 {
+            // The latency of each scenario, for the record (`--no-capture`).
+            eprintln!("{what}: reached scrm after {:?}", start.elapsed());
             return start.elapsed();
         }
         if start.elapsed() >= limit {
@@ -519,6 +523,16 @@ async fn each_scenario_reaches_scrm_as_a_callback_within_a_second(app: TestApp) 
         second,
     )
     .await;
+
+    // A new group chat with the customer in it: the chat, its name and its members arrive.
+    let created = sim
+        .group_created(CreateGroup {
+            owner: staff.clone(),
+            name: "新品交流群".into(),
+            members: vec![ext.clone()],
+        })
+        .unwrap();
+    within(&app, "group created", format!("SELECT COUNT(*) FROM group_chat_member m JOIN group_chat g ON g.id = m.group_id JOIN customer c ON c.id = m.customer_id WHERE g.chat_id = '{created}' AND g.name = '新品交流群' AND c.external_userid = '{ext}' AND m.status = 1"), second).await;
 
     sim.customer_deletes_staff(Pair {
         userid: staff.clone(),

@@ -252,16 +252,45 @@ async fn store(
 }
 
 async fn enqueue(state: &AppState, tx: &mut scrm_db::Tx, tenant_id: i64, id: i64) -> ApiResult<()> {
-    let job = NewJob::new(JOB_KIND, &json!({"eventId": id}))
+    let mut job = NewJob::new(JOB_KIND, &json!({"eventId": id}))
         .map_err(|e| ApiError::Internal(e.into()))?
         .tenant(tenant_id)
         .priority(1);
+    // Events about one object run one at a time: two at once (a tag group and its tag created
+    // together, two changes of one chat) write the same rows, and the loser of that race met a
+    // unique-key conflict and waited for its retry (the ~2 s delays seen before).
+    let xml: Option<(String,)> = tx
+        .fetch_optional(query("SELECT raw_xml FROM wework_callback_event WHERE id = ?").bind(id))
+        .await?;
+    if let Some(key) = xml
+        .and_then(|(x,)| CallbackEvent::from_xml(&x).ok())
+        .and_then(|e| serial_key(tenant_id, &e.event))
+    {
+        job = job.limited_by(key, scrm_jobs::KeyLimit::concurrency(1));
+    }
     state
         .jobs
         .enqueue(tx, job)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(())
+}
+
+/// The object an event changes, as a concurrency key: a customer, a chat, or the corp tags,
+/// hashed into one of 64 keys per tenant (the jobs table keeps a row per key, so not one per
+/// customer; two objects sharing a key only wait for each other).
+fn serial_key(tenant_id: i64, e: &Event) -> Option<String> {
+    let object = match e {
+        Event::ExternalContact(x) => format!("c:{}", x.external_user_id),
+        Event::ExternalChat(x) => format!("g:{}", x.chat_id),
+        Event::ExternalTag(_) => "tags".to_string(),
+        Event::Unknown { .. } => return None,
+    };
+    // FNV-1a: the same bucket in every process and version.
+    let bucket = object.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    }) % 64;
+    Some(format!("wework-cb:{tenant_id}:{bucket}"))
 }
 
 /// A received event as listed.

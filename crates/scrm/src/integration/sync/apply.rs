@@ -44,6 +44,11 @@ pub struct Ctx {
     pub errors: Vec<ItemError>,
     staff_ids: HashMap<String, i64>,
     tag_ids: Option<HashMap<String, i64>>,
+    /// Customer ids by external_userid, of the customers this apply wrote (the group chats'
+    /// members are linked without looking them up again).
+    pub customer_ids: HashMap<String, i64>,
+    /// Group chat hashes to store at the end of the groups' apply (one statement per many).
+    group_hashes: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -57,6 +62,8 @@ impl Ctx {
             errors: Vec::new(),
             staff_ids: HashMap::new(),
             tag_ids: None,
+            customer_ids: HashMap::new(),
+            group_hashes: Vec::new(),
         }
     }
 
@@ -390,10 +397,12 @@ pub async fn group(tx: &mut Tx, ctx: &mut Ctx, chat: &GroupChat, status: i64) ->
         .iter()
         .filter(|m| !current.contains(&m.userid))
     {
-        let customer_id = if m.kind == 2 {
-            customer_id(tx, t, &m.userid).await?
-        } else {
+        let customer_id = if m.kind != 2 {
             None
+        } else if let Some(id) = ctx.customer_ids.get(&m.userid) {
+            Some(*id)
+        } else {
+            customer_id(tx, t, &m.userid).await?
         };
         let name = none_if_empty(&m.name).map(|n| cut(n, 100));
         groups::member_joined(
@@ -428,7 +437,16 @@ async fn group_imported(tx: &mut Tx, ctx: &mut Ctx, chat: &GroupChat, status: i6
         .map(|m| m.userid.as_str())
         .collect();
     let mut customers: HashMap<String, i64> = HashMap::new();
-    for chunk in externals.chunks(500) {
+    let mut missing: Vec<&str> = Vec::new();
+    for e in externals {
+        match ctx.customer_ids.get(e) {
+            Some(id) => {
+                customers.insert(e.to_string(), *id);
+            }
+            None => missing.push(e),
+        }
+    }
+    for chunk in missing.chunks(500) {
         let mut q = query(
             "SELECT external_userid, id FROM customer WHERE tenant_id = ? AND external_userid IN ",
         )
@@ -453,7 +471,9 @@ async fn group_imported(tx: &mut Tx, ctx: &mut Ctx, chat: &GroupChat, status: i6
         })
         .collect();
     groups::members_joined_quietly(tx, t, gid, &members).await?;
-    remember_group(tx, ctx, chat, status).await
+    ctx.group_hashes
+        .push((chat.chat_id.clone(), group_hash(chat, status)));
+    Ok(())
 }
 
 async fn remember_group(tx: &mut Tx, ctx: &Ctx, chat: &GroupChat, status: i64) -> DbResult<()> {
@@ -542,12 +562,18 @@ pub async fn all_groups(
         } else {
             group(tx, ctx, chat, *status).await?;
         }
+        if ctx.group_hashes.len() >= 1000 {
+            let hashes = std::mem::take(&mut ctx.group_hashes);
+            hash::put_many(tx, ctx.tenant_id, kind::GROUP, &hashes, ctx.now).await?;
+        }
         if existed {
             ctx.counts.updated += 1
         } else {
             ctx.counts.created += 1
         }
     }
+    let hashes = std::mem::take(&mut ctx.group_hashes);
+    hash::put_many(tx, ctx.tenant_id, kind::GROUP, &hashes, ctx.now).await?;
     let seen: HashSet<&str> = list.iter().map(|(c, _)| c.chat_id.as_str()).collect();
     for id in old
         .keys()

@@ -151,12 +151,6 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
         }
         staff_ids.push(ids);
     }
-    let mut q = query(
-        "SELECT external_userid, id FROM customer WHERE tenant_id = ? AND external_userid IN ",
-    )
-    .bind(t);
-    q.push_in_list(list.iter().map(|c| c.contact.external_userid.as_str()));
-    let existing: HashMap<String, i64> = tx.fetch_all(q).await?.into_iter().collect();
     let rows: Vec<(String, CustomerFields)> = list
         .iter()
         .zip(&staff_ids)
@@ -165,13 +159,17 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
     let ids = store::upsert_many(tx, t, &rows, now).await?;
     let id_of = |c: &StagedCustomer| {
         ids.get(&c.contact.external_userid)
-            .copied()
+            .map(|r| r.0)
             .unwrap_or_default()
     };
     let created: Vec<bool> = list
         .iter()
-        .map(|c| !existing.contains_key(&c.contact.external_userid))
+        .map(|c| ids.get(&c.contact.external_userid).is_some_and(|r| !r.1))
         .collect();
+    ctx.customer_ids
+        .extend(ids.iter().map(|(ext, (id, _))| (ext.clone(), *id)));
+    // The customers that existed before, by id.
+    let existing: Vec<i64> = ids.values().filter(|r| r.1).map(|r| r.0).collect();
 
     // Follow relations: WeCom's upserted, the ones it no longer has ended and recorded.
     let mut wanted: HashSet<(i64, i64)> = HashSet::new();
@@ -194,7 +192,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
     staff::upsert_follows(tx, t, &follow_rows, now).await?;
     if !existing.is_empty() {
         let mut q = query("SELECT f.customer_id, f.staff_id, s.userid FROM customer_follow f JOIN staff s ON s.id = f.staff_id AND s.tenant_id = f.tenant_id WHERE f.tenant_id = ? AND f.status = 1 AND f.customer_id IN ").bind(t);
-        q.push_in_list(existing.values().copied());
+        q.push_in_list(existing.iter().copied());
         let active: Vec<(i64, i64, String)> = tx.fetch_all(q).await?;
         let by_id: HashMap<i64, &StagedCustomer> = list.iter().map(|c| (id_of(c), *c)).collect();
         for (cid, sid, userid) in active {
@@ -223,6 +221,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
     // does count the customers WeCom added in the last 30 days, on the day they were added, so
     // the workbench's growth chart starts with that history.
     let mut out: Vec<(&str, String, serde_json::Value)> = Vec::new();
+    let mut adds: Vec<(i64, Option<String>, Option<i64>)> = Vec::new();
     for ((c, sids), _) in list
         .iter()
         .zip(&staff_ids)
@@ -238,16 +237,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
             (now - added_at <= BACKFILL_MS && added_at <= now).then_some(added_at)
         };
         if let Some(day) = counted_on {
-            let channel = text(&first.state, 50).flatten();
-            stats::record(
-                tx,
-                t,
-                day,
-                channel.as_deref(),
-                Some(sids[0]),
-                stats::Change::Added,
-            )
-            .await?;
+            adds.push((day, text(&first.state, 50).flatten(), Some(sids[0])));
         }
         if ctx.bootstrap {
             continue;
@@ -267,6 +257,11 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
             json!({"customerId": id, "externalUserid": c.contact.external_userid, "name": c.contact.name, "followUserid": first.userid, "state": first.state, "source": "wecom"}),
         ));
     }
+    let adds: Vec<(i64, Option<&str>, Option<i64>)> = adds
+        .iter()
+        .map(|(day, channel, staff)| (*day, channel.as_deref(), *staff))
+        .collect();
+    stats::record_added_many(tx, t, &adds).await?;
     events::emit_many(tx, t, &out).await?;
     out.clear();
 
@@ -276,7 +271,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
     let mut current: HashMap<i64, BTreeSet<i64>> = HashMap::new();
     if !existing.is_empty() {
         let mut q = query("SELECT ct.customer_id, ct.tag_id FROM customer_tag ct JOIN tag g ON g.id = ct.tag_id AND g.tenant_id = ct.tenant_id WHERE ct.tenant_id = ? AND g.wecom_tag_id IS NOT NULL AND ct.customer_id IN ").bind(t);
-        q.push_in_list(existing.values().copied());
+        q.push_in_list(existing.iter().copied());
         for (cid, tag) in tx.fetch_all::<(i64, i64)>(q).await? {
             current.entry(cid).or_default().insert(tag);
         }

@@ -17,6 +17,7 @@ use scrm_wecom::client::{
     CustomerWithFollowInfo, Department, ExternalContact, FollowInfo, GetCorpTagListRequest,
     GroupChat, TagGroup, User,
 };
+use tokio::sync::{Semaphore, watch};
 
 use super::SyncType;
 use crate::integration::client::Conn;
@@ -66,12 +67,31 @@ impl Staged {
     }
 }
 
-/// Progress reporting: phase name and counts, read by the log writer.
-#[derive(Debug, Default)]
+/// Progress reporting: phase name and counts, read by the log writer. The group chats, fetched
+/// beside the customers, count on their own.
+#[derive(Debug)]
 pub struct Progress {
     pub done: AtomicI64,
     pub total: AtomicI64,
     pub phase: std::sync::Mutex<String>,
+    pub groups_done: AtomicI64,
+    pub groups_total: AtomicI64,
+    /// Whether the log writer may write the progress to the log (not while the apply's
+    /// transaction holds the database).
+    pub db_writes: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            done: AtomicI64::new(0),
+            total: AtomicI64::new(0),
+            phase: std::sync::Mutex::new(String::new()),
+            groups_done: AtomicI64::new(0),
+            groups_total: AtomicI64::new(0),
+            db_writes: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
 }
 
 impl Progress {
@@ -87,43 +107,121 @@ impl Progress {
     }
 }
 
-/// Fetch what the given phases need.
-pub async fn fetch(
+/// The WeCom calls one sync may have in flight, shared by every part of its fetch (customers and
+/// group chats are fetched at the same time, together never more than [`FETCH_CONCURRENCY`]).
+#[derive(Clone)]
+pub struct Slots {
+    sem: Arc<Semaphore>,
+    /// Calls of the first rank waiting for a slot: while any wait, the second rank (the group
+    /// chats) takes none, so it only fills the slots the customers' fetch leaves free.
+    waiting: Arc<AtomicI64>,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            sem: Arc::new(Semaphore::new(FETCH_CONCURRENCY)),
+            waiting: Arc::new(AtomicI64::new(0)),
+        }
+    }
+}
+
+fn closed() -> WeComError {
+    WeComError::Decode {
+        api: "sync",
+        message: "fetch slots closed".into(),
+    }
+}
+
+impl Slots {
+    /// Make one call (with [`again`]'s second chances) in a slot.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, WeComError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, WeComError>>,
+    {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let slot = self.sem.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _slot = slot.map_err(|_| closed())?;
+        again(call).await
+    }
+
+    /// The same in a slot no first-rank call is waiting for.
+    async fn call_second<T, F, Fut>(&self, call: F) -> Result<T, WeComError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, WeComError>>,
+    {
+        let _slot = loop {
+            if self.waiting.load(Ordering::SeqCst) == 0 {
+                match self.sem.try_acquire() {
+                    Ok(p) => break p,
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {}
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        };
+        again(call).await
+    }
+}
+
+/// Fetch what the given phases need except group chats ([`groups`], fetched beside it): the
+/// directory and tags, then customers. `tail` is told when the customers' fetch no longer keeps
+/// every slot busy (or at once when there are no customers to fetch), so the group chats can
+/// use the slots it leaves free.
+pub async fn head(
     conn: &Conn,
     phases: &[SyncType],
     progress: &Arc<Progress>,
+    slots: &Slots,
+    tail: &watch::Sender<bool>,
 ) -> Result<Staged, WeComError> {
     let mut staged = Staged::default();
+    if !phases.contains(&SyncType::Customer) {
+        let _ = tail.send(true);
+    }
     for phase in phases {
         match phase {
             SyncType::Department => {
                 progress.phase("fetch:department", 1);
-                staged.departments = Some(again(|| conn.directory.department_list(None)).await?);
+                staged.departments =
+                    Some(slots.call(|| conn.directory.department_list(None)).await?);
             }
             SyncType::User => {
                 progress.phase("fetch:user", 1);
-                staged.users = Some(again(|| conn.directory.user_list(1, true)).await?);
+                staged.users = Some(slots.call(|| conn.directory.user_list(1, true)).await?);
             }
             SyncType::Tag => {
                 progress.phase("fetch:tag", 1);
                 let all = GetCorpTagListRequest::default();
-                staged.tags = Some(again(|| conn.customers.get_corp_tag_list(&all)).await?);
+                staged.tags = Some(
+                    slots
+                        .call(|| conn.customers.get_corp_tag_list(&all))
+                        .await?,
+                );
             }
             SyncType::Customer => {
-                staged.customers = Some(customers(conn, progress).await?);
+                let fetched = customers(conn, progress, slots, tail).await;
+                let _ = tail.send(true);
+                staged.customers = Some(fetched?);
             }
-            SyncType::Groupchat => {
-                let (groups, errors) = groups(conn, progress).await?;
-                staged.groups = Some(groups);
-                for (chat_id, e) in errors {
-                    staged.unreadable_chats.insert(chat_id);
-                    staged.errors.push(e);
-                }
-            }
-            SyncType::Full => {}
+            SyncType::Groupchat | SyncType::Full => {}
         }
     }
     Ok(staged)
+}
+
+impl Staged {
+    /// Take in the group chats fetched beside the rest.
+    pub fn add_groups(&mut self, (groups, errors): GroupsFetched) {
+        self.groups = Some(groups);
+        for (chat_id, e) in errors {
+            self.unreadable_chats.insert(chat_id);
+            self.errors.push(e);
+        }
+    }
 }
 
 /// One call of a sync's fetch, given a second chance beyond the client's own retries, so one
@@ -158,27 +256,35 @@ where
     }
 }
 
-/// Every customer of every member with 客户联系, grouped by customer.
+/// Every customer of every member with 客户联系, grouped by customer. Every chunk of members
+/// pages on its own; the slots bound the calls in flight.
 pub async fn customers(
     conn: &Conn,
     progress: &Arc<Progress>,
+    slots: &Slots,
+    tail: &watch::Sender<bool>,
 ) -> Result<Vec<StagedCustomer>, WeComError> {
-    let users = again(|| conn.customers.get_follow_user_list()).await?;
+    let users = slots.call(|| conn.customers.get_follow_user_list()).await?;
     // Chunks small enough that every slot has work, at most 100 (WeCom's limit per request).
     let size = users.len().div_ceil(FETCH_CONCURRENCY * 4).clamp(1, 100);
     let chunks: Vec<Vec<String>> = users.chunks(size).map(<[String]>::to_vec).collect();
-    progress.phase("fetch:customer", chunks.len() as i64);
+    let n = chunks.len();
+    progress.phase("fetch:customer", n as i64);
+    let open = Arc::new(AtomicI64::new(n as i64));
     let pairs: Vec<Vec<CustomerWithFollowInfo>> = futures::stream::iter(chunks)
         .map(|chunk| {
             let app = conn.customers.clone();
             let progress = progress.clone();
+            let open = open.clone();
             async move {
                 // Page by page (a chunk is at most 100 members, WeCom's limit per request), so
                 // a page refused for its token is fetched once more, not the whole chunk.
                 let mut out = Vec::new();
                 let mut cursor = String::new();
                 loop {
-                    let page = again(|| app.batch_get_by_user(&chunk, &cursor, 100)).await?;
+                    let page = slots
+                        .call(|| app.batch_get_by_user(&chunk, &cursor, 100))
+                        .await?;
                     out.extend(page.external_contact_list);
                     if page.next_cursor.is_empty() {
                         break;
@@ -192,10 +298,14 @@ pub async fn customers(
                     cursor = page.next_cursor;
                 }
                 progress.add(1);
+                // Fewer chunks left than slots: the group chats may have the free ones.
+                if open.fetch_sub(1, Ordering::Relaxed) - 1 < FETCH_CONCURRENCY as i64 {
+                    let _ = tail.send(true);
+                }
                 Ok::<_, WeComError>(out)
             }
         })
-        .buffer_unordered(FETCH_CONCURRENCY)
+        .buffer_unordered(n.max(1))
         .try_collect()
         .await?;
     let mut by_id: HashMap<String, StagedCustomer> = HashMap::new();
@@ -228,21 +338,32 @@ fn chat_level(e: &WeComError) -> bool {
     )
 }
 
+/// The group chats fetched, and the chats WeCom listed but would not show, each with why.
+pub type GroupsFetched = (Vec<(GroupChat, i64)>, Vec<(String, ItemError)>);
+
 /// Every group chat with its members, and its list status (0-3, the owner-transfer states);
-/// and the chats WeCom listed but would not show, each with why.
+/// and the chats WeCom listed but would not show, each with why. Counted in `progress`'s
+/// `groups_done` / `groups_total`.
 pub async fn groups(
     conn: &Conn,
     progress: &Arc<Progress>,
-) -> Result<(Vec<(GroupChat, i64)>, Vec<(String, ItemError)>), WeComError> {
-    let list = again(|| conn.customers.groupchat_list_all(0, None)).await?;
-    progress.phase("fetch:groupchat", list.len() as i64);
+    slots: &Slots,
+) -> Result<GroupsFetched, WeComError> {
+    let list = slots
+        .call_second(|| conn.customers.groupchat_list_all(0, None))
+        .await?;
+    progress
+        .groups_total
+        .store(list.len() as i64, Ordering::Relaxed);
     let results: Vec<Result<(GroupChat, i64), (String, ItemError)>> = futures::stream::iter(list)
         .map(|item| {
             let app = conn.customers.clone();
             let progress = progress.clone();
             async move {
-                let r = again(|| app.groupchat_get(&item.chat_id, true)).await;
-                progress.add(1);
+                let r = slots
+                    .call_second(|| app.groupchat_get(&item.chat_id, true))
+                    .await;
+                progress.groups_done.fetch_add(1, Ordering::Relaxed);
                 match r {
                     Ok(chat) => Ok(Ok((chat, item.status))),
                     Err(e) if chat_level(&e) => Ok(Err((
@@ -256,7 +377,7 @@ pub async fn groups(
                 }
             }
         })
-        .buffer_unordered(FETCH_CONCURRENCY)
+        .buffer_unordered(FETCH_CONCURRENCY * 4)
         .try_collect()
         .await?;
     let mut chats = Vec::new();

@@ -57,7 +57,7 @@ pub async fn put_many(
     items: &[(String, String)],
     now: i64,
 ) -> DbResult<()> {
-    for chunk in items.chunks(200) {
+    for chunk in items.chunks(1000) {
         let mut q = query(
             "INSERT INTO wework_sync_hash (tenant_id, kind, wecom_id, hash, synced_at) VALUES ",
         );

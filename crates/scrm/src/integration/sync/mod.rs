@@ -181,52 +181,77 @@ pub async fn run(
     // callbacks share the client). Calls of an attempt that is retried are added to the log.
     let conn = client::connect(state, &c)?;
     let progress = Arc::new(Progress::default());
-    let ticker = tokio::spawn(report_progress(
-        state.clone(),
-        log_id,
-        progress.clone(),
-        on_progress,
-    ));
-    let fetched = fetch::fetch(&conn, sync_type.phases(), &progress).await;
-    ticker.abort();
-    let staged = match fetched {
+    let ticker = AbortOnDrop(
+        tokio::spawn(report_progress(
+            state.clone(),
+            log_id,
+            progress.clone(),
+            on_progress,
+        ))
+        .abort_handle(),
+    );
+    // The group chats are fetched beside the rest, in the slots the customers' fetch leaves
+    // free, and still while the customers are applied (they need the customers' ids, so they
+    // are applied last).
+    let slots = fetch::Slots::default();
+    let (tail, mut tail_rx) = tokio::sync::watch::channel(false);
+    let groups_task = sync_type.phases().contains(&SyncType::Groupchat).then(|| {
+        let (conn, progress, slots) = (conn.clone(), progress.clone(), slots.clone());
+        tokio::spawn(async move {
+            let _ = tail_rx.wait_for(|t| *t).await;
+            let r = fetch::groups(&conn, &progress, &slots).await;
+            (r, std::time::Instant::now())
+        })
+    });
+    let _groups_guard = groups_task.as_ref().map(|t| AbortOnDrop(t.abort_handle()));
+    let mut staged = match fetch::head(&conn, sync_type.phases(), &progress, &slots, &tail).await {
         Ok(s) => s,
-        Err(e) => {
-            let advice = super::test::advice(e.errcode(), "this sync");
-            // A token error that survived the client's refresh-and-retry is a bad or revoked secret.
-            if may_retry && e.is_transient() {
-                tracing::warn!(log_id, error = %e, "sync fetch failed; will retry");
-                state
-                    .db
-                    .execute(
-                        scrm_db::query("UPDATE wework_sync_log SET message = ?, api_calls = api_calls + ? WHERE id = ?")
-                            .bind(format!("attempt failed, retrying: {e}"))
-                            .bind(conn.calls_made())
-                            .bind(log_id),
-                    )
-                    .await?;
-                return Ok(RunEnd::Retry(e.to_string()));
-            }
-            return fail(
-                state,
-                &row,
-                format!("{e}. {advice} Nothing was changed."),
-                conn.calls_made(),
-            )
-            .await;
-        }
+        Err(e) => return fetch_failed(state, &row, &conn, e, may_retry).await,
     };
+    let head_done = std::time::Instant::now();
+    let head_ms = head_done.duration_since(started).as_millis();
+    // The apply's transaction holds SQLite's write lock: the live progress is no longer written
+    // to the log (the CLI still gets it) until the run ends.
+    let _ = log::progress(&state.db, log_id, "apply", 0, staged.fetched()).await;
+    progress
+        .db_writes
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     if let Ok(mut p) = progress.phase.lock() {
         *p = "apply".into();
     }
-    let _ = log::progress(&state.db, log_id, "apply", 0, staged.fetched()).await;
     let mut ctx = apply::Ctx::new(row.tenant_id, now_ms(), row.force_full != 0);
-    ctx.errors.extend(staged.errors.iter().cloned());
-    ctx.counts.failed += staged.errors.len() as i64;
-    let fetch_ms = started.elapsed().as_millis();
     let apply_started = std::time::Instant::now();
     let mut tx = state.db.begin().await?;
-    let applied = apply_all(&mut tx, &mut ctx, &staged).await;
+    let mut applied = apply_head(&mut tx, &mut ctx, &staged).await;
+    // The group chats: wait for their fetch, then apply them.
+    // The last WeCom call ended with the head's fetch or the group chats', whichever was later.
+    let mut fetched_at = head_done;
+    if let Some(task) = groups_task {
+        let (groups, at) = match task.await {
+            Ok(r) => r,
+            Err(e) => (
+                Err(scrm_wecom::WeComError::Decode {
+                    api: "externalcontact/groupchat/get",
+                    message: format!("the group chats' fetch stopped: {e}"),
+                }),
+                std::time::Instant::now(),
+            ),
+        };
+        fetched_at = fetched_at.max(at);
+        match groups {
+            Ok(g) => staged.add_groups(g),
+            Err(e) => {
+                drop(tx);
+                return fetch_failed(state, &row, &conn, e, may_retry).await;
+            }
+        }
+        if applied.is_ok() {
+            applied = apply_groups(&mut tx, &mut ctx, &staged).await;
+        }
+    }
+    drop(ticker);
+    ctx.errors.extend(staged.errors.iter().cloned());
+    ctx.counts.failed += staged.errors.len() as i64;
     if let Err(e) = applied {
         drop(tx);
         return fail(
@@ -237,6 +262,9 @@ pub async fn run(
         )
         .await;
     }
+    let fetch_ms = fetched_at.duration_since(started).as_millis();
+    let apply_ms = apply_started.elapsed().as_millis();
+    let after_ms = fetched_at.max(apply_started).elapsed().as_millis();
     let status = if ctx.errors.is_empty() {
         log::status::SUCCESS
     } else {
@@ -251,10 +279,11 @@ pub async fn run(
             fetched: staged.fetched(),
             counts: &ctx.counts,
             errors: &ctx.errors,
-            // Where the time went: WeCom (fetch) or the database (apply).
+            // Where the time went: WeCom (fetch) or the database (apply), which overlap: the
+            // customers are applied while the group chats are fetched.
             message: Some(format!(
-                "fetched in {fetch_ms} ms, applied in {} ms",
-                apply_started.elapsed().as_millis()
+                "fetched in {fetch_ms} ms (customers in {head_ms} ms), applied in {apply_ms} ms, \
+                 {after_ms} ms of it after the last WeCom call"
             )),
             api_calls,
         },
@@ -278,7 +307,8 @@ pub async fn run(
     Ok(RunEnd::Finished(Box::new(row)))
 }
 
-async fn apply_all(
+/// Apply everything but the group chats, in dependency order.
+async fn apply_head(
     tx: &mut scrm_db::Tx,
     ctx: &mut apply::Ctx,
     s: &fetch::Staged,
@@ -295,10 +325,61 @@ async fn apply_all(
     if let Some(c) = &s.customers {
         apply_customers::all_customers(tx, ctx, c).await?;
     }
+    Ok(())
+}
+
+/// Apply the group chats (after the customers their members link to).
+async fn apply_groups(
+    tx: &mut scrm_db::Tx,
+    ctx: &mut apply::Ctx,
+    s: &fetch::Staged,
+) -> scrm_db::DbResult<()> {
     if let Some(g) = &s.groups {
         apply::all_groups(tx, ctx, g, &s.unreadable_chats).await?;
     }
     Ok(())
+}
+
+/// Aborts a task when dropped (every way out of a run stops its helpers).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A fetch failed: retried later when WeCom's failure is transient and the job may, else the
+/// run fails having changed nothing.
+async fn fetch_failed(
+    state: &AppState,
+    row: &log::LogRow,
+    conn: &client::Conn,
+    e: scrm_wecom::WeComError,
+    may_retry: bool,
+) -> anyhow::Result<RunEnd> {
+    let advice = super::test::advice(e.errcode(), "this sync");
+    // A token error that survived the client's refresh-and-retry is a bad or revoked secret.
+    if may_retry && e.is_transient() {
+        tracing::warn!(log_id = row.id, error = %e, "sync fetch failed; will retry");
+        state
+            .db
+            .execute(
+                scrm_db::query("UPDATE wework_sync_log SET message = ?, api_calls = api_calls + ? WHERE id = ?")
+                    .bind(format!("attempt failed, retrying: {e}"))
+                    .bind(conn.calls_made())
+                    .bind(row.id),
+            )
+            .await?;
+        return Ok(RunEnd::Retry(e.to_string()));
+    }
+    fail(
+        state,
+        row,
+        format!("{e}. {advice} Nothing was changed."),
+        conn.calls_made(),
+    )
+    .await
 }
 
 async fn fail(
@@ -357,7 +438,9 @@ async fn report_progress(state: AppState, log_id: i64, p: Arc<Progress>, on: Opt
             p.done.load(Ordering::Relaxed),
             p.total.load(Ordering::Relaxed),
         );
-        let _ = log::progress(&state.db, log_id, &phase, done, total).await;
+        if p.db_writes.load(Ordering::Relaxed) {
+            let _ = log::progress(&state.db, log_id, &phase, done, total).await;
+        }
         if let Some(f) = &on {
             f(&phase, done, total);
         }

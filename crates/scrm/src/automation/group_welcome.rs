@@ -417,21 +417,13 @@ async fn list(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Reply<ListPage<Value>>> {
     let paging = Paging::new(q.page, q.size, 20, 100)?;
-    let total = state
-        .db
-        .fetch_i64(
-            query("SELECT COUNT(*) FROM group_welcome WHERE tenant_id = ?").bind(user.tenant_id),
-        )
-        .await?;
-    let rows: Vec<Row> = state
-        .db
-        .fetch_all(
-            query(format!(
-                "SELECT {COLUMNS} FROM group_welcome WHERE tenant_id = ? ORDER BY id DESC LIMIT ? OFFSET ?"
-            ))
-            .bind(user.tenant_id)
-            .bind(paging.size)
-            .bind(paging.offset()),
+    let (rows, total): (Vec<Row>, i64) = paging
+        .fetch(
+            &state.db,
+            "SELECT COUNT(*) FROM group_welcome",
+            format!("SELECT {COLUMNS} FROM group_welcome"),
+            &query(" WHERE tenant_id = ?").bind(user.tenant_id),
+            "id",
         )
         .await?;
     let mut list = Vec::new();

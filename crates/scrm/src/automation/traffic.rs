@@ -934,21 +934,13 @@ async fn list_pools(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Reply<ListPage<Value>>> {
     let paging = Paging::new(q.page, q.size, 20, 100)?;
-    let total = state
-        .db
-        .fetch_i64(
-            query("SELECT COUNT(*) FROM traffic_pool WHERE tenant_id = ?").bind(user.tenant_id),
-        )
-        .await?;
-    let rows: Vec<PoolRow> = state
-        .db
-        .fetch_all(
-            query(format!(
-                "SELECT {POOL_COLUMNS} FROM traffic_pool WHERE tenant_id = ? ORDER BY id DESC LIMIT ? OFFSET ?"
-            ))
-            .bind(user.tenant_id)
-            .bind(paging.size)
-            .bind(paging.offset()),
+    let (rows, total): (Vec<PoolRow>, i64) = paging
+        .fetch(
+            &state.db,
+            "SELECT COUNT(*) FROM traffic_pool",
+            format!("SELECT {POOL_COLUMNS} FROM traffic_pool"),
+            &query(" WHERE tenant_id = ?").bind(user.tenant_id),
+            "id",
         )
         .await?;
     let mut list = Vec::with_capacity(rows.len());

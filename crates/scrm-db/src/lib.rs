@@ -210,6 +210,24 @@ impl Db {
         })
     }
 
+    /// Begin a read-only transaction whose reads all see one snapshot, for a view assembled
+    /// from several statements (a run and its steps) that must not mix two moments: REPEATABLE
+    /// READ on PostgreSQL, a consistent snapshot on MySQL/MariaDB, a deferred transaction on
+    /// SQLite (in WAL mode a reader keeps the snapshot of its first read and takes no lock).
+    pub async fn begin_read(&self) -> DbResult<Tx> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN DEFERRED").await?),
+            Db::MySql(p) => Tx::MySql(
+                p.begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .await?,
+            ),
+            Db::Postgres(p) => Tx::Postgres(
+                p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?,
+            ),
+        })
+    }
+
     /// Check that the database answers (for `/health/ready`).
     pub async fn ping(&self) -> DbResult<()> {
         self.execute(query("SELECT 1")).await.map(|_| ())

@@ -2,8 +2,6 @@
 //! daily limits moving the code to backup staff, tags, owner, welcome with variables and
 //! materials, statistics of adds and losses), member welcome messages, validation, tenants.
 
-use std::time::{Duration, Instant};
-
 use scrm_db::query;
 use scrm_wecom::WeComClient;
 use scrm_wecom::client::ClientConfig;
@@ -13,28 +11,9 @@ use scrm_wecom_sim::scenarios::{AddContact, JoinGroup, Pair};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::helpers::{n, until};
 use crate::integration::{connect, sim};
 use crate::integration_sync::sync;
-
-/// Poll `f` until it returns Some, for at most 30 s (a loaded machine).
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn n(app: &TestApp, sql: String) -> i64 {
-    app.state.db.fetch_i64(query(sql)).await.unwrap()
-}
 
 /// A simulator mirrored into scrm, and members who can have customers: (staff id, userid, name).
 async fn world(app: &TestApp) -> (SimHandle, Vec<(i64, String, String)>) {

@@ -3,8 +3,6 @@
 //! (transfer_customer in WeCom, the owner in scrm), weight shares through the API, working
 //! hours, a workflow's assign_pool step, validation naming each field, permissions, tenants.
 
-use std::time::{Duration, Instant};
-
 use chrono::Datelike;
 use scrm_db::query;
 use scrm_wecom_sim::SimHandle;
@@ -12,29 +10,11 @@ use scrm_wecom_sim::scenarios::AddContact;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::helpers::{n, until};
 use crate::integration::{connect, sim};
 use crate::integration_sync::sync;
 
 const BASE: &str = "/api/v1/automation/traffic-pools";
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn n(app: &TestApp, sql: String) -> i64 {
-    app.state.db.fetch_i64(query(sql)).await.unwrap()
-}
 
 /// A simulator mirrored into scrm, and members who can have customers: (staff id, userid).
 async fn world(app: &TestApp) -> (SimHandle, Vec<(i64, String)>) {

@@ -16,30 +16,11 @@ use scrm_wecom_sim::scenarios::AddContact;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::helpers::{n, until};
 use crate::integration::{connect, sim};
 use crate::integration_sync::sync;
 
 const BASE: &str = "/api/v1/automation/workflows";
-
-/// Poll `f` until it returns Some, for at most 30 s (a loaded machine).
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn n(app: &TestApp, sql: String) -> i64 {
-    app.state.db.fetch_i64(query(sql)).await.unwrap()
-}
 
 /// A simulator mirrored into scrm.
 async fn world(app: &TestApp) -> SimHandle {

@@ -5,7 +5,7 @@
 //! out one gap apart when it returns.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scrm::operation::mass::Settings;
 use scrm_db::{Backend, query};
@@ -14,6 +14,7 @@ use scrm_wecom_sim::gateway::{DropPoint, GatewaySim};
 use scrm_wecom_sim::{SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
 
+use crate::helpers::until;
 use crate::helpers::{TestApp, spawn_app_with};
 
 /// The per-account gap in these tests (the default is seed 002's 3000-8000 ms).
@@ -21,21 +22,6 @@ const GAP_MIN_MS: i64 = 200;
 
 pub async fn spawn(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[("SCRM_DEVICE_SEND_GAP_MS", "200-300")]).await
-}
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A WeCom company in the simulator mirrored into scrm: (customer id, external_userid, owner).

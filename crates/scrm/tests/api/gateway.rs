@@ -5,7 +5,7 @@
 //! cannot do them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use scrm_db::{Backend, query};
@@ -13,27 +13,12 @@ use scrm_wecom::device::AccountStatus;
 use scrm_wecom_sim::gateway::{Delivery, DropPoint, GatewaySim};
 use serde_json::{Value, json};
 
+use crate::helpers::until;
 use crate::helpers::{TestApp, spawn_app_with};
 
 /// scrm with no gap between pushes of one account (the default is seed 002's 3-8 s).
 pub async fn spawn(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[("SCRM_DEVICE_SEND_GAP_MS", "0-0")]).await
-}
-
-/// Poll `f` until it returns Some, for at most 60 s (a loaded machine).
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A gateway registered through the API and the simulator connected as it, holding `wxid_a`

@@ -223,3 +223,28 @@ async fn into_resp(r: reqwest::Response) -> Resp {
         body,
     }
 }
+
+/// Poll `f` every 50 ms until it returns Some; panic naming `what` after 90 s (a generous bound
+/// for a loaded CI machine: a passing test returns as soon as the condition holds).
+pub async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// One integer from a SQL statement (counts and ids in assertions).
+pub async fn n(app: &TestApp, sql: String) -> i64 {
+    app.state.db.fetch_i64(scrm_db::query(sql)).await.unwrap()
+}

@@ -1200,13 +1200,31 @@ async fn spawn_fast_retries(backend: scrm_db::Backend) -> TestApp {
 /// A send step whose eight attempts all meet transient WeCom errors is not recorded FAILED (the
 /// message would be lost): it keeps trying, and goes out exactly once when WeCom recovers.
 async fn an_sop_send_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
+    sop_send_survives_a_wecom_outage(app, |f, on| f.http_500 = if on { 1.0 } else { 0.0 }).await;
+}
+
+/// The same when every call is refused with 42001 (access_token expired) even right after the
+/// client fetched a new token — WeCom invalidating tokens early, or another process refreshing
+/// meanwhile: not the message's fault, so it is not failed (the 20k chaos run once lost a
+/// message this way).
+async fn an_sop_send_refused_42001_after_a_token_refresh_keeps_trying(app: TestApp) {
+    sop_send_survives_a_wecom_outage(app, |f, on| f.token_expired = if on { 1.0 } else { 0.0 })
+        .await;
+}
+
+/// An SOP send step to one customer while `fault` is on, until its attempts are used up;
+/// then `fault` off: the execution completes and the customer got the message exactly once.
+async fn sop_send_survives_a_wecom_outage(
+    app: TestApp,
+    fault: impl Fn(&mut scrm_wecom_sim::config::FaultConfig, bool),
+) {
     let w = world(&app, 4, |_| {}).await;
     let body = json!({"templateName": "重试", "templateType": 1, "triggerType": 4, "steps": [
         {"stepName": "欢迎", "stepType": 1, "delayTime": 0, "delayUnit": "minute", "actionContent": {"content": "你好"}}]});
     let r = app.post("/api/sop/template", &app.admin_token, body).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let tid = r.data()["templateId"].as_i64().unwrap();
-    w.sim.state().update_config(|c| c.faults.http_500 = 1.0);
+    w.sim.state().update_config(|c| fault(&mut c.faults, true));
     let (c1, ext1) = (w.customers[0].0, w.customers[0].1.clone());
     let r = app
         .post(
@@ -1247,7 +1265,7 @@ async fn an_sop_send_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
     assert_eq!(w.sim.delivery_count(), 0);
 
     // WeCom recovers: the message goes out once and the execution completes.
-    w.sim.state().update_config(|c| c.faults.http_500 = 0.0);
+    w.sim.state().update_config(|c| fault(&mut c.faults, false));
     let mut done = Value::Null;
     for _ in 0..900 {
         let l = app
@@ -1270,4 +1288,7 @@ async fn an_sop_send_out_of_attempts_keeps_trying_and_sends_once(app: TestApp) {
 
 scrm_db::db_tests!(crate::operation::spawn_api_only; a_worker_killed_after_the_wecom_call_never_sends_twice);
 
-scrm_db::db_tests!(crate::operation::spawn_fast_retries; an_sop_send_out_of_attempts_keeps_trying_and_sends_once);
+scrm_db::db_tests!(crate::operation::spawn_fast_retries;
+    an_sop_send_out_of_attempts_keeps_trying_and_sends_once,
+    an_sop_send_refused_42001_after_a_token_refresh_keeps_trying,
+);

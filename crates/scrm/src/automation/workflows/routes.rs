@@ -904,18 +904,19 @@ pub(crate) async fn list_runs(
 }
 
 async fn one_run(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<Value> {
-    // Steps first, then the run: a step and the run's next-step time are committed together,
-    // so a run read after its steps is never older than them (the other order could show a
-    // logged step beside the run's previous nextStepAt).
-    let steps = store::run_steps(&state.db, tenant_id, &[id])
-        .await?
-        .iter()
-        .map(step_view)
-        .collect();
-    let r = store::run(&state.db, id)
-        .await?
+    // The run and its steps from one snapshot: a step's log and the run's status move in one
+    // transaction, and two plain reads could straddle it (a run already done beside its last
+    // step still waiting).
+    let mut tx = state.db.begin_read().await?;
+    let steps: Vec<store::RunStepRow> = tx
+        .fetch_all(store::run_steps_query(tenant_id, &[id]))
+        .await?;
+    let r: Option<store::RunRow> = tx.fetch_optional(store::run_query(id)).await?;
+    tx.commit().await?;
+    let r = r
         .filter(|r| r.tenant_id == tenant_id)
         .ok_or(ApiError::NotFound("workflow run"))?;
+    let steps = steps.iter().map(step_view).collect();
     Ok(run_view(&r, Some(steps)))
 }
 

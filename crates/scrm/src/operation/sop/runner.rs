@@ -80,23 +80,16 @@ async fn subject(state: &AppState, e: &ExecutionRow) -> anyhow::Result<Result<Su
     })
 }
 
-async fn load_step(state: &AppState, p: &StepPayload) -> anyhow::Result<Option<ExecStepRow>> {
-    Ok(store::exec_steps(
-        &state.db,
-        tenant_of(state, p.execution_id).await?,
-        &[p.execution_id],
-    )
-    .await?
-    .into_iter()
-    .map(|(_, s)| s)
-    .find(|s| s.step_order == p.step_order))
-}
-
-async fn tenant_of(state: &AppState, execution_id: i64) -> anyhow::Result<i64> {
-    Ok(state
-        .db
-        .fetch_i64(query("SELECT tenant_id FROM sop_execution WHERE id = ?").bind(execution_id))
-        .await?)
+async fn load_step(
+    state: &AppState,
+    e: &ExecutionRow,
+    p: &StepPayload,
+) -> anyhow::Result<Option<ExecStepRow>> {
+    Ok(store::exec_steps(&state.db, e.tenant_id, &[p.execution_id])
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .find(|s| s.step_order == p.step_order))
 }
 
 /// `sop.step`.
@@ -111,7 +104,9 @@ pub async fn run_step(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
         status::PAUSED => return Ok(JobOutcome::RetryAt(ctx.now_ms() + 5_000)),
         _ => return Ok(JobOutcome::Done),
     }
-    let step = load_step(&state, &p).await.map_err(JobError::retryable)?;
+    let step = load_step(&state, &e, &p)
+        .await
+        .map_err(JobError::retryable)?;
     let Some(step) =
         step.filter(|s| s.status == step_status::PENDING || s.status == step_status::CALLING)
     else {
@@ -378,18 +373,18 @@ async fn finish_step(
             .bind(step.id),
     )
     .await?;
-    let left = tx
-        .fetch_i64(query("SELECT COUNT(*) FROM sop_execution_step WHERE execution_id = ? AND status IN (0, 1)").bind(e.id))
+    // What is left open and what failed, in one statement.
+    let (left, failed): (i64, i64) = tx
+        .fetch_one(
+            query(
+                "SELECT COUNT(CASE WHEN status IN (0, 1) THEN 1 END), \
+                 COUNT(CASE WHEN status = 3 THEN 1 END) \
+                 FROM sop_execution_step WHERE execution_id = ?",
+            )
+            .bind(e.id),
+        )
         .await?;
     if left == 0 {
-        let failed = tx
-            .fetch_i64(
-                query(
-                    "SELECT COUNT(*) FROM sop_execution_step WHERE execution_id = ? AND status = 3",
-                )
-                .bind(e.id),
-            )
-            .await?;
         let fin = if failed > 0 {
             status::FAILED
         } else {

@@ -58,41 +58,7 @@ pub async fn record(
     staff_id: Option<i64>,
     change: Change,
 ) -> DbResult<()> {
-    let day = day_of(now);
-    let (added, lost) = match change {
-        Change::Added => (1, 0),
-        Change::Lost => (0, 1),
-    };
-    let mut dims: Vec<(&str, String)> = vec![("", String::new())];
-    if let Some(c) = channel {
-        dims.push(("channel", c.chars().take(64).collect()));
-    }
-    if let Some(s) = staff_id {
-        dims.push(("staff", s.to_string()));
-    }
-    let sql = match tx.backend() {
-        Backend::MySql => {
-            "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, ?, ?, ?, ?, 0) \
-             ON DUPLICATE KEY UPDATE added = added + VALUES(added), lost = lost + VALUES(lost)"
-        }
-        _ => {
-            "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES (?, ?, ?, ?, ?, ?, 0) \
-             ON CONFLICT (tenant_id, day, dim, dim_value) DO UPDATE SET added = customer_stats_daily.added + excluded.added, lost = customer_stats_daily.lost + excluded.lost"
-        }
-    };
-    for (dim, value) in dims {
-        tx.execute(
-            query(sql)
-                .bind(tenant_id)
-                .bind(day.as_str())
-                .bind(dim)
-                .bind(value)
-                .bind(added)
-                .bind(lost),
-        )
-        .await?;
-    }
-    Ok(())
+    record_many(tx, tenant_id, &[(now, channel, staff_id, change)]).await
 }
 
 /// Count a customer as active on the day of `now` unless its previous interaction
@@ -130,18 +96,38 @@ pub async fn record_added_many(
     tenant_id: i64,
     adds: &[(i64, Option<&str>, Option<i64>)],
 ) -> DbResult<()> {
-    let mut counts: std::collections::BTreeMap<(String, &str, String), i64> =
+    let changes: Vec<_> = adds
+        .iter()
+        .map(|(at, channel, staff)| (*at, *channel, *staff, Change::Added))
+        .collect();
+    record_many(tx, tenant_id, &changes).await
+}
+
+/// Count customers added or lost (time, channel, owner staff, which): every (day, dimension,
+/// value) they touch moves once, in one statement per 300 rows, in key order (concurrent
+/// transactions take the shared rows — the tenant's total of the day — in one order).
+async fn record_many(
+    tx: &mut Tx,
+    tenant_id: i64,
+    changes: &[(i64, Option<&str>, Option<i64>, Change)],
+) -> DbResult<()> {
+    let mut counts: std::collections::BTreeMap<(String, &str, String), (i64, i64)> =
         std::collections::BTreeMap::new();
-    for (at, channel, staff) in adds {
+    for (at, channel, staff, change) in changes {
         let day = day_of(*at);
-        *counts.entry((day.clone(), "", String::new())).or_default() += 1;
+        let mut dims = vec![("", String::new())];
         if let Some(c) = channel {
-            *counts
-                .entry((day.clone(), "channel", c.chars().take(64).collect()))
-                .or_default() += 1;
+            dims.push(("channel", c.chars().take(64).collect()));
         }
         if let Some(s) = staff {
-            *counts.entry((day, "staff", s.to_string())).or_default() += 1;
+            dims.push(("staff", s.to_string()));
+        }
+        for (dim, value) in dims {
+            let n = counts.entry((day.clone(), dim, value)).or_default();
+            match change {
+                Change::Added => n.0 += 1,
+                Change::Lost => n.1 += 1,
+            }
         }
     }
     let rows: Vec<_> = counts.into_iter().collect();
@@ -149,21 +135,24 @@ pub async fn record_added_many(
         let mut q = query(
             "INSERT INTO customer_stats_daily (tenant_id, day, dim, dim_value, added, lost, active) VALUES ",
         );
-        for (i, ((day, dim, value), n)) in chunk.iter().enumerate() {
+        for (i, ((day, dim, value), (added, lost))) in chunk.iter().enumerate() {
             if i > 0 {
                 q.push_sql(", ");
             }
-            q.push_sql("(?, ?, ?, ?, ?, 0, 0)")
+            q.push_sql("(?, ?, ?, ?, ?, ?, 0)")
                 .push_bind(tenant_id)
                 .push_bind(day.as_str())
                 .push_bind(*dim)
                 .push_bind(value.as_str())
-                .push_bind(*n);
+                .push_bind(*added)
+                .push_bind(*lost);
         }
         q.push_sql(match tx.backend() {
-            Backend::MySql => " ON DUPLICATE KEY UPDATE added = added + VALUES(added)",
+            Backend::MySql => {
+                " ON DUPLICATE KEY UPDATE added = added + VALUES(added), lost = lost + VALUES(lost)"
+            }
             _ => {
-                " ON CONFLICT (tenant_id, day, dim, dim_value) DO UPDATE SET added = customer_stats_daily.added + excluded.added"
+                " ON CONFLICT (tenant_id, day, dim, dim_value) DO UPDATE SET added = customer_stats_daily.added + excluded.added, lost = customer_stats_daily.lost + excluded.lost"
             }
         });
         tx.execute(q).await?;

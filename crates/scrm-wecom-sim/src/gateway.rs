@@ -76,6 +76,8 @@ struct SimState {
     /// Connections made (hello acknowledged or not).
     connections: usize,
     commands_seen: usize,
+    /// (scrm URL, command id) of every command frame received, in order.
+    received: Vec<(String, String)>,
     drop_at: Option<(usize, DropPoint)>,
     next_id: u64,
 }
@@ -325,6 +327,12 @@ impl GatewaySim {
             .unwrap_or_default()
     }
 
+    /// (scrm URL, command id) of every command frame received, in order: which connection each
+    /// command came through, and how often.
+    pub fn received(&self) -> Vec<(String, String)> {
+        self.state.lock().received.clone()
+    }
+
     async fn session(&self, url: &str, token: &str) -> anyhow::Result<()> {
         let mut req = url.into_client_request()?;
         req.headers_mut()
@@ -375,6 +383,7 @@ impl GatewaySim {
                     match serde_json::from_str::<Frame>(&text)? {
                         Frame::Ack { id, .. } => self.state.lock().outbox.retain(|f| f.id() != id),
                         Frame::Command { id, account, command, data } => {
+                            self.state.lock().received.push((url.to_string(), id.clone()));
                             let Some(ack) = self.on_command(&id, &account, &command, &data) else {
                                 return Ok(()); // dropped on purpose
                             };

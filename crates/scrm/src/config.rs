@@ -115,6 +115,14 @@ pub struct Config {
     /// chat-room pushes of one device account (seed 002's `sleep(rand(3, 8))` against risk
     /// control); tests set `0-0`.
     pub device_send_gap_ms: (u64, u64),
+    /// `SCRM_GATEWAY_LEASE_MS` (default 15000, 500 to 600000): how long a device gateway's
+    /// session lease lasts unless its holder renews it (every 500 ms while it lives). Another
+    /// scrm process takes the gateway over this long after the holder died without closing.
+    pub gateway_lease_ms: i64,
+    /// `SCRM_ALLOW_PRIVATE_URLS` (default `false`): let content sources and workflow webhooks
+    /// fetch from loopback, private, link-local and metadata addresses. Off, such URLs are
+    /// refused (SSRF guard); tests that serve from 127.0.0.1 turn it on.
+    pub allow_private_urls: bool,
 }
 
 /// Where the job engine's alerts go (seed 002: alert when the failure rate is too high).
@@ -426,6 +434,24 @@ impl Config {
         .collect();
         let integration = integration_config(src, &mut sources)?;
         let alerts = alerts_config(src, &mut sources)?;
+        let gateway_lease_ms = parse_or(src, "SCRM_GATEWAY_LEASE_MS", 15_000i64, &mut sources)?;
+        if !(500..=600_000).contains(&gateway_lease_ms) {
+            return Err(bad("SCRM_GATEWAY_LEASE_MS", "must be 500 to 600000 ms"));
+        }
+        let allow_private_urls = match src.get("SCRM_ALLOW_PRIVATE_URLS").as_deref().map(str::trim)
+        {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => {
+                sources.insert("SCRM_ALLOW_PRIVATE_URLS", "environment");
+                true
+            }
+            Some(other) => {
+                return Err(bad(
+                    "SCRM_ALLOW_PRIVATE_URLS",
+                    format!("{other:?} is not true or false"),
+                ));
+            }
+        };
         let device_send_gap_ms = match src.get("SCRM_DEVICE_SEND_GAP_MS") {
             None => (3000, 8000),
             Some(v) => {
@@ -473,6 +499,8 @@ impl Config {
             integration,
             alerts,
             device_send_gap_ms,
+            gateway_lease_ms,
+            allow_private_urls,
         })
     }
 
@@ -579,6 +607,14 @@ impl Config {
                 } else {
                     format!("(key file {})", self.integration.master_key_file.display())
                 },
+            ),
+            (
+                "SCRM_GATEWAY_LEASE_MS".into(),
+                self.gateway_lease_ms.to_string(),
+            ),
+            (
+                "SCRM_ALLOW_PRIVATE_URLS".into(),
+                self.allow_private_urls.to_string(),
             ),
         ]
     }

@@ -29,6 +29,7 @@ pub mod http;
 pub mod integration;
 pub mod jobs;
 pub mod operation;
+pub mod outbound;
 pub mod startup;
 pub mod state;
 pub mod system;

@@ -221,23 +221,31 @@ pub fn parse_page(url: &str, body: &str) -> Item {
 // ---------------------------------------------------------------------------------------------
 // Fetching
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .user_agent("scrm-content-collector/1")
-            .build()
-            .unwrap_or_default()
+/// The collector's client: guarded against private addresses (crate::outbound) unless
+/// `SCRM_ALLOW_PRIVATE_URLS` is on.
+fn client(allow_private: bool) -> &'static reqwest::Client {
+    static OPEN: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    static GUARDED: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let cell = if allow_private { &OPEN } else { &GUARDED };
+    cell.get_or_init(|| {
+        crate::outbound::client(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .user_agent("scrm-content-collector/1"),
+            allow_private,
+        )
     })
 }
 
-async fn download(url: &str) -> Result<String, String> {
-    let mut r = client()
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("fetch: {e}"))?;
+async fn download(allow_private: bool, url: &str) -> Result<String, String> {
+    crate::outbound::check_fetch(allow_private, url)?;
+    let mut r =
+        client(allow_private).get(url).send().await.map_err(
+            |e| match crate::outbound::refusal(&e) {
+                Some(why) => why,
+                None => format!("fetch: {e}"),
+            },
+        )?;
     if !r.status().is_success() {
         return Err(format!("the source answered {}", r.status().as_u16()));
     }
@@ -257,7 +265,12 @@ fn clip(s: &str, n: usize) -> String {
 
 /// Fetch one source now: new items become link materials. Returns (added, skipped).
 async fn fetch(state: &AppState, s: &Row) -> Result<(usize, usize), String> {
-    let body = download(&s.url).await;
+    let body = download(state.config.allow_private_urls, &s.url).await;
+    if let Err(e) = &body
+        && e.starts_with(crate::outbound::URL_NOT_ALLOWED)
+    {
+        tracing::warn!(source = s.id, tenant = s.tenant_id, reason = %e, "content source refused by the private-address guard");
+    }
     let now = now_ms();
     let items = body.and_then(|b| {
         if s.kind == "page" {
@@ -493,6 +506,7 @@ async fn create(
     ApiJson(b): ApiJson<Body>,
 ) -> ApiResult<Reply<Value>> {
     let c = check(b)?;
+    crate::outbound::check_stored(state.config.allow_private_urls, "url", &c.url)?;
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let id = tx
@@ -574,6 +588,7 @@ async fn update(
 ) -> ApiResult<Reply<Value>> {
     live(&state.db, user.tenant_id, id).await?;
     let c = check(b)?;
+    crate::outbound::check_stored(state.config.allow_private_urls, "url", &c.url)?;
     let mut tx = state.db.begin().await?;
     tx.execute(
         query("UPDATE content_source SET name = ?, url = ?, kind = ?, interval_minutes = ?, enabled = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")

@@ -32,6 +32,7 @@ pub struct Hub {
     notify: Arc<Notify>,
     sessions: Arc<Mutex<HashMap<i64, (u64, CancellationToken)>>>,
     next: Arc<AtomicU64>,
+    halted: CancellationToken,
 }
 
 impl Hub {
@@ -59,6 +60,18 @@ impl Hub {
             old.cancel();
         }
         (sid, token)
+    }
+
+    /// End every gateway session of this process at once without releasing anything, as a
+    /// crashed process would: their leases lapse by themselves and a session elsewhere takes
+    /// over (tests of the lease; a process that must stop without touching the database).
+    pub fn halt(&self) {
+        self.halted.cancel();
+    }
+
+    /// Cancelled once [`Hub::halt`] was called.
+    pub fn halted(&self) -> CancellationToken {
+        self.halted.clone()
     }
 
     /// The session ended; `true` if it was still the gateway's current one here.

@@ -194,9 +194,27 @@ async fn list_accounts(
         return Err(ApiError::field("accountType", "WEWORK or WECHAT"));
     }
     let mut out = Vec::new();
+    // Each account's latest daily health score (devices/health.rs), null before the first run.
+    let scores: Vec<(String, String, i64, String)> = state
+        .db
+        .fetch_all(
+            query(
+                "SELECT h.account_type, h.account_id, h.score, h.day FROM sender_account_health h \
+                 WHERE h.tenant_id = ? AND h.day = (SELECT MAX(h2.day) FROM sender_account_health h2 \
+                 WHERE h2.tenant_id = h.tenant_id AND h2.account_id = h.account_id AND h2.account_type = h.account_type)",
+            )
+            .bind(user.tenant_id),
+        )
+        .await?;
+    let scores: std::collections::HashMap<(String, String), (i64, String)> = scores
+        .into_iter()
+        .map(|(t, a, s, d)| ((t, a), (s, d)))
+        .collect();
     let view = |id: String, name: String, p: Provider, status: &str, gateway: Option<i64>| {
+        let health = scores.get(&(p.as_str().to_string(), id.clone()));
         json!({"accountId": id, "accountName": name, "accountType": p.as_str(), "status": status,
-               "gatewayId": gateway, "capabilities": p.capabilities()})
+               "gatewayId": gateway, "capabilities": p.capabilities(),
+               "healthScore": health.map(|h| h.0), "healthDay": health.map(|h| h.1.clone())})
     };
     if want != Some("WECHAT") {
         let staff: Vec<(String, String, i64)> = state
@@ -459,50 +477,194 @@ async fn connect(
     }
 }
 
+/// WebSocket close code: this session's lease was taken over by another session (its renewal
+/// found another owner, e.g. after this process stalled past the lease).
+pub const CLOSE_LEASE_LOST: u16 = 4001;
+/// WebSocket close code: a newer connection of the same gateway reached this process.
+pub const CLOSE_REPLACED: u16 = 4002;
+/// WebSocket close code: nothing (not even a pong) came from the gateway for [`IDLE_TIMEOUT`].
+pub const CLOSE_IDLE: u16 = 4003;
+
+/// A session pings its gateway this often …
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// … and ends when nothing came from it for this long (a half-open connection must not keep
+/// the lease).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Take the gateway's lease for session `lease` if nobody holds it or it lapsed.
+async fn acquire(state: &AppState, gw: &Gateway, lease: &str) -> anyhow::Result<bool> {
+    let now = now_ms();
+    let n = state
+        .db
+        .execute(
+            query(
+                "UPDATE device_gateway SET lease_owner = ?, lease_until = ? WHERE id = ? \
+                   AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < ?)",
+            )
+            .bind(lease)
+            .bind(now + state.config.gateway_lease_ms)
+            .bind(gw.id)
+            .bind(now),
+        )
+        .await?
+        .rows_affected;
+    Ok(n == 1)
+}
+
+/// Renew the lease `lease` holds; `false` when another session holds it now.
+async fn renew(state: &AppState, gw: &Gateway, lease: &str) -> anyhow::Result<bool> {
+    let now = now_ms();
+    let n = state
+        .db
+        .execute(
+            query("UPDATE device_gateway SET lease_until = ?, last_seen_at = ? WHERE id = ? AND lease_owner = ?")
+                .bind(now + state.config.gateway_lease_ms)
+                .bind(now)
+                .bind(gw.id)
+                .bind(lease),
+        )
+        .await?
+        .rows_affected;
+    if n == 1 {
+        return Ok(true);
+    }
+    // MySQL counts a row whose values did not change as unaffected: look.
+    let owner: Option<(Option<String>,)> = state
+        .db
+        .fetch_optional(query("SELECT lease_owner FROM device_gateway WHERE id = ?").bind(gw.id))
+        .await?;
+    Ok(owner.and_then(|(o,)| o).as_deref() == Some(lease))
+}
+
+/// Close the socket with a code and a reason the gateway can log.
+async fn close_with<S>(out: &mut S, code: u16, reason: &str)
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    let frame = axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    let _ = out.send(Message::Close(Some(frame))).await;
+}
+
 /// One connection of a gateway: hello, then frames both ways until it closes.
+///
+/// A gateway may be connected to several scrm processes (or reconnect to another one while the
+/// old connection is not seen closed yet). Only the session holding the gateway's lease
+/// (`device_gateway.lease_owner`, renewed while it lives) sends commands; the others are on
+/// standby: they store the accounts, events and acknowledgements that come in, and take the
+/// lease over when its holder closes cleanly (it clears the lease) or dies (the lease lapses
+/// after `SCRM_GATEWAY_LEASE_MS`).
 async fn session(state: AppState, gw: Gateway, socket: WebSocket) -> anyhow::Result<()> {
+    if state.devices.halted().is_cancelled() {
+        anyhow::bail!("this process halted its gateway sessions");
+    }
     let (mut out, mut incoming) = socket.split();
     let hello = tokio::time::timeout(HELLO_TIMEOUT, incoming.next()).await;
     let Ok(Some(Ok(Message::Text(text)))) = hello else {
         anyhow::bail!("no hello");
     };
-    let Ok(Frame::Hello { id, accounts }) = serde_json::from_str::<Frame>(&text) else {
+    let Ok(Frame::Hello { id, mut accounts }) = serde_json::from_str::<Frame>(&text) else {
         anyhow::bail!("the first frame was not a hello");
     };
     let (sid, cancel) = state.devices.register(gw.id);
-    hello_accounts(&state, &gw, &accounts).await?;
-    out.send(Message::Text(Frame::ack(id).to_text().into()))
-        .await?;
+    let lease = uuid::Uuid::now_v7().simple().to_string();
+    let mut holder = acquire(&state, &gw, &lease).await?;
+    if holder {
+        take_over(&state, &gw, &accounts).await?;
+    } else {
+        store_accounts(&state, &gw, &accounts).await?;
+    }
+    let ack = Frame::Ack {
+        id,
+        ok: true,
+        result: json!({"session": lease, "holder": holder}),
+        error: None,
+    };
+    out.send(Message::Text(ack.to_text().into())).await?;
     tracing::info!(
         gateway = gw.id,
         accounts = accounts.len(),
+        holder,
         "gateway connected"
     );
+    let renew_every = Duration::from_millis((state.config.gateway_lease_ms / 3).max(100) as u64);
+    let mut last_renew = tokio::time::Instant::now();
+    let mut last_heard = tokio::time::Instant::now();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let halted = state.devices.halted();
     let result: anyhow::Result<()> = async {
         let mut tick = tokio::time::interval(POLL);
         loop {
-            flush(&state, &gw, &mut out).await?;
+            if holder {
+                if last_renew.elapsed() >= renew_every {
+                    if !renew(&state, &gw, &lease).await? {
+                        holder = false;
+                        tracing::warn!(gateway = gw.id, "gateway lease lost to another session");
+                        close_with(&mut out, CLOSE_LEASE_LOST, "lease lost: another session of this gateway sends its commands now; reconnect").await;
+                        return Ok(());
+                    }
+                    last_renew = tokio::time::Instant::now();
+                }
+                flush(&state, &gw, &mut out).await?;
+            } else if acquire(&state, &gw, &lease).await? {
+                holder = true;
+                last_renew = tokio::time::Instant::now();
+                tracing::info!(gateway = gw.id, "gateway lease taken over");
+                take_over(&state, &gw, &accounts).await?;
+                flush(&state, &gw, &mut out).await?;
+            }
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
+                _ = halted.cancelled() => return Ok(()),
+                _ = cancel.cancelled() => {
+                    close_with(&mut out, CLOSE_REPLACED, "replaced by a newer connection of this gateway").await;
+                    return Ok(());
+                }
                 _ = state.devices.woken() => {}
                 _ = tick.tick() => {}
-                msg = incoming.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(reply) = on_frame(&state, &gw, &text).await? {
-                            out.send(Message::Text(reply.to_text().into())).await?;
-                        }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= IDLE_TIMEOUT {
+                        close_with(&mut out, CLOSE_IDLE, "nothing received for 30 s").await;
+                        return Ok(());
                     }
-                    Some(Ok(Message::Close(_))) | None => return Ok(()),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e.into()),
+                    out.send(Message::Ping(Vec::new().into())).await?;
+                }
+                msg = incoming.next() => {
+                    last_heard = tokio::time::Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(reply) = on_frame(&state, &gw, &text, &mut accounts, holder).await? {
+                                out.send(Message::Text(reply.to_text().into())).await?;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => return Ok(()),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(e.into()),
+                    }
                 },
             }
         }
     }
     .await;
-    if state.devices.unregister(gw.id, sid) {
-        // One transaction: nobody sees the accounts OFFLINE and the gateway still connected.
-        let mut tx = state.db.begin().await?;
+    state.devices.unregister(gw.id, sid);
+    if halted.is_cancelled() {
+        // As a crashed process would: nothing released, the lease lapses by itself.
+        return result;
+    }
+    // The holder clears the lease in the transaction that takes the accounts OFFLINE (nobody sees
+    // them OFFLINE with the gateway still connected); a standby that takes over sets them again.
+    let mut tx = state.db.begin().await?;
+    let released = tx
+        .execute(
+            query("UPDATE device_gateway SET lease_owner = NULL, lease_until = NULL, connected = 0, last_seen_at = ? WHERE id = ? AND lease_owner = ?")
+                .bind(now_ms())
+                .bind(gw.id)
+                .bind(&lease),
+        )
+        .await?
+        .rows_affected;
+    if released == 1 {
         tx.execute(
             query("UPDATE device_account SET status = 'OFFLINE', updated_at = ? WHERE tenant_id = ? AND gateway_id = ? AND status = 'ACTIVE'")
                 .bind(now_ms())
@@ -510,25 +672,38 @@ async fn session(state: AppState, gw: Gateway, socket: WebSocket) -> anyhow::Res
                 .bind(gw.id),
         )
         .await?;
-        tx.execute(
-            query("UPDATE device_gateway SET connected = 0, last_seen_at = ? WHERE id = ?")
-                .bind(now_ms())
-                .bind(gw.id),
-        )
-        .await?;
-        tx.commit().await?;
     }
-    tracing::info!(gateway = gw.id, "gateway disconnected");
+    tx.commit().await?;
+    if released == 1 {
+        // A standby session of this process takes over at once.
+        state.devices.wake();
+    }
+    tracing::info!(
+        gateway = gw.id,
+        holder = released == 1,
+        "gateway disconnected"
+    );
     result
 }
 
-/// The accounts a gateway holds now; what it sent before and did not acknowledge is sent again,
-/// and each ACTIVE account's friends are fetched (seed 002: a device online → data sync).
-async fn hello_accounts(
+/// The accounts a connection reported (a standby session's hello).
+async fn store_accounts(
     state: &AppState,
     gw: &Gateway,
     accounts: &[AccountInfo],
 ) -> anyhow::Result<()> {
+    let mut tx = state.db.begin().await?;
+    for a in accounts {
+        upsert_account(&mut tx, gw, a).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The session now holds the lease: the accounts it knows are stored, what was sent before and
+/// not acknowledged is sent again, and each ACTIVE account's friends are fetched (seed 002: a
+/// device online → data sync).
+async fn take_over(state: &AppState, gw: &Gateway, accounts: &[AccountInfo]) -> anyhow::Result<()> {
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     for a in accounts {
@@ -584,7 +759,13 @@ async fn upsert_account(tx: &mut scrm_db::Tx, gw: &Gateway, a: &AccountInfo) -> 
 }
 
 /// Handle one frame from the gateway; the answer to send, if any.
-async fn on_frame(state: &AppState, gw: &Gateway, text: &str) -> anyhow::Result<Option<Frame>> {
+async fn on_frame(
+    state: &AppState,
+    gw: &Gateway,
+    text: &str,
+    known: &mut Vec<AccountInfo>,
+    holder: bool,
+) -> anyhow::Result<Option<Frame>> {
     let frame = match serde_json::from_str::<Frame>(text) {
         Ok(f) => f,
         Err(e) => {
@@ -626,11 +807,20 @@ async fn on_frame(state: &AppState, gw: &Gateway, text: &str) -> anyhow::Result<
             let mut tx = state.db.begin().await?;
             upsert_account(&mut tx, gw, &account).await?;
             tx.commit().await?;
+            match known.iter_mut().find(|a| a.wxid == account.wxid) {
+                Some(a) => *a = account,
+                None => known.push(account),
+            }
             state.devices.wake();
             Ok(Some(Frame::ack(id)))
         }
         Frame::Hello { id, accounts } => {
-            hello_accounts(state, gw, &accounts).await?;
+            if holder {
+                take_over(state, gw, &accounts).await?;
+            } else {
+                store_accounts(state, gw, &accounts).await?;
+            }
+            *known = accounts;
             Ok(Some(Frame::ack(id)))
         }
         Frame::Command { id, .. } => Ok(Some(Frame::Ack {

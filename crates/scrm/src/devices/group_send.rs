@@ -3,9 +3,10 @@
 //! A group send may name several sender accounts (`senderAccountIds`, beside the seed's
 //! `senderAccountId`), of both providers. When it starts, each target customer gets one sender:
 //! its owner if the owner is one of the chosen WeCom members (the official API, a batch of
-//! add_msg_template as before), else the first chosen device account that has the customer as a
-//! friend (a friend linked to the customer: `PUT …/friends/{wxid}/customer`), else the result is
-//! FAILED with the reason. A customer sent through a device account gets one durable gateway
+//! add_msg_template as before), else the chosen device account a traffic pool handed the customer
+//! to (its latest done assignment) if the customer is its friend, else the first chosen device
+//! account that has the customer as a friend (a friend linked to the customer:
+//! `PUT …/friends/{wxid}/customer`), else the result is FAILED with the reason. A customer sent through a device account gets one durable gateway
 //! command (spaced per account by the configured random gap, seed 002's 3-8 s, as scheduling in
 //! the job engine), recorded in the start job's transaction; the result stays SUBMITTED until the
 //! gateway acknowledges the command, and becomes SUCCESS or FAILED (with the device's reason)
@@ -143,6 +144,28 @@ pub async fn assign(tx: &mut Tx, task: &TaskRow, senders: &[String]) -> DbResult
         q.push_sql(")");
     }
     tx.execute(q).await?;
+    // A customer a traffic pool handed to one of the chosen device accounts (its latest done
+    // assignment, automation/traffic.rs) is sent through that account.
+    for wxid in &devices {
+        tx.execute(
+            query(
+                "UPDATE t_group_send_result SET sender_userid = ? WHERE task_id = ? AND status = 'PENDING' \
+                 AND sender_userid IS NULL AND customer_id IN (SELECT f.customer_id FROM device_friend f \
+                 WHERE f.tenant_id = ? AND f.account_wxid = ? AND f.deleted = 0 AND f.customer_id IS NOT NULL) \
+                 AND customer_id IN (SELECT a.customer_id FROM traffic_assignment a JOIN traffic_pool_member m ON m.id = a.member_id \
+                 WHERE a.tenant_id = ? AND a.status = 'done' AND m.account_type = 'WECHAT' AND m.account_id = ? \
+                 AND NOT EXISTS (SELECT 1 FROM traffic_assignment b WHERE b.tenant_id = a.tenant_id \
+                 AND b.customer_id = a.customer_id AND b.status = 'done' AND b.id > a.id))",
+            )
+            .bind(wxid)
+            .bind(task.id)
+            .bind(task.tenant_id)
+            .bind(wxid)
+            .bind(task.tenant_id)
+            .bind(wxid),
+        )
+        .await?;
+    }
     for wxid in &devices {
         tx.execute(
             query(

@@ -603,6 +603,13 @@ async fn account_health_is_scored_daily_for_both_kinds_of_sender(app: TestApp) {
     // churn 1/4 → 60 × 0.5 = 30; every send failed → 0.
     assert_eq!(d["score"], 30, "{d}");
     assert_eq!(d["history"].as_array().unwrap().len(), 1);
+    // The account list shows each account's latest score (today's), null where none ran.
+    let r = app.get("/api/v1/devices/accounts", t).await;
+    let list = r.data().as_array().unwrap();
+    let of = |id: &str| list.iter().find(|a| a["accountId"] == id).cloned().unwrap();
+    assert_eq!(of("lisi")["healthScore"], 66, "{list:?}");
+    assert_eq!(of("wxid_h")["healthScore"], 30, "{list:?}");
+    assert_eq!(of("wxid_h")["healthDay"], h["day"], "{list:?}");
     // Checked: days, unknown accounts, other tenants, and a login.
     let r = app
         .get("/api/v1/devices/accounts/wxid_h/health?days=0", t)
@@ -619,7 +626,118 @@ async fn account_health_is_scored_daily_for_both_kinds_of_sender(app: TestApp) {
     assert_eq!(r.status, 401, "{:?}", r.body);
 }
 
+/// A traffic pool of two device accounts hands customers across them by its strategy (round
+/// robin, one capped at one a day), and a group send naming both sends each customer through the
+/// account it was handed to, not the first account that has the customer as a friend.
+async fn a_traffic_pool_hands_customers_to_device_accounts_and_group_sends_follow(app: TestApp) {
+    let (_wecom, staff, customers) = wecom_world(&app).await;
+    let t = &app.admin_token;
+    let member = staff[0].clone();
+    let targets: Vec<i64> = customers
+        .iter()
+        .filter(|c| c.2 != member)
+        .take(4)
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(targets.len(), 4, "the simulated company");
+    let r = app
+        .post("/api/v1/devices/gateways", t, json!({"name": "phones"}))
+        .await;
+    let token = r.data()["token"].as_str().unwrap().to_string();
+    let gw = GatewaySim::new();
+    for w in ["wxid_a", "wxid_b"] {
+        gw.add_device(w, w);
+        for i in 1..=4 {
+            gw.add_friend(w, &format!("f{i}"), &format!("friend {i}"));
+        }
+    }
+    let url = format!(
+        "{}/api/v1/devices/gateway/ws",
+        app.base.replace("http://", "ws://")
+    );
+    gw.connect(&url, &token, Duration::from_millis(100));
+    for w in ["wxid_a", "wxid_b"] {
+        until("the friend syncs", || async {
+            let r = app
+                .get(&format!("/api/v1/devices/accounts/{w}/friends"), t)
+                .await;
+            (r.data().as_array().map(Vec::len) == Some(4)).then_some(())
+        })
+        .await;
+        // The same four customers are friends of both phones.
+        for (i, c) in targets.iter().enumerate() {
+            let r = app
+                .put(
+                    &format!("/api/v1/devices/accounts/{w}/friends/f{}/customer", i + 1),
+                    t,
+                    json!({"customerId": c}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    }
+    let r = app
+        .post(
+            "/api/v1/automation/traffic-pools",
+            t,
+            json!({"name": "phones", "strategy": "round_robin",
+                   "members": [{"accountId": "wxid_a"}, {"accountId": "wxid_b", "dailyCap": 1}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let pool = r.data()["id"].as_i64().unwrap();
+    let r = app
+        .post(
+            &format!("/api/v1/automation/traffic-pools/{pool}/assign"),
+            t,
+            json!({"customerIds": targets}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let handed: Vec<String> = r.data()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["result"]["accountId"].as_str().unwrap_or("?").to_string())
+        .collect();
+    // Round robin a, b, then b is at its cap of one today: a, a.
+    assert_eq!(
+        handed,
+        ["wxid_a", "wxid_b", "wxid_a", "wxid_a"],
+        "{:?}",
+        r.body
+    );
+
+    let r = app
+        .post(
+            "/api/v1/workbench/group-send/tasks",
+            t,
+            json!({"senderAccountId": member, "senderAccountIds": ["wxid_a", "wxid_b"],
+                   "target": {"customerIds": targets}, "taskName": "pool",
+                   "messageContent": {"type": "TEXT", "data": {"text": "hello"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["groupSendTaskId"].as_i64().unwrap();
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    let results = d["results"].as_array().unwrap();
+    for (c, want) in targets.iter().zip(&handed) {
+        let r = results.iter().find(|r| r["customerId"] == *c).unwrap();
+        assert_eq!(r["senderUserid"], want.as_str(), "{d}");
+    }
+    let sent_by = |w: &str| {
+        gw.deliveries()
+            .iter()
+            .filter(|x| x.account == w && x.kind == "send_text")
+            .count()
+    };
+    assert_eq!((sent_by("wxid_a"), sent_by("wxid_b")), (3, 1));
+    gw.stop();
+}
+
 scrm_db::db_tests!(crate::devices_group_send::spawn;
+    a_traffic_pool_hands_customers_to_device_accounts_and_group_sends_follow,
     account_health_is_scored_daily_for_both_kinds_of_sender,
     a_device_account_sends_beside_a_wecom_member_in_one_group_send,
     commands_held_while_an_account_is_offline_keep_their_gap);

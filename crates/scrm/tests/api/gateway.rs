@@ -702,3 +702,147 @@ scrm_db::db_tests!(crate::gateway::spawn;
     ai_replies_with_history_rate_limit_hours_and_handover,
     auto_like_likes_new_moments_once,
 );
+
+/// scrm whose gateway lease lapses 1.5 s after its holder stops renewing it.
+pub async fn spawn_short_lease(backend: Backend) -> TestApp {
+    spawn_app_with(backend, SHORT_LEASE).await
+}
+
+const SHORT_LEASE: &[(&str, &str)] = &[
+    ("SCRM_DEVICE_SEND_GAP_MS", "0-0"),
+    ("SCRM_GATEWAY_LEASE_MS", "1500"),
+];
+
+fn ws_url(app: &TestApp) -> String {
+    format!(
+        "{}/api/v1/devices/gateway/ws",
+        app.base.replace("http://", "ws://")
+    )
+}
+
+async fn push(app: &TestApp, rooms: &[String]) -> Value {
+    let r = app
+        .post(
+            "/api/v1/devices/group-pushes",
+            &app.admin_token,
+            json!({"accountId": "wxid_a", "chatroomIds": rooms,
+                   "messageContent": {"type": "TEXT", "data": {"text": "hi"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["groupPushId"].as_i64().unwrap();
+    until("the push to finish", || async {
+        let r = app
+            .get(
+                &format!("/api/v1/devices/group-pushes/{id}"),
+                &app.admin_token,
+            )
+            .await;
+        (r.data()["status"] == "COMPLETED").then(|| r.data().clone())
+    })
+    .await
+}
+
+async fn lease_owner(app: &TestApp) -> Option<String> {
+    app.state
+        .db
+        .fetch_optional::<(Option<String>,)>(query("SELECT lease_owner FROM device_gateway"))
+        .await
+        .unwrap()
+        .and_then(|(o,)| o)
+}
+
+/// A gateway connected to two scrm processes on one database gets each command once, through
+/// the session holding its lease; when that process dies the other takes over once the lease
+/// lapses and sends the rest, each once.
+async fn a_gateway_on_two_processes_gets_each_command_once(app: TestApp) {
+    let app2 =
+        crate::helpers::spawn_app_on(app.state.config.database_url.expose(), SHORT_LEASE).await;
+    let r = app
+        .post(
+            "/api/v1/devices/gateways",
+            &app.admin_token,
+            json!({"name": "phones"}),
+        )
+        .await;
+    let token = r.data()["token"].as_str().unwrap().to_string();
+    let sim = GatewaySim::new();
+    sim.add_device("wxid_a", "Alice's phone");
+    sim.add_friend("wxid_a", "f1", "Fay");
+    let rooms: Vec<String> = (1..=10).map(|i| format!("r{i}@chatroom")).collect();
+    for r in &rooms {
+        sim.add_room("wxid_a", r, r, &["wxid_a", "f1"]);
+    }
+    let (url1, url2) = (ws_url(&app), ws_url(&app2));
+    sim.connect(&url1, &token, Duration::from_millis(100));
+    account_status(&app, "wxid_a", "ACTIVE").await;
+    let first = until("process 1 holds the lease", || lease_owner(&app)).await;
+    // The same gateway connects to the second process too: it stays on standby.
+    sim.connect(&url2, &token, Duration::from_millis(100));
+    until("both connected", || async {
+        (sim.connections() >= 2).then_some(())
+    })
+    .await;
+
+    // Pushes created on either process reach every room once, all through process 1.
+    let done = push(&app2, &rooms[..3]).await;
+    assert_eq!(done["successCount"], 3);
+    let done = push(&app, &rooms[3..5]).await;
+    assert_eq!(done["successCount"], 2);
+    let received = sim.received();
+    assert!(
+        received.iter().all(|(url, _)| *url == url1),
+        "only the lease holder sends: {received:?}"
+    );
+    let mut ids: Vec<&String> = received.iter().map(|(_, id)| id).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no command was sent twice: {received:?}");
+    assert_eq!(sim.duplicates(), 0);
+    for room in &rooms[..5] {
+        assert_eq!(sends_to(&sim.deliveries(), room).len(), 1, "{room}");
+    }
+    assert_eq!(lease_owner(&app).await, Some(first.clone()));
+
+    // Process 1 dies (no clean close: its lease is left to lapse). Process 2 takes the gateway
+    // over and sends the rest, each once.
+    let state1 = app.state.clone();
+    drop(app);
+    state1.devices.halt();
+    let done = push(&app2, &rooms[5..]).await;
+    assert_eq!(done["successCount"], 5);
+    let deliveries = sim.deliveries();
+    for room in &rooms {
+        assert_eq!(
+            sends_to(&deliveries, room).len(),
+            1,
+            "{room}: {deliveries:?}"
+        );
+    }
+    let second = lease_owner(&app2).await.expect("a holder");
+    assert_ne!(second, first);
+    let after: Vec<(String, String)> = sim.received().into_iter().skip(n).collect();
+    assert!(
+        after.iter().all(|(url, _)| *url == url2),
+        "process 2 sends after the takeover: {after:?}"
+    );
+    // Each push command was acknowledged once: one result per room, all successful.
+    let acked = crate::helpers::n(
+        &app2,
+        "SELECT COUNT(*) FROM device_command WHERE source = 'group_push' AND status = 'done'"
+            .into(),
+    )
+    .await;
+    assert_eq!(acked, 10);
+    account_status(&app2, "wxid_a", "ACTIVE").await;
+    let r = app2
+        .get("/api/v1/devices/gateways", &app2.admin_token)
+        .await;
+    assert_eq!(r.data()[0]["connected"], true);
+    sim.stop();
+}
+
+scrm_db::db_tests!(crate::gateway::spawn_short_lease;
+    a_gateway_on_two_processes_gets_each_command_once,
+);

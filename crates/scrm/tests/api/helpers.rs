@@ -50,6 +50,8 @@ pub fn config(url: &str, extra: &[(&str, &str)]) -> Config {
     env.insert("SCRM_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into());
     env.insert("SCRM_LOGIN_MAX_FAILURES".into(), "3".into());
     env.insert("SCRM_DB_MAX_CONNECTIONS".into(), "8".into());
+    // Tests serve feeds and webhooks from 127.0.0.1 (the guard's own test turns it off).
+    env.insert("SCRM_ALLOW_PRIVATE_URLS".into(), "true".into());
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
@@ -66,10 +68,16 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let url = scrm_db::testing::fresh_url(backend)
         .await
         .expect("test database");
+    spawn_app_on(&url, extra).await
+}
+
+/// Start another scrm process on an existing database (`app.state.config.database_url`): two
+/// processes sharing one database, as in production.
+pub async fn spawn_app_on(url: &str, extra: &[(&str, &str)]) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind port 0");
-    let app = Application::build_with_listener(config(&url, extra), listener)
+    let app = Application::build_with_listener(config(url, extra), listener)
         .await
         .expect("build app");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -21,6 +21,7 @@ mod integration_sync;
 mod jobs;
 mod jobs_alerts;
 mod operation;
+mod outbound;
 mod permissions;
 mod system;
 mod tenants;

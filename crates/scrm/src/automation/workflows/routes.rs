@@ -77,10 +77,26 @@ async fn checked(state: &AppState, tenant_id: i64, v: Value) -> ApiResult<Defini
         tx.rollback().await?;
     }
     if errors.is_empty() {
+        private_webhooks(state, &d)?;
         Ok(d)
     } else {
         Err(invalid(errors))
     }
+}
+
+/// A webhook step's URL whose host is a literal private address is refused (422
+/// URL_NOT_ALLOWED, crate::outbound); a name is checked when the step calls it.
+fn private_webhooks(state: &AppState, d: &Definition) -> ApiResult<()> {
+    for (i, s) in d.steps.iter().enumerate() {
+        if let (model::StepType::Webhook, Some(u)) = (&s.kind, s.url.as_deref()) {
+            crate::outbound::check_stored(
+                state.config.allow_private_urls,
+                &format!("steps[{i}].url"),
+                u,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 async fn missing_tags(
@@ -730,6 +746,7 @@ async fn create_from_template(
         tx.rollback().await?;
         return Err(invalid(errors));
     }
+    private_webhooks(&state, &d)?;
     let id = store::insert_workflow(&mut tx, user.tenant_id, Some(user.id), &d, now).await?;
     audit::record(
         &mut tx,

@@ -696,13 +696,21 @@ async fn webhook(
         "sentAt": iso(now),
     });
     calling(state, log, now).await?;
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap_or_default()
+    // Guarded against private addresses (crate::outbound) unless SCRM_ALLOW_PRIVATE_URLS.
+    let allow = state.config.allow_private_urls;
+    static OPEN: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    static GUARDED: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = (if allow { &OPEN } else { &GUARDED }).get_or_init(|| {
+        crate::outbound::client(
+            reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)),
+            allow,
+        )
     });
+    let refused = |why: String| {
+        tracing::warn!(run = run.id, step = log.step_index, reason = %why, "webhook refused by the private-address guard");
+        ActError::Fail(format!("webhook: {why}"))
+    };
+    crate::outbound::check_fetch(allow, &url).map_err(refused)?;
     let r = client
         .post(&url)
         .header(
@@ -712,7 +720,10 @@ async fn webhook(
         .json(&body)
         .send()
         .await
-        .map_err(|e| ActError::Retry(format!("webhook: {e}")))?;
+        .map_err(|e| match crate::outbound::refusal(&e) {
+            Some(why) => refused(why),
+            None => ActError::Retry(format!("webhook: {e}")),
+        })?;
     let code = r.status().as_u16();
     match code {
         200..=299 => Ok(json!({"status": code})),

@@ -400,7 +400,7 @@ pub async fn run_collect(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Body {
+pub struct Body {
     name: Option<String>,
     url: Option<String>,
     kind: Option<String>,
@@ -500,7 +500,7 @@ async fn live(db: &Db, tenant_id: i64, id: i64) -> ApiResult<Row> {
         .ok_or(ApiError::NotFound("content source"))
 }
 
-async fn create(
+pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<Body>,
@@ -539,12 +539,12 @@ async fn create(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PageQuery {
+pub struct PageQuery {
     page: Option<i64>,
     size: Option<i64>,
 }
 
-async fn list(
+pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -571,7 +571,7 @@ async fn list(
     }))
 }
 
-async fn get(
+pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -616,7 +616,7 @@ async fn update(
     Ok(ok(view(&state.db, &r, false).await?))
 }
 
-async fn delete(
+pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -648,7 +648,7 @@ async fn delete(
     Ok(ok(json!({"id": id, "deleted": true})))
 }
 
-async fn fetch_now(
+pub async fn fetch_now(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

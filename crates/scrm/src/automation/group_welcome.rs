@@ -278,7 +278,7 @@ pub async fn run_send(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Body {
+pub struct Body {
     name: Option<String>,
     #[serde(default)]
     group_ids: Vec<i64>,
@@ -370,7 +370,7 @@ async fn live(db: &Db, tenant_id: i64, id: i64) -> ApiResult<Row> {
         .ok_or(ApiError::NotFound("group welcome"))
 }
 
-async fn create(
+pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<Body>,
@@ -406,12 +406,12 @@ async fn create(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PageQuery {
+pub struct PageQuery {
     page: Option<i64>,
     size: Option<i64>,
 }
 
-async fn list(
+pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -438,7 +438,7 @@ async fn list(
     }))
 }
 
-async fn get(
+pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -481,7 +481,7 @@ async fn update(
     Ok(ok(view(&state.db, &r, false).await?))
 }
 
-async fn delete(
+pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

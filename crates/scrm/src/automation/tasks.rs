@@ -93,11 +93,11 @@ fn describe(kind: &str) -> &'static str {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
     enabled: Option<bool>,
 }
 
-async fn list(
+pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -230,7 +230,7 @@ async fn switch(state: &AppState, user: &CurrentUser, name: &str, on: bool) -> A
     Ok(view(&updated, None))
 }
 
-async fn enable(
+pub async fn enable(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(name): ApiPath<String>,
@@ -238,7 +238,7 @@ async fn enable(
     Ok(ok(switch(&state, &user, &name, true).await?))
 }
 
-async fn disable(
+pub async fn disable(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(name): ApiPath<String>,

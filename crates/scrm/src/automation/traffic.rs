@@ -928,7 +928,7 @@ pub struct PageQuery {
     days: Option<i64>,
 }
 
-async fn list_pools(
+pub async fn list_pools(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -955,7 +955,7 @@ async fn list_pools(
     }))
 }
 
-async fn get_pool(
+pub async fn get_pool(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -1000,7 +1000,7 @@ async fn update_pool(
     Ok(ok(pool_view(&state.db, &p).await?))
 }
 
-async fn delete_pool(
+pub async fn delete_pool(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -1115,7 +1115,7 @@ async fn assign_route(
     Ok(ok(json!({"poolId": id, "results": results})))
 }
 
-async fn list_assignments(
+pub async fn list_assignments(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
@@ -1156,7 +1156,7 @@ async fn list_assignments(
     }))
 }
 
-async fn statistics(
+pub async fn statistics(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

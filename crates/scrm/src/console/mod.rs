@@ -26,13 +26,17 @@ pub mod assets;
 pub mod auth;
 pub mod automation;
 pub mod customers;
+pub mod devices;
 pub mod exports;
 pub mod group_send;
 pub mod home;
 pub mod materials;
 pub mod ops;
 pub mod org;
+pub mod pools;
+pub mod schedules;
 pub mod sop;
+pub mod sources;
 pub mod system;
 pub mod tags;
 pub mod wecom;
@@ -516,6 +520,125 @@ pub fn routes(state: &AppState) -> Routes {
         )
         .route(
             M::GET,
+            "/console/devices",
+            P(perm::DEVICE_VIEW),
+            "Device gateways and sender accounts (state, health score)",
+            devices::page,
+        )
+        .route(
+            M::POST,
+            "/console/devices/gateways",
+            P(perm::DEVICE_MANAGE),
+            "Register a device gateway (its token shown once)",
+            devices::create_gateway,
+        )
+        .route(
+            M::GET,
+            "/console/devices/accounts/{accountId}",
+            P(perm::DEVICE_VIEW),
+            "A sender account: health history and AI auto-reply settings",
+            devices::account_page,
+        )
+        .route(
+            M::GET,
+            "/console/group-pushes",
+            P(perm::GROUP_PUSH_VIEW),
+            "Group pushes of device accounts",
+            devices::pushes,
+        )
+        .route(
+            M::GET,
+            "/console/group-pushes/new",
+            P(perm::GROUP_PUSH_CREATE),
+            "New group push form",
+            devices::new_push,
+        )
+        .route(
+            M::POST,
+            "/console/group-pushes",
+            P(perm::GROUP_PUSH_CREATE),
+            "Push a message into chat rooms of a device account",
+            devices::create_push,
+        )
+        .route(
+            M::GET,
+            "/console/group-pushes/{id}",
+            P(perm::GROUP_PUSH_VIEW),
+            "A group push and its result per chat room",
+            devices::push_page,
+        )
+        .route(
+            M::GET,
+            "/console/traffic-pools",
+            P(perm::TRAFFIC_POOL_VIEW),
+            "Traffic pools",
+            pools::list,
+        )
+        .route(
+            M::GET,
+            "/console/traffic-pools/{id}",
+            P(perm::TRAFFIC_POOL_VIEW),
+            "A traffic pool: members, caps, working hours, today's load and the assignment log",
+            pools::detail,
+        )
+        .route(
+            M::POST,
+            "/console/traffic-pools/{id}/delete",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "Delete a traffic pool",
+            pools::delete,
+        )
+        .route(
+            M::GET,
+            "/console/group-welcomes",
+            P(perm::WELCOME_VIEW),
+            "Group welcome messages",
+            sources::group_welcomes,
+        )
+        .route(
+            M::POST,
+            "/console/group-welcomes",
+            P(perm::WELCOME_MANAGE),
+            "Create or delete a group welcome message",
+            sources::save_group_welcome,
+        )
+        .route(
+            M::GET,
+            "/console/content-sources",
+            P(perm::MATERIAL_VIEW),
+            "Content sources (RSS/Atom feeds and pages)",
+            sources::sources,
+        )
+        .route(
+            M::POST,
+            "/console/content-sources",
+            P(perm::MATERIAL_MANAGE),
+            "Add, fetch now or delete a content source",
+            sources::save_source,
+        )
+        .route(
+            M::GET,
+            "/console/content-sources/{id}",
+            P(perm::MATERIAL_VIEW),
+            "A content source and the items it collected",
+            sources::source,
+        )
+        .route(
+            M::GET,
+            "/console/schedules",
+            P(perm::AUTOMATION_TASK_VIEW),
+            "Cron tasks with their last run",
+            schedules::page,
+        )
+        .route(
+            M::POST,
+            "/console/schedules",
+            P(perm::AUTOMATION_TASK_MANAGE),
+            "Switch a cron task on or off",
+            schedules::switch,
+        )
+        .route(
+            M::GET,
             "/console/users",
             P(perm::USER_VIEW),
             "The tenant's users, with the forms to change them",
@@ -582,7 +705,7 @@ pub struct NavItem {
 impl Chrome {
     /// The frame for a page at `path` (its navigation entry is highlighted).
     pub fn new(l: Lang, user: CurrentUser, path: &str, here: String) -> Self {
-        let entries: [(&str, &str, &str, Option<&str>); 14] = [
+        let entries: [(&str, &str, &str, Option<&str>); 20] = [
             ("/console", "工作台", "Workbench", None),
             (
                 "/console/customers",
@@ -628,6 +751,42 @@ impl Chrome {
                 "欢迎语",
                 "Welcome",
                 Some(perm::WELCOME_VIEW),
+            ),
+            (
+                "/console/group-welcomes",
+                "入群欢迎语",
+                "Group welcome",
+                Some(perm::WELCOME_VIEW),
+            ),
+            (
+                "/console/traffic-pools",
+                "流量池",
+                "Traffic pools",
+                Some(perm::TRAFFIC_POOL_VIEW),
+            ),
+            (
+                "/console/content-sources",
+                "内容源",
+                "Content sources",
+                Some(perm::MATERIAL_VIEW),
+            ),
+            (
+                "/console/devices",
+                "设备",
+                "Devices",
+                Some(perm::DEVICE_VIEW),
+            ),
+            (
+                "/console/group-pushes",
+                "群推送",
+                "Group pushes",
+                Some(perm::GROUP_PUSH_VIEW),
+            ),
+            (
+                "/console/schedules",
+                "定时任务",
+                "Cron tasks",
+                Some(perm::AUTOMATION_TASK_VIEW),
             ),
             ("/console/jobs", "任务监控", "Jobs", Some(perm::JOBS_VIEW)),
             (

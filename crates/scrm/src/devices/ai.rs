@@ -242,7 +242,7 @@ async fn put_config(
     Ok(ok(config_view(&account, &row)))
 }
 
-async fn get_config(
+pub async fn get_config(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(account): ApiPath<String>,

@@ -110,11 +110,11 @@ fn token_hash(token: &str) -> String {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GatewayBody {
+pub struct GatewayBody {
     name: Option<String>,
 }
 
-async fn create_gateway(
+pub async fn create_gateway(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<GatewayBody>,
@@ -156,7 +156,7 @@ async fn create_gateway(
     ))
 }
 
-async fn list_gateways(
+pub async fn list_gateways(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Reply<Vec<Value>>> {
@@ -177,11 +177,11 @@ async fn list_gateways(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AccountsQuery {
+pub struct AccountsQuery {
     account_type: Option<String>,
 }
 
-async fn list_accounts(
+pub async fn list_accounts(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<AccountsQuery>,

@@ -277,11 +277,11 @@ pub fn routes(state: &AppState) -> Routes {
 }
 
 #[derive(Debug, Deserialize)]
-struct HealthQuery {
+pub struct HealthQuery {
     days: Option<i64>,
 }
 
-async fn get_health(
+pub async fn get_health(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(account): ApiPath<String>,

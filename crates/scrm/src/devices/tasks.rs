@@ -131,14 +131,14 @@ pub fn device_content(v: Option<&Value>) -> ApiResult<(&'static str, Value)> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PushBody {
+pub struct PushBody {
     account_id: Option<String>,
     chatroom_ids: Option<Vec<String>>,
     message_content: Option<Value>,
     task_name: Option<String>,
 }
 
-async fn create_push(
+pub async fn create_push(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<PushBody>,
@@ -303,7 +303,7 @@ pub fn result_status(s: &str) -> &'static str {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PushListQuery {
+pub struct PushListQuery {
     account_id: Option<String>,
     status: Option<String>,
     task_name: Option<String>,
@@ -320,7 +320,7 @@ const PUSH_STATUSES: [&str; 5] = [
     "FAILED",
 ];
 
-async fn list_pushes(
+pub async fn list_pushes(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<PushListQuery>,
@@ -397,7 +397,7 @@ async fn list_pushes(
     )))
 }
 
-async fn get_push(
+pub async fn get_push(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -7,7 +7,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 
 use crate::customers::{customer, tags};
-use crate::helpers::{ADMIN_PASSWORD, TestApp};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, until};
 
 /// A browser without a browser: keeps the session cookie, follows no redirects.
 struct Session {
@@ -2071,6 +2071,458 @@ async fn console_customer_exports_start_list_and_download(app: TestApp) {
     );
 }
 
+/// The text of the element with this id (its first text, tags dropped), for values a page shows
+/// once.
+fn text_of(body: &str, id: &str) -> String {
+    let start = body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {body}"));
+    let open = start + body[start..].find('>').unwrap() + 1;
+    let close = open + body[open..].find('<').unwrap();
+    body[open..close].trim().to_string()
+}
+
+/// Device gateways: registering one shows its token once, the gateway connected with it brings
+/// its account ACTIVE with a health score column; a group push made on the console reaches every
+/// chat room and shows the result per room; roles without the permission see no forms and are
+/// refused; labels in Chinese and English.
+async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let empty = s.get("/console/devices").await;
+    assert_eq!(empty.status, 200);
+    assert!(empty.body.contains("设备网关"), "Chinese by default");
+    assert!(
+        empty.body.contains("href=\"/console/devices\""),
+        "in the navigation"
+    );
+    assert!(empty.body.contains("id=\"gateway-form\""));
+    let refused = s.post("/console/devices/gateways", &[("name", "")]).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"error-name\""),
+        "{}",
+        refused.body
+    );
+
+    let made = s
+        .post("/console/devices/gateways", &[("name", "phones")])
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let token = text_of(&made.body, "fresh-gateway-token");
+    assert!(token.starts_with("gw_"), "{token}");
+    let again = s.get("/console/devices").await;
+    assert!(!again.body.contains(&token), "the token is shown once");
+    assert!(again.body.contains("class=\"gateway-row\""));
+
+    let sim = crate::gateway::connect_sim(&app, &token).await;
+    let page = s.get("/console/devices").await;
+    assert!(
+        page.body.contains("data-connected=\"true\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("class=\"account-row\" data-id=\"wxid_a\" data-status=\"ACTIVE\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Alice&#39;s phone"), "{}", page.body);
+    assert!(page.body.contains("健康分"));
+    let en = s.get("/console/devices?lang=en").await;
+    assert!(en.body.contains("Device gateways"), "English on ?lang=en");
+    assert!(en.body.contains("Health"));
+    let account = s.get("/console/devices/accounts/wxid_a").await;
+    assert_eq!(account.status, 200, "{}", account.body);
+    assert!(account.body.contains("id=\"account-status\""));
+    assert!(
+        account.body.contains("id=\"ai-none\""),
+        "no AI reply configured"
+    );
+    let wework = s.get("/console/devices?accountType=WEWORK").await;
+    assert!(!wework.body.contains("data-id=\"wxid_a\""));
+
+    // A group push from the form: the API's refusal next to the field, then one that runs.
+    let form = s.get("/console/group-pushes/new").await;
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body.contains("<option value=\"wxid_a\""),
+        "{}",
+        form.body
+    );
+    let refused = s
+        .post(
+            "/console/group-pushes",
+            &[
+                ("accountId", "wxid_a"),
+                ("chatroomIds", ""),
+                ("text", "早安"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"error-chatroomIds\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("早安"), "the draft is kept");
+    let pushed = s
+        .post(
+            "/console/group-pushes",
+            &[
+                ("accountId", "wxid_a"),
+                ("taskName", "早报"),
+                ("chatroomIds", "r1@chatroom\nr2@chatroom"),
+                ("text", "早安"),
+            ],
+        )
+        .await;
+    assert_eq!(pushed.status, 303, "{}", pushed.body);
+    assert!(
+        pushed.location.starts_with("/console/group-pushes/"),
+        "{}",
+        pushed.location
+    );
+    let detail = until("the push completed", || async {
+        let p = s.get(&pushed.location).await;
+        p.body
+            .contains("data-status=\"COMPLETED\"")
+            .then_some(p.body)
+    })
+    .await;
+    assert_eq!(detail.matches("class=\"result-row\"").count(), 2);
+    assert!(detail.contains("data-room=\"r1@chatroom\" data-status=\"SUCCESS\""));
+    assert!(detail.contains("已完成"));
+    let list = s.get("/console/group-pushes").await;
+    assert!(list.body.contains("class=\"push-row\""));
+    assert!(list.body.contains("早报"));
+    let done = s.get("/console/group-pushes?status=FAILED").await;
+    assert!(!done.body.contains("class=\"push-row\""));
+
+    // An operator may push but not register gateways; a viewer only looks.
+    app.user_with_role("olga", "operator").await;
+    let o = Session::login(&app, "olga", "password-123").await;
+    let page = o.get("/console/devices").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"gateway-form\""));
+    assert_eq!(
+        o.post("/console/devices/gateways", &[("name", "x")])
+            .await
+            .status,
+        403
+    );
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let list = v.get("/console/group-pushes").await;
+    assert_eq!(list.status, 200);
+    assert!(!list.body.contains("id=\"new-push\""));
+    assert_eq!(v.get("/console/group-pushes/new").await.status, 403);
+    assert_eq!(
+        v.post(
+            "/console/group-pushes",
+            &[
+                ("accountId", "wxid_a"),
+                ("chatroomIds", "r1@chatroom"),
+                ("text", "x")
+            ]
+        )
+        .await
+        .status,
+        403
+    );
+    sim.stop();
+}
+
+/// Traffic pools (members, caps, working hours, today's figures, delete), group welcome
+/// messages (refusals by field, create, delete), content sources (add, fetch now, items) and
+/// cron tasks (switch off and on), each with what a viewer may not do.
+async fn console_traffic_pools_group_welcomes_content_sources_and_cron_tasks(app: TestApp) {
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    for (u, n) in [("amy", "艾米"), ("bob", "鲍勃")] {
+        scrm::customers::staff::upsert_staff(&mut tx, tenant, u, n, &[1], 1, 1_700_000_000_000)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let r = app
+        .post(
+            "/api/v1/automation/traffic-pools",
+            &app.admin_token,
+            json!({"name": "售前池", "strategy": "round_robin", "members": [
+                {"accountId": "amy", "dailyCap": 20, "workDays": [1, 2, 3, 4, 5], "workStart": "09:00", "workEnd": "18:00"},
+                {"accountId": "bob", "weight": 2}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let pool = r.data()["id"].as_i64().unwrap();
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let list = s.get("/console/traffic-pools").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("售前池"));
+    assert!(list.body.contains("轮流分配"));
+    assert!(
+        list.body.contains("href=\"/console/traffic-pools\""),
+        "in the navigation"
+    );
+    let detail = s.get(&format!("/console/traffic-pools/{pool}")).await;
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    assert_eq!(detail.body.matches("class=\"member-row\"").count(), 2);
+    assert!(
+        detail.body.contains("一 二 三 四 五 09:00–18:00"),
+        "{}",
+        detail.body
+    );
+    assert!(detail.body.contains("class=\"today\">0<"));
+    assert!(detail.body.contains("id=\"delete-pool\""));
+    let en = s
+        .get(&format!("/console/traffic-pools/{pool}?lang=en"))
+        .await;
+    assert!(
+        en.body.contains("Mo Tu We Th Fr 09:00–18:00"),
+        "{}",
+        en.body
+    );
+    assert!(en.body.contains("Assignment log"));
+
+    // Group welcomes.
+    let refused = s
+        .post(
+            "/console/group-welcomes",
+            &[("name", ""), ("text", "欢迎 {nickname}")],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"error-name\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("欢迎 {nickname}"),
+        "the draft is kept"
+    );
+    let refused = s
+        .post(
+            "/console/group-welcomes",
+            &[("name", "新人"), ("groupIds", "99999"), ("text", "hi")],
+        )
+        .await;
+    assert!(
+        refused.body.contains("id=\"error-groupIds\""),
+        "{}",
+        refused.body
+    );
+    let made = s
+        .post(
+            "/console/group-welcomes",
+            &[("name", "新人"), ("text", "欢迎 {nickname}")],
+        )
+        .await;
+    assert_eq!(
+        made.location, "/console/group-welcomes?done=created",
+        "{}",
+        made.body
+    );
+    let page = s.get("/console/group-welcomes").await;
+    assert!(page.body.contains("class=\"group-welcome-row\""));
+    assert!(page.body.contains("所有客户群"));
+    let gw = app
+        .get("/api/v1/automation/group-welcomes", &app.admin_token)
+        .await;
+    let gw_id = gw.data()["list"][0]["id"].as_i64().unwrap();
+
+    // Content sources from a local feed.
+    let router = axum::Router::new().route(
+        "/feed.xml",
+        axum::routing::get(|| async {
+            (
+                [("content-type", "application/rss+xml")],
+                r#"<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>第一篇</title><link>https://news.example.com/1</link><guid>g1</guid></item></channel></rss>"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let refused = s
+        .post(
+            "/console/content-sources",
+            &[
+                ("name", "资讯"),
+                ("url", "ftp://x"),
+                ("intervalMinutes", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("id=\"error-url\""),
+        "{}",
+        refused.body
+    );
+    let added = s
+        .post(
+            "/console/content-sources",
+            &[
+                ("name", "资讯"),
+                ("url", &format!("{base}/feed.xml")),
+                ("kind", "feed"),
+                ("intervalMinutes", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        added.location, "/console/content-sources?done=created",
+        "{}",
+        added.body
+    );
+    let sources = app
+        .get("/api/v1/automation/content-sources", &app.admin_token)
+        .await;
+    let source = sources.data()["list"][0]["id"].as_i64().unwrap();
+    let fetched = s
+        .post(
+            "/console/content-sources",
+            &[("id", &source.to_string()), ("action", "fetch")],
+        )
+        .await;
+    assert_eq!(
+        fetched.location,
+        format!("/console/content-sources/{source}?done=saved"),
+        "{}",
+        fetched.body
+    );
+    let one = s.get(&fetched.location).await;
+    assert!(one.body.contains("class=\"item-row\""), "{}", one.body);
+    assert!(one.body.contains("第一篇"));
+    assert_eq!(text_of(&one.body, "item-count"), "1");
+    let list = s.get("/console/content-sources?lang=en").await;
+    assert!(list.body.contains("Content sources"));
+    assert!(
+        list.body.contains("class=\"item-count\">1<"),
+        "{}",
+        list.body
+    );
+
+    // Cron tasks: switch a built-in one off and on.
+    let tasks = s.get("/console/schedules").await;
+    assert_eq!(tasks.status, 200);
+    assert!(tasks.body.contains("定时任务"));
+    let name = "devices.health.score";
+    assert!(
+        tasks
+            .body
+            .contains(&format!("data-name=\"{name}\" data-enabled=\"true\"")),
+        "{}",
+        tasks.body
+    );
+    let off = s
+        .post(
+            "/console/schedules",
+            &[("name", name), ("action", "disable")],
+        )
+        .await;
+    assert_eq!(
+        off.location, "/console/schedules?done=saved",
+        "{}",
+        off.body
+    );
+    let tasks = s.get("/console/schedules?enabled=false").await;
+    assert!(
+        tasks
+            .body
+            .contains(&format!("data-name=\"{name}\" data-enabled=\"false\""))
+    );
+    let on = s
+        .post(
+            "/console/schedules",
+            &[("name", name), ("action", "enable")],
+        )
+        .await;
+    assert_eq!(on.status, 303);
+    let missing = s
+        .post(
+            "/console/schedules",
+            &[("name", "no.such"), ("action", "enable")],
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("id=\"form-error\""),
+        "{}",
+        missing.body
+    );
+
+    // A viewer sees every page but no forms, and is refused the posts.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    for path in [
+        "/console/traffic-pools",
+        "/console/group-welcomes",
+        "/console/content-sources",
+        "/console/schedules",
+    ] {
+        let p = v.get(path).await;
+        assert_eq!(p.status, 200, "{path}");
+        for form in [
+            "group-welcome-form",
+            "source-form",
+            "delete-pool",
+            "fetch-now",
+        ] {
+            assert!(!p.body.contains(&format!("id=\"{form}\"")), "{path} {form}");
+        }
+        assert!(
+            !p.body.contains("name=\"action\" value=\"disable\""),
+            "{path}"
+        );
+    }
+    for (path, form) in [
+        (format!("/console/traffic-pools/{pool}/delete"), vec![]),
+        (
+            "/console/group-welcomes".to_string(),
+            vec![("id", gw_id.to_string()), ("action", "delete".to_string())],
+        ),
+        (
+            "/console/content-sources".to_string(),
+            vec![("id", source.to_string()), ("action", "fetch".to_string())],
+        ),
+        (
+            "/console/schedules".to_string(),
+            vec![
+                ("name", name.to_string()),
+                ("action", "disable".to_string()),
+            ],
+        ),
+    ] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(v.post(&path, &form).await.status, 403, "{path}");
+    }
+
+    let gone = s
+        .post(&format!("/console/traffic-pools/{pool}/delete"), &[])
+        .await;
+    assert_eq!(gone.location, "/console/traffic-pools?done=deleted");
+    assert!(
+        !s.get("/console/traffic-pools")
+            .await
+            .body
+            .contains("售前池")
+    );
+    let gone = s
+        .post(
+            "/console/group-welcomes",
+            &[("id", &gw_id.to_string()), ("action", "delete")],
+        )
+        .await;
+    assert_eq!(gone.location, "/console/group-welcomes?done=deleted");
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
     console_login_keeps_the_token_in_an_httponly_strict_cookie,
     console_login_refuses_a_wrong_password_on_the_page,
@@ -2090,4 +2542,9 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_channel_code_member_picker_searches_any_number_of_staff,
     console_workflows_yaml_editor_publish_and_runs,
     console_customer_exports_start_list_and_download,
+    console_traffic_pools_group_welcomes_content_sources_and_cron_tasks,
+);
+
+scrm_db::db_tests!(crate::gateway::spawn;
+    console_device_gateways_accounts_and_group_pushes,
 );

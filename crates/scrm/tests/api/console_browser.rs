@@ -688,3 +688,64 @@ async fn console_journey_build_and_run_an_sop() {
     b.shot("sop-executions").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn console_journey_register_a_gateway_push_to_its_rooms_and_switch_a_cron_task() {
+    let app = crate::gateway::spawn(Backend::Sqlite).await;
+    let b = Browser::start(&app.base).await;
+    b.login("admin", ADMIN_PASSWORD).await;
+
+    // Devices: register a gateway from the navigation; its token is on the page this once.
+    b.click("nav a[href='/console/devices']").await;
+    b.fill("#gateway-name", "浏览器网关").await;
+    b.click("#create-gateway").await;
+    let token = b.text("#fresh-gateway-token").await;
+    assert!(token.starts_with("gw_"), "{token}");
+    let sim = crate::gateway::connect_sim(&app, &token).await;
+    b.open("/console/devices").await;
+    b.wait_for("tr.account-row[data-id='wxid_a'][data-status='ACTIVE']")
+        .await;
+    b.wait_for("tr.gateway-row[data-connected='true']").await;
+    b.shot("devices").await;
+    b.click("tr.account-row[data-id='wxid_a'] a").await;
+    b.wait_for("#health-history").await;
+
+    // Group push: a refusal next to the field, then a push that reaches both rooms.
+    b.open("/console/group-pushes").await;
+    b.click("#new-push").await;
+    b.fill("#push-text", "浏览器早安").await;
+    b.click("#create-push").await;
+    b.wait_for("#error-accountId").await;
+    let select = b.wait_for("#push-account").await;
+    select.select_by_value("wxid_a").await.expect("select");
+    b.fill("#push-rooms", "r1@chatroom\nr2@chatroom").await;
+    b.click("#create-push").await;
+    b.wait_for("#notice").await;
+    b.wait_for("#push-status").await;
+    // The page shows the push as the API has it; reload until both rooms are sent.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !b.present("#push-status[data-status='COMPLETED']").await {
+        assert!(std::time::Instant::now() < deadline, "the push completed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.client.refresh().await.expect("refresh");
+    }
+    assert_eq!(
+        b.client
+            .find_all(Locator::Css("tr.result-row[data-status='SUCCESS']"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    b.shot("group-push").await;
+
+    // Cron tasks: switch the nightly health score off and on again.
+    b.click("nav a[href='/console/schedules']").await;
+    let row = "tr.schedule-row[data-name='devices.health.score']";
+    b.click(&format!("{row} button[value=disable]")).await;
+    b.wait_for(&format!("{row}[data-enabled='false']")).await;
+    b.click(&format!("{row} button[value=enable]")).await;
+    b.wait_for(&format!("{row}[data-enabled='true']")).await;
+    b.close().await;
+    sim.stop();
+}

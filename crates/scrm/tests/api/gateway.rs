@@ -34,6 +34,12 @@ async fn gateway(app: &TestApp) -> GatewaySim {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let token = r.data()["token"].as_str().unwrap().to_string();
+    connect_sim(app, &token).await
+}
+
+/// The simulator connected as the gateway holding `token`, with `wxid_a`'s friends and rooms
+/// (as [`gateway`]); returns once the account is ACTIVE and its first friend sync done.
+pub async fn connect_sim(app: &TestApp, token: &str) -> GatewaySim {
     let sim = GatewaySim::new();
     sim.add_device("wxid_a", "Alice's phone");
     for (w, n) in [("f1", "Fay"), ("f2", "Gus"), ("f3", "Hal")] {
@@ -51,7 +57,7 @@ async fn gateway(app: &TestApp) -> GatewaySim {
         "{}/api/v1/devices/gateway/ws",
         app.base.replace("http://", "ws://")
     );
-    sim.connect(&url, &token, Duration::from_millis(100));
+    sim.connect(&url, token, Duration::from_millis(100));
     account_status(app, "wxid_a", "ACTIVE").await;
     // The hello's friend sync is done (so the tests' commands are the next ones).
     until("the first friend sync", || async {

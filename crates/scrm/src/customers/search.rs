@@ -1,16 +1,21 @@
 //! Customer search shaped the way `perf/SEARCH.md` measured to be fast at 1,000,000 customers
 //! on all three databases:
 //!
-//! - The page walks the customer key newest-first and probes tags, group chats and keyword
-//!   grams with correlated `EXISTS`, stopping at the page size.
+//! - Without a keyword, the page walks the customer key newest-first and probes tags and group
+//!   chats with correlated `EXISTS`, stopping at the page size.
+//! - With a keyword, the rarest of its grams drives (a few hundred customers of a million): its
+//!   list is walked newest-first on the gram key, the other grams, tags and groups probed by
+//!   customer id, and customer rows read only for the page (or for the `LIKE` recheck).
 //! - The exact total is computed separately, from the smallest source that answers it: the
 //!   per-tag counter (one tag), |A|+|B|−|A∩B| from the per-tag and per-pair counters (any or all
-//!   of two tags), the smaller tag's list probed for the others (all of three or more tags), the gram list (keyword), the group member list; never a
-//!   join of the whole customer table when something smaller answers.
+//!   of two tags), the smaller tag's list probed for the others (all of three or more tags), the
+//!   driving gram's list (keyword), the group member list; never a join of the whole customer
+//!   table when something smaller answers.
 //! - Keywords go through `customer_gram`: name 2-grams and mobile 4-grams looked up by equality,
 //!   with a `LIKE` recheck, because no built-in full-text index handles 2-character Chinese names
 //!   on all three.
-//! - MariaDB turns `EXISTS` into a materialised `IN`; the statement switches that off.
+//! - PostgreSQL plans every search for its values; MariaDB's `EXISTS`-to-`IN` rewrite is off
+//!   (see [`dialect`]).
 
 use scrm_db::{Backend, Db, DbResult, Query, query};
 
@@ -42,14 +47,14 @@ pub fn grams_of(name: Option<&str>, mobile: Option<&str>) -> Vec<String> {
 /// How a keyword is matched.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Keyword {
-    /// Grams that must all be present (at most three probes) plus the `LIKE` recheck, per
-    /// alternative: the name, and for 4+ digits the mobile as well.
-    Grams(Vec<GramMatch>),
+    /// Grams that must all be present (at most three probes) plus the `LIKE` recheck: name
+    /// 2-grams, or mobile 4-grams for 4+ digits.
+    Grams(GramMatch),
     /// Too short for a gram (one character, or 2-3 digits): a `LIKE` over name and mobile.
     Scan(String),
 }
 
-/// One way a keyword can match: grams to probe and the column to recheck.
+/// How a gram keyword matches: grams to probe and the column to recheck.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GramMatch {
     pub grams: Vec<String>,
@@ -103,7 +108,7 @@ impl Keyword {
         }
         // Four digits or more are a mobile fragment (a name with four digits in a row is not
         // worth a second probe per search); anything else is a name fragment.
-        let alt = if digits_only {
+        let m = if digits_only {
             let grams: Vec<String> = chars
                 .windows(4)
                 .map(|w| format!("m{}", w.iter().collect::<String>()))
@@ -126,8 +131,7 @@ impl Keyword {
                 exact: chars.len() == 2,
             }
         };
-        let alts = vec![alt];
-        Some(Keyword::Grams(alts))
+        Some(Keyword::Grams(m))
     }
 }
 
@@ -164,8 +168,8 @@ impl Filter {
     }
 }
 
-/// ` AND …` conditions on customer `c` for this filter (the tenant condition is the caller's).
-fn conditions(tenant_id: i64, f: &Filter) -> Query {
+/// ` AND …` conditions on the customer's own columns (they need the customer row).
+fn column_conditions(f: &Filter) -> Query {
     let mut q = query("");
     if let Some(ch) = &f.channel {
         q.push_sql(" AND c.channel = ?").push_bind(ch.as_str());
@@ -182,12 +186,19 @@ fn conditions(tenant_id: i64, f: &Filter) -> Query {
     if let Some(b) = f.blacklisted {
         q.push_sql(" AND c.blacklisted = ?").push_bind(i64::from(b));
     }
+    q
+}
+
+/// ` AND …` probes of the tag and group-member keys for the customer whose id is `id`: `c.id`,
+/// or `g0.customer_id` when a gram list drives and no customer row has been read yet.
+fn set_conditions(tenant_id: i64, f: &Filter, id: &str) -> Query {
+    let mut q = query("");
     if !f.tag_ids.is_empty() {
         if f.tag_all {
             for t in &f.tag_ids {
-                q.push_sql(
-                    " AND EXISTS (SELECT 1 FROM customer_tag ct WHERE ct.tenant_id = ? AND ct.tag_id = ? AND ct.customer_id = c.id)",
-                )
+                q.push_sql(&format!(
+                    " AND EXISTS (SELECT 1 FROM customer_tag ct WHERE ct.tenant_id = ? AND ct.tag_id = ? AND ct.customer_id = {id})"
+                ))
                 .push_bind(tenant_id)
                 .push_bind(*t);
             }
@@ -197,17 +208,42 @@ fn conditions(tenant_id: i64, f: &Filter) -> Query {
             )
             .push_bind(tenant_id);
             q.push_in_list(f.tag_ids.iter().copied());
-            q.push_sql(" AND ct.customer_id = c.id)");
+            q.push_sql(&format!(" AND ct.customer_id = {id})"));
         }
     }
     if !f.group_ids.is_empty() {
-        q.push_sql(
-            " AND EXISTS (SELECT 1 FROM group_chat_member m WHERE m.tenant_id = ? AND m.customer_id = c.id AND m.status = 1 AND m.group_id IN ",
-        )
+        q.push_sql(&format!(
+            " AND EXISTS (SELECT 1 FROM group_chat_member m WHERE m.tenant_id = ? AND m.customer_id = {id} AND m.status = 1 AND m.group_id IN "
+        ))
         .push_bind(tenant_id);
         q.push_in_list(f.group_ids.iter().copied());
         q.push_sql(")");
     }
+    q
+}
+
+/// ` AND …` for a gram keyword: the grams other than `driver` probed on `id`, then the `LIKE`
+/// recheck on the customer row (none when the keyword is exactly one gram).
+fn gram_conditions(tenant_id: i64, m: &GramMatch, id: &str, driver: Option<&str>) -> Query {
+    let mut q = query("");
+    for g in m.grams.iter().filter(|g| Some(g.as_str()) != driver) {
+        q.push_sql(&format!(
+            " AND EXISTS (SELECT 1 FROM customer_gram g WHERE g.tenant_id = ? AND g.gram = ? AND g.customer_id = {id})"
+        ))
+        .push_bind(tenant_id)
+        .push_bind(g.as_str());
+    }
+    if !m.exact {
+        q.push_sql(&format!(" AND {} LIKE ? ESCAPE '!'", m.column))
+            .push_bind(m.pattern.as_str());
+    }
+    q
+}
+
+/// Every condition of the filter on customer `c` (the tenant condition is the caller's).
+fn conditions(tenant_id: i64, f: &Filter) -> Query {
+    let mut q = column_conditions(f);
+    q.append(&set_conditions(tenant_id, f, "c.id"));
     match &f.keyword {
         None => {}
         Some(Keyword::Scan(p)) => {
@@ -215,43 +251,62 @@ fn conditions(tenant_id: i64, f: &Filter) -> Query {
                 .push_bind(p.as_str())
                 .push_bind(p.as_str());
         }
-        Some(Keyword::Grams(alts)) => {
-            q.push_sql(" AND (");
-            for (i, alt) in alts.iter().enumerate() {
-                if i > 0 {
-                    q.push_sql(" OR ");
-                }
-                q.push_sql("(");
-                for g in &alt.grams {
-                    q.push_sql(
-                        "EXISTS (SELECT 1 FROM customer_gram g WHERE g.tenant_id = ? AND g.gram = ? AND g.customer_id = c.id) AND ",
-                    )
-                    .push_bind(tenant_id)
-                    .push_bind(g.as_str());
-                }
-                if alt.exact {
-                    q.push_sql("1 = 1)");
-                } else {
-                    q.push_sql(alt.column);
-                    q.push_sql(" LIKE ? ESCAPE '!')")
-                        .push_bind(alt.pattern.as_str());
-                }
-            }
-            q.push_sql(")");
+        Some(Keyword::Grams(m)) => {
+            q.append(&gram_conditions(tenant_id, m, "c.id", None));
         }
     }
     q
 }
 
-/// MariaDB: keep `EXISTS` as a correlated probe (its `exists_to_in` rewrite materialises the
-/// whole tag list first).
+/// Per-statement settings:
+/// - PostgreSQL plans each search for its values ([`scrm_db::Query::planned_per_call`]): a
+///   cached generic plan of the tags + keyword count hashed both whole tag lists (440,000 rows,
+///   1.2 s) where the custom plan probes the keyword's few hundred customers (1 ms).
+/// - MariaDB keeps `EXISTS` as a correlated probe (its `exists_to_in` rewrite materialises the
+///   whole tag list first).
 fn dialect(backend: Backend, sql: &str) -> Query {
     match backend {
         Backend::MySql => query(format!(
             "SET STATEMENT optimizer_switch='exists_to_in=off' FOR {sql}"
         )),
-        _ => query(sql.to_string()),
+        Backend::Postgres => query(sql.to_string()).planned_per_call(),
+        Backend::Sqlite => query(sql.to_string()),
     }
+}
+
+/// Customers a gram list is looked at for when choosing the rarest (a longer list is "common").
+const GRAM_PROBE_CAP: i64 = 5000;
+
+/// The gram to drive a keyword search from: the rarest of its grams, from capped counts of each
+/// (one small statement, only when there is a choice). `None` when some gram has no customer at
+/// all: nothing can match.
+async fn driver(db: &Db, tenant_id: i64, m: &GramMatch) -> DbResult<Option<String>> {
+    if m.grams.len() == 1 {
+        return Ok(m.grams.first().cloned());
+    }
+    // Three columns always (pick() gives two or three grams; a missing third repeats the last).
+    let mut three: Vec<&String> = m.grams.iter().take(3).collect();
+    while three.len() < 3 {
+        three.push(three[three.len() - 1]);
+    }
+    let mut q = dialect(db.backend(), "SELECT ");
+    for (i, g) in three.iter().enumerate() {
+        if i > 0 {
+            q.push_sql(", ");
+        }
+        q.push_sql(&format!(
+            "(SELECT COUNT(*) FROM (SELECT 1 AS one FROM customer_gram WHERE tenant_id = ? AND gram = ? LIMIT ?) x{i})"
+        ))
+        .push_bind(tenant_id)
+        .push_bind(g.as_str())
+        .push_bind(GRAM_PROBE_CAP);
+    }
+    let (a, b, c): (i64, i64, i64) = db.fetch_one(q).await?;
+    let sized = [(a, three[0]), (b, three[1]), (c, three[2])];
+    if sized.iter().any(|s| s.0 == 0) {
+        return Ok(None);
+    }
+    Ok(sized.iter().min_by_key(|s| s.0).map(|s| s.1.clone()))
 }
 
 /// One page of matching customers, newest first.
@@ -285,19 +340,17 @@ async fn page_query(
     offset: i64,
     limit: i64,
 ) -> DbResult<Vec<CustomerRow>> {
+    if let Some(Keyword::Grams(m)) = &f.keyword {
+        let Some(drive) = driver(db, tenant_id, m).await? else {
+            return Ok(Vec::new());
+        };
+        return gram_page(db, tenant_id, f, m, &drive, before, offset, limit).await;
+    }
     let mut q = dialect(
         db.backend(),
         &format!("SELECT {COLUMNS} FROM customer c WHERE c.tenant_id = ?"),
     )
     .bind(tenant_id);
-    // A keyword is selective (a few hundred customers per gram of a million): start from its
-    // gram list instead of walking the whole key newest-first looking for rare matches.
-    if let Some(Keyword::Grams(alts)) = &f.keyword {
-        q.push_sql(" AND c.id IN (SELECT g0.customer_id FROM customer_gram g0 WHERE g0.tenant_id = ? AND g0.gram IN ")
-            .push_bind(tenant_id);
-        q.push_in_list(alts.iter().filter_map(|a| a.grams.first().cloned()));
-        q.push_sql(")");
-    }
     if let Some(b) = before {
         q.push_sql(" AND c.id < ?").push_bind(b);
     }
@@ -308,48 +361,99 @@ async fn page_query(
     db.fetch_all(q).await
 }
 
+/// A keyword page, driven by the gram list (a few hundred customers of a million) walked
+/// newest-first on its key (tenant, gram, customer), tags and groups probed per customer id.
+/// An exact keyword with no column filter settles the page's ids before reading a customer row,
+/// so at most `limit` rows are read; otherwise each candidate's row is read for the recheck.
+#[allow(clippy::too_many_arguments)]
+async fn gram_page(
+    db: &Db,
+    tenant_id: i64,
+    f: &Filter,
+    m: &GramMatch,
+    drive: &str,
+    before: Option<i64>,
+    offset: i64,
+    limit: i64,
+) -> DbResult<Vec<CustomerRow>> {
+    let b = db.backend();
+    let id = "g0.customer_id";
+    let mut q = if m.exact && !f.has_column_filters() {
+        dialect(
+            b,
+            &format!(
+                "SELECT {COLUMNS} FROM (SELECT g0.customer_id FROM customer_gram g0 WHERE g0.tenant_id = ? AND g0.gram = ?"
+            ),
+        )
+    } else {
+        dialect(
+            b,
+            &format!(
+                "SELECT {COLUMNS} FROM customer_gram g0 JOIN customer c ON c.id = g0.customer_id \
+                 WHERE g0.tenant_id = ? AND g0.gram = ?"
+            ),
+        )
+    }
+    .bind(tenant_id)
+    .bind(drive);
+    if let Some(before) = before {
+        q.push_sql(" AND g0.customer_id < ?").push_bind(before);
+    }
+    q.append(&set_conditions(tenant_id, f, id));
+    if m.exact && !f.has_column_filters() {
+        q.push_sql(
+            " ORDER BY g0.customer_id DESC LIMIT ? OFFSET ?) k \
+             JOIN customer c ON c.id = k.customer_id WHERE c.tenant_id = ? ORDER BY c.id DESC",
+        )
+        .push_bind(limit)
+        .push_bind(offset)
+        .push_bind(tenant_id);
+    } else {
+        q.push_sql(" AND c.tenant_id = ?").push_bind(tenant_id);
+        q.append(&gram_conditions(tenant_id, m, id, Some(drive)));
+        q.append(&column_conditions(f));
+        q.push_sql(" ORDER BY g0.customer_id DESC LIMIT ? OFFSET ?")
+            .push_bind(limit)
+            .push_bind(offset);
+    }
+    db.fetch_all(q).await
+}
+
 /// The exact number of matching customers, from the smallest source that answers it.
 pub async fn count(db: &Db, tenant_id: i64, f: &Filter) -> DbResult<i64> {
     let b = db.backend();
-    let cond = conditions(tenant_id, f);
-    // An exact keyword and no column filters: count gram rows, probing tags and groups by
-    // customer id, without reading a single customer row.
-    if let Some(Keyword::Grams(alts)) = &f.keyword
-        && alts.iter().all(|a| a.exact)
-        && !f.has_column_filters()
-    {
-        let mut q = dialect(
-            b,
-            "SELECT COUNT(DISTINCT g0.customer_id) FROM customer_gram g0 WHERE g0.tenant_id = ? AND g0.gram IN ",
-        )
-        .bind(tenant_id);
-        q.push_in_list(alts.iter().filter_map(|a| a.grams.first().cloned()));
-        let only_sets = Filter {
-            tag_ids: f.tag_ids.clone(),
-            tag_all: f.tag_all,
-            group_ids: f.group_ids.clone(),
-            ..Default::default()
+    // Keyword: count the rarest gram's list, probing tags and groups by customer id. An exact
+    // keyword with no column filter needs no customer row at all (gram and tag rows never
+    // outlive their customer: `store::delete` removes them in the same transaction).
+    if let Some(Keyword::Grams(m)) = &f.keyword {
+        let Some(drive) = driver(db, tenant_id, m).await? else {
+            return Ok(0);
         };
-        let cond = conditions(tenant_id, &only_sets);
-        q.push_sql(&cond.sql().replace("c.id", "g0.customer_id"));
-        for v in cond.args() {
-            q.push_bind(v.clone());
+        let id = "g0.customer_id";
+        if m.exact && !f.has_column_filters() {
+            let mut q = dialect(
+                b,
+                "SELECT COUNT(*) FROM customer_gram g0 WHERE g0.tenant_id = ? AND g0.gram = ?",
+            )
+            .bind(tenant_id)
+            .bind(drive.as_str());
+            q.append(&set_conditions(tenant_id, f, id));
+            return db.fetch_i64(q).await;
         }
-        return db.fetch_i64(q).await;
-    }
-    // Keyword: drive from the first gram of each alternative.
-    if let Some(Keyword::Grams(alts)) = &f.keyword {
         let mut q = dialect(
             b,
-            "SELECT COUNT(DISTINCT c.id) FROM customer_gram g0 JOIN customer c ON c.id = g0.customer_id \
-             WHERE g0.tenant_id = ? AND c.tenant_id = ? AND g0.gram IN ",
+            "SELECT COUNT(*) FROM customer_gram g0 JOIN customer c ON c.id = g0.customer_id \
+             WHERE g0.tenant_id = ? AND g0.gram = ? AND c.tenant_id = ?",
         )
         .bind(tenant_id)
+        .bind(drive.as_str())
         .bind(tenant_id);
-        q.push_in_list(alts.iter().filter_map(|a| a.grams.first().cloned()));
-        q.append(&cond);
+        q.append(&set_conditions(tenant_id, f, id));
+        q.append(&gram_conditions(tenant_id, m, id, Some(&drive)));
+        q.append(&column_conditions(f));
         return db.fetch_i64(q).await;
     }
+    let cond = conditions(tenant_id, f);
     if f.keyword.is_none() && !f.group_ids.is_empty() {
         let mut q = dialect(
             b,
@@ -463,17 +567,16 @@ mod tests {
         assert_eq!(Keyword::parse(" "), None);
         assert!(matches!(Keyword::parse("张"), Some(Keyword::Scan(_))));
         assert!(matches!(Keyword::parse("138"), Some(Keyword::Scan(_))));
-        let Some(Keyword::Grams(alts)) = Keyword::parse("8000") else {
+        let Some(Keyword::Grams(m)) = Keyword::parse("8000") else {
             panic!("grams expected")
         };
-        assert_eq!(alts.len(), 1);
-        assert_eq!(alts[0].grams, vec!["m8000"]);
-        assert!(alts[0].exact);
-        let Some(Keyword::Grams(alts)) = Keyword::parse("Zhang San Feng") else {
+        assert_eq!(m.grams, vec!["m8000"]);
+        assert!(m.exact);
+        let Some(Keyword::Grams(m)) = Keyword::parse("Zhang San Feng") else {
             panic!("grams expected")
         };
-        assert_eq!(alts.len(), 1);
-        assert_eq!(alts[0].grams.len(), 3);
+        assert_eq!(m.grams.len(), 3);
+        assert!(!m.exact);
         assert_eq!(like_pattern("50%_!"), "%50!%!_!!%");
     }
 }

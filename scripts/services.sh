@@ -35,7 +35,9 @@ if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
 fi
 wait_for Redis "redis-cli -h 127.0.0.1 ping"
 
-if [ "${SCRM_NEED_BROKERS:-0}" = 1 ]; then
+# The event relay tests (tests/api/events_relay.rs) publish to both brokers; SCRM_NEED_BROKERS=0
+# skips them on a machine that runs none of those tests.
+if [ "${SCRM_NEED_BROKERS:-1}" = 1 ]; then
   if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
     echo "services: starting RabbitMQ"
     rabbitmq-server -detached || true

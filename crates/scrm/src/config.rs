@@ -123,6 +123,118 @@ pub struct Config {
     /// fetch from loopback, private, link-local and metadata addresses. Off, such URLs are
     /// refused (SSRF guard); tests that serve from 127.0.0.1 turn it on.
     pub allow_private_urls: bool,
+    /// The optional event relay to message brokers (`SCRM_EVENTS_*`); off unless a URL is set.
+    pub events: EventsConfig,
+}
+
+/// Where the domain-events outbox is relayed besides the in-process subscribers (README "Event
+/// relay"). Each sink is off unless its URL is set.
+#[derive(Debug, Clone, Default)]
+pub struct EventsConfig {
+    /// `SCRM_EVENTS_AMQP_URL` (`amqp://user:pass@host:5672/%2f`): publish to RabbitMQ.
+    pub amqp: Option<AmqpSinkConfig>,
+    /// `SCRM_EVENTS_NATS_URL` (`nats://host:4222`): publish to NATS JetStream.
+    pub nats: Option<NatsSinkConfig>,
+    /// `SCRM_EVENTS_RELAY_BATCH` (default 500): events read and published per relay round.
+    pub batch: i64,
+}
+
+/// The RabbitMQ sink.
+#[derive(Debug, Clone)]
+pub struct AmqpSinkConfig {
+    pub url: Secret,
+    /// `SCRM_EVENTS_AMQP_EXCHANGE` (default `scrm.events`): a durable topic exchange, declared
+    /// if missing; the routing key is the event type.
+    pub exchange: String,
+}
+
+/// The NATS JetStream sink.
+#[derive(Debug, Clone)]
+pub struct NatsSinkConfig {
+    pub url: Secret,
+    /// `SCRM_EVENTS_NATS_STREAM` (default `SCRM_EVENTS`): the stream, created if missing.
+    pub stream: String,
+    /// `SCRM_EVENTS_NATS_SUBJECT` (default `scrm.events`): events go to `<subject>.<type>`.
+    pub subject: String,
+    /// `SCRM_EVENTS_NATS_DUPLICATE_WINDOW_SECS` (default 3600): the stream's deduplication
+    /// window when scrm creates it; a republish within it is dropped by the server.
+    pub duplicate_window: Duration,
+}
+
+fn events_config(
+    src: &dyn Source,
+    sources: &mut BTreeMap<&'static str, &'static str>,
+) -> Result<EventsConfig, ConfigError> {
+    let name_ok = |key: &str, v: &str, extra: &[char]| -> Result<(), ConfigError> {
+        if v.is_empty()
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+        {
+            return Err(bad(
+                key,
+                format!("{v:?}: letters, digits, _ - {extra:?} only"),
+            ));
+        }
+        Ok(())
+    };
+    let amqp = match src.get("SCRM_EVENTS_AMQP_URL") {
+        None => None,
+        Some(url) => {
+            sources.insert("SCRM_EVENTS_AMQP_URL", "environment");
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(bad("SCRM_EVENTS_AMQP_URL", "must start with amqp://"));
+            }
+            let exchange = src
+                .get("SCRM_EVENTS_AMQP_EXCHANGE")
+                .unwrap_or_else(|| "scrm.events".into());
+            name_ok("SCRM_EVENTS_AMQP_EXCHANGE", &exchange, &['.', ':'])?;
+            Some(AmqpSinkConfig {
+                url: Secret::new(url),
+                exchange,
+            })
+        }
+    };
+    let nats = match src.get("SCRM_EVENTS_NATS_URL") {
+        None => None,
+        Some(url) => {
+            sources.insert("SCRM_EVENTS_NATS_URL", "environment");
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                return Err(bad("SCRM_EVENTS_NATS_URL", "must start with nats://"));
+            }
+            let stream = src
+                .get("SCRM_EVENTS_NATS_STREAM")
+                .unwrap_or_else(|| "SCRM_EVENTS".into());
+            name_ok("SCRM_EVENTS_NATS_STREAM", &stream, &[])?;
+            let subject = src
+                .get("SCRM_EVENTS_NATS_SUBJECT")
+                .unwrap_or_else(|| "scrm.events".into());
+            name_ok("SCRM_EVENTS_NATS_SUBJECT", &subject, &['.'])?;
+            let window = parse_or(
+                src,
+                "SCRM_EVENTS_NATS_DUPLICATE_WINDOW_SECS",
+                3600u64,
+                sources,
+            )?;
+            if window == 0 {
+                return Err(bad(
+                    "SCRM_EVENTS_NATS_DUPLICATE_WINDOW_SECS",
+                    "must be at least 1",
+                ));
+            }
+            Some(NatsSinkConfig {
+                url: Secret::new(url),
+                stream,
+                subject,
+                duplicate_window: Duration::from_secs(window),
+            })
+        }
+    };
+    let batch = parse_or(src, "SCRM_EVENTS_RELAY_BATCH", 500i64, sources)?;
+    if !(1..=10_000).contains(&batch) {
+        return Err(bad("SCRM_EVENTS_RELAY_BATCH", "must be 1..=10000"));
+    }
+    Ok(EventsConfig { amqp, nats, batch })
 }
 
 /// Where the job engine's alerts go (seed 002: alert when the failure rate is too high).
@@ -452,6 +564,7 @@ impl Config {
                 ));
             }
         };
+        let events = events_config(src, &mut sources)?;
         let device_send_gap_ms = match src.get("SCRM_DEVICE_SEND_GAP_MS") {
             None => (3000, 8000),
             Some(v) => {
@@ -501,6 +614,7 @@ impl Config {
             device_send_gap_ms,
             gateway_lease_ms,
             allow_private_urls,
+            events,
         })
     }
 
@@ -599,6 +713,29 @@ impl Config {
                     .as_ref()
                     .map(|w| format!("{} (secrets ***)", w.corp_id))
                     .unwrap_or_else(|| "(not set)".into()),
+            ),
+            (
+                "SCRM_EVENTS_AMQP_URL".into(),
+                match &self.events.amqp {
+                    Some(a) => format!(
+                        "{} (exchange {})",
+                        scrm_db::redact_url(a.url.expose()),
+                        a.exchange
+                    ),
+                    None => "(not set: no RabbitMQ relay)".into(),
+                },
+            ),
+            (
+                "SCRM_EVENTS_NATS_URL".into(),
+                match &self.events.nats {
+                    Some(n) => format!(
+                        "{} (stream {}, subjects {}.<type>)",
+                        scrm_db::redact_url(n.url.expose()),
+                        n.stream,
+                        n.subject
+                    ),
+                    None => "(not set: no NATS relay)".into(),
+                },
             ),
             (
                 "SCRM_MASTER_KEY".into(),

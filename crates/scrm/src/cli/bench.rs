@@ -22,6 +22,27 @@ pub enum BenchCommand {
     /// those. Reports duration, WeCom calls, rows/s, peak RSS and the calls × latency /
     /// concurrency bound.
     Sync(SyncBench),
+    /// The event relay: write N outbox events, then time the relay publishing them to each
+    /// broker (confirmed), into a fresh exchange/queue and stream of its own.
+    Relay(RelayBench),
+}
+
+#[derive(Args)]
+pub struct RelayBench {
+    /// Database to run on (default: DATABASE_URL / the configured database).
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Events per relay round (SCRM_EVENTS_RELAY_BATCH).
+    #[arg(long, default_value_t = 500)]
+    batch: i64,
+    /// RabbitMQ (`none` skips it).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// NATS with JetStream (`none` skips it).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
 }
 
 #[derive(Args)]
@@ -174,6 +195,19 @@ pub async fn run(cmd: BenchCommand, config: crate::config::Config) -> anyhow::Re
             let report = crate::operation::bench::run(config, args).await?;
             println!("{report}");
             println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::Relay(a) => {
+            let some = |u: String| (u != "none").then_some(u);
+            let args = crate::events::relay::bench::BenchArgs {
+                database_url: a.database_url.unwrap_or_else(|| configured_url.to_string()),
+                events: a.events,
+                batch: a.batch,
+                amqp_url: some(a.amqp_url),
+                nats_url: some(a.nats_url),
+            };
+            for f in crate::events::relay::bench::run(args).await? {
+                println!("{}", serde_json::to_string(&f)?);
+            }
         }
         BenchCommand::Sync(a) => {
             let args = crate::integration::bench::BenchArgs {

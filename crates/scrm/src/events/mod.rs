@@ -7,13 +7,16 @@
 //! [`subscribe`] (SOP triggers, workflows), and marks it published. The routing key of an event
 //! is its type (`customer.created`, `customer.tag.added` …), as in seed 001's producer.
 //!
-//! TODO(events relay): run [`relay_once`] as a `scrm-jobs` cron/loop job once the engine is
-//! wired into `scrm serve`, and add the external sinks — signed webhooks with retries, RabbitMQ
-//! exchange `scrm.events`, NATS — behind [`Sink`].
+//! [`relay_once`] runs as the `events.relay` job (jobs/mod.rs). The brokers — RabbitMQ exchange
+//! `scrm.events` and NATS JetStream — are [`Sink`]s driven by [`relay`], each with its own cursor
+//! and job, so a broker that is down holds back neither the subscribers nor the other broker.
+//! TODO: signed webhooks as a third sink.
 
 use std::sync::{Arc, OnceLock, RwLock};
 
 use futures::future::BoxFuture;
+pub mod relay;
+
 use scrm_db::{Db, DbResult, Tx, query};
 use serde::Serialize;
 
@@ -140,9 +143,49 @@ pub fn matches(pattern: &str, event_type: &str) -> bool {
     }
 }
 
-/// Somewhere events go besides in-process subscribers (webhooks, RabbitMQ, NATS).
+/// Somewhere events go besides in-process subscribers (RabbitMQ, NATS; webhooks later).
 pub trait Sink: Send + Sync {
+    /// The sink's name: its cursor row, job key and metrics label (`amqp`, `nats`).
+    fn name(&self) -> &'static str;
+
     fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Publish `events` in order and wait for the broker to confirm them; reports how many from
+    /// the front were confirmed, and the error that stopped the rest. The default publishes one
+    /// at a time; brokers override it to keep many in flight.
+    fn publish_batch<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Published> {
+        Box::pin(async move {
+            let mut out = Published::default();
+            for e in events {
+                if let Err(err) = self.publish(e).await {
+                    out.error = Some(err);
+                    break;
+                }
+                out.confirmed += 1;
+            }
+            out
+        })
+    }
+
+    /// After a (re)connect: the id of the last event the broker already holds from us, if it
+    /// can tell (NATS can: the stream's last message); the relay then resumes after it.
+    fn resume_point(&self) -> BoxFuture<'_, anyhow::Result<Option<String>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Drop the connection after a failure, so the next round connects afresh.
+    fn reset(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// What [`Sink::publish_batch`] achieved.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Events confirmed by the broker, counted from the front of the batch.
+    pub confirmed: usize,
+    /// Why the rest was not.
+    pub error: Option<anyhow::Error>,
 }
 
 #[derive(sqlx::FromRow)]

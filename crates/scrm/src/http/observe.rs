@@ -44,6 +44,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let (size, idle) = state.db.pool_stats();
     metrics::gauge!("db_pool_connections").set(f64::from(size));
     metrics::gauge!("db_pool_idle_connections").set(idle as f64);
+    // The broker relays' lag (`events_relay_lag{sink}`), read from the database so every
+    // process reports it, not only the worker running the relay.
+    if let Err(e) = crate::events::relay::status(&state.db, &state.config.events).await {
+        tracing::debug!(error = %format!("{e:#}"), "events relay status unavailable");
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -38,6 +38,7 @@ pub fn engine(state: &AppState, config: EngineConfig) -> JobEngine {
         builder = builder.alert_sink(sink);
     }
     let builder = register_events_relay(builder, state);
+    let builder = register_broker_relays(builder, state);
     let builder = crate::integration::jobs::register(builder, state);
     let builder = crate::operation::jobs::register(builder, state);
     let builder = crate::customers::jobs::register(builder, state);
@@ -98,18 +99,69 @@ fn register_events_relay(builder: EngineBuilder, state: &AppState) -> EngineBuil
     )
 }
 
-/// Make sure the relay job exists (idempotent: its unique key), and revive it if it died.
+/// The job kind (and unique key) relaying to one broker: `events.relay.amqp`,
+/// `events.relay.nats`.
+pub fn broker_relay_kind(sink: &str) -> String {
+    format!("{EVENTS_RELAY}.{sink}")
+}
+
+/// One job per configured broker (events/relay): its own cursor, so a broker that is down holds
+/// back neither the in-process subscribers nor the other broker. The unique key makes it one
+/// publisher per broker however many workers run; a failed round reschedules itself with a
+/// growing pause (payload `failures`) and the next one reconnects.
+fn register_broker_relays(mut builder: EngineBuilder, state: &AppState) -> EngineBuilder {
+    let batch = state.config.events.batch;
+    for sink in crate::events::relay::configured_sinks(&state.config.events) {
+        let db = state.db.clone();
+        let kind = broker_relay_kind(sink.name());
+        builder = builder.register(
+            &kind,
+            KindOptions::default(),
+            move |ctx: JobContext, payload: serde_json::Value| {
+                let db = db.clone();
+                let sink = sink.clone();
+                async move {
+                    let failures = payload["failures"].as_u64().unwrap_or(0) as u32;
+                    let (pause, failures) =
+                        match crate::events::relay::relay_sink(&db, sink.as_ref(), batch).await {
+                            Ok(n) if n as i64 >= batch => (0, 0),
+                            Ok(_) => (500, 0),
+                            Err(e) => {
+                                tracing::warn!(sink = sink.name(), failures = failures + 1, error = %format!("{e:#}"), "events relay to broker failed; will reconnect");
+                                (crate::events::relay::backoff_ms(failures), failures + 1)
+                            }
+                        };
+                    Ok(JobOutcome::Reschedule {
+                        at: ctx.now_ms() + pause,
+                        payload: serde_json::json!({ "failures": failures }),
+                    })
+                }
+            },
+        );
+    }
+    builder
+}
+
+/// Make sure the relay jobs exist (idempotent: their unique keys), and revive them if they died.
 async fn ensure_events_relay(state: &AppState) -> anyhow::Result<()> {
-    let job = NewJob::new(EVENTS_RELAY, &serde_json::json!({}))?.unique_key(EVENTS_RELAY);
-    state.jobs.enqueue_now(job).await?;
-    let dead = scrm_jobs::JobFilter {
-        state: Some(scrm_jobs::JobState::Dead),
-        kind: Some(EVENTS_RELAY.to_string()),
-        ..Default::default()
-    };
-    state
-        .jobs
-        .replay(scrm_jobs::Scope::System, &scrm_jobs::Target::Filter(dead))
-        .await?;
+    let mut kinds = vec![EVENTS_RELAY.to_string()];
+    kinds.extend(
+        crate::events::relay::configured_names(&state.config.events)
+            .into_iter()
+            .map(broker_relay_kind),
+    );
+    for kind in kinds {
+        let job = NewJob::new(&kind, &serde_json::json!({}))?.unique_key(&kind);
+        state.jobs.enqueue_now(job).await?;
+        let dead = scrm_jobs::JobFilter {
+            state: Some(scrm_jobs::JobState::Dead),
+            kind: Some(kind.clone()),
+            ..Default::default()
+        };
+        state
+            .jobs
+            .replay(scrm_jobs::Scope::System, &scrm_jobs::Target::Filter(dead))
+            .await?;
+    }
     Ok(())
 }

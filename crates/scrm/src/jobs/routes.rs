@@ -202,6 +202,9 @@ async fn stats(State(state): State<AppState>) -> ApiResult<Reply<Value>> {
     if let (Some(out), Value::Object(rest)) = (v.as_object_mut(), full) {
         out.extend(rest);
     }
+    // The broker relays (events/relay): published, lag and last error per configured sink.
+    let relay = crate::events::relay::status(&state.db, &state.config.events).await?;
+    v["eventRelay"] = serde_json::to_value(relay).map_err(anyhow::Error::from)?;
     Ok(ok(v))
 }
 

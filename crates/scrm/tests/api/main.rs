@@ -12,6 +12,7 @@ mod customers_search;
 mod customers_wecom;
 mod devices_group_send;
 mod errors;
+mod events_relay;
 mod fuzz;
 mod gateway;
 mod health;

@@ -230,12 +230,20 @@ impl JobEngine {
             tasks: Mutex::new(Vec::new()),
             listeners: Mutex::new(Vec::new()),
         });
+        // Before the first claim: a queue filled since its last ANALYZE would otherwise be
+        // claimed from with a plan made for an empty table.
+        if let Err(e) = crate::store::refresh_statistics(core.jobs.db()).await {
+            tracing::warn!(error = %e, "jobs: refreshing the job table's statistics failed");
+        }
         let completer = tokio::spawn(runner::completer(core.clone(), done_rx));
         let mut handles = vec![
             completer.abort_handle(),
             tokio::spawn(runner::heartbeat(core.clone())).abort_handle(),
             tokio::spawn(runner::maintenance(core.clone())).abort_handle(),
         ];
+        if core.jobs.db().backend() == scrm_db::Backend::Postgres {
+            handles.push(tokio::spawn(runner::statistics(core.clone())).abort_handle());
+        }
         if core.config.listen {
             handles.extend(spawn_listeners(&core));
         }

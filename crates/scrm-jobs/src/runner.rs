@@ -548,6 +548,27 @@ pub(crate) async fn maintenance(core: Arc<Core>) {
     }
 }
 
+/// PostgreSQL: keep the job table's statistics fresh for the claim's plan
+/// ([`store::refresh_statistics`]), looking once a second (real time: a catalog read).
+pub(crate) async fn statistics(core: Arc<Core>) {
+    loop {
+        match store::refresh_statistics(core.jobs.db()).await {
+            Ok(true) => tracing::debug!("jobs: job table statistics refreshed"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "jobs: refreshing the job table's statistics failed")
+            }
+        }
+        tokio::select! {
+            _ = core.stop_bg.cancelled() => return,
+            _ = tokio::time::sleep(STATISTICS_EVERY) => {}
+        }
+    }
+}
+
+/// How often [`statistics`] looks.
+const STATISTICS_EVERY: Duration = Duration::from_secs(1);
+
 /// Real time before a maintenance pass that failed is tried again.
 const FAILED_PASS_RETRY: Duration = Duration::from_secs(1);
 

@@ -395,6 +395,49 @@ async fn shutdown_drains_running_jobs(fx: Fx) {
     assert_eq!(w[0].status, "stopped");
 }
 
+async fn a_queue_filled_after_its_last_analyze_is_planned_for_what_it_holds(fx: Fx) {
+    // The job table analyzed while empty, as after a quiet night: PostgreSQL then plans claims
+    // for a dozen rows (a bitmap scan and a sort of every pending job per claim) until its
+    // statistics are refreshed. The engine refreshes them when it starts and when they go stale.
+    let pg = fx.db.backend() == scrm_db::Backend::Postgres;
+    if pg {
+        fx.db.execute(query("ANALYZE job")).await.unwrap();
+    }
+    let mut tx = fx.db.begin().await.unwrap();
+    let batch: Vec<NewJob> = (0..12_000).map(|n| job("noop", n)).collect();
+    fx.jobs.enqueue_many(&mut tx, batch).await.unwrap();
+    fx.jobs.commit(tx).await.unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let e = start_one(
+        &fx.jobs,
+        "noop",
+        exact(),
+        move |_c: JobContext, _p: Value| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok(JobOutcome::Done)
+            }
+        },
+    )
+    .await;
+    eventually("all 12,000 done", || async {
+        fx.count("SELECT COUNT(*) FROM job WHERE state = 2").await == 12_000
+    })
+    .await;
+    if pg {
+        eventually("statistics describe the filled queue", || async {
+            fx.count("SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = CAST('job' AS regclass)")
+                .await
+                >= 10_000
+        })
+        .await;
+    }
+    e.stop().await;
+    assert_eq!(ran.load(Ordering::SeqCst), 12_000, "every job ran once");
+}
+
 scrm_db::db_tests!(crate::support::setup;
     two_engines_never_run_a_job_twice,
     a_crashed_workers_job_is_finished_by_another_after_its_lease_expires,
@@ -406,4 +449,5 @@ scrm_db::db_tests!(crate::support::setup;
     urgent_jobs_jump_the_queue,
     a_polling_job_reschedules_without_using_attempts,
     shutdown_drains_running_jobs,
+    a_queue_filled_after_its_last_analyze_is_planned_for_what_it_holds,
 );

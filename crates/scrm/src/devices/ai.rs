@@ -507,16 +507,15 @@ async fn reply(
         None => None,
     };
     let allow = state.config.allow_private_urls;
-    let answer = match complete_chat(allow, &cfg.endpoint, key.as_deref(), &cfg.model, messages)
-        .await
-    {
-        Ok(a) => a,
-        // A refused address stays refused: logged at once, not retried.
-        Err(e) if ctx.is_last_attempt() || e.is::<crate::outbound::Refused>() => {
-            return log(state, &m, tenant_id, "failed", None, Some(&e.to_string())).await;
-        }
-        Err(e) => return Err(e),
-    };
+    let answer =
+        match complete_chat(allow, &cfg.endpoint, key.as_deref(), &cfg.model, messages).await {
+            Ok(a) => a,
+            // A refused address stays refused: logged at once, not retried.
+            Err(e) if ctx.is_last_attempt() || e.is::<crate::outbound::Refused>() => {
+                return log(state, &m, tenant_id, "failed", None, Some(&e.to_string())).await;
+            }
+            Err(e) => return Err(e),
+        };
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let inserted = tx
@@ -577,10 +576,13 @@ async fn complete_chat(
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
-    let resp = req.send().await.map_err(|e| match crate::outbound::refusal(&e) {
-        Some(why) => anyhow::Error::new(crate::outbound::Refused(why)),
-        None => e.into(),
-    })?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| match crate::outbound::refusal(&e) {
+            Some(why) => anyhow::Error::new(crate::outbound::Refused(why)),
+            None => e.into(),
+        })?;
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or_default();
     if !status.is_success() {

@@ -53,7 +53,8 @@ pub async fn list_moments(
         let acc = resolve(&state.db, user.tenant_id, a, "account").await?;
         acc.require(Capability::FetchMoments, "account")?;
         debug_assert_eq!(acc.provider, Provider::Device);
-        cond.push_sql(" AND m.account_wxid = ?").push_bind(a.to_string());
+        cond.push_sql(" AND m.account_wxid = ?")
+            .push_bind(a.to_string());
     }
     if let Some(a) = q.author.as_deref().filter(|a| !a.is_empty()) {
         if a.chars().count() > 64 {
@@ -82,16 +83,26 @@ pub async fn list_moments(
     let mut tx = state.db.begin_read().await?;
     let total = tx.fetch_i64(count).await?;
     #[allow(clippy::type_complexity)]
-    let rows: Vec<(String, String, String, Option<String>, String, i64, i64, i64)> =
-        tx.fetch_all(page).await?;
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        i64,
+        i64,
+        i64,
+    )> = tx.fetch_all(page).await?;
     tx.commit().await?;
     let list = rows
         .into_iter()
-        .map(|(id, account, author, nickname, text, liked, posted, seen)| {
-            json!({"momentId": id, "accountId": account, "author": author,
+        .map(
+            |(id, account, author, nickname, text, liked, posted, seen)| {
+                json!({"momentId": id, "accountId": account, "author": author,
                    "authorNickname": nickname, "text": text, "liked": liked != 0,
                    "postedAt": iso(posted), "seenAt": iso(seen)})
-        })
+            },
+        )
         .collect();
     Ok(ok(ListPage {
         list,

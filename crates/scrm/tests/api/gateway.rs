@@ -481,7 +481,7 @@ async fn friends_follow_the_device_and_accounts_show_their_state(app: TestApp) {
 
 /// A local OpenAI-compatible chat endpoint: answers "echo: <last user message>" and keeps every
 /// request it got.
-async fn fake_chat() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub(crate) async fn fake_chat() -> (String, Arc<Mutex<Vec<Value>>>) {
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let s = seen.clone();
     let router = axum::Router::new().route(
@@ -700,7 +700,6 @@ async fn auto_like_likes_new_moments_once(app: TestApp) {
     sim.stop();
 }
 
-
 /// Runs the moments collection job now and waits until every `fetch_moments` it caused (the
 /// pages it walked) is done; returns the count of done fetches.
 async fn collect_moments(app: &TestApp, done_before: i64) -> i64 {
@@ -737,7 +736,12 @@ async fn moments_collection_lists_each_moment_once_newest_first(app: TestApp) {
     }
     let t = &app.admin_token;
     let r = app.get("/api/v1/devices/moments", t).await;
-    assert_eq!((r.status, &r.data()["total"]), (200, &json!(0)), "{:?}", r.body);
+    assert_eq!(
+        (r.status, &r.data()["total"]),
+        (200, &json!(0)),
+        "{:?}",
+        r.body
+    );
 
     let done = collect_moments(&app, 0).await;
     assert_eq!(done, 2, "two pages of two");
@@ -754,7 +758,12 @@ async fn moments_collection_lists_each_moment_once_newest_first(app: TestApp) {
     assert_eq!(r.data()["total"], 4);
     let first = &r.data()["list"][0];
     assert_eq!(
-        (&first["text"], &first["author"], &first["authorNickname"], &first["liked"]),
+        (
+            &first["text"],
+            &first["author"],
+            &first["authorNickname"],
+            &first["liked"]
+        ),
         (&json!("晚安"), &json!("f2"), &json!("Gus"), &json!(false))
     );
 
@@ -772,17 +781,29 @@ async fn moments_collection_lists_each_moment_once_newest_first(app: TestApp) {
     // Filters: by author, and a bad account or time named.
     let r = app.get("/api/v1/devices/moments?author=f1", t).await;
     assert_eq!(r.data()["total"], 2, "{:?}", r.body);
-    let r = app.get("/api/v1/devices/moments?since=2999-01-01T00:00:00Z", t).await;
+    let r = app
+        .get("/api/v1/devices/moments?since=2999-01-01T00:00:00Z", t)
+        .await;
     assert_eq!(r.data()["total"], 0, "{:?}", r.body);
     let r = app.get("/api/v1/devices/moments?since=yesterday", t).await;
-    assert_eq!((r.status, r.body["fields"][0]["field"].as_str()), (400, Some("since")));
-    let r = app.get("/api/v1/devices/moments?account=wxid_nobody", t).await;
+    assert_eq!(
+        (r.status, r.body["fields"][0]["field"].as_str()),
+        (400, Some("since"))
+    );
+    let r = app
+        .get("/api/v1/devices/moments?account=wxid_nobody", t)
+        .await;
     assert_eq!((r.status, r.error()), (404, "SENDER_ACCOUNT_NOT_FOUND"));
 
     // Another tenant sees none of them.
     let (_, other) = app.other_tenant_admin("other", "otheradmin").await;
     let r = app.get("/api/v1/devices/moments", &other).await;
-    assert_eq!((r.status, &r.data()["total"]), (200, &json!(0)), "{:?}", r.body);
+    assert_eq!(
+        (r.status, &r.data()["total"]),
+        (200, &json!(0)),
+        "{:?}",
+        r.body
+    );
     sim.stop();
 }
 

@@ -457,6 +457,20 @@ impl WebhookSink {
         })
     }
 
+    /// A sink posting to `url` through `client` (the application's guarded client, say: the
+    /// caller chooses timeouts, resolver and redirect policy).
+    pub fn with_client(
+        url: impl Into<String>,
+        secret: impl Into<Vec<u8>>,
+        client: reqwest::Client,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            secret: secret.into(),
+            client,
+        }
+    }
+
     /// The signature header value for a body sent at `timestamp_ms`.
     pub fn sign(&self, timestamp_ms: i64, body: &[u8]) -> String {
         use hmac::{Hmac, Mac};

@@ -80,6 +80,10 @@ struct SimState {
     received: Vec<(String, String)>,
     drop_at: Option<(usize, DropPoint)>,
     next_id: u64,
+    /// The last moment's post time (epoch ms).
+    moment_clock: i64,
+    /// Moments per `fetch_moments` page when scrm names no `limit`.
+    moments_page: usize,
 }
 
 impl SimState {
@@ -116,7 +120,10 @@ impl GatewaySim {
     /// A simulator with no devices, not connected.
     pub fn new() -> Self {
         GatewaySim {
-            state: Arc::new(Mutex::new(SimState::default())),
+            state: Arc::new(Mutex::new(SimState {
+                moments_page: 20,
+                ..SimState::default()
+            })),
             outbox_changed: Arc::new(Notify::new()),
             drop_now: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
@@ -243,21 +250,42 @@ impl GatewaySim {
 
     /// A friend posted a moment: kept and `moment_posted` sent.
     pub fn post_moment(&self, account: &str, author: &str, text: &str) -> String {
-        let id = self.state.lock().id("moment");
-        let m = Moment {
-            moment_id: id.clone(),
-            author: author.into(),
-            text: text.into(),
-        };
-        if let Some(d) = self.state.lock().devices.get_mut(account) {
-            d.moments.push(m.clone());
-        }
+        let m = self.keep_moment(account, author, text);
+        let id = m.moment_id.clone();
         self.event(
             account,
             event::MOMENT_POSTED,
             serde_json::to_value(m).unwrap_or_default(),
         );
         id
+    }
+
+    /// A friend posted a moment the device does not announce (no `moment_posted`): scrm
+    /// learns of it only by `fetch_moments` (moments collection).
+    pub fn post_moment_unannounced(&self, account: &str, author: &str, text: &str) -> String {
+        self.keep_moment(account, author, text).moment_id
+    }
+
+    fn keep_moment(&self, account: &str, author: &str, text: &str) -> Moment {
+        let mut s = self.state.lock();
+        let id = s.id("moment");
+        // Strictly increasing post times, so "newest first" is well defined in tests.
+        s.moment_clock = (s.moment_clock + 1).max(chrono::Utc::now().timestamp_millis());
+        let m = Moment {
+            moment_id: id,
+            author: author.into(),
+            text: text.into(),
+            posted_at: Some(s.moment_clock),
+        };
+        if let Some(d) = s.devices.get_mut(account) {
+            d.moments.push(m.clone());
+        }
+        m
+    }
+
+    /// Moments per `fetch_moments` page when scrm names no `limit` (default 20).
+    pub fn set_moments_page_size(&self, n: usize) {
+        self.state.lock().moments_page = n.max(1);
     }
 
     /// An account's status changed (logged out = EXPIRED, device off = OFFLINE).
@@ -494,7 +522,26 @@ fn run(
             d.liked.push(m.clone());
             (m, json!({}))
         }
-        command::FETCH_MOMENTS => return Ok(json!({"moments": d.moments})),
+        command::FETCH_MOMENTS => {
+            // Newest first, one page; the cursor is the offset of the next page.
+            let limit = data["limit"]
+                .as_u64()
+                .map(|l| l as usize)
+                .unwrap_or(s.moments_page)
+                .max(1);
+            let from: usize = data["cursor"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let newest: Vec<&Moment> = d.moments.iter().rev().collect();
+            let page: Vec<&Moment> = newest.iter().skip(from).take(limit).copied().collect();
+            let next = (from + limit < newest.len()).then(|| (from + limit).to_string());
+            let mut r = json!({"moments": page});
+            if let Some(n) = next {
+                r["cursor"] = json!(n);
+            }
+            return Ok(r);
+        }
         command::FETCH_FRIENDS => {
             let friends: Vec<Friend> = d
                 .friends

@@ -47,7 +47,9 @@ pub struct AccountInfo {
 /// - `send_text` `{to, text}`; `send_image` `{to, url}`; `send_link` `{to, title, desc, url, picUrl}`
 ///   — `to` is a friend's wxid or a chat room id (`…@chatroom`);
 /// - `create_chatroom` `{name, members: [wxid]}` → result `{chatroomId}`;
-/// - `like_moment` `{momentId}`; `fetch_moments` `{}` → result `{moments: [Moment]}`;
+/// - `like_moment` `{momentId}`; `fetch_moments` `{cursor?, limit?}` → result
+///   `{moments: [Moment], cursor?}`, newest first, one page; `cursor` (opaque) when older ones
+///   follow, to pass back for the next page;
 /// - `fetch_friends` `{}` → result `{friends: [Friend]}`.
 pub mod command {
     pub const SEND_TEXT: &str = "send_text";
@@ -96,6 +98,9 @@ pub struct Moment {
     pub moment_id: String,
     pub author: String,
     pub text: String,
+    /// When the friend posted it (epoch ms), if the device knows; lists sort by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posted_at: Option<i64>,
 }
 
 /// One frame on the wire.

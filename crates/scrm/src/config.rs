@@ -564,6 +564,21 @@ impl Config {
                 ));
             }
         };
+        // The alert webhook goes through the private-address guard too (crate::outbound): a
+        // literal private host is refused here, a name when an alert is posted.
+        if let Some(u) = &alerts.webhook_url
+            && !allow_private_urls
+            && let Some(why) = url::Url::parse(u)
+                .ok()
+                .and_then(|u| crate::outbound::literal_refusal(&u))
+        {
+            return Err(bad(
+                "SCRM_ALERT_WEBHOOK_URL",
+                format!(
+                    "{why}; set SCRM_ALLOW_PRIVATE_URLS=true to post alerts inside the network"
+                ),
+            ));
+        }
         let events = events_config(src, &mut sources)?;
         let device_send_gap_ms = match src.get("SCRM_DEVICE_SEND_GAP_MS") {
             None => (3000, 8000),
@@ -916,6 +931,29 @@ mod tests {
         );
         assert_eq!(cfg(&[("SCRM_ROLE", "boss")]).unwrap_err().key, "SCRM_ROLE");
         assert_eq!(cfg(&[("DB_HOST", "h")]).unwrap_err().key, "DB_DATABASE");
+    }
+
+    #[test]
+    fn a_private_alert_webhook_needs_private_urls_allowed() {
+        let hook = |url: &'static str| {
+            [
+                ("SCRM_ALERT_WEBHOOK_URL", url),
+                ("SCRM_ALERT_WEBHOOK_SECRET", "0123456789abcdef"),
+            ]
+        };
+        for url in [
+            "http://10.0.0.5/alerts",
+            "http://169.254.169.254/",
+            "http://localhost:9/",
+        ] {
+            let e = cfg(&hook(url)).unwrap_err();
+            assert_eq!(e.key, "SCRM_ALERT_WEBHOOK_URL", "{url}");
+            assert!(e.reason.contains("not a public"), "{}", e.reason);
+        }
+        assert!(cfg(&hook("https://alerts.example.com/hook")).is_ok());
+        let mut allowed = hook("http://10.0.0.5/alerts").to_vec();
+        allowed.push(("SCRM_ALLOW_PRIVATE_URLS", "true"));
+        assert!(cfg(&allowed).is_ok());
     }
 
     #[test]

@@ -156,6 +156,9 @@ async fn put_config(
             ));
         }
     }
+    // Not a private, loopback or metadata address (crate::outbound; a name is checked again
+    // each time it is called, by the guarded client's resolver).
+    crate::outbound::check_stored(state.config.allow_private_urls, "endpoint", &endpoint)?;
     let model = b
         .model
         .as_deref()
@@ -503,13 +506,16 @@ async fn reply(
         Some(k) => Some(MasterKey::load(&state.config)?.decrypt(k)?),
         None => None,
     };
-    let answer = match complete_chat(&cfg.endpoint, key.as_deref(), &cfg.model, messages).await {
-        Ok(a) => a,
-        Err(e) if ctx.is_last_attempt() => {
-            return log(state, &m, tenant_id, "failed", None, Some(&e.to_string())).await;
-        }
-        Err(e) => return Err(e),
-    };
+    let allow = state.config.allow_private_urls;
+    let answer =
+        match complete_chat(allow, &cfg.endpoint, key.as_deref(), &cfg.model, messages).await {
+            Ok(a) => a,
+            // A refused address stays refused: logged at once, not retried.
+            Err(e) if ctx.is_last_attempt() || e.is::<crate::outbound::Refused>() => {
+                return log(state, &m, tenant_id, "failed", None, Some(&e.to_string())).await;
+            }
+            Err(e) => return Err(e),
+        };
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let inserted = tx
@@ -542,23 +548,41 @@ async fn reply(
     Ok(())
 }
 
-/// One chat completion: the first choice's content.
+/// One chat completion: the first choice's content. The endpoint is a tenant's URL, so it goes
+/// through the private-address guard (`crate::outbound`) unless `allow_private`; a refused
+/// address is an [`crate::outbound::Refused`] error.
 async fn complete_chat(
+    allow_private: bool,
     endpoint: &str,
     key: Option<&str>,
     model: &str,
     messages: Vec<Value>,
 ) -> anyhow::Result<String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    static OPEN: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    static GUARDED: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = (if allow_private { &OPEN } else { &GUARDED }).get_or_init(|| {
+        crate::outbound::client(
+            reqwest::Client::builder().timeout(Duration::from_secs(60)),
+            allow_private,
+        )
+    });
+    let url = format!("{endpoint}/chat/completions");
+    if let Err(why) = crate::outbound::check_fetch(allow_private, &url) {
+        return Err(crate::outbound::Refused(why).into());
+    }
     let mut req = client
-        .post(format!("{endpoint}/chat/completions"))
+        .post(&url)
         .json(&json!({"model": model, "messages": messages}));
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
-    let resp = req.send().await?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| match crate::outbound::refusal(&e) {
+            Some(why) => anyhow::Error::new(crate::outbound::Refused(why)),
+            None => e.into(),
+        })?;
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or_default();
     if !status.is_success() {

@@ -32,6 +32,7 @@ pub struct Hub {
     notify: Arc<Notify>,
     sessions: Arc<Mutex<HashMap<i64, (u64, CancellationToken)>>>,
     next: Arc<AtomicU64>,
+    /// Cancelled only by `halt` (feature `test-hooks`): sessions end as in a crash.
     halted: CancellationToken,
 }
 
@@ -64,12 +65,14 @@ impl Hub {
 
     /// End every gateway session of this process at once without releasing anything, as a
     /// crashed process would: their leases lapse by themselves and a session elsewhere takes
-    /// over (tests of the lease; a process that must stop without touching the database).
+    /// over. Tests of the lease only: behind the `test-hooks` feature, which the api tests
+    /// enable and a production build does not have.
+    #[cfg(feature = "test-hooks")]
     pub fn halt(&self) {
         self.halted.cancel();
     }
 
-    /// Cancelled once [`Hub::halt`] was called.
+    /// Cancelled once `Hub::halt` (feature `test-hooks`) was called; never in production.
     pub fn halted(&self) -> CancellationToken {
         self.halted.clone()
     }

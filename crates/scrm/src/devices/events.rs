@@ -193,7 +193,30 @@ pub async fn after_command(
         (_, command::FETCH_MOMENTS) if ok => {
             let moments: Vec<Moment> =
                 serde_json::from_value(result["moments"].clone()).unwrap_or_default();
-            store_moments(state, tx, c.tenant_id, &c.account_wxid, &moments).await?;
+            let new = store_moments(state, tx, c.tenant_id, &c.account_wxid, &moments).await?;
+            // Pages come newest first: a page with nothing new means the older ones were
+            // collected before, so collection stops there instead of walking the whole history.
+            if let Some(cursor) = result["cursor"].as_str().filter(|c| !c.is_empty())
+                && new > 0
+            {
+                record(
+                    state,
+                    tx,
+                    c.tenant_id,
+                    NewCommand::new(
+                        &c.account_wxid,
+                        command::FETCH_MOMENTS,
+                        json!({"cursor": cursor}),
+                        if c.source == "auto_like" {
+                            "auto_like"
+                        } else {
+                            "collect"
+                        },
+                        c.source_id,
+                    ),
+                )
+                .await?;
+            }
         }
         (_, command::LIKE_MOMENT) if ok => {
             tx.execute(
@@ -241,14 +264,14 @@ pub async fn upsert_friends(
 }
 
 /// Store moments not seen before; with auto-like on, like each new one (a `like_moment`
-/// command, spaced like pushes).
+/// command, spaced like pushes). Returns how many were new.
 async fn store_moments(
     state: &AppState,
     tx: &mut Tx,
     tenant_id: i64,
     account: &str,
     moments: &[Moment],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let auto_like = tx
         .fetch_i64(
             query("SELECT COUNT(*) FROM device_account WHERE tenant_id = ? AND wxid = ? AND auto_like = 1")
@@ -259,9 +282,11 @@ async fn store_moments(
         > 0;
     let sql = insert_ignore(
         tx.backend(),
-        "device_moment (tenant_id, account_wxid, moment_id, author_wxid, text, liked, seen_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+        "device_moment (tenant_id, account_wxid, moment_id, author_wxid, text, liked, seen_at, posted_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
     );
+    let mut stored = 0;
     for m in moments {
+        let now = now_ms();
         let new = tx
             .execute(
                 query(sql.clone())
@@ -270,11 +295,13 @@ async fn store_moments(
                     .bind(m.moment_id.as_str())
                     .bind(m.author.as_str())
                     .bind(m.text.as_str())
-                    .bind(now_ms()),
+                    .bind(now)
+                    .bind(m.posted_at.unwrap_or(now)),
             )
             .await?
             .rows_affected
             == 1;
+        stored += usize::from(new);
         if new && auto_like {
             let mut c = NewCommand::new(
                 account,
@@ -287,5 +314,5 @@ async fn store_moments(
             record(state, tx, tenant_id, c).await?;
         }
     }
-    Ok(())
+    Ok(stored)
 }

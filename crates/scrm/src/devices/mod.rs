@@ -10,6 +10,7 @@
 //! - [`group_send`]: device accounts as senders of seed 004's group sends, beside WeCom members.
 //! - [`health`]: the daily account health score of both kinds of sender account.
 //! - [`tasks`]: group push, auto group create (`POST /v1/workbench/auto-group`), group welcome.
+//! - [`moments`]: friends' moments the accounts saw (events and moments collection), listed.
 //! - [`ai`]: AI auto-reply through an OpenAI-compatible endpoint.
 //! - [`jobs`]: the job kinds and schedules (auto-like, moments collection).
 
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod group_send;
 pub mod health;
 pub mod jobs;
+pub mod moments;
 pub mod provider;
 pub mod tasks;
 
@@ -34,4 +36,5 @@ pub fn routes(state: &AppState) -> Routes {
         .merge(tasks::routes(state))
         .merge(ai::routes(state))
         .merge(health::routes(state))
+        .merge(moments::routes(state))
 }

@@ -18,10 +18,19 @@ pub fn sinks(state: &AppState) -> Vec<Arc<dyn AlertSink>> {
     let c = &state.config.alerts;
     let mut out: Vec<Arc<dyn AlertSink>> = Vec::new();
     if let (Some(url), Some(secret)) = (&c.webhook_url, &c.webhook_secret) {
-        match WebhookSink::new(url.clone(), secret.expose().as_bytes().to_vec()) {
-            Ok(s) => out.push(Arc::new(s)),
-            Err(e) => tracing::error!(error = %e, "alerts: webhook sink not available"),
-        }
+        // Through the private-address guard (crate::outbound) like tenants' URLs, unless
+        // SCRM_ALLOW_PRIVATE_URLS: a literal private host is refused at startup (config.rs), a
+        // name that resolves privately when an alert is posted.
+        let allow = state.config.allow_private_urls;
+        let client = crate::outbound::client(
+            reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)),
+            allow,
+        );
+        out.push(Arc::new(WebhookSink::with_client(
+            url.clone(),
+            secret.expose().as_bytes().to_vec(),
+            client,
+        )));
     }
     if !c.wecom_to.is_empty() {
         out.push(Arc::new(WeComAlertSink {

@@ -353,27 +353,16 @@ pub(crate) async fn task_detail(
     ApiPath(task_id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<DetailQuery>,
 ) -> ApiResult<Reply<Value>> {
-    let t = store::get_task(&state.db, user.tenant_id, task_id)
-        .await?
-        .ok_or(ApiError::NotFound("group-send task"))?;
     // A task has up to 100,000 results: they come a page at a time (default the first 100).
     let paging = Paging::new(q.result_page, q.result_size, 100, 1000)?;
-    let sender_name: Option<String> = match &t.sender_account_id {
-        Some(s) => account_name(&state, user.tenant_id, s).await?,
-        None => None,
-    };
-    let mut sender_accounts = Vec::new();
-    for id in crate::devices::group_send::senders_of(&t) {
-        let acc =
-            crate::devices::provider::resolve(&state.db, user.tenant_id, &id, "senderAccountIds")
-                .await
-                .ok();
-        sender_accounts.push(json!({
-            "accountId": id,
-            "accountName": acc.as_ref().map(|a| a.account_name.clone()),
-            "accountType": acc.as_ref().map(|a| a.provider.as_str()),
-        }));
-    }
+    // The task, its result count and the page of results from one snapshot: the counts and a
+    // result's status move in one transaction, and separate reads could straddle it (a task
+    // shown COMPLETED beside a result still PENDING).
+    let mut tx = state.db.begin_read().await?;
+    let t = tx
+        .fetch_optional::<store::TaskRow>(store::task_query(user.tenant_id, task_id))
+        .await?
+        .ok_or(ApiError::NotFound("group-send task"))?;
     let mut cond = query(" WHERE r.task_id = ?").bind(t.id);
     match q.result_status.filter(|s| !s.is_empty()) {
         // Results shown as PENDING include those waiting in WeCom (stored as SUBMITTED).
@@ -389,7 +378,7 @@ pub(crate) async fn task_detail(
     }
     let mut count = query("SELECT COUNT(*) FROM t_group_send_result r");
     count.append(&cond);
-    let result_total = state.db.fetch_i64(count).await?;
+    let result_total = tx.fetch_i64(count).await?;
     let mut page = query(
         "SELECT r.customer_id, c.name, r.external_userid, r.sender_userid, r.status, r.error_message \
          FROM t_group_send_result r LEFT JOIN customer c ON c.tenant_id = r.tenant_id AND c.id = r.customer_id",
@@ -406,7 +395,24 @@ pub(crate) async fn task_detail(
         String,
         Option<String>,
     );
-    let rows: Vec<ResultRow> = state.db.fetch_all(page).await?;
+    let rows: Vec<ResultRow> = tx.fetch_all(page).await?;
+    tx.commit().await?;
+    let sender_name: Option<String> = match &t.sender_account_id {
+        Some(s) => account_name(&state, user.tenant_id, s).await?,
+        None => None,
+    };
+    let mut sender_accounts = Vec::new();
+    for id in crate::devices::group_send::senders_of(&t) {
+        let acc =
+            crate::devices::provider::resolve(&state.db, user.tenant_id, &id, "senderAccountIds")
+                .await
+                .ok();
+        sender_accounts.push(json!({
+            "accountId": id,
+            "accountName": acc.as_ref().map(|a| a.account_name.clone()),
+            "accountType": acc.as_ref().map(|a| a.provider.as_str()),
+        }));
+    }
     let results: Vec<Value> = rows
         .into_iter()
         .map(|(cid, name, ext, sender, st, err)| {

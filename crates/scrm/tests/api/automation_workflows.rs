@@ -23,7 +23,7 @@ use crate::integration_sync::sync;
 const BASE: &str = "/api/v1/automation/workflows";
 
 /// A simulator mirrored into scrm.
-async fn world(app: &TestApp) -> SimHandle {
+pub(crate) async fn world(app: &TestApp) -> SimHandle {
     let sim = sim(12).await;
     connect(app, &sim).await;
     assert_eq!(
@@ -41,7 +41,7 @@ fn sends_to(sim: &SimHandle, ext: &str) -> Vec<Delivery> {
 }
 
 /// Create and publish a workflow; its id.
-async fn published(app: &TestApp, token: &str, body: Value) -> i64 {
+pub(crate) async fn published(app: &TestApp, token: &str, body: Value) -> i64 {
     let r = app.post(BASE, token, body).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.data()["id"].as_i64().unwrap();
@@ -87,7 +87,7 @@ async fn step_logged(app: &TestApp, run_id: i64, index: usize, status: i64) -> V
     .await
 }
 
-async fn run_status(app: &TestApp, run_id: i64, status: i64) -> Value {
+pub(crate) async fn run_status(app: &TestApp, run_id: i64, status: i64) -> Value {
     until(&format!("run {run_id} status {status}"), || async {
         let r = run(app, run_id).await;
         (r["status"] == status).then_some(r)
@@ -113,7 +113,7 @@ async fn advance(app: &TestApp, run_id: i64, index: i64) {
 }
 
 /// Customers of the synced company that have an owner: (id, external_userid).
-async fn owned_customers(app: &TestApp) -> Vec<(i64, String)> {
+pub(crate) async fn owned_customers(app: &TestApp) -> Vec<(i64, String)> {
     app.state
         .db
         .fetch_all(query(

@@ -481,7 +481,7 @@ async fn friends_follow_the_device_and_accounts_show_their_state(app: TestApp) {
 
 /// A local OpenAI-compatible chat endpoint: answers "echo: <last user message>" and keeps every
 /// request it got.
-async fn fake_chat() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub(crate) async fn fake_chat() -> (String, Arc<Mutex<Vec<Value>>>) {
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let s = seen.clone();
     let router = axum::Router::new().route(
@@ -700,6 +700,113 @@ async fn auto_like_likes_new_moments_once(app: TestApp) {
     sim.stop();
 }
 
+/// Runs the moments collection job now and waits until every `fetch_moments` it caused (the
+/// pages it walked) is done; returns the count of done fetches.
+async fn collect_moments(app: &TestApp, done_before: i64) -> i64 {
+    app.state
+        .jobs
+        .enqueue_now(scrm_jobs::NewJob::new("devices.moments.collect", &json!({})).unwrap())
+        .await
+        .unwrap();
+    until("the collection done", || async {
+        let db = &app.state.db;
+        let done = db
+            .fetch_i64(query("SELECT COUNT(*) FROM device_command WHERE command = 'fetch_moments' AND status = 'done'"))
+            .await
+            .unwrap();
+        let open = db
+            .fetch_i64(query("SELECT COUNT(*) FROM device_command WHERE command = 'fetch_moments' AND status <> 'done'"))
+            .await
+            .unwrap();
+        (done > done_before && open == 0).then_some(done)
+    })
+    .await
+}
+
+async fn moments_collection_lists_each_moment_once_newest_first(app: TestApp) {
+    let sim = gateway(&app).await;
+    // Two moments a page, so a collection walks pages; the device does not announce these
+    // moments, so only the collection can bring them.
+    sim.set_moments_page_size(2);
+    let texts = ["周末去爬山", "新店开业", "早安", "晚安"];
+    let mut ids = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let author = if i % 2 == 0 { "f1" } else { "f2" };
+        ids.push(sim.post_moment_unannounced("wxid_a", author, t));
+    }
+    let t = &app.admin_token;
+    let r = app.get("/api/v1/devices/moments", t).await;
+    assert_eq!(
+        (r.status, &r.data()["total"]),
+        (200, &json!(0)),
+        "{:?}",
+        r.body
+    );
+
+    let done = collect_moments(&app, 0).await;
+    assert_eq!(done, 2, "two pages of two");
+    let r = app.get("/api/v1/devices/moments?account=wxid_a", t).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let listed: Vec<&str> = r.data()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["momentId"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first);
+    assert_eq!(r.data()["total"], 4);
+    let first = &r.data()["list"][0];
+    assert_eq!(
+        (
+            &first["text"],
+            &first["author"],
+            &first["authorNickname"],
+            &first["liked"]
+        ),
+        (&json!("晚安"), &json!("f2"), &json!("Gus"), &json!(false))
+    );
+
+    // A new moment: the next collection stores it and stops at the page with nothing new;
+    // nothing is stored twice.
+    let newest = sim.post_moment_unannounced("wxid_a", "f3", "新的一周");
+    collect_moments(&app, done).await;
+    let r = app.get("/api/v1/devices/moments?size=2", t).await;
+    assert_eq!(r.data()["total"], 5, "{:?}", r.body);
+    assert_eq!(r.data()["list"][0]["momentId"], json!(newest));
+    assert_eq!(r.data()["list"].as_array().unwrap().len(), 2);
+    let stored = crate::helpers::n(&app, "SELECT COUNT(*) FROM device_moment".into()).await;
+    assert_eq!(stored, 5);
+
+    // Filters: by author, and a bad account or time named.
+    let r = app.get("/api/v1/devices/moments?author=f1", t).await;
+    assert_eq!(r.data()["total"], 2, "{:?}", r.body);
+    let r = app
+        .get("/api/v1/devices/moments?since=2999-01-01T00:00:00Z", t)
+        .await;
+    assert_eq!(r.data()["total"], 0, "{:?}", r.body);
+    let r = app.get("/api/v1/devices/moments?since=yesterday", t).await;
+    assert_eq!(
+        (r.status, r.body["fields"][0]["field"].as_str()),
+        (400, Some("since"))
+    );
+    let r = app
+        .get("/api/v1/devices/moments?account=wxid_nobody", t)
+        .await;
+    assert_eq!((r.status, r.error()), (404, "SENDER_ACCOUNT_NOT_FOUND"));
+
+    // Another tenant sees none of them.
+    let (_, other) = app.other_tenant_admin("other", "otheradmin").await;
+    let r = app.get("/api/v1/devices/moments", &other).await;
+    assert_eq!(
+        (r.status, &r.data()["total"]),
+        (200, &json!(0)),
+        "{:?}",
+        r.body
+    );
+    sim.stop();
+}
+
 scrm_db::db_tests!(crate::gateway::spawn;
     group_push_reaches_every_room_once_across_gateway_drops,
     tasks_an_account_cannot_do_are_refused_at_creation,
@@ -707,6 +814,7 @@ scrm_db::db_tests!(crate::gateway::spawn;
     friends_follow_the_device_and_accounts_show_their_state,
     ai_replies_with_history_rate_limit_hours_and_handover,
     auto_like_likes_new_moments_once,
+    moments_collection_lists_each_moment_once_newest_first,
 );
 
 /// scrm whose gateway lease lapses 1.5 s after its holder stops renewing it.

@@ -1,5 +1,5 @@
-//! The private-address guard (SSRF) on URLs tenants give scrm: content sources and workflow
-//! webhook steps, with `SCRM_ALLOW_PRIVATE_URLS` off as in production.
+//! The private-address guard (SSRF) on URLs tenants give scrm: content sources, workflow
+//! webhook steps and AI reply endpoints, with `SCRM_ALLOW_PRIVATE_URLS` off as in production.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,6 +128,123 @@ async fn private_addresses_are_refused_when_stored_and_when_fetched(app: TestApp
     assert_eq!(r.status, 201, "{:?}", r.body);
 }
 
+/// This machine's own host name: it resolves to a loopback or private address, so a URL with it
+/// passes the stored check (a name) and is refused when it is called.
+fn own_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+async fn a_webhook_step_whose_name_resolves_privately_fails_with_the_reason(app: TestApp) {
+    let sim = crate::automation_workflows::world(&app).await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let router = axum::Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let host = own_host();
+    let t = &app.admin_token;
+    let wf = crate::automation_workflows::published(
+        &app,
+        t,
+        json!({"name": "hook", "trigger": {"type": "manual"},
+               "steps": [{"type": "webhook", "url": format!("http://{host}:{port}/hook")}]}),
+    )
+    .await;
+    let customer = crate::automation_workflows::owned_customers(&app).await[0].0;
+    let r = app
+        .post(
+            &format!("/api/v1/automation/workflows/{wf}/runs"),
+            t,
+            json!({"customerIds": [customer]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let run = r.data()["runIds"][0].as_i64().unwrap();
+    // Failed (3) at once, not retried, with the guard's reason on the run and on the step.
+    let r = crate::automation_workflows::run_status(&app, run, 3).await;
+    let error = r["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("URL_NOT_ALLOWED") && error.contains(&format!("{host} resolves to")),
+        "{r}"
+    );
+    assert!(
+        r["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("URL_NOT_ALLOWED"),
+        "{r}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing was called");
+    sim.shutdown().await;
+}
+
+async fn an_ai_reply_endpoint_is_refused_when_stored_and_when_called(app: TestApp) {
+    let t = &app.admin_token;
+    let r = app
+        .post("/api/v1/devices/gateways", t, json!({"name": "phones"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let token = r.data()["token"].as_str().unwrap().to_string();
+    let sim = crate::gateway::connect_sim(&app, &token).await;
+    let (endpoint, seen) = crate::gateway::fake_chat().await;
+    let config = |endpoint: &str| json!({"enabled": true, "endpoint": endpoint, "model": "gpt-4o-mini", "systemPrompt": "你是客服"});
+    const AI: &str = "/api/v1/devices/accounts/wxid_a/ai-reply";
+    // A literal private address is refused when stored, naming the field.
+    for e in [
+        endpoint.clone(),
+        "http://169.254.169.254/v1".into(),
+        "http://localhost:9/v1".into(),
+    ] {
+        let r = app.put(AI, t, config(&e)).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (422, "URL_NOT_ALLOWED"),
+            "{e}: {:?}",
+            r.body
+        );
+        assert_eq!(r.body["fields"][0]["field"], "endpoint", "{:?}", r.body);
+    }
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) FROM device_ai_config".into()).await,
+        0
+    );
+
+    // A name is stored, and refused when the reply calls it: the decision is logged as failed
+    // with the reason, at once, and nothing is sent.
+    let by_name = endpoint.replace("127.0.0.1", &own_host());
+    let r = app.put(AI, t, config(&by_name)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    sim.receive_message("wxid_a", "f1", None, "你好");
+    let logged = crate::helpers::until("the failed reply", || async {
+        let r = app
+            .get("/api/v1/devices/ai-replies?accountId=wxid_a&peer=f1", t)
+            .await;
+        r.data().as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!(logged["status"], "failed", "{logged}");
+    let error = logged["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("URL_NOT_ALLOWED") && error.contains("resolves to"),
+        "{logged}"
+    );
+    assert!(seen.lock().is_empty(), "the endpoint was not called");
+    assert!(sim.deliveries().iter().all(|d| d.to != "f1"));
+    sim.stop();
+}
+
 scrm_db::db_tests!(crate::outbound::spawn;
     private_addresses_are_refused_when_stored_and_when_fetched,
+    a_webhook_step_whose_name_resolves_privately_fails_with_the_reason,
+    an_ai_reply_endpoint_is_refused_when_stored_and_when_called,
 );

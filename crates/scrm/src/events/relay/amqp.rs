@@ -73,20 +73,18 @@ impl AmqpSink {
     }
 
     async fn publish_all(&self, events: &[Event]) -> Published {
+        super::publish_connected(
+            &self.live,
+            self.connect(),
+            async |live: &mut Live| self.publish_on(live, events).await,
+            close,
+        )
+        .await
+    }
+
+    /// One batch on a live connection: every event in flight at once, then the confirmations.
+    async fn publish_on(&self, live: &Live, events: &[Event]) -> Published {
         let mut out = Published::default();
-        let mut guard = self.live.lock().await;
-        if guard.is_none() {
-            match self.connect().await {
-                Ok(live) => *guard = Some(live),
-                Err(e) => {
-                    out.error = Some(e);
-                    return out;
-                }
-            }
-        }
-        let Some(live) = guard.as_ref() else {
-            return out;
-        };
         // Everything in flight at once, in order on one channel; then the confirmations in order.
         let mut confirms = Vec::with_capacity(events.len());
         for e in events {
@@ -149,11 +147,6 @@ impl AmqpSink {
                     break;
                 }
             }
-        }
-        if out.error.is_some()
-            && let Some(live) = guard.take()
-        {
-            close(live);
         }
         out
     }

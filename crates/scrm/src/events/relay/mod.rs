@@ -387,6 +387,38 @@ pub async fn status(db: &Db, cfg: &EventsConfig) -> anyhow::Result<Vec<SinkStatu
 /// round (and is replaced) instead of holding the job.
 pub(crate) const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What every broker sink's batch does around its own publish/confirm loop: connect on first
+/// use (a failure to connect is the batch's error: nothing was published), run `publish` on the
+/// live connection, and give the connection to `retire` when the batch ended in an error, so the
+/// next batch connects afresh (a half-broken connection is never reused).
+pub(crate) async fn publish_connected<L>(
+    slot: &tokio::sync::Mutex<Option<L>>,
+    connect: impl std::future::Future<Output = anyhow::Result<L>>,
+    publish: impl AsyncFnOnce(&mut L) -> super::Published,
+    retire: impl FnOnce(L),
+) -> super::Published {
+    let mut guard = slot.lock().await;
+    let live = match &mut *guard {
+        Some(live) => live,
+        None => match connect.await {
+            Ok(live) => guard.insert(live),
+            Err(e) => {
+                return super::Published {
+                    error: Some(e),
+                    ..Default::default()
+                };
+            }
+        },
+    };
+    let out = publish(live).await;
+    if out.error.is_some()
+        && let Some(live) = guard.take()
+    {
+        retire(live);
+    }
+    out
+}
+
 /// The pause before the next round after `failures` failed rounds in a row.
 pub fn backoff_ms(failures: u32) -> i64 {
     (500i64 << failures.min(6)).min(30_000)

@@ -97,20 +97,19 @@ impl NatsSink {
     }
 
     async fn publish_all(&self, events: &[Event]) -> Published {
+        super::publish_connected(
+            &self.live,
+            self.connect(),
+            async |live: &mut Live| self.publish_on(live, events).await,
+            drop,
+        )
+        .await
+    }
+
+    /// One batch on a live connection: every event in flight at once (each expecting the one
+    /// before it), then the acknowledgements in order.
+    async fn publish_on(&self, live: &mut Live, events: &[Event]) -> Published {
         let mut out = Published::default();
-        let mut guard = self.live.lock().await;
-        if guard.is_none() {
-            match self.connect().await {
-                Ok(live) => *guard = Some(live),
-                Err(e) => {
-                    out.error = Some(e);
-                    return out;
-                }
-            }
-        }
-        let Some(live) = guard.as_mut() else {
-            return out;
-        };
         let mut acks = Vec::with_capacity(events.len());
         let mut expected = live.last_id.clone();
         for e in events {
@@ -160,9 +159,6 @@ impl NatsSink {
                     break;
                 }
             }
-        }
-        if out.error.is_some() {
-            *guard = None;
         }
         out
     }

@@ -182,14 +182,16 @@ pub async fn insert_task(
 
 /// One of the tenant's tasks.
 pub async fn get_task(db: &Db, tenant_id: i64, id: i64) -> DbResult<Option<TaskRow>> {
-    db.fetch_optional(
-        query(format!(
-            "SELECT {TASK_COLUMNS} FROM t_group_send_task WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(tenant_id)
-        .bind(id),
-    )
-    .await
+    db.fetch_optional(task_query(tenant_id, id)).await
+}
+
+/// The query of [`get_task`], to run in a transaction (a detail read from one snapshot).
+pub fn task_query(tenant_id: i64, id: i64) -> scrm_db::Query {
+    query(format!(
+        "SELECT {TASK_COLUMNS} FROM t_group_send_task WHERE tenant_id = ? AND id = ?"
+    ))
+    .bind(tenant_id)
+    .bind(id)
 }
 
 /// A task by id alone (jobs carry the tenant in their row; the id is enough).

@@ -361,16 +361,25 @@ pub(crate) async fn list_executions(
     }
     let mut count = query("SELECT COUNT(*) FROM sop_execution");
     count.append(&cond);
-    let total = state.db.fetch_i64(count).await?;
     let mut page = query(format!("SELECT {EXECUTION_COLUMNS} FROM sop_execution"));
     page.append(&cond);
     page.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
         .push_bind(p.size)
         .push_bind(p.offset());
-    let rows: Vec<ExecutionRow> = state.db.fetch_all(page).await?;
+    // Executions and their steps from one snapshot: a step's outcome and its execution's
+    // progress move in one transaction, and separate reads could straddle it (an execution
+    // shown finished beside its last step still waiting).
+    let mut tx = state.db.begin_read().await?;
+    let total = tx.fetch_i64(count).await?;
+    let rows: Vec<ExecutionRow> = tx.fetch_all(page).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let step_rows = match store::exec_steps_query(user.tenant_id, &ids) {
+        Some(q) => store::exec_steps_of(tx.fetch_all(q).await?),
+        None => Vec::new(),
+    };
+    tx.commit().await?;
     let mut steps: HashMap<i64, Vec<Value>> = HashMap::new();
-    for (e, s) in store::exec_steps(&state.db, user.tenant_id, &ids).await? {
+    for (e, s) in step_rows {
         steps.entry(e).or_default().push(json!({
             "stepOrder": s.step_order, "stepName": s.step_name, "stepType": s.step_type,
             "dueAt": iso(s.due_at), "status": s.status, "msgid": s.msgid,

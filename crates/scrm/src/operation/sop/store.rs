@@ -486,14 +486,17 @@ pub async fn exec_steps(
     tenant_id: i64,
     execution_ids: &[i64],
 ) -> DbResult<Vec<(i64, ExecStepRow)>> {
-    if execution_ids.is_empty() {
-        return Ok(vec![]);
+    match exec_steps_query(tenant_id, execution_ids) {
+        None => Ok(vec![]),
+        Some(q) => Ok(exec_steps_of(db.fetch_all(q).await?)),
     }
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        execution_id: i64,
-        #[sqlx(flatten)]
-        step: ExecStepRow,
+}
+
+/// The steps of executions in one statement, to run in a transaction (a list read from one
+/// snapshot); `None` for no executions. Its rows go through [`exec_steps_of`].
+pub fn exec_steps_query(tenant_id: i64, execution_ids: &[i64]) -> Option<scrm_db::Query> {
+    if execution_ids.is_empty() {
+        return None;
     }
     let mut q = query(
         "SELECT execution_id, id, step_order, step_name, step_type, action_content, due_at, status, \
@@ -502,6 +505,18 @@ pub async fn exec_steps(
     .bind(tenant_id);
     q.push_in_list(execution_ids.iter().copied());
     q.push_sql(" ORDER BY execution_id, step_order");
-    let rows: Vec<Row> = db.fetch_all(q).await?;
-    Ok(rows.into_iter().map(|r| (r.execution_id, r.step)).collect())
+    Some(q)
+}
+
+/// A row of [`exec_steps_query`]: the step and its execution.
+#[derive(sqlx::FromRow)]
+pub struct ExecStepOf {
+    execution_id: i64,
+    #[sqlx(flatten)]
+    step: ExecStepRow,
+}
+
+/// (execution id, step) pairs from [`exec_steps_query`]'s rows.
+pub fn exec_steps_of(rows: Vec<ExecStepOf>) -> Vec<(i64, ExecStepRow)> {
+    rows.into_iter().map(|r| (r.execution_id, r.step)).collect()
 }

@@ -379,8 +379,9 @@ async fn finish_step(
             query(
                 "SELECT COUNT(CASE WHEN status IN (0, 1) THEN 1 END), \
                  COUNT(CASE WHEN status = 3 THEN 1 END) \
-                 FROM sop_execution_step WHERE execution_id = ?",
+                 FROM sop_execution_step WHERE tenant_id = ? AND execution_id = ?",
             )
+            .bind(e.tenant_id)
             .bind(e.id),
         )
         .await?;
@@ -439,14 +440,14 @@ pub async fn control(
             ("resume", status::PAUSED) => {
                 let paused_for = now - e.paused_at.unwrap_or(now);
                 let n = state.db.execute(query("UPDATE sop_execution SET status = 0, paused_at = NULL, updated_at = ? WHERE id = ? AND status = 2").bind(now).bind(e.id)).await?.rows_affected;
-                state.db.execute(query("UPDATE sop_execution_step SET due_at = due_at + ?, updated_at = ? WHERE execution_id = ? AND status = 0").bind(paused_for).bind(now).bind(e.id)).await?;
+                state.db.execute(query("UPDATE sop_execution_step SET due_at = due_at + ?, updated_at = ? WHERE tenant_id = ? AND execution_id = ? AND status = 0").bind(paused_for).bind(now).bind(e.tenant_id).bind(e.id)).await?;
                 state.jobs.resume(scope, &target, true).await?;
                 n
             }
             ("cancel", status::RUNNING | status::PAUSED) => {
                 state.jobs.cancel(scope, &target).await?;
                 let n = state.db.execute(query("UPDATE sop_execution SET status = 4, active_key = NULL, finished_at = ?, updated_at = ? WHERE id = ? AND status IN (0, 2)").bind(now).bind(now).bind(e.id)).await?.rows_affected;
-                state.db.execute(query("UPDATE sop_execution_step SET status = 4, updated_at = ? WHERE execution_id = ? AND status = 0").bind(now).bind(e.id)).await?;
+                state.db.execute(query("UPDATE sop_execution_step SET status = 4, updated_at = ? WHERE tenant_id = ? AND execution_id = ? AND status = 0").bind(now).bind(e.tenant_id).bind(e.id)).await?;
                 n
             }
             _ => 0,

@@ -11,6 +11,7 @@
 //!   cancel, step log).
 //! - [`sop`]: the SOP template list and builder, running a template, executions (pause / resume /
 //!   cancel) and an execution's step log.
+//! - [`staff_picker`]: the searchable staff picker every form that picks staff uses.
 //!
 //! Pages call the domain modules' Rust functions — store and query functions, or the API's
 //! handler functions where the API owns the validation — never the HTTP API itself, so a page
@@ -37,6 +38,7 @@ pub mod pools;
 pub mod schedules;
 pub mod sop;
 pub mod sources;
+pub mod staff_picker;
 pub mod system;
 pub mod tags;
 pub mod wecom;
@@ -349,6 +351,13 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::CHANNEL_CODE_MANAGE),
             "Create a channel code",
             automation::create_code,
+        )
+        .route(
+            M::GET,
+            "/console/staff-picker",
+            P(perm::STAFF_VIEW),
+            "Staff picker: the chosen staff and those matching a search (name or userid)",
+            staff_picker::search_rows,
         )
         .route(
             M::GET,

@@ -1817,6 +1817,192 @@ async fn console_channel_code_member_picker_searches_any_number_of_staff(app: Te
     );
 }
 
+/// 600 staff in our tenant (u0001 / 员工0001 …) and one in another tenant with a clashing userid.
+async fn many_staff(app: &TestApp) -> (i64, i64) {
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let (other, _) = app
+        .other_tenant_admin("picker-other", "picker-other-admin")
+        .await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    let mut ours = 0;
+    for i in 1..=600 {
+        let id = scrm::customers::staff::upsert_staff(
+            &mut tx,
+            tenant,
+            &format!("u{i:04}"),
+            &format!("员工{i:04}"),
+            &[1],
+            1,
+            1_700_000_000_000,
+        )
+        .await
+        .unwrap();
+        if i == 599 {
+            ours = id;
+        }
+    }
+    let theirs = scrm::customers::staff::upsert_staff(
+        &mut tx,
+        other,
+        "u0599",
+        "别家0599",
+        &[1],
+        1,
+        1_700_000_000_000,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    (ours, theirs)
+}
+
+fn choices(p: &Page) -> usize {
+    p.body.matches("class=\"staff-choice\"").count()
+}
+
+async fn console_staff_picker_searches_the_tenants_staff_for_every_staff_form(app: TestApp) {
+    let (ours, theirs) = many_staff(&app).await;
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+
+    // The search route: by name or userid, a page at most, our tenant only.
+    let by_name = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=%E5%91%98%E5%B7%A50599")
+        .await;
+    assert_eq!(by_name.status, 200);
+    assert_eq!(choices(&by_name), 1);
+    assert!(
+        by_name
+            .body
+            .contains(&format!("type=\"radio\" name=\"staff\" value=\"{ours}\""))
+    );
+    let clash = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=0599")
+        .await;
+    assert_eq!(choices(&clash), 1);
+    assert!(!clash.body.contains("别家0599"), "{}", clash.body);
+    let wide = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=u")
+        .await;
+    assert_eq!(choices(&wide), 20, "a search shows a page, not 600");
+    // The chosen ones come back checked, first, and are not repeated among the matches.
+    let kept = s
+        .get("/console/staff-picker?field=staffUserids&dom=w&by=userid&multiple=1&keyword=u059&staffUserids=u0599")
+        .await;
+    assert_eq!(choices(&kept), 10);
+    assert!(
+        kept.body
+            .contains("type=\"checkbox\" name=\"staffUserids\" value=\"u0599\" checked")
+    );
+    assert_eq!(kept.body.matches(" checked").count(), 1);
+    // Another tenant's staff id chosen by hand is not looked up: shown as the bare id.
+    let foreign = s
+        .get(&format!(
+            "/console/staff-picker?field=staff&dom=f&none=all&staff={theirs}"
+        ))
+        .await;
+    assert_eq!(foreign.status, 200);
+    assert!(!foreign.body.contains("别家0599"));
+    assert!(foreign.body.contains("class=\"pick-none\""));
+    let nobody = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=nobody")
+        .await;
+    assert!(nobody.body.contains("class=\"pick-empty\""));
+    assert_eq!(
+        s.get("/console/staff-picker?field=a%22b&dom=f&keyword=u")
+            .await
+            .status,
+        400
+    );
+
+    // The customer list's staff filter loads no staff until someone searches; the chosen one shows.
+    let list = s.get("/console/customers").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(choices(&list), 0);
+    assert!(list.body.contains("id=\"staff-filter-search\""));
+    let filtered = s.get(&format!("/console/customers?staff={ours}")).await;
+    assert_eq!(choices(&filtered), 1);
+    assert!(
+        filtered
+            .body
+            .contains(&format!("name=\"staff\" value=\"{ours}\" checked"))
+    );
+    assert!(filtered.body.contains("员工0599"));
+
+    // The welcome form: a page of suggestions; a chosen member far down the list stays chosen
+    // when the API refuses the form, and is saved.
+    let welcome = s.get("/console/welcome").await;
+    assert_eq!(choices(&welcome), 20);
+    let refused = s
+        .post(
+            "/console/welcome",
+            &[
+                ("name", "成员欢迎语"),
+                ("staffUserids", "u0599"),
+                ("text", " "),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("id=\"error-text\""));
+    assert!(
+        refused
+            .body
+            .contains("name=\"staffUserids\" value=\"u0599\" checked")
+    );
+    assert!(refused.body.contains("员工0599"));
+    let made = s
+        .post(
+            "/console/welcome",
+            &[
+                ("name", "成员欢迎语"),
+                ("staffUserids", "u0599"),
+                ("text", "你好"),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(made.location, "/console/welcome?done=created");
+    let list = app
+        .get("/api/v1/automation/welcome-messages", &app.admin_token)
+        .await;
+    assert_eq!(list.data()["list"][0]["staffUserids"], json!(["u0599"]));
+
+    // The SOP assign step: a picker per assign step, the chosen member checked.
+    let assign = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("action", "refresh"),
+                ("templateName", "分配"),
+                ("stepCount", "2"),
+                ("step.0.type", "4"),
+                ("step.0.staffId", &ours.to_string()),
+                ("step.1.type", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(assign.status, 200, "{}", assign.body);
+    assert!(assign.body.contains("id=\"step-0-staff-search\""));
+    assert!(assign.body.contains("id=\"step-1-staff-search\""));
+    assert!(
+        assign
+            .body
+            .contains(&format!("name=\"step.0.staffId\" value=\"{ours}\" checked"))
+    );
+    assert!(
+        assign
+            .body
+            .contains("name=\"step.1.staffId\" value=\"\" checked")
+    );
+    assert!(
+        choices(&assign) <= 41,
+        "two pickers of at most 20 suggestions and one chosen"
+    );
+}
+
 async fn console_workflows_yaml_editor_publish_and_runs(app: TestApp) {
     let c = customer(&app, json!({"externalUserid": "wmW", "name": "流程客户"})).await;
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
@@ -2540,6 +2726,7 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_material_library_creates_lists_and_deletes,
     console_sop_builder_saves_runs_and_shows_the_step_log,
     console_channel_code_member_picker_searches_any_number_of_staff,
+    console_staff_picker_searches_the_tenants_staff_for_every_staff_form,
     console_workflows_yaml_editor_publish_and_runs,
     console_customer_exports_start_list_and_download,
     console_traffic_pools_group_welcomes_content_sources_and_cron_tasks,

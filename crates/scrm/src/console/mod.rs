@@ -324,6 +324,14 @@ pub fn routes(state: &AppState) -> Routes {
             "The material library",
             materials::page,
         )
+        .route_with_body_limit(
+            M::POST,
+            "/console/materials/upload",
+            P(perm::MATERIAL_MANAGE),
+            "Create a material from the form, with its file (multipart)",
+            crate::operation::materials::upload::UPLOAD_BODY_BYTES,
+            materials::upload,
+        )
         .route(
             M::POST,
             "/console/materials",
@@ -1057,6 +1065,7 @@ pub fn is_refusal(e: &ApiError) -> bool {
         e,
         ApiError::Validation { .. }
             | ApiError::Domain { .. }
+            | ApiError::Refused { .. }
             | ApiError::Conflict(_)
             | ApiError::NotFound(_)
     )
@@ -1141,13 +1150,17 @@ fn field_list(e: &ApiError) -> Vec<(String, String)> {
         ApiError::Validation { fields, message } if fields.is_empty() => {
             vec![(String::new(), message.clone())]
         }
-        ApiError::Validation { fields, .. } => fields
-            .iter()
-            .map(|f| {
-                let root = f.field.split(['[', '.']).next().unwrap_or("").to_string();
-                (root, format!("{}: {}", f.field, f.message))
-            })
-            .collect(),
+        ApiError::Validation { fields, .. } | ApiError::Refused { fields, .. }
+            if !fields.is_empty() =>
+        {
+            fields
+                .iter()
+                .map(|f| {
+                    let root = f.field.split(['[', '.']).next().unwrap_or("").to_string();
+                    (root, format!("{}: {}", f.field, f.message))
+                })
+                .collect()
+        }
         other => vec![(String::new(), other.to_string())],
     }
 }

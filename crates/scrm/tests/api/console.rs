@@ -1341,6 +1341,221 @@ async fn console_workbench_counts_a_first_syncs_recent_adds_on_their_days(app: T
     sim.shutdown().await;
 }
 
+impl Session {
+    /// A multipart post (a form with a file input).
+    async fn post_multipart(&self, path: &str, form: reqwest::multipart::Form) -> Page {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        page_of(r).await
+    }
+}
+
+/// A multipart form of text fields and, if given, a file (name, bytes).
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, Vec<u8>)>) -> reqwest::multipart::Form {
+    let mut f = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    if let Some((name, bytes)) = file {
+        f = f.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+        );
+    }
+    f
+}
+
+/// A PNG's first bytes and some padding: enough for the kind check.
+fn png(len: usize) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+    b.resize(len, 7);
+    b
+}
+
+async fn console_material_upload_checks_the_file_and_stores_nothing_refused(app: TestApp) {
+    let total = async || {
+        app.get("/api/materials", &app.admin_token).await.data()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let api = async |form: reqwest::multipart::Form| {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/material/upload", app.base))
+            .bearer_auth(&app.admin_token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+
+    // The API: an image upload is stored with its name; the list says it has a file.
+    let (status, body) = api(multipart(
+        &[("materialType", "image"), ("title", "海报")],
+        Some(("poster.png", png(2048))),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["fileName"], "poster.png");
+    assert_eq!(body["data"]["hasFile"], true);
+    let (status, body) = api(multipart(
+        &[
+            ("materialType", "miniprogram"),
+            ("title", "小程序"),
+            ("content", r#"{"appid":"wx1","page":"pages/a"}"#),
+        ],
+        Some(("cover.png", png(64))),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(total().await, 2);
+
+    // Refusals, each with a stable name, naming the file; nothing stored.
+    let (status, body) = api(multipart(
+        &[("materialType", "image"), ("title", "不是图片")],
+        Some(("poster.png", b"GIF89a-not-a-png".to_vec())),
+    ))
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "FILE_TYPE_NOT_ALLOWED");
+    assert_eq!(body["fields"][0]["field"], "file");
+    let (status, body) = api(multipart(
+        &[("materialType", "video"), ("title", "视频")],
+        Some(("clip.mp4", png(64))),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("FILE_TYPE_NOT_ALLOWED"))
+    );
+    let (status, body) = api(multipart(
+        &[("materialType", "image"), ("title", "太大")],
+        Some(("big.png", png((10 << 20) + 1))),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("FILE_TOO_LARGE"))
+    );
+    // Over the upload limit (20 MB and the form): the body is not read to its end.
+    let (status, body) = api(multipart(
+        &[("materialType", "file"), ("title", "超大")],
+        Some(("huge.bin", vec![1; 21 << 20])),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("FILE_TOO_LARGE"))
+    );
+    let (status, body) = api(multipart(
+        &[
+            ("materialType", "text"),
+            ("title", "文本"),
+            ("content", r#"{"text":"hi"}"#),
+        ],
+        Some(("a.txt", b"hello world".to_vec())),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("FILE_TYPE_NOT_ALLOWED"))
+    );
+    let (status, body) = api(multipart(
+        &[("materialType", "file"), ("title", "文件")],
+        None,
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("VALIDATION_FAILED"))
+    );
+    assert_eq!(body["fields"][0]["field"], "file");
+    assert_eq!(total().await, 2, "nothing refused was stored");
+
+    // The console form: the refusal next to the file input, the draft kept; then an upload.
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let form = s.get("/console/materials").await;
+    assert!(form.body.contains("enctype=\"multipart/form-data\""));
+    assert!(form.body.contains("id=\"material-file\""));
+    let refused = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "image"), ("title", "错的图")],
+                Some(("x.png", b"%PDF-1.4 not an image".to_vec())),
+            ),
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.body.contains("id=\"error-file\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"错的图\""));
+    let big = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "video"), ("title", "大视频")],
+                Some(("v.mp4", vec![0; (10 << 20) + 1])),
+            ),
+        )
+        .await;
+    assert_eq!(big.status, 413);
+    assert!(big.body.contains("id=\"error-file\""));
+    let missing = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "file"), ("title", "无文件")],
+                Some(("", Vec::new())),
+            ),
+        )
+        .await;
+    assert_eq!(missing.status, 400);
+    assert!(missing.body.contains("id=\"error-file\""));
+    assert_eq!(total().await, 2);
+    let made = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "file"), ("title", "价目表"), ("text", "")],
+                Some(("prices.pdf", b"%PDF-1.4 price list".to_vec())),
+            ),
+        )
+        .await;
+    assert_eq!(
+        made.location, "/console/materials?done=created",
+        "{}",
+        made.body
+    );
+    let text = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[
+                    ("materialType", "text"),
+                    ("title", "问候"),
+                    ("text", "你好"),
+                ],
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(text.location, "/console/materials?done=created");
+    let list = s.get("/console/materials").await;
+    assert!(list.body.contains("prices.pdf"));
+    assert_eq!(total().await, 4);
+}
+
 async fn console_material_library_creates_lists_and_deletes(app: TestApp) {
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
     let total = async || {
@@ -2724,6 +2939,7 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_users_roles_passwords_and_api_tokens,
     console_workbench_counts_a_first_syncs_recent_adds_on_their_days,
     console_material_library_creates_lists_and_deletes,
+    console_material_upload_checks_the_file_and_stores_nothing_refused,
     console_sop_builder_saves_runs_and_shows_the_step_log,
     console_channel_code_member_picker_searches_any_number_of_staff,
     console_staff_picker_searches_the_tenants_staff_for_every_staff_form,

@@ -599,6 +599,34 @@ pub fn routes(state: &AppState) -> Routes {
             pools::detail,
         )
         .route(
+            M::GET,
+            "/console/traffic-pools/new",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "New traffic pool form",
+            pools::new_pool,
+        )
+        .route(
+            M::POST,
+            "/console/traffic-pools",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "Create a traffic pool (or add / remove a member row of the form)",
+            pools::create,
+        )
+        .route(
+            M::GET,
+            "/console/traffic-pools/{id}/edit",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "Edit a traffic pool: strategy, channel codes, members with weights, caps and hours",
+            pools::edit_pool,
+        )
+        .route(
+            M::POST,
+            "/console/traffic-pools/{id}",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "Save a traffic pool (or add / remove a member row of the form)",
+            pools::update,
+        )
+        .route(
             M::POST,
             "/console/traffic-pools/{id}/delete",
             P(perm::TRAFFIC_POOL_MANAGE),

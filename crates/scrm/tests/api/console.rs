@@ -2638,6 +2638,214 @@ async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
 /// Traffic pools (members, caps, working hours, today's figures, delete), group welcome
 /// messages (refusals by field, create, delete), content sources (add, fetch now, items) and
 /// cron tasks (switch off and on), each with what a viewer may not do.
+async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: TestApp) {
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    for (u, n) in [("amy", "艾米"), ("bob", "鲍勃")] {
+        scrm::customers::staff::upsert_staff(&mut tx, tenant, u, n, &[1], 1, 1_700_000_000_000)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let pools = async || {
+        app.get("/api/v1/automation/traffic-pools", &app.admin_token)
+            .await
+            .data()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let list = s.get("/console/traffic-pools").await;
+    assert!(list.body.contains("id=\"new-pool\""));
+    let form = s.get("/console/traffic-pools/new").await;
+    assert_eq!(form.status, 200);
+    assert_eq!(form.body.matches("class=\"member-form\"").count(), 1);
+
+    // Adding a row shows the form again with the draft kept; nothing is stored.
+    let two = s
+        .post(
+            "/console/traffic-pools",
+            &[
+                ("action", "add-member"),
+                ("name", "售前池"),
+                ("memberCount", "1"),
+                ("member.0.accountId", "amy"),
+            ],
+        )
+        .await;
+    assert_eq!(two.status, 200);
+    assert_eq!(two.body.matches("class=\"member-form\"").count(), 2);
+    assert!(two.body.contains("value=\"售前池\""));
+    assert!(
+        two.body
+            .contains("name=\"member.0.accountId\" id=\"member-0-accountId\" value=\"amy\"")
+    );
+
+    // The API's refusals, each next to its field or on its member row.
+    let fields =
+        |name: &'static str, weight: &'static str, end: &'static str, second: &'static str| {
+            vec![
+                ("action", "save"),
+                ("name", name),
+                ("strategy", "weight"),
+                ("enabled", "1"),
+                ("memberCount", "3"),
+                ("member.0.accountId", "amy"),
+                ("member.0.weight", weight),
+                ("member.0.dailyCap", "20"),
+                ("member.0.workDays", "1"),
+                ("member.0.workDays", "2"),
+                ("member.0.workStart", "09:00"),
+                ("member.0.workEnd", end),
+                ("member.0.enabled", "1"),
+                // A blank row is not a member.
+                ("member.1.accountId", ""),
+                ("member.1.weight", "1"),
+                ("member.2.accountId", second),
+                ("member.2.weight", "2"),
+                ("member.2.dailyCap", "0"),
+                ("member.2.enabled", "1"),
+            ]
+        };
+    let no_name = s
+        .post("/console/traffic-pools", &fields("", "3", "18:00", "bob"))
+        .await;
+    assert_eq!(no_name.status, 400);
+    assert!(
+        no_name.body.contains("id=\"error-name\""),
+        "{}",
+        no_name.body
+    );
+    let bad_weight = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "500", "18:00", "bob"),
+        )
+        .await;
+    assert_eq!(bad_weight.status, 400);
+    assert!(
+        bad_weight.body.contains("id=\"error-member-0\""),
+        "{}",
+        bad_weight.body
+    );
+    assert!(
+        bad_weight.body.contains("value=\"500\""),
+        "the draft is kept"
+    );
+    let bad_hours = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "3", "08:00", "bob"),
+        )
+        .await;
+    assert_eq!(bad_hours.status, 400);
+    assert!(bad_hours.body.contains("id=\"error-member-0\""));
+    assert!(bad_hours.body.contains("workEnd"));
+    let unknown = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "3", "18:00", "nobody"),
+        )
+        .await;
+    assert!(unknown.status >= 400, "{}", unknown.status);
+    assert!(
+        unknown.body.contains("id=\"error-member-2\""),
+        "row 2, though it is the API's second member: {}",
+        unknown.body
+    );
+    assert_eq!(pools().await, 0, "nothing refused was stored");
+
+    // Saved: the API holds what the form said.
+    let made = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "3", "18:00", "bob"),
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let id: i64 = made
+        .location
+        .trim_start_matches("/console/traffic-pools/")
+        .trim_end_matches("?done=saved")
+        .parse()
+        .unwrap();
+    let p = app
+        .get(
+            &format!("/api/v1/automation/traffic-pools/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    let d = p.data();
+    assert_eq!(d["strategy"], "weight");
+    assert_eq!(d["members"].as_array().unwrap().len(), 2);
+    assert_eq!(d["members"][0]["accountId"], "amy");
+    assert_eq!(d["members"][0]["weight"], 3);
+    assert_eq!(d["members"][0]["dailyCap"], 20);
+    assert_eq!(d["members"][0]["workDays"], json!([1, 2]));
+    assert_eq!(d["members"][0]["workEnd"], "18:00");
+    assert_eq!(d["members"][1]["accountId"], "bob");
+    let detail = s.get(&made.location).await;
+    assert!(detail.body.contains("id=\"notice\""));
+    assert!(detail.body.contains("id=\"edit-pool\""));
+
+    // Edit: the form holds the pool; a member removed and a cap changed.
+    let edit = s.get(&format!("/console/traffic-pools/{id}/edit")).await;
+    assert_eq!(edit.status, 200);
+    assert_eq!(edit.body.matches("class=\"member-form\"").count(), 2);
+    assert!(
+        edit.body
+            .contains("name=\"member.0.workDays\" value=\"2\" checked")
+    );
+    let saved = s
+        .post(
+            &format!("/console/traffic-pools/{id}"),
+            &[
+                ("action", "save"),
+                ("name", "售前池二"),
+                ("strategy", "least_loaded"),
+                ("enabled", "1"),
+                ("memberCount", "1"),
+                ("member.0.accountId", "bob"),
+                ("member.0.weight", "1"),
+                ("member.0.dailyCap", "5"),
+                ("member.0.enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        saved.location,
+        format!("/console/traffic-pools/{id}?done=saved")
+    );
+    let p = app
+        .get(
+            &format!("/api/v1/automation/traffic-pools/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(p.data()["name"], "售前池二");
+    assert_eq!(p.data()["members"][0]["dailyCap"], 5);
+    assert_eq!(p.data()["members"].as_array().unwrap().len(), 1);
+
+    // A viewer sees no form and may not post one.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    assert!(
+        !v.get("/console/traffic-pools")
+            .await
+            .body
+            .contains("id=\"new-pool\"")
+    );
+    assert_eq!(v.get("/console/traffic-pools/new").await.status, 403);
+    assert_eq!(
+        v.post(&format!("/console/traffic-pools/{id}"), &[("name", "x")])
+            .await
+            .status,
+        403
+    );
+}
+
 async fn console_traffic_pools_group_welcomes_content_sources_and_cron_tasks(app: TestApp) {
     let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
         .as_i64()
@@ -2946,6 +3154,7 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_workflows_yaml_editor_publish_and_runs,
     console_customer_exports_start_list_and_download,
     console_traffic_pools_group_welcomes_content_sources_and_cron_tasks,
+    console_traffic_pool_form_creates_and_edits_with_errors_by_row,
 );
 
 scrm_db::db_tests!(crate::gateway::spawn;

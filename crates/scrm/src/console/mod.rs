@@ -27,6 +27,7 @@ pub mod assets;
 pub mod auth;
 pub mod automation;
 pub mod customers;
+pub mod device_account;
 pub mod devices;
 pub mod exports;
 pub mod group_send;
@@ -554,7 +555,14 @@ pub fn routes(state: &AppState) -> Routes {
             "/console/devices/accounts/{accountId}",
             P(perm::DEVICE_VIEW),
             "A sender account: health history and AI auto-reply settings",
-            devices::account_page,
+            device_account::account_page,
+        )
+        .route(
+            M::POST,
+            "/console/devices/accounts/{accountId}/ai-reply",
+            P(perm::DEVICE_MANAGE),
+            "Save an account's AI auto-reply settings",
+            device_account::save_ai,
         )
         .route(
             M::GET,

@@ -2487,6 +2487,145 @@ fn text_of(body: &str, id: &str) -> String {
 /// its account ACTIVE with a health score column; a group push made on the console reaches every
 /// chat room and shows the result per room; roles without the permission see no forms and are
 /// refused; labels in Chinese and English.
+async fn console_device_account_ai_reply_form_and_paged_accounts(app: TestApp) {
+    let _sim = crate::gateway::gateway(&app).await;
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let path = "/console/devices/accounts/wxid_a";
+    let ai = async || {
+        app.get("/api/v1/devices/accounts/wxid_a/ai-reply", &app.admin_token)
+            .await
+    };
+    let page = s.get(path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"ai-none\""));
+    assert!(page.body.contains("id=\"ai-form\""));
+    let fields = |endpoint: &'static str, history: &'static str, end: &'static str| {
+        vec![
+            ("enabled", "1"),
+            ("endpoint", endpoint),
+            ("apiKey", "sk-console-secret"),
+            ("model", "gpt-4o-mini"),
+            ("systemPrompt", "你是客服"),
+            ("historySize", history),
+            ("maxRepliesPerHour", "30"),
+            ("workStart", "09:00"),
+            ("workEnd", end),
+            ("handoverKeyword", "人工"),
+        ]
+    };
+    let post = format!("{path}/ai-reply");
+
+    // Refusals next to their fields, the draft kept, nothing stored.
+    let bad_endpoint = s.post(&post, &fields("ftp://x", "10", "18:00")).await;
+    assert_eq!(bad_endpoint.status, 400);
+    assert!(
+        bad_endpoint.body.contains("id=\"error-endpoint\""),
+        "{}",
+        bad_endpoint.body
+    );
+    assert!(bad_endpoint.body.contains("value=\"ftp://x\""));
+    assert!(
+        !bad_endpoint.body.contains("sk-console-secret"),
+        "the key is never shown"
+    );
+    let bad_history = s
+        .post(
+            &post,
+            &fields("https://llm.example.com/v1", "lots", "18:00"),
+        )
+        .await;
+    assert_eq!(bad_history.status, 400);
+    assert!(bad_history.body.contains("id=\"error-historySize\""));
+    let big_history = s
+        .post(&post, &fields("https://llm.example.com/v1", "99", "18:00"))
+        .await;
+    assert!(big_history.body.contains("id=\"error-historySize\""));
+    let bad_end = s
+        .post(&post, &fields("https://llm.example.com/v1", "10", "25:00"))
+        .await;
+    assert_eq!(bad_end.status, 400);
+    assert!(bad_end.body.contains("id=\"error-workEnd\""));
+    assert_eq!(ai().await.status, 404, "nothing stored");
+
+    // Saved: the API holds it, the page says a key is set and never shows it.
+    let saved = s
+        .post(&post, &fields("https://llm.example.com/v1", "10", "18:00"))
+        .await;
+    assert_eq!(
+        saved.location,
+        format!("{path}?done=saved"),
+        "{}",
+        saved.body
+    );
+    let r = ai().await;
+    assert_eq!(r.data()["model"], "gpt-4o-mini");
+    assert_eq!(r.data()["historySize"], 10);
+    assert_eq!(r.data()["workEnd"], "18:00");
+    assert_eq!(r.data()["apiKeySet"], true);
+    let shown = s.get(&saved.location).await;
+    assert!(shown.body.contains("id=\"notice\""));
+    assert!(shown.body.contains("value=\"gpt-4o-mini\""));
+    assert!(shown.body.contains("name=\"removeKey\""));
+    assert!(!shown.body.contains("sk-console-secret"));
+    // A blank key keeps the stored one; "remove" removes it.
+    let mut keep = fields("https://llm.example.com/v1", "12", "18:00");
+    keep.retain(|(k, _)| *k != "apiKey");
+    assert_eq!(s.post(&post, &keep).await.status, 303);
+    assert_eq!(ai().await.data()["apiKeySet"], true);
+    assert_eq!(ai().await.data()["historySize"], 12);
+    keep.push(("removeKey", "1"));
+    assert_eq!(s.post(&post, &keep).await.status, 303);
+    assert_eq!(ai().await.data()["apiKeySet"], false);
+
+    // A viewer sees the settings but no form, and may not post one.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let ro = v.get(path).await;
+    assert_eq!(ro.status, 200);
+    assert!(ro.body.contains("id=\"ai-reply\""));
+    assert!(!ro.body.contains("id=\"ai-form\""));
+    assert_eq!(v.post(&post, &keep).await.status, 403);
+
+    // The account list is paged by the database: 60 WeCom members and the device account.
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    for i in 1..=60 {
+        scrm::customers::staff::upsert_staff(
+            &mut tx,
+            tenant,
+            &format!("m{i:02}"),
+            &format!("成员{i:02}"),
+            &[1],
+            1,
+            1_700_000_000_000,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let rows = |p: &Page| p.body.matches("class=\"account-row\"").count();
+    let first = s.get("/console/devices?accountType=WEWORK").await;
+    assert_eq!(rows(&first), 50);
+    assert!(first.body.contains("data-id=\"m01\""));
+    let second = s.get("/console/devices?accountType=WEWORK&page=2").await;
+    assert_eq!(rows(&second), 10);
+    assert!(second.body.contains("data-id=\"m60\""));
+    let all = s.get("/console/devices?accountType=ALL&page=2").await;
+    assert_eq!(rows(&all), 11);
+    assert!(
+        all.body.contains("data-id=\"wxid_a\""),
+        "device accounts after the members"
+    );
+    let devices = s.get("/console/devices").await;
+    assert_eq!(rows(&devices), 1);
+    // The API's own list is unchanged: everything, members first.
+    let api = app.get("/api/v1/devices/accounts", &app.admin_token).await;
+    assert_eq!(api.data().as_array().unwrap().len(), 61);
+    assert_eq!(api.data()[60]["accountId"], "wxid_a");
+}
+
 async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
     let empty = s.get("/console/devices").await;
@@ -3159,4 +3298,5 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
 
 scrm_db::db_tests!(crate::gateway::spawn;
     console_device_gateways_accounts_and_group_pushes,
+    console_device_account_ai_reply_form_and_paged_accounts,
 );

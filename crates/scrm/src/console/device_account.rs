@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::devices::accounts;
-use super::{Chrome, FieldErrors, Form, Notes, PageResult, arg, data, field_problems, is_refusal};
+use super::{
+    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer_found, arg, data, field_problems,
+};
 use crate::auth::permissions as perm;
 use crate::devices::{ai, health};
 use crate::http::ApiError;
@@ -292,12 +294,12 @@ pub async fn save_ai(
         )
         .await,
     );
-    match r {
-        Ok(_) => super::see_other(&format!(
+    match answer_found(r)? {
+        Answer::Saved(_) => super::see_other(&format!(
             "/console/devices/accounts/{}?done=saved",
             url::form_urlencoded::byte_serialize(account.as_bytes()).collect::<String>()
         )),
-        Err(e) if is_refusal(&e) && !matches!(e, ApiError::NotFound(_)) => {
+        Answer::Refused(e) => {
             let status = e.status();
             render(
                 &state,
@@ -310,7 +312,6 @@ pub async fn save_ai(
             )
             .await
         }
-        Err(e) => Err(e.into()),
     }
 }
 

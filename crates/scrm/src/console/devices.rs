@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, FieldErrors, Form, Notes, PageResult, arg, data, field_problems, is_refusal,
+    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer, arg, data, field_problems,
     page_param, pages_of, query_param, reshow, see_other,
 };
 use crate::auth::permissions as perm;
@@ -200,8 +200,8 @@ pub async fn create_gateway(State(state): State<AppState>, c: Chrome, body: Byte
         account_type: "WECHAT".into(),
         page: 1,
     };
-    match r {
-        Ok(fresh) => {
+    match answer(r)? {
+        Answer::Saved(fresh) => {
             let notes = Notes::from_query(&c.l, Some("done=created"));
             render(
                 &state,
@@ -215,7 +215,7 @@ pub async fn create_gateway(State(state): State<AppState>, c: Chrome, body: Byte
             )
             .await
         }
-        Err(e) if is_refusal(&e) => {
+        Answer::Refused(e) => {
             let status = e.status();
             render(
                 &state,
@@ -229,7 +229,6 @@ pub async fn create_gateway(State(state): State<AppState>, c: Chrome, body: Byte
             )
             .await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -400,16 +399,15 @@ pub async fn create_push(State(state): State<AppState>, c: Chrome, body: Bytes) 
     let r = data::<_, Value>(
         tasks::create_push(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await,
     );
-    match r {
-        Ok(v) => see_other(&format!(
+    match answer(r)? {
+        Answer::Saved(v) => see_other(&format!(
             "/console/group-pushes/{}?done=created",
             v["groupPushId"].as_i64().unwrap_or_default()
         )),
-        Err(e) if is_refusal(&e) => {
+        Answer::Refused(e) => {
             let status = e.status();
             push_form(&state, c, d, field_problems(&e), status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 

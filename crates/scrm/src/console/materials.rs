@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Chrome, FieldErrors, Form, Notes, PageResult, arg, data, field_problems, is_refusal,
+    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer, arg, data, field_problems,
     page_param, pages_of, query_param, reshow, see_other,
 };
 use crate::auth::permissions as perm;
@@ -217,14 +217,19 @@ pub async fn save(State(state): State<AppState>, c: Chrome, body: Bytes) -> Page
     let r = data::<_, Value>(
         api::create_material(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await,
     );
-    answer(&state, c, d, r).await
+    after_create(&state, c, d, r).await
 }
 
 /// After a create: back to the list, or the form again with the API's problems by field.
-async fn answer(state: &AppState, c: Chrome, d: Draft, r: Result<Value, ApiError>) -> PageResult {
-    match r {
-        Ok(_) => see_other("/console/materials?done=created"),
-        Err(e) if is_refusal(&e) => {
+async fn after_create(
+    state: &AppState,
+    c: Chrome,
+    d: Draft,
+    r: Result<Value, ApiError>,
+) -> PageResult {
+    match answer(r)? {
+        Answer::Saved(_) => see_other("/console/materials?done=created"),
+        Answer::Refused(e) => {
             let status = e.status();
             let f = Filters {
                 material_type: String::new(),
@@ -233,7 +238,6 @@ async fn answer(state: &AppState, c: Chrome, d: Draft, r: Result<Value, ApiError
             };
             render(state, c, f, d, field_problems(&e), Notes::default(), status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -295,5 +299,5 @@ pub async fn upload(
             data::<_, Value>(up::create_with_file(&state, &c.user, u).await)
         }
     };
-    answer(&state, c, d, r).await
+    after_create(&state, c, d, r).await
 }

@@ -1107,6 +1107,34 @@ pub fn is_refusal(e: &ApiError) -> bool {
     )
 }
 
+/// A form post's API answer, sorted for the page.
+pub enum Answer<V> {
+    /// Done: the page usually redirects.
+    Saved(V),
+    /// The input was refused: the form is shown again with the API's problems
+    /// ([`field_problems`]) and this error's status.
+    Refused(ApiError),
+}
+
+/// Sort a form post's API answer: saved, refused (any [`is_refusal`], a 404 included: an id the
+/// form chose that does not exist), or — anything else — the error page.
+pub fn answer<V>(r: ApiResult<V>) -> Result<Answer<V>, PageError> {
+    match r {
+        Ok(v) => Ok(Answer::Saved(v)),
+        Err(e) if is_refusal(&e) => Ok(Answer::Refused(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`answer`] for a post to one thing's address: a 404 means the thing is gone, shown as the
+/// error page rather than on its form.
+pub fn answer_found<V>(r: ApiResult<V>) -> Result<Answer<V>, PageError> {
+    match r {
+        Err(e @ ApiError::NotFound(_)) => Err(e.into()),
+        r => answer(r),
+    }
+}
+
 /// A page shown again with the status of the API's refusal.
 pub fn reshow(status: StatusCode, t: &impl Template) -> PageResult {
     Ok(html(status, t.render()?))

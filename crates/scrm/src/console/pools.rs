@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, FieldErrors, Form, Notes, PageResult, arg, data, is_refusal, page_param, pages_of,
-    see_other,
+    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer_found, arg, data, page_param,
+    pages_of, see_other,
 };
 use crate::auth::permissions as perm;
 use crate::automation::traffic as api;
@@ -560,17 +560,16 @@ async fn save_pool(state: AppState, c: Chrome, id: Option<i64>, body: Bytes) -> 
         Some(id) => data(api::update_pool(s, u, ApiPath(id), b).await),
         None => data(api::create_pool(s, u, b).await),
     };
-    match r {
-        Ok(v) => {
+    match answer_found(r)? {
+        Answer::Saved(v) => {
             let id = id.or_else(|| v["id"].as_i64()).unwrap_or_default();
             see_other(&format!("/console/traffic-pools/{id}?done=saved"))
         }
-        Err(e) if is_refusal(&e) && !matches!(e, ApiError::NotFound(_)) => {
+        Answer::Refused(e) => {
             let status = e.status();
             let errors = pool_problems(&e, &d);
             pool_form(c, id, d, errors, status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -250,7 +250,7 @@ pub async fn accounts_page(
             continue;
         }
         let cols = match p {
-            Provider::WeCom => "SELECT userid, name, status, 0",
+            Provider::WeCom => "SELECT userid, name, status",
             Provider::Device => "SELECT wxid, nickname, status, gateway_id",
         };
         let mut q = filtered(format!("{cols} {from}"));
@@ -262,8 +262,8 @@ pub async fn accounts_page(
         }
         match p {
             Provider::WeCom => {
-                let got: Vec<(String, String, i64, i64)> = db.fetch_all(q).await?;
-                for (u, name, st, _) in got {
+                let got: Vec<(String, String, i64)> = db.fetch_all(q).await?;
+                for (u, name, st) in got {
                     let st = super::provider::staff_status(st).to_string();
                     rows.push((u, name, p, st, None));
                 }

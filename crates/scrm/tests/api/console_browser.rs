@@ -805,7 +805,8 @@ async fn console_journey_pick_staff_by_search_and_upload_a_material() {
         .await;
     assert_eq!(
         list.data()["list"][0]["staffUserids"],
-        json!(["u0107", "u0042"])
+        json!(["u0042", "u0107"]),
+        "both members, as the API orders them"
     );
 
     // The customer list's staff filter: search, choose, filter.

@@ -884,7 +884,7 @@ async fn live(db: &Db, tenant_id: i64, id: i64) -> ApiResult<PoolRow> {
         .ok_or(ApiError::NotFound("traffic pool"))
 }
 
-async fn create_pool(
+pub async fn create_pool(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<PoolBody>,
@@ -964,7 +964,7 @@ pub async fn get_pool(
     Ok(ok(pool_view(&state.db, &p).await?))
 }
 
-async fn update_pool(
+pub async fn update_pool(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,

@@ -10,13 +10,14 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::staff_picker::{By, Spec, StaffPicker, search, staff_with};
 use super::{
     Chrome, FieldErrors, Form, MaterialOption, Notes, PageResult, arg, data, field_problems,
-    is_refusal, material_options, page_param, pages_of, query_param, reshow, see_other, value,
+    is_refusal, material_options, page_param, pages_of, query_param, reshow, see_other,
 };
 use crate::auth::permissions as perm;
 use crate::automation::{channel_codes as codes, welcome};
-use crate::customers::staff::{self, StaffRow};
+use crate::customers::staff::StaffRow;
 use crate::customers::tags::{self, TagRow};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
@@ -258,22 +259,6 @@ struct CodeForm {
     errors: FieldErrors,
 }
 
-/// The first 500 staff (the welcome message's member choice).
-async fn staff_options(state: &AppState, c: &Chrome) -> Result<Vec<StaffRow>, ApiError> {
-    Ok(value(
-        staff::list_staff(
-            State(state.clone()),
-            c.user.clone(),
-            ApiQuery(arg(json!({"size": 500}))?),
-        )
-        .await,
-    )?
-    .list)
-}
-
-/// How many staff the member search shows at a time.
-const PICK_SIZE: i64 = 20;
-
 /// A row of the channel-code member picker.
 pub struct PickRow {
     pub userid: String,
@@ -299,26 +284,6 @@ impl PickRow {
     }
 }
 
-/// Up to [`PICK_SIZE`] staff matching `keyword` (name or userid), through the staff API.
-async fn search_staff(
-    state: &AppState,
-    c: &Chrome,
-    keyword: &str,
-) -> Result<Vec<StaffRow>, ApiError> {
-    if !c.can(perm::STAFF_VIEW) {
-        return Ok(Vec::new());
-    }
-    Ok(value(
-        staff::list_staff(
-            State(state.clone()),
-            c.user.clone(),
-            ApiQuery(arg(json!({"keyword": keyword, "size": PICK_SIZE}))?),
-        )
-        .await,
-    )?
-    .list)
-}
-
 /// The tenant's staff with these userids or this id (the picker's chosen rows, the owner).
 async fn staff_named(
     state: &AppState,
@@ -326,22 +291,9 @@ async fn staff_named(
     userids: &[String],
     id: Option<i64>,
 ) -> Result<Vec<StaffRow>, ApiError> {
-    let mut out: Vec<StaffRow> = Vec::new();
-    for chunk in userids.chunks(500) {
-        let mut q = scrm_db::query(
-            "SELECT id, userid, name, department_ids, status FROM staff WHERE tenant_id = ? AND userid IN ",
-        )
-        .bind(tenant_id);
-        q.push_in_list(chunk.iter().cloned());
-        out.extend(state.db.fetch_all::<StaffRow>(q).await?);
-    }
+    let mut out = staff_with(state, tenant_id, By::Userid, userids).await?;
     if let Some(id) = id.filter(|id| !out.iter().any(|s| s.id == *id)) {
-        let q = scrm_db::query(
-            "SELECT id, userid, name, department_ids, status FROM staff WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(tenant_id)
-        .bind(id);
-        out.extend(state.db.fetch_optional::<StaffRow>(q).await?);
+        out.extend(staff_with(state, tenant_id, By::Id, &[id.to_string()]).await?);
     }
     Ok(out)
 }
@@ -377,7 +329,7 @@ async fn picker(
             ),
         })
         .collect();
-    let first = search_staff(state, c, "").await?;
+    let first = search(state, c, "").await?;
     let suggested = first
         .iter()
         .filter(|s| !userids.contains(&s.userid))
@@ -411,7 +363,7 @@ pub async fn staff_search(
         .filter(|(k, _)| k == "staff" || k == "backup")
         .map(|(_, v)| v.into_owned())
         .collect();
-    let rows = search_staff(&state, &c, &keyword)
+    let rows = search(&state, &c, &keyword)
         .await?
         .iter()
         .filter(|s| !on_form.contains(&s.userid))
@@ -726,10 +678,6 @@ impl MessageDraft {
         })
     }
 
-    pub fn has_staff(&self, userid: &str) -> bool {
-        self.staff.iter().any(|u| u == userid)
-    }
-
     pub fn has_material(&self, id: &i64) -> bool {
         self.material_ids.contains(id)
     }
@@ -745,7 +693,8 @@ struct WelcomePage {
     /// The message being edited (None: the form creates one).
     editing: Option<i64>,
     d: MessageDraft,
-    staff: Vec<StaffRow>,
+    /// The members picker (HTML): the chosen members, suggestions and a search box.
+    staff_picker: String,
     materials: Vec<MaterialOption>,
     errors: FieldErrors,
     notes: Notes,
@@ -790,13 +739,23 @@ async fn welcome_page_with(
             ..Default::default()
         },
     };
-    let (staff, materials) = if c.can(perm::WELCOME_MANAGE) {
+    let (staff_picker, materials) = if c.can(perm::WELCOME_MANAGE) {
+        let spec = Spec {
+            field: "staffUserids".into(),
+            dom: "welcome-staff".into(),
+            by: By::Userid,
+            multiple: true,
+            none: None,
+            suggest: true,
+        };
         (
-            staff_options(state, &c).await?,
+            StaffPicker::build(state, &c, spec, &d.staff, "")
+                .await?
+                .html()?,
             material_options(state, &c.user).await?,
         )
     } else {
-        (Vec::new(), Vec::new())
+        (String::new(), Vec::new())
     };
     reshow(
         status,
@@ -807,7 +766,7 @@ async fn welcome_page_with(
             sends: s.list,
             editing,
             d,
-            staff,
+            staff_picker,
             materials,
             errors,
             notes,

@@ -11,6 +11,7 @@ use axum::extract::{RawQuery, State};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::staff_picker::{By, NoneChoice, Spec, StaffPicker};
 use super::{Chrome, Form, PageResult, arg, data, ids_of, see_other};
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
@@ -21,7 +22,7 @@ use crate::customers::tags::{self, TagRow};
 use crate::customers::timeline::{self, Entry};
 use crate::customers::{risk, store, tag_routes};
 use crate::http::ApiError;
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
 const PAGE_SIZE: i64 = 20;
@@ -90,10 +91,6 @@ impl ListFilters {
     pub fn has_tag(&self, id: &i64) -> bool {
         self.tag_ids.contains(id)
     }
-
-    pub fn is_staff(&self, id: &i64) -> bool {
-        self.staff_id == Some(*id)
-    }
 }
 
 #[derive(Template)]
@@ -105,23 +102,12 @@ struct ListPage {
     total: i64,
     pages: i64,
     tags: Vec<TagRow>,
-    staff: Vec<StaffOption>,
+    /// The staff filter's picker (HTML): the chosen member and a search box, no staff list.
+    staff_picker: String,
     stages: Vec<Stage>,
     notice: Option<String>,
     error: Option<String>,
     back: String,
-}
-
-/// A staff member to filter by.
-#[derive(Deserialize)]
-pub struct StaffOption {
-    pub id: i64,
-    pub name: String,
-}
-
-#[derive(Deserialize)]
-struct StaffPage {
-    list: Vec<StaffOption>,
 }
 
 /// `GET /console/customers?keyword&tagIds&staff&stage&page`.
@@ -142,18 +128,21 @@ pub async fn list(State(state): State<AppState>, c: Chrome, RawQuery(raw): RawQu
     )?;
     let rows = store::views(&state.db, tenant, rows).await?;
     let tags = tags::list_tags(&state.db, tenant, None).await?;
-    let staff = if c.can(perm::STAFF_VIEW) {
-        let p: StaffPage = data(
-            crate::customers::staff::list_staff(
-                State(state.clone()),
-                c.user.clone(),
-                ApiQuery(arg(json!({"size": 500}))?),
-            )
-            .await,
-        )?;
-        p.list
+    let staff_picker = if c.can(perm::STAFF_VIEW) {
+        let spec = Spec {
+            field: "staff".into(),
+            dom: "staff-filter".into(),
+            by: By::Id,
+            multiple: false,
+            none: Some(NoneChoice::All),
+            suggest: false,
+        };
+        let chosen: Vec<String> = f.staff_id.iter().map(i64::to_string).collect();
+        StaffPicker::build(&state, &c, spec, &chosen, "")
+            .await?
+            .html()?
     } else {
-        Vec::new()
+        String::new()
     };
     let stages = followups::stages(&state.db, tenant).await?;
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -177,7 +166,7 @@ pub async fn list(State(state): State<AppState>, c: Chrome, RawQuery(raw): RawQu
         rows,
         total,
         tags,
-        staff,
+        staff_picker,
         stages,
         notice,
         error,

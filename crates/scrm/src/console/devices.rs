@@ -1,8 +1,8 @@
 //! Personal WeChat accounts through device gateways (seed 002's device side): the gateways
 //! (register one — its token is shown this once — and whether each is connected), the sender
-//! accounts of both providers with their state (ACTIVE / OFFLINE / EXPIRED) and health score, an
-//! account's daily health history and AI auto-reply settings, and group pushes (list, create,
-//! the result per chat room). Every page calls the `devices` API handlers.
+//! accounts of both providers with their state (ACTIVE / OFFLINE / EXPIRED) and health score,
+//! 50 a page, and group pushes (list, create, the result per chat room). An account's own page
+//! is [`super::device_account`]. Every page calls the `devices` API.
 
 use askama::Template;
 use axum::body::Bytes;
@@ -12,17 +12,19 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, FieldErrors, Form, Notes, PageResult, arg, data, field_problems, is_refusal,
+    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer, arg, data, field_problems,
     page_param, pages_of, query_param, reshow, see_other,
 };
 use crate::auth::permissions as perm;
-use crate::devices::{ai, gateway, health, tasks};
+use crate::devices::{gateway, tasks};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
-const ACCOUNTS_PAGE: usize = 50;
+const ACCOUNTS_PAGE: i64 = 50;
 const PUSHES_PAGE: i64 = 20;
+/// The most device accounts the push form offers in a select.
+const PUSH_ACCOUNTS: i64 = 200;
 
 /// A gateway as the API lists it.
 #[derive(Deserialize)]
@@ -44,7 +46,8 @@ pub struct Account {
     pub account_type: String,
     pub status: String,
     pub gateway_id: Option<i64>,
-    #[serde(default)]
+    /// The latest daily health score (none before the nightly job's first run).
+    #[serde(default, rename = "healthScore")]
     pub score: Option<i64>,
 }
 
@@ -90,16 +93,23 @@ pub fn status_label(l: &super::Lang, s: &str) -> &'static str {
     }
 }
 
-/// Sender accounts of a type (`WECHAT`, `WEWORK`, or both when empty).
-async fn accounts(state: &AppState, c: &Chrome, account_type: &str) -> PageResultOf<Vec<Account>> {
-    Ok(data(
-        gateway::list_accounts(
-            State(state.clone()),
-            c.user.clone(),
-            ApiQuery(arg(json!({"accountType": account_type}))?),
-        )
-        .await,
-    )?)
+/// `size` sender accounts of a type (`WECHAT`, `WEWORK`, or both when empty) from `offset`
+/// (or the one account `only`), each with its latest health score, and how many there are:
+/// only the shown rows are read.
+pub(super) async fn accounts(
+    state: &AppState,
+    c: &Chrome,
+    account_type: &str,
+    only: Option<&str>,
+    offset: i64,
+    size: i64,
+) -> PageResultOf<(Vec<Account>, i64)> {
+    let want = Some(account_type).filter(|t| !t.is_empty());
+    let (rows, total) =
+        gateway::accounts_page(&state.db, c.user.tenant_id, want, only, offset, Some(size)).await?;
+    let list: Vec<Account> = serde_json::from_value(Value::Array(rows))
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+    Ok((list, total))
 }
 
 type PageResultOf<T> = Result<T, super::PageError>;
@@ -122,26 +132,15 @@ async fn render(
 ) -> PageResult {
     let gateways: Vec<Gateway> =
         data(gateway::list_gateways(State(state.clone()), c.user.clone()).await)?;
-    let all = accounts(state, &c, &f.account_type).await?;
-    let total = all.len() as i64;
-    let mut shown: Vec<Account> = all
-        .into_iter()
-        .skip((f.page as usize - 1) * ACCOUNTS_PAGE)
-        .take(ACCOUNTS_PAGE)
-        .collect();
-    // The score of the shown accounts only: the latest day the daily job computed.
-    for a in &mut shown {
-        let h: Value = data(
-            health::get_health(
-                State(state.clone()),
-                c.user.clone(),
-                ApiPath(a.account_id.clone()),
-                ApiQuery(arg(json!({"days": 1}))?),
-            )
-            .await,
-        )?;
-        a.score = h["score"].as_i64();
-    }
+    let (shown, total) = accounts(
+        state,
+        &c,
+        &f.account_type,
+        None,
+        (f.page - 1) * ACCOUNTS_PAGE,
+        ACCOUNTS_PAGE,
+    )
+    .await?;
     reshow(
         status,
         &DevicesPage {
@@ -151,7 +150,7 @@ async fn render(
             account_type: f.account_type,
             total,
             page: f.page,
-            pages: pages_of(total, ACCOUNTS_PAGE as i64),
+            pages: pages_of(total, ACCOUNTS_PAGE),
             fresh,
             name,
             errors,
@@ -201,8 +200,8 @@ pub async fn create_gateway(State(state): State<AppState>, c: Chrome, body: Byte
         account_type: "WECHAT".into(),
         page: 1,
     };
-    match r {
-        Ok(fresh) => {
+    match answer(r)? {
+        Answer::Saved(fresh) => {
             let notes = Notes::from_query(&c.l, Some("done=created"));
             render(
                 &state,
@@ -216,7 +215,7 @@ pub async fn create_gateway(State(state): State<AppState>, c: Chrome, body: Byte
             )
             .await
         }
-        Err(e) if is_refusal(&e) => {
+        Answer::Refused(e) => {
             let status = e.status();
             render(
                 &state,
@@ -230,89 +229,7 @@ pub async fn create_gateway(State(state): State<AppState>, c: Chrome, body: Byte
             )
             .await
         }
-        Err(e) => Err(e.into()),
     }
-}
-
-/// One day of an account's health.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthDay {
-    pub day: String,
-    pub score: i64,
-    pub relations: i64,
-    pub adds: i64,
-    pub losses: i64,
-    pub deletions: i64,
-    pub sends: i64,
-    pub send_failures: i64,
-}
-
-/// An account's health as the API answers it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Health {
-    pub account_id: String,
-    pub account_name: String,
-    pub account_type: String,
-    pub score: Option<i64>,
-    pub history: Vec<HealthDay>,
-}
-
-/// An account's AI auto-reply settings as the API answers them (the key never).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AiConfig {
-    pub enabled: bool,
-    pub endpoint: String,
-    pub api_key_set: bool,
-    pub model: String,
-    pub system_prompt: String,
-    pub history_size: i64,
-    pub max_replies_per_hour: i64,
-    pub work_start: String,
-    pub work_end: String,
-    pub handover_keyword: String,
-}
-
-#[derive(Template)]
-#[template(path = "console/device_account.html")]
-struct AccountPage {
-    c: Chrome,
-    status: String,
-    h: Health,
-    ai: Option<AiConfig>,
-}
-
-/// `GET /console/devices/accounts/{accountId}`: health history and AI auto-reply settings.
-pub async fn account_page(
-    State(state): State<AppState>,
-    c: Chrome,
-    ApiPath(account): ApiPath<String>,
-) -> PageResult {
-    let h: Health = data(
-        health::get_health(
-            State(state.clone()),
-            c.user.clone(),
-            ApiPath(account.clone()),
-            ApiQuery(arg(json!({"days": 30}))?),
-        )
-        .await,
-    )?;
-    let status = accounts(&state, &c, &h.account_type)
-        .await?
-        .into_iter()
-        .find(|a| a.account_id == account)
-        .map(|a| a.status)
-        .unwrap_or_default();
-    let ai = match data::<_, AiConfig>(
-        ai::get_config(State(state.clone()), c.user.clone(), ApiPath(account)).await,
-    ) {
-        Ok(cfg) => Some(cfg),
-        Err(ApiError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    super::page(&AccountPage { c, status, h, ai })
 }
 
 /// A group push as the API lists it.
@@ -425,7 +342,13 @@ async fn push_form(
     // Only device accounts can push into chat rooms; a role without device:view sees none and
     // types the account's wxid.
     let accounts = if c.can(perm::DEVICE_VIEW) {
-        accounts(state, &c, "WECHAT").await?
+        // A select of the first PUSH_ACCOUNTS; with more than that, the wxid is typed.
+        let (list, total) = accounts(state, &c, "WECHAT", None, 0, PUSH_ACCOUNTS).await?;
+        if total > PUSH_ACCOUNTS {
+            Vec::new()
+        } else {
+            list
+        }
     } else {
         Vec::new()
     };
@@ -476,16 +399,15 @@ pub async fn create_push(State(state): State<AppState>, c: Chrome, body: Bytes) 
     let r = data::<_, Value>(
         tasks::create_push(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await,
     );
-    match r {
-        Ok(v) => see_other(&format!(
+    match answer(r)? {
+        Answer::Saved(v) => see_other(&format!(
             "/console/group-pushes/{}?done=created",
             v["groupPushId"].as_i64().unwrap_or_default()
         )),
-        Err(e) if is_refusal(&e) => {
+        Answer::Refused(e) => {
             let status = e.status();
             push_form(&state, c, d, field_problems(&e), status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 

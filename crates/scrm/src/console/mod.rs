@@ -11,6 +11,7 @@
 //!   cancel, step log).
 //! - [`sop`]: the SOP template list and builder, running a template, executions (pause / resume /
 //!   cancel) and an execution's step log.
+//! - [`staff_picker`]: the searchable staff picker every form that picks staff uses.
 //!
 //! Pages call the domain modules' Rust functions — store and query functions, or the API's
 //! handler functions where the API owns the validation — never the HTTP API itself, so a page
@@ -26,6 +27,7 @@ pub mod assets;
 pub mod auth;
 pub mod automation;
 pub mod customers;
+pub mod device_account;
 pub mod devices;
 pub mod exports;
 pub mod group_send;
@@ -37,6 +39,7 @@ pub mod pools;
 pub mod schedules;
 pub mod sop;
 pub mod sources;
+pub mod staff_picker;
 pub mod system;
 pub mod tags;
 pub mod wecom;
@@ -322,6 +325,14 @@ pub fn routes(state: &AppState) -> Routes {
             "The material library",
             materials::page,
         )
+        .route_with_body_limit(
+            M::POST,
+            "/console/materials/upload",
+            P(perm::MATERIAL_MANAGE),
+            "Create a material from the form, with its file (multipart)",
+            crate::operation::materials::upload::UPLOAD_BODY_BYTES,
+            materials::upload,
+        )
         .route(
             M::POST,
             "/console/materials",
@@ -349,6 +360,13 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::CHANNEL_CODE_MANAGE),
             "Create a channel code",
             automation::create_code,
+        )
+        .route(
+            M::GET,
+            "/console/staff-picker",
+            P(perm::STAFF_VIEW),
+            "Staff picker: the chosen staff and those matching a search (name or userid)",
+            staff_picker::search_rows,
         )
         .route(
             M::GET,
@@ -537,7 +555,14 @@ pub fn routes(state: &AppState) -> Routes {
             "/console/devices/accounts/{accountId}",
             P(perm::DEVICE_VIEW),
             "A sender account: health history and AI auto-reply settings",
-            devices::account_page,
+            device_account::account_page,
+        )
+        .route(
+            M::POST,
+            "/console/devices/accounts/{accountId}/ai-reply",
+            P(perm::DEVICE_MANAGE),
+            "Save an account's AI auto-reply settings",
+            device_account::save_ai,
         )
         .route(
             M::GET,
@@ -580,6 +605,34 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::TRAFFIC_POOL_VIEW),
             "A traffic pool: members, caps, working hours, today's load and the assignment log",
             pools::detail,
+        )
+        .route(
+            M::GET,
+            "/console/traffic-pools/new",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "New traffic pool form",
+            pools::new_pool,
+        )
+        .route(
+            M::POST,
+            "/console/traffic-pools",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "Create a traffic pool (or add / remove a member row of the form)",
+            pools::create,
+        )
+        .route(
+            M::GET,
+            "/console/traffic-pools/{id}/edit",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "Edit a traffic pool: strategy, channel codes, members with weights, caps and hours",
+            pools::edit_pool,
+        )
+        .route(
+            M::POST,
+            "/console/traffic-pools/{id}",
+            P(perm::TRAFFIC_POOL_MANAGE),
+            "Save a traffic pool (or add / remove a member row of the form)",
+            pools::update,
         )
         .route(
             M::POST,
@@ -1048,9 +1101,38 @@ pub fn is_refusal(e: &ApiError) -> bool {
         e,
         ApiError::Validation { .. }
             | ApiError::Domain { .. }
+            | ApiError::Refused { .. }
             | ApiError::Conflict(_)
             | ApiError::NotFound(_)
     )
+}
+
+/// A form post's API answer, sorted for the page.
+pub enum Answer<V> {
+    /// Done: the page usually redirects.
+    Saved(V),
+    /// The input was refused: the form is shown again with the API's problems
+    /// ([`field_problems`]) and this error's status.
+    Refused(ApiError),
+}
+
+/// Sort a form post's API answer: saved, refused (any [`is_refusal`], a 404 included: an id the
+/// form chose that does not exist), or — anything else — the error page.
+pub fn answer<V>(r: ApiResult<V>) -> Result<Answer<V>, PageError> {
+    match r {
+        Ok(v) => Ok(Answer::Saved(v)),
+        Err(e) if is_refusal(&e) => Ok(Answer::Refused(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`answer`] for a post to one thing's address: a 404 means the thing is gone, shown as the
+/// error page rather than on its form.
+pub fn answer_found<V>(r: ApiResult<V>) -> Result<Answer<V>, PageError> {
+    match r {
+        Err(e @ ApiError::NotFound(_)) => Err(e.into()),
+        r => answer(r),
+    }
 }
 
 /// A page shown again with the status of the API's refusal.
@@ -1132,13 +1214,17 @@ fn field_list(e: &ApiError) -> Vec<(String, String)> {
         ApiError::Validation { fields, message } if fields.is_empty() => {
             vec![(String::new(), message.clone())]
         }
-        ApiError::Validation { fields, .. } => fields
-            .iter()
-            .map(|f| {
-                let root = f.field.split(['[', '.']).next().unwrap_or("").to_string();
-                (root, format!("{}: {}", f.field, f.message))
-            })
-            .collect(),
+        ApiError::Validation { fields, .. } | ApiError::Refused { fields, .. }
+            if !fields.is_empty() =>
+        {
+            fields
+                .iter()
+                .map(|f| {
+                    let root = f.field.split(['[', '.']).next().unwrap_or("").to_string();
+                    (root, format!("{}: {}", f.field, f.message))
+                })
+                .collect()
+        }
         other => vec![(String::new(), other.to_string())],
     }
 }

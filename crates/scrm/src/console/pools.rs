@@ -1,17 +1,24 @@
 //! Traffic pools (流量池): the list, and a pool's members with their strategy weight, daily cap
 //! and working hours, today's load and whether each is available now (the API's statistics),
-//! and the assignment log; delete for managers. Pools are created and changed over the API
-//! (`/api/v1/automation/traffic-pools`).
+//! and the assignment log; the create / edit form (name, strategy, channel codes, members with
+//! weight, daily cap, working days and hours) and delete for managers. Saving is the API's own
+//! handler, so its validation is the page's, shown next to each field and member row.
 
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Chrome, Notes, PageResult, arg, data, page_param, pages_of, see_other};
+use super::{
+    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer_found, arg, data, page_param,
+    pages_of, see_other,
+};
 use crate::auth::permissions as perm;
 use crate::automation::traffic as api;
-use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::ApiError;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 const PAGE_SIZE: i64 = 20;
@@ -171,6 +178,7 @@ struct PoolPage {
     total: i64,
     page: i64,
     pages: i64,
+    notes: Notes,
 }
 
 impl PoolPage {
@@ -221,7 +229,9 @@ pub async fn detail(
         )
         .await,
     )?;
+    let notes = Notes::from_query(&c.l, raw.as_deref());
     super::page(&PoolPage {
+        notes,
         c,
         p,
         stats: s.members,
@@ -245,4 +255,335 @@ pub async fn delete(
 /// Whether the user may manage pools (the template's buttons).
 pub fn can_manage(c: &Chrome) -> bool {
     c.can(perm::TRAFFIC_POOL_MANAGE)
+}
+
+/// A member row of the pool form.
+#[derive(Clone)]
+pub struct MemberDraft {
+    pub account_id: String,
+    pub weight: String,
+    pub daily_cap: String,
+    pub work_days: Vec<i64>,
+    pub work_start: String,
+    pub work_end: String,
+    pub enabled: bool,
+}
+
+impl Default for MemberDraft {
+    fn default() -> Self {
+        MemberDraft {
+            account_id: String::new(),
+            weight: "1".into(),
+            daily_cap: "0".into(),
+            work_days: Vec::new(),
+            work_start: String::new(),
+            work_end: String::new(),
+            enabled: true,
+        }
+    }
+}
+
+impl MemberDraft {
+    pub fn works_on(&self, day: &i64) -> bool {
+        self.work_days.contains(day)
+    }
+
+    /// The API's member; a number the form could not read is sent as given, so the API names it.
+    fn body(&self) -> Value {
+        let num = |s: &str| {
+            s.trim()
+                .parse::<i64>()
+                .map_or_else(|_| json!(s.trim()), |n| json!(n))
+        };
+        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        json!({
+            "accountId": self.account_id.trim(),
+            "weight": num(&self.weight),
+            "dailyCap": num(&self.daily_cap),
+            "workDays": self.work_days,
+            "workStart": opt(&self.work_start),
+            "workEnd": opt(&self.work_end),
+            "enabled": self.enabled,
+        })
+    }
+}
+
+/// What the pool form holds (shown again with the API's problems when refused).
+pub struct PoolDraft {
+    pub name: String,
+    pub strategy: String,
+    pub enabled: bool,
+    pub channel_code_ids: String,
+    pub members: Vec<MemberDraft>,
+}
+
+impl Default for PoolDraft {
+    fn default() -> Self {
+        PoolDraft {
+            name: String::new(),
+            strategy: "round_robin".into(),
+            enabled: true,
+            channel_code_ids: String::new(),
+            members: vec![MemberDraft::default()],
+        }
+    }
+}
+
+/// The most member rows the form posts (the API's own limit is 200).
+const MAX_ROWS: usize = 200;
+
+impl PoolDraft {
+    fn of(p: &Pool) -> PoolDraft {
+        PoolDraft {
+            name: p.name.clone(),
+            strategy: p.strategy.clone(),
+            enabled: p.enabled,
+            channel_code_ids: p
+                .channel_code_ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            members: p
+                .members
+                .iter()
+                .map(|m| MemberDraft {
+                    account_id: m.account_id.clone(),
+                    weight: m.weight.to_string(),
+                    daily_cap: m.daily_cap.to_string(),
+                    work_days: m.work_days.clone(),
+                    work_start: m.work_start.clone().unwrap_or_default(),
+                    work_end: m.work_end.clone().unwrap_or_default(),
+                    enabled: m.enabled,
+                })
+                .collect(),
+        }
+    }
+
+    /// The posted form: `member.<i>.<field>` for each of `memberCount` rows.
+    fn parse(form: &Form) -> PoolDraft {
+        let count = form
+            .get("memberCount")
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(1)
+            .min(MAX_ROWS);
+        let members = (0..count)
+            .map(|i| {
+                let f = |n: &str| form.get(&format!("member.{i}.{n}")).unwrap_or_default();
+                MemberDraft {
+                    account_id: f("accountId"),
+                    weight: f("weight"),
+                    daily_cap: f("dailyCap"),
+                    work_days: form.ids(&format!("member.{i}.workDays")),
+                    work_start: f("workStart"),
+                    work_end: f("workEnd"),
+                    enabled: form.get(&format!("member.{i}.enabled")).is_some(),
+                }
+            })
+            .collect();
+        PoolDraft {
+            name: form.get("name").unwrap_or_default(),
+            strategy: form.get("strategy").unwrap_or_default(),
+            enabled: form.get("enabled").is_some(),
+            channel_code_ids: form.get("channelCodeIds").unwrap_or_default(),
+            members,
+        }
+    }
+
+    /// The API's body. Rows left entirely blank are not members.
+    fn body(&self) -> Value {
+        let codes: Vec<Value> = self
+            .channel_code_ids
+            .split([',', ' ', '，'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<i64>().map_or_else(|_| json!(s), |n| json!(n)))
+            .collect();
+        json!({
+            "name": self.name,
+            "strategy": Some(&self.strategy).filter(|s| !s.is_empty()),
+            "enabled": self.enabled,
+            "channelCodeIds": codes,
+            "members": self.members.iter().filter(|m| !m.account_id.trim().is_empty()).map(MemberDraft::body).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn is_strategy(&self, s: &&str) -> bool {
+        self.strategy == *s
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/traffic_pool_form.html")]
+struct PoolForm {
+    c: Chrome,
+    /// None for a new pool.
+    id: Option<i64>,
+    d: PoolDraft,
+    errors: FieldErrors,
+}
+
+impl PoolForm {
+    pub fn action(&self) -> String {
+        match self.id {
+            Some(i) => format!("/console/traffic-pools/{i}"),
+            None => "/console/traffic-pools".into(),
+        }
+    }
+
+    pub fn strategies(&self) -> Vec<(&'static str, &'static str)> {
+        api::STRATEGIES
+            .iter()
+            .map(|s| (*s, strategy_label(&self.c.l, s)))
+            .collect()
+    }
+
+    /// Days of the week, 1 (Monday) to 7, with their short names.
+    pub fn days(&self) -> Vec<(i64, &'static str)> {
+        let zh = ["一", "二", "三", "四", "五", "六", "日"];
+        let en = ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"];
+        (0..7)
+            .map(|i| (i as i64 + 1, self.c.l.t(zh[i], en[i])))
+            .collect()
+    }
+
+    /// The API's problems with member row `i` (`members[i].weight: …`), in one line.
+    pub fn member_err(&self, i: &usize) -> Option<String> {
+        let prefix = format!("members[{i}]");
+        let found: Vec<&str> = self
+            .errors
+            .0
+            .iter()
+            .filter(|(f, _)| f.starts_with(&prefix))
+            .map(|(_, m)| m.as_str())
+            .collect();
+        (!found.is_empty()).then(|| found.join("; "))
+    }
+}
+
+/// The API's refusal by its full field name (`members[2].weight`): a member's problem is shown
+/// on its row. The API numbers the members it was sent; blank rows are not sent, so the
+/// numbers are mapped back to the form's rows.
+fn pool_problems(e: &ApiError, d: &PoolDraft) -> FieldErrors {
+    let sent: Vec<usize> = (0..d.members.len())
+        .filter(|i| !d.members[*i].account_id.trim().is_empty())
+        .collect();
+    let fields = match e {
+        ApiError::Validation { fields, .. } | ApiError::Refused { fields, .. }
+            if !fields.is_empty() =>
+        {
+            fields
+        }
+        other => return super::field_problems(other),
+    };
+    FieldErrors(
+        fields
+            .iter()
+            .map(|f| {
+                let msg = format!("{}: {}", f.field, f.message);
+                let key = f
+                    .field
+                    .strip_prefix("members[")
+                    .and_then(|r| r.split_once(']'))
+                    .and_then(|(n, rest)| {
+                        let row = sent.get(n.parse::<usize>().ok()?)?;
+                        Some(format!("members[{row}]{rest}"))
+                    })
+                    .unwrap_or_else(|| f.field.clone());
+                (key, msg)
+            })
+            .collect(),
+    )
+}
+
+async fn pool_form(
+    c: Chrome,
+    id: Option<i64>,
+    d: PoolDraft,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> PageResult {
+    super::reshow(status, &PoolForm { c, id, d, errors })
+}
+
+/// `GET /console/traffic-pools/new`.
+pub async fn new_pool(c: Chrome) -> PageResult {
+    pool_form(
+        c,
+        None,
+        PoolDraft::default(),
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `GET /console/traffic-pools/{id}/edit`.
+pub async fn edit_pool(
+    State(state): State<AppState>,
+    c: Chrome,
+    ApiPath(id): ApiPath<i64>,
+) -> PageResult {
+    let p: Pool = data(api::get_pool(State(state), c.user.clone(), ApiPath(id)).await)?;
+    let mut d = PoolDraft::of(&p);
+    if d.members.is_empty() {
+        d.members.push(MemberDraft::default());
+    }
+    pool_form(c, Some(id), d, FieldErrors::default(), StatusCode::OK).await
+}
+
+/// A pool form post: add or remove a member row (the form again, nothing stored), or save
+/// through the API (refused input comes back with each problem next to its field or row).
+async fn save_pool(state: AppState, c: Chrome, id: Option<i64>, body: Bytes) -> PageResult {
+    let form = Form::parse(&body);
+    let mut d = PoolDraft::parse(&form);
+    let action = form.get("action").unwrap_or_default();
+    if action == "add-member" {
+        if d.members.len() < MAX_ROWS {
+            d.members.push(MemberDraft::default());
+        }
+        return pool_form(c, id, d, FieldErrors::default(), StatusCode::OK).await;
+    }
+    if let Some(i) = action
+        .strip_prefix("remove-")
+        .and_then(|i| i.parse::<usize>().ok())
+    {
+        if i < d.members.len() && d.members.len() > 1 {
+            d.members.remove(i);
+        }
+        return pool_form(c, id, d, FieldErrors::default(), StatusCode::OK).await;
+    }
+    let s = State(state.clone());
+    let u = c.user.clone();
+    let b = ApiJson(arg(d.body())?);
+    let r: Result<Value, ApiError> = match id {
+        Some(id) => data(api::update_pool(s, u, ApiPath(id), b).await),
+        None => data(api::create_pool(s, u, b).await),
+    };
+    match answer_found(r)? {
+        Answer::Saved(v) => {
+            let id = id.or_else(|| v["id"].as_i64()).unwrap_or_default();
+            see_other(&format!("/console/traffic-pools/{id}?done=saved"))
+        }
+        Answer::Refused(e) => {
+            let status = e.status();
+            let errors = pool_problems(&e, &d);
+            pool_form(c, id, d, errors, status).await
+        }
+    }
+}
+
+/// `POST /console/traffic-pools`: create (or change the form's rows).
+pub async fn create(State(state): State<AppState>, c: Chrome, body: Bytes) -> PageResult {
+    save_pool(state, c, None, body).await
+}
+
+/// `POST /console/traffic-pools/{id}`: save the pool (or change the form's rows).
+pub async fn update(
+    State(state): State<AppState>,
+    c: Chrome,
+    ApiPath(id): ApiPath<i64>,
+    body: Bytes,
+) -> PageResult {
+    save_pool(state, c, Some(id), body).await
 }

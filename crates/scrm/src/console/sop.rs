@@ -16,12 +16,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::staff_picker::{By, NoneChoice, Spec, StaffPicker};
 use super::{
-    Chrome, FieldErrors, Form, MaterialOption, PageResult, arg, data, is_refusal, material_options,
-    page_param, pages_of, query_param, reshow, see_other,
+    Chrome, FieldErrors, Form, MaterialOption, PageError, PageResult, arg, data, is_refusal,
+    material_options, page_param, pages_of, query_param, reshow, see_other,
 };
 use crate::auth::permissions as perm;
-use crate::customers::staff::{self, StaffRow};
 use crate::customers::tags::{self, TagRow};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
@@ -169,10 +169,6 @@ impl StepDraft {
 
     pub fn is_material(&self, id: &i64) -> bool {
         self.material_id == Some(*id)
-    }
-
-    pub fn is_staff(&self, id: &i64) -> bool {
-        self.staff_id == Some(*id)
     }
 
     /// The API's `actionContent` for this step's type.
@@ -409,7 +405,8 @@ struct BuilderPage {
     id: Option<i64>,
     d: TemplateDraft,
     tags: Vec<TagRow>,
-    staff: Vec<StaffRow>,
+    /// Each step's staff picker (HTML; empty for a step that assigns nobody).
+    staff_pickers: Vec<String>,
     materials: Vec<MaterialOption>,
     errors: FieldErrors,
     /// What the run form was given, and the API's refusal of it.
@@ -441,6 +438,11 @@ impl BuilderPage {
         self.errors.get(&format!("steps[{i}].{field}"))
     }
 
+    /// Step `i`'s staff picker (HTML).
+    pub fn staff_picker(&self, i: &usize) -> &str {
+        self.staff_pickers.get(*i).map_or("", String::as_str)
+    }
+
     pub fn step_types(&self) -> Vec<(i64, String)> {
         STEP_TYPES
             .iter()
@@ -456,20 +458,35 @@ impl BuilderPage {
     }
 }
 
-/// The staff a step may assign to: the first 500 active members (a picker; an id works too).
-async fn staff_options(state: &AppState, c: &Chrome) -> Result<Vec<StaffRow>, ApiError> {
-    if !c.can(perm::STAFF_VIEW) {
-        return Ok(Vec::new());
+/// Each assign step's staff picker: the chosen member, a few suggestions and a search box (a
+/// company's staff are never all loaded). Other steps get none.
+async fn staff_pickers(
+    state: &AppState,
+    c: &Chrome,
+    d: &TemplateDraft,
+) -> Result<Vec<String>, PageError> {
+    let mut out = Vec::with_capacity(d.steps.len());
+    for (i, s) in d.steps.iter().enumerate() {
+        if s.step_type != 4 {
+            out.push(String::new());
+            continue;
+        }
+        let spec = Spec {
+            field: format!("step.{i}.staffId"),
+            dom: format!("step-{i}-staff"),
+            by: By::Id,
+            multiple: false,
+            none: Some(NoneChoice::Dash),
+            suggest: true,
+        };
+        let chosen: Vec<String> = s.staff_id.iter().map(i64::to_string).collect();
+        out.push(
+            StaffPicker::build(state, c, spec, &chosen, "")
+                .await?
+                .html()?,
+        );
     }
-    Ok(super::value(
-        staff::list_staff(
-            State(state.clone()),
-            c.user.clone(),
-            ApiQuery(arg(json!({"size": 500}))?),
-        )
-        .await,
-    )?
-    .list)
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -484,7 +501,7 @@ async fn builder(
     notice: Option<String>,
 ) -> PageResult {
     let tags = tags::list_tags(&state.db, c.user.tenant_id, None).await?;
-    let staff = staff_options(state, &c).await?;
+    let staff_pickers = staff_pickers(state, &c, &d).await?;
     let materials = material_options(state, &c.user).await?;
     reshow(
         status,
@@ -493,7 +510,7 @@ async fn builder(
             id,
             d,
             tags,
-            staff,
+            staff_pickers,
             materials,
             errors,
             run_targets: run.0,

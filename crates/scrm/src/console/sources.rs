@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, FieldErrors, Form, MaterialOption, Notes, PageResult, arg, data, field_problems,
-    is_refusal, material_options, page_param, pages_of, reshow, see_other,
+    Answer, Chrome, FieldErrors, Form, MaterialOption, Notes, PageResult, answer, arg, data,
+    field_problems, is_refusal, material_options, page_param, pages_of, reshow, see_other,
 };
 use crate::auth::permissions as perm;
 use crate::automation::{content, group_welcome};
@@ -159,9 +159,9 @@ pub async fn save_group_welcome(
     let r = data::<_, Value>(
         group_welcome::create(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await,
     );
-    match r {
-        Ok(_) => see_other("/console/group-welcomes?done=created"),
-        Err(e) if is_refusal(&e) => {
+    match answer(r)? {
+        Answer::Saved(_) => see_other("/console/group-welcomes?done=created"),
+        Answer::Refused(e) => {
             let status = e.status();
             render_welcomes(
                 &state,
@@ -174,7 +174,6 @@ pub async fn save_group_welcome(
             )
             .await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -354,9 +353,9 @@ pub async fn save_source(State(state): State<AppState>, c: Chrome, body: Bytes) 
         ),
         Err(e) => Err(e),
     };
-    match r {
-        Ok(_) => see_other("/console/content-sources?done=created"),
-        Err(e) if is_refusal(&e) => {
+    match answer(r)? {
+        Answer::Saved(_) => see_other("/console/content-sources?done=created"),
+        Answer::Refused(e) => {
             let status = e.status();
             render_sources(
                 &state,
@@ -369,7 +368,6 @@ pub async fn save_source(State(state): State<AppState>, c: Chrome, body: Bytes) 
             )
             .await
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, FieldErrors, Form, Notes, PageResult, arg, data, field_problems, is_refusal, reshow,
-    see_other, value,
+    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer, answer_found, arg, data,
+    field_problems, reshow, see_other, value,
 };
 use crate::auth::permissions as perm;
 use crate::auth::users::UserView;
@@ -129,9 +129,9 @@ pub async fn create_user(State(state): State<AppState>, c: Chrome, body: Bytes) 
         Ok(b) => value(users::create(State(state.clone()), c.user.clone(), ApiJson(b)).await),
         Err(e) => Err(e),
     };
-    match r {
-        Ok(_) => see_other("/console/users?done=created"),
-        Err(e) if is_refusal(&e) => {
+    match answer(r)? {
+        Answer::Saved(_) => see_other("/console/users?done=created"),
+        Answer::Refused(e) => {
             let status = e.status();
             let mut errors = user_problems(&e);
             if matches!(e, ApiError::Domain { .. }) {
@@ -139,7 +139,6 @@ pub async fn create_user(State(state): State<AppState>, c: Chrome, body: Bytes) 
             }
             users_with(&state, c, d, errors, Notes::default(), status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -180,9 +179,9 @@ pub async fn user_action(
             Err(e) => Err(e),
         },
     };
-    match r {
-        Ok(_) => see_other("/console/users?done=saved"),
-        Err(e) if is_refusal(&e) && !matches!(e, ApiError::NotFound(_)) => {
+    match answer_found(r)? {
+        Answer::Saved(_) => see_other("/console/users?done=saved"),
+        Answer::Refused(e) => {
             let status = e.status();
             let errors = FieldErrors(vec![(format!("user-{id}"), super::explain(&e))]);
             let d = UserDraft {
@@ -191,7 +190,6 @@ pub async fn user_action(
             };
             users_with(&state, c, d, errors, Notes::default(), status).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -306,8 +304,8 @@ pub async fn create_token(State(state): State<AppState>, c: Chrome, body: Bytes)
         }
         Err(e) => Err(ApiError::field("expiresInDays", e.to_string())),
     };
-    match r {
-        Ok(t) => {
+    match answer(r)? {
+        Answer::Saved(t) => {
             tokens_with(
                 &state,
                 c,
@@ -319,7 +317,7 @@ pub async fn create_token(State(state): State<AppState>, c: Chrome, body: Bytes)
             )
             .await
         }
-        Err(e) if is_refusal(&e) => {
+        Answer::Refused(e) => {
             let status = e.status();
             tokens_with(
                 &state,
@@ -332,7 +330,6 @@ pub async fn create_token(State(state): State<AppState>, c: Chrome, body: Bytes)
             )
             .await
         }
-        Err(e) => Err(e.into()),
     }
 }
 

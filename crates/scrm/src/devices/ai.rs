@@ -61,7 +61,7 @@ pub fn routes(state: &AppState) -> Routes {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ConfigBody {
+pub struct ConfigBody {
     enabled: Option<bool>,
     endpoint: Option<String>,
     api_key: Option<String>,
@@ -134,7 +134,7 @@ fn config_view(account: &str, c: &ConfigRow) -> Value {
     })
 }
 
-async fn put_config(
+pub async fn put_config(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(account): ApiPath<String>,

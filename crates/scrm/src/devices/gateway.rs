@@ -193,60 +193,126 @@ pub async fn list_accounts(
     {
         return Err(ApiError::field("accountType", "WEWORK or WECHAT"));
     }
-    let mut out = Vec::new();
-    // Each account's latest daily health score (devices/health.rs), null before the first run.
-    let scores: Vec<(String, String, i64, String)> = state
-        .db
-        .fetch_all(
-            query(
-                "SELECT h.account_type, h.account_id, h.score, h.day FROM sender_account_health h \
-                 WHERE h.tenant_id = ? AND h.day = (SELECT MAX(h2.day) FROM sender_account_health h2 \
-                 WHERE h2.tenant_id = h.tenant_id AND h2.account_id = h.account_id AND h2.account_type = h.account_type)",
-            )
-            .bind(user.tenant_id),
+    let (out, _) = accounts_page(&state.db, user.tenant_id, want, None, 0, None).await?;
+    Ok(ok(out))
+}
+
+/// The tenant's sender accounts (`want`: WEWORK, WECHAT or both; `only`: one account id):
+/// WeCom members first, then device accounts, each in id order with its latest daily health
+/// score (devices/health.rs, null before the first run); `limit` rows from `offset` (None: all),
+/// and how many there are. A page reads its own rows and their scores only.
+pub async fn accounts_page(
+    db: &scrm_db::Db,
+    tenant_id: i64,
+    want: Option<&str>,
+    only: Option<&str>,
+    offset: i64,
+    limit: Option<i64>,
+) -> ApiResult<(Vec<Value>, i64)> {
+    // (id, name, provider, status, gateway)
+    let mut rows: Vec<(String, String, Provider, String, Option<i64>)> = Vec::new();
+    let mut total = 0;
+    let mut offset = offset.max(0);
+    let mut room = limit;
+    let parts: [(Provider, &str, &str); 2] = [
+        (
+            Provider::WeCom,
+            "FROM staff WHERE tenant_id = ?",
+            " AND userid = ?",
+        ),
+        (
+            Provider::Device,
+            "FROM device_account WHERE tenant_id = ?",
+            " AND wxid = ?",
+        ),
+    ];
+    for (p, from, one) in parts {
+        let skip = match p {
+            Provider::WeCom => want == Some("WECHAT"),
+            Provider::Device => want == Some("WEWORK"),
+        };
+        if skip {
+            continue;
+        }
+        let filtered = |sql: String| {
+            let mut q = query(sql).bind(tenant_id);
+            if let Some(id) = only {
+                q.push_sql(one).push_bind(id.to_string());
+            }
+            q
+        };
+        let n = db
+            .fetch_i64(filtered(format!("SELECT COUNT(*) {from}")))
+            .await?;
+        total += n;
+        if room == Some(0) || offset >= n {
+            offset = (offset - n).max(0);
+            continue;
+        }
+        let cols = match p {
+            Provider::WeCom => "SELECT userid, name, status",
+            Provider::Device => "SELECT wxid, nickname, status, gateway_id",
+        };
+        let mut q = filtered(format!("{cols} {from}"));
+        q.push_sql(" ORDER BY id");
+        if let Some(r) = room {
+            q.push_sql(" LIMIT ? OFFSET ?")
+                .push_bind(r)
+                .push_bind(offset);
+        }
+        match p {
+            Provider::WeCom => {
+                let got: Vec<(String, String, i64)> = db.fetch_all(q).await?;
+                for (u, name, st) in got {
+                    let st = super::provider::staff_status(st).to_string();
+                    rows.push((u, name, p, st, None));
+                }
+            }
+            Provider::Device => {
+                let got: Vec<(String, String, String, i64)> = db.fetch_all(q).await?;
+                for (w, name, st, g) in got {
+                    rows.push((w, name, p, st, Some(g)));
+                }
+            }
+        }
+        room = room.map(|r| (r - (n - offset)).max(0));
+        offset = 0;
+    }
+    let scores = latest_scores(db, tenant_id, &rows).await?;
+    let out = rows
+        .into_iter()
+        .map(|(id, name, p, status, gateway)| {
+            let health = scores.get(&(p.as_str().to_string(), id.clone()));
+            json!({"accountId": id, "accountName": name, "accountType": p.as_str(), "status": status,
+                   "gatewayId": gateway, "capabilities": p.capabilities(),
+                   "healthScore": health.map(|h| h.0), "healthDay": health.map(|h| h.1.clone())})
+        })
+        .collect();
+    Ok((out, total))
+}
+
+/// The latest daily health score of each of these accounts, by (type, account id).
+async fn latest_scores(
+    db: &scrm_db::Db,
+    tenant_id: i64,
+    rows: &[(String, String, Provider, String, Option<i64>)],
+) -> ApiResult<std::collections::HashMap<(String, String), (i64, String)>> {
+    let mut scores: Vec<(String, String, i64, String)> = Vec::new();
+    for chunk in rows.chunks(500) {
+        let mut q = query(
+            "SELECT h.account_type, h.account_id, h.score, h.day FROM sender_account_health h \
+             WHERE h.tenant_id = ? AND h.day = (SELECT MAX(h2.day) FROM sender_account_health h2 \
+             WHERE h2.tenant_id = h.tenant_id AND h2.account_id = h.account_id AND h2.account_type = h.account_type) \
+             AND h.account_id IN ",
         )
-        .await?;
-    let scores: std::collections::HashMap<(String, String), (i64, String)> = scores
+        .bind(tenant_id);
+        q.push_in_list(chunk.iter().map(|r| r.0.clone()));
+        scores.extend(db.fetch_all(q).await?);
+    }
+    Ok(scores
         .into_iter()
         .map(|(t, a, s, d)| ((t, a), (s, d)))
-        .collect();
-    let view = |id: String, name: String, p: Provider, status: &str, gateway: Option<i64>| {
-        let health = scores.get(&(p.as_str().to_string(), id.clone()));
-        json!({"accountId": id, "accountName": name, "accountType": p.as_str(), "status": status,
-               "gatewayId": gateway, "capabilities": p.capabilities(),
-               "healthScore": health.map(|h| h.0), "healthDay": health.map(|h| h.1.clone())})
-    };
-    if want != Some("WECHAT") {
-        let staff: Vec<(String, String, i64)> = state
-            .db
-            .fetch_all(
-                query("SELECT userid, name, status FROM staff WHERE tenant_id = ? ORDER BY id")
-                    .bind(user.tenant_id),
-            )
-            .await?;
-        for (u, n, st) in staff {
-            out.push(view(
-                u,
-                n,
-                Provider::WeCom,
-                super::provider::staff_status(st),
-                None,
-            ));
-        }
-    }
-    if want != Some("WEWORK") {
-        let devices: Vec<(String, String, String, i64)> = state
-            .db
-            .fetch_all(
-                query("SELECT wxid, nickname, status, gateway_id FROM device_account WHERE tenant_id = ? ORDER BY id")
-                    .bind(user.tenant_id),
-            )
-            .await?;
-        for (w, n, st, g) in devices {
-            out.push(view(w, n, Provider::Device, &st, Some(g)));
-        }
-    }
-    Ok(ok(out))
+        .collect())
 }
 
 async fn list_friends(

@@ -67,7 +67,7 @@ impl Routes {
 
     /// Register `handler` for `method path`, guarded by `access`.
     pub fn route<H, T>(
-        mut self,
+        self,
         method: Method,
         path: &'static str,
         access: Access,
@@ -79,7 +79,39 @@ impl Routes {
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
-        let mut method_router = on(filter, handler);
+        self.push(method, path, access, summary, on(filter, handler))
+    }
+
+    /// Like [`Routes::route`], with its own body limit instead of the server's
+    /// (`SCRM_BODY_LIMIT_BYTES`): a file upload takes more than a JSON body ever should. Over the
+    /// limit, reading the body fails with 413.
+    pub fn route_with_body_limit<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        summary: &'static str,
+        limit: usize,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
+        let method_router = on(filter, handler).layer(axum::extract::DefaultBodyLimit::max(limit));
+        self.push(method, path, access, summary, method_router)
+    }
+
+    /// Guard a route by `access` and record it in the table.
+    fn push(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        summary: &'static str,
+        mut method_router: axum::routing::MethodRouter<AppState>,
+    ) -> Self {
         if access != Access::Public && self.page {
             method_router = method_router.route_layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),

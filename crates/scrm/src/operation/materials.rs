@@ -24,6 +24,8 @@ use crate::http::{ApiError, ApiResult};
 use crate::operation::wecom::TenantWeCom;
 use crate::state::{AppState, iso, now_ms};
 
+pub mod upload;
+
 /// The kinds of material.
 pub const TYPES: [&str; 6] = ["text", "image", "link", "miniprogram", "file", "video"];
 
@@ -43,6 +45,14 @@ pub fn routes(state: &AppState) -> Routes {
             Access::Permission(perm::MATERIAL_MANAGE),
             "Add a material (text, image, link, miniprogram, file, video)",
             create_material,
+        )
+        .route_with_body_limit(
+            Method::POST,
+            "/api/material/upload",
+            Access::Permission(perm::MATERIAL_MANAGE),
+            "Add a material with its file as multipart/form-data (materialType, title, content, file)",
+            upload::UPLOAD_BODY_BYTES,
+            upload::upload_material,
         )
         .route(
             Method::GET,
@@ -231,7 +241,15 @@ pub(crate) async fn create_material(
     user: CurrentUser,
     ApiJson(body): ApiJson<MaterialBody>,
 ) -> ApiResult<Reply<MaterialView>> {
-    let c = check(body)?;
+    insert(&state, &user, check(body)?).await
+}
+
+/// Store a checked material (the JSON create and the upload).
+async fn insert(
+    state: &AppState,
+    user: &CurrentUser,
+    c: Checked,
+) -> ApiResult<Reply<MaterialView>> {
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let id = tx
@@ -253,7 +271,7 @@ pub(crate) async fn create_material(
         .await?;
     audit::record(
         &mut tx,
-        &user,
+        user,
         "material.create",
         "material",
         id,

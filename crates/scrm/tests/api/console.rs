@@ -1341,6 +1341,221 @@ async fn console_workbench_counts_a_first_syncs_recent_adds_on_their_days(app: T
     sim.shutdown().await;
 }
 
+impl Session {
+    /// A multipart post (a form with a file input).
+    async fn post_multipart(&self, path: &str, form: reqwest::multipart::Form) -> Page {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        page_of(r).await
+    }
+}
+
+/// A multipart form of text fields and, if given, a file (name, bytes).
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, Vec<u8>)>) -> reqwest::multipart::Form {
+    let mut f = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    if let Some((name, bytes)) = file {
+        f = f.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+        );
+    }
+    f
+}
+
+/// A PNG's first bytes and some padding: enough for the kind check.
+fn png(len: usize) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+    b.resize(len, 7);
+    b
+}
+
+async fn console_material_upload_checks_the_file_and_stores_nothing_refused(app: TestApp) {
+    let total = async || {
+        app.get("/api/materials", &app.admin_token).await.data()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let api = async |form: reqwest::multipart::Form| {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/material/upload", app.base))
+            .bearer_auth(&app.admin_token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+
+    // The API: an image upload is stored with its name; the list says it has a file.
+    let (status, body) = api(multipart(
+        &[("materialType", "image"), ("title", "海报")],
+        Some(("poster.png", png(2048))),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["fileName"], "poster.png");
+    assert_eq!(body["data"]["hasFile"], true);
+    let (status, body) = api(multipart(
+        &[
+            ("materialType", "miniprogram"),
+            ("title", "小程序"),
+            ("content", r#"{"appid":"wx1","page":"pages/a"}"#),
+        ],
+        Some(("cover.png", png(64))),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(total().await, 2);
+
+    // Refusals, each with a stable name, naming the file; nothing stored.
+    let (status, body) = api(multipart(
+        &[("materialType", "image"), ("title", "不是图片")],
+        Some(("poster.png", b"GIF89a-not-a-png".to_vec())),
+    ))
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "FILE_TYPE_NOT_ALLOWED");
+    assert_eq!(body["fields"][0]["field"], "file");
+    let (status, body) = api(multipart(
+        &[("materialType", "video"), ("title", "视频")],
+        Some(("clip.mp4", png(64))),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("FILE_TYPE_NOT_ALLOWED"))
+    );
+    let (status, body) = api(multipart(
+        &[("materialType", "image"), ("title", "太大")],
+        Some(("big.png", png((10 << 20) + 1))),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("FILE_TOO_LARGE"))
+    );
+    // Over the upload limit (20 MB and the form): the body is not read to its end.
+    let (status, body) = api(multipart(
+        &[("materialType", "file"), ("title", "超大")],
+        Some(("huge.bin", vec![1; 21 << 20])),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("FILE_TOO_LARGE"))
+    );
+    let (status, body) = api(multipart(
+        &[
+            ("materialType", "text"),
+            ("title", "文本"),
+            ("content", r#"{"text":"hi"}"#),
+        ],
+        Some(("a.txt", b"hello world".to_vec())),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("FILE_TYPE_NOT_ALLOWED"))
+    );
+    let (status, body) = api(multipart(
+        &[("materialType", "file"), ("title", "文件")],
+        None,
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("VALIDATION_FAILED"))
+    );
+    assert_eq!(body["fields"][0]["field"], "file");
+    assert_eq!(total().await, 2, "nothing refused was stored");
+
+    // The console form: the refusal next to the file input, the draft kept; then an upload.
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let form = s.get("/console/materials").await;
+    assert!(form.body.contains("enctype=\"multipart/form-data\""));
+    assert!(form.body.contains("id=\"material-file\""));
+    let refused = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "image"), ("title", "错的图")],
+                Some(("x.png", b"%PDF-1.4 not an image".to_vec())),
+            ),
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.body.contains("id=\"error-file\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"错的图\""));
+    let big = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "video"), ("title", "大视频")],
+                Some(("v.mp4", vec![0; (10 << 20) + 1])),
+            ),
+        )
+        .await;
+    assert_eq!(big.status, 413);
+    assert!(big.body.contains("id=\"error-file\""));
+    let missing = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "file"), ("title", "无文件")],
+                Some(("", Vec::new())),
+            ),
+        )
+        .await;
+    assert_eq!(missing.status, 400);
+    assert!(missing.body.contains("id=\"error-file\""));
+    assert_eq!(total().await, 2);
+    let made = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[("materialType", "file"), ("title", "价目表"), ("text", "")],
+                Some(("prices.pdf", b"%PDF-1.4 price list".to_vec())),
+            ),
+        )
+        .await;
+    assert_eq!(
+        made.location, "/console/materials?done=created",
+        "{}",
+        made.body
+    );
+    let text = s
+        .post_multipart(
+            "/console/materials/upload",
+            multipart(
+                &[
+                    ("materialType", "text"),
+                    ("title", "问候"),
+                    ("text", "你好"),
+                ],
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(text.location, "/console/materials?done=created");
+    let list = s.get("/console/materials").await;
+    assert!(list.body.contains("prices.pdf"));
+    assert_eq!(total().await, 4);
+}
+
 async fn console_material_library_creates_lists_and_deletes(app: TestApp) {
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
     let total = async || {
@@ -1817,6 +2032,192 @@ async fn console_channel_code_member_picker_searches_any_number_of_staff(app: Te
     );
 }
 
+/// 600 staff in our tenant (u0001 / 员工0001 …) and one in another tenant with a clashing userid.
+async fn many_staff(app: &TestApp) -> (i64, i64) {
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let (other, _) = app
+        .other_tenant_admin("picker-other", "picker-other-admin")
+        .await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    let mut ours = 0;
+    for i in 1..=600 {
+        let id = scrm::customers::staff::upsert_staff(
+            &mut tx,
+            tenant,
+            &format!("u{i:04}"),
+            &format!("员工{i:04}"),
+            &[1],
+            1,
+            1_700_000_000_000,
+        )
+        .await
+        .unwrap();
+        if i == 599 {
+            ours = id;
+        }
+    }
+    let theirs = scrm::customers::staff::upsert_staff(
+        &mut tx,
+        other,
+        "u0599",
+        "别家0599",
+        &[1],
+        1,
+        1_700_000_000_000,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    (ours, theirs)
+}
+
+fn choices(p: &Page) -> usize {
+    p.body.matches("class=\"staff-choice\"").count()
+}
+
+async fn console_staff_picker_searches_the_tenants_staff_for_every_staff_form(app: TestApp) {
+    let (ours, theirs) = many_staff(&app).await;
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+
+    // The search route: by name or userid, a page at most, our tenant only.
+    let by_name = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=%E5%91%98%E5%B7%A50599")
+        .await;
+    assert_eq!(by_name.status, 200);
+    assert_eq!(choices(&by_name), 1);
+    assert!(
+        by_name
+            .body
+            .contains(&format!("type=\"radio\" name=\"staff\" value=\"{ours}\""))
+    );
+    let clash = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=0599")
+        .await;
+    assert_eq!(choices(&clash), 1);
+    assert!(!clash.body.contains("别家0599"), "{}", clash.body);
+    let wide = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=u")
+        .await;
+    assert_eq!(choices(&wide), 20, "a search shows a page, not 600");
+    // The chosen ones come back checked, first, and are not repeated among the matches.
+    let kept = s
+        .get("/console/staff-picker?field=staffUserids&dom=w&by=userid&multiple=1&keyword=u059&staffUserids=u0599")
+        .await;
+    assert_eq!(choices(&kept), 10);
+    assert!(
+        kept.body
+            .contains("type=\"checkbox\" name=\"staffUserids\" value=\"u0599\" checked")
+    );
+    assert_eq!(kept.body.matches(" checked").count(), 1);
+    // Another tenant's staff id chosen by hand is not looked up: shown as the bare id.
+    let foreign = s
+        .get(&format!(
+            "/console/staff-picker?field=staff&dom=f&none=all&staff={theirs}"
+        ))
+        .await;
+    assert_eq!(foreign.status, 200);
+    assert!(!foreign.body.contains("别家0599"));
+    assert!(foreign.body.contains("class=\"pick-none\""));
+    let nobody = s
+        .get("/console/staff-picker?field=staff&dom=f&keyword=nobody")
+        .await;
+    assert!(nobody.body.contains("class=\"pick-empty\""));
+    assert_eq!(
+        s.get("/console/staff-picker?field=a%22b&dom=f&keyword=u")
+            .await
+            .status,
+        400
+    );
+
+    // The customer list's staff filter loads no staff until someone searches; the chosen one shows.
+    let list = s.get("/console/customers").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(choices(&list), 0);
+    assert!(list.body.contains("id=\"staff-filter-search\""));
+    let filtered = s.get(&format!("/console/customers?staff={ours}")).await;
+    assert_eq!(choices(&filtered), 1);
+    assert!(
+        filtered
+            .body
+            .contains(&format!("name=\"staff\" value=\"{ours}\" checked"))
+    );
+    assert!(filtered.body.contains("员工0599"));
+
+    // The welcome form: a page of suggestions; a chosen member far down the list stays chosen
+    // when the API refuses the form, and is saved.
+    let welcome = s.get("/console/welcome").await;
+    assert_eq!(choices(&welcome), 20);
+    let refused = s
+        .post(
+            "/console/welcome",
+            &[
+                ("name", "成员欢迎语"),
+                ("staffUserids", "u0599"),
+                ("text", " "),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("id=\"error-text\""));
+    assert!(
+        refused
+            .body
+            .contains("name=\"staffUserids\" value=\"u0599\" checked")
+    );
+    assert!(refused.body.contains("员工0599"));
+    let made = s
+        .post(
+            "/console/welcome",
+            &[
+                ("name", "成员欢迎语"),
+                ("staffUserids", "u0599"),
+                ("text", "你好"),
+                ("enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(made.location, "/console/welcome?done=created");
+    let list = app
+        .get("/api/v1/automation/welcome-messages", &app.admin_token)
+        .await;
+    assert_eq!(list.data()["list"][0]["staffUserids"], json!(["u0599"]));
+
+    // The SOP assign step: a picker per assign step, the chosen member checked.
+    let assign = s
+        .post(
+            "/console/sop/templates",
+            &[
+                ("action", "refresh"),
+                ("templateName", "分配"),
+                ("stepCount", "2"),
+                ("step.0.type", "4"),
+                ("step.0.staffId", &ours.to_string()),
+                ("step.1.type", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(assign.status, 200, "{}", assign.body);
+    assert!(assign.body.contains("id=\"step-0-staff-search\""));
+    assert!(assign.body.contains("id=\"step-1-staff-search\""));
+    assert!(
+        assign
+            .body
+            .contains(&format!("name=\"step.0.staffId\" value=\"{ours}\" checked"))
+    );
+    assert!(
+        assign
+            .body
+            .contains("name=\"step.1.staffId\" value=\"\" checked")
+    );
+    assert!(
+        choices(&assign) <= 41,
+        "two pickers of at most 20 suggestions and one chosen"
+    );
+}
+
 async fn console_workflows_yaml_editor_publish_and_runs(app: TestApp) {
     let c = customer(&app, json!({"externalUserid": "wmW", "name": "流程客户"})).await;
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
@@ -2086,6 +2487,145 @@ fn text_of(body: &str, id: &str) -> String {
 /// its account ACTIVE with a health score column; a group push made on the console reaches every
 /// chat room and shows the result per room; roles without the permission see no forms and are
 /// refused; labels in Chinese and English.
+async fn console_device_account_ai_reply_form_and_paged_accounts(app: TestApp) {
+    let _sim = crate::gateway::gateway(&app).await;
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let path = "/console/devices/accounts/wxid_a";
+    let ai = async || {
+        app.get("/api/v1/devices/accounts/wxid_a/ai-reply", &app.admin_token)
+            .await
+    };
+    let page = s.get(path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"ai-none\""));
+    assert!(page.body.contains("id=\"ai-form\""));
+    let fields = |endpoint: &'static str, history: &'static str, end: &'static str| {
+        vec![
+            ("enabled", "1"),
+            ("endpoint", endpoint),
+            ("apiKey", "sk-console-secret"),
+            ("model", "gpt-4o-mini"),
+            ("systemPrompt", "你是客服"),
+            ("historySize", history),
+            ("maxRepliesPerHour", "30"),
+            ("workStart", "09:00"),
+            ("workEnd", end),
+            ("handoverKeyword", "人工"),
+        ]
+    };
+    let post = format!("{path}/ai-reply");
+
+    // Refusals next to their fields, the draft kept, nothing stored.
+    let bad_endpoint = s.post(&post, &fields("ftp://x", "10", "18:00")).await;
+    assert_eq!(bad_endpoint.status, 400);
+    assert!(
+        bad_endpoint.body.contains("id=\"error-endpoint\""),
+        "{}",
+        bad_endpoint.body
+    );
+    assert!(bad_endpoint.body.contains("value=\"ftp://x\""));
+    assert!(
+        !bad_endpoint.body.contains("sk-console-secret"),
+        "the key is never shown"
+    );
+    let bad_history = s
+        .post(
+            &post,
+            &fields("https://llm.example.com/v1", "lots", "18:00"),
+        )
+        .await;
+    assert_eq!(bad_history.status, 400);
+    assert!(bad_history.body.contains("id=\"error-historySize\""));
+    let big_history = s
+        .post(&post, &fields("https://llm.example.com/v1", "99", "18:00"))
+        .await;
+    assert!(big_history.body.contains("id=\"error-historySize\""));
+    let bad_end = s
+        .post(&post, &fields("https://llm.example.com/v1", "10", "25:00"))
+        .await;
+    assert_eq!(bad_end.status, 400);
+    assert!(bad_end.body.contains("id=\"error-workEnd\""));
+    assert_eq!(ai().await.status, 404, "nothing stored");
+
+    // Saved: the API holds it, the page says a key is set and never shows it.
+    let saved = s
+        .post(&post, &fields("https://llm.example.com/v1", "10", "18:00"))
+        .await;
+    assert_eq!(
+        saved.location,
+        format!("{path}?done=saved"),
+        "{}",
+        saved.body
+    );
+    let r = ai().await;
+    assert_eq!(r.data()["model"], "gpt-4o-mini");
+    assert_eq!(r.data()["historySize"], 10);
+    assert_eq!(r.data()["workEnd"], "18:00");
+    assert_eq!(r.data()["apiKeySet"], true);
+    let shown = s.get(&saved.location).await;
+    assert!(shown.body.contains("id=\"notice\""));
+    assert!(shown.body.contains("value=\"gpt-4o-mini\""));
+    assert!(shown.body.contains("name=\"removeKey\""));
+    assert!(!shown.body.contains("sk-console-secret"));
+    // A blank key keeps the stored one; "remove" removes it.
+    let mut keep = fields("https://llm.example.com/v1", "12", "18:00");
+    keep.retain(|(k, _)| *k != "apiKey");
+    assert_eq!(s.post(&post, &keep).await.status, 303);
+    assert_eq!(ai().await.data()["apiKeySet"], true);
+    assert_eq!(ai().await.data()["historySize"], 12);
+    keep.push(("removeKey", "1"));
+    assert_eq!(s.post(&post, &keep).await.status, 303);
+    assert_eq!(ai().await.data()["apiKeySet"], false);
+
+    // A viewer sees the settings but no form, and may not post one.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let ro = v.get(path).await;
+    assert_eq!(ro.status, 200);
+    assert!(ro.body.contains("id=\"ai-reply\""));
+    assert!(!ro.body.contains("id=\"ai-form\""));
+    assert_eq!(v.post(&post, &keep).await.status, 403);
+
+    // The account list is paged by the database: 60 WeCom members and the device account.
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    for i in 1..=60 {
+        scrm::customers::staff::upsert_staff(
+            &mut tx,
+            tenant,
+            &format!("m{i:02}"),
+            &format!("成员{i:02}"),
+            &[1],
+            1,
+            1_700_000_000_000,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let rows = |p: &Page| p.body.matches("class=\"account-row\"").count();
+    let first = s.get("/console/devices?accountType=WEWORK").await;
+    assert_eq!(rows(&first), 50);
+    assert!(first.body.contains("data-id=\"m01\""));
+    let second = s.get("/console/devices?accountType=WEWORK&page=2").await;
+    assert_eq!(rows(&second), 10);
+    assert!(second.body.contains("data-id=\"m60\""));
+    let all = s.get("/console/devices?accountType=ALL&page=2").await;
+    assert_eq!(rows(&all), 11);
+    assert!(
+        all.body.contains("data-id=\"wxid_a\""),
+        "device accounts after the members"
+    );
+    let devices = s.get("/console/devices").await;
+    assert_eq!(rows(&devices), 1);
+    // The API's own list is unchanged: everything, members first.
+    let api = app.get("/api/v1/devices/accounts", &app.admin_token).await;
+    assert_eq!(api.data().as_array().unwrap().len(), 61);
+    assert_eq!(api.data()[60]["accountId"], "wxid_a");
+}
+
 async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
     let empty = s.get("/console/devices").await;
@@ -2237,6 +2777,214 @@ async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
 /// Traffic pools (members, caps, working hours, today's figures, delete), group welcome
 /// messages (refusals by field, create, delete), content sources (add, fetch now, items) and
 /// cron tasks (switch off and on), each with what a viewer may not do.
+async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: TestApp) {
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    for (u, n) in [("amy", "艾米"), ("bob", "鲍勃")] {
+        scrm::customers::staff::upsert_staff(&mut tx, tenant, u, n, &[1], 1, 1_700_000_000_000)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let pools = async || {
+        app.get("/api/v1/automation/traffic-pools", &app.admin_token)
+            .await
+            .data()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let list = s.get("/console/traffic-pools").await;
+    assert!(list.body.contains("id=\"new-pool\""));
+    let form = s.get("/console/traffic-pools/new").await;
+    assert_eq!(form.status, 200);
+    assert_eq!(form.body.matches("class=\"member-form\"").count(), 1);
+
+    // Adding a row shows the form again with the draft kept; nothing is stored.
+    let two = s
+        .post(
+            "/console/traffic-pools",
+            &[
+                ("action", "add-member"),
+                ("name", "售前池"),
+                ("memberCount", "1"),
+                ("member.0.accountId", "amy"),
+            ],
+        )
+        .await;
+    assert_eq!(two.status, 200);
+    assert_eq!(two.body.matches("class=\"member-form\"").count(), 2);
+    assert!(two.body.contains("value=\"售前池\""));
+    assert!(
+        two.body
+            .contains("name=\"member.0.accountId\" id=\"member-0-accountId\" value=\"amy\"")
+    );
+
+    // The API's refusals, each next to its field or on its member row.
+    let fields =
+        |name: &'static str, weight: &'static str, end: &'static str, second: &'static str| {
+            vec![
+                ("action", "save"),
+                ("name", name),
+                ("strategy", "weight"),
+                ("enabled", "1"),
+                ("memberCount", "3"),
+                ("member.0.accountId", "amy"),
+                ("member.0.weight", weight),
+                ("member.0.dailyCap", "20"),
+                ("member.0.workDays", "1"),
+                ("member.0.workDays", "2"),
+                ("member.0.workStart", "09:00"),
+                ("member.0.workEnd", end),
+                ("member.0.enabled", "1"),
+                // A blank row is not a member.
+                ("member.1.accountId", ""),
+                ("member.1.weight", "1"),
+                ("member.2.accountId", second),
+                ("member.2.weight", "2"),
+                ("member.2.dailyCap", "0"),
+                ("member.2.enabled", "1"),
+            ]
+        };
+    let no_name = s
+        .post("/console/traffic-pools", &fields("", "3", "18:00", "bob"))
+        .await;
+    assert_eq!(no_name.status, 400);
+    assert!(
+        no_name.body.contains("id=\"error-name\""),
+        "{}",
+        no_name.body
+    );
+    let bad_weight = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "500", "18:00", "bob"),
+        )
+        .await;
+    assert_eq!(bad_weight.status, 400);
+    assert!(
+        bad_weight.body.contains("id=\"error-member-0\""),
+        "{}",
+        bad_weight.body
+    );
+    assert!(
+        bad_weight.body.contains("value=\"500\""),
+        "the draft is kept"
+    );
+    let bad_hours = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "3", "08:00", "bob"),
+        )
+        .await;
+    assert_eq!(bad_hours.status, 400);
+    assert!(bad_hours.body.contains("id=\"error-member-0\""));
+    assert!(bad_hours.body.contains("workEnd"));
+    let unknown = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "3", "18:00", "nobody"),
+        )
+        .await;
+    assert!(unknown.status >= 400, "{}", unknown.status);
+    assert!(
+        unknown.body.contains("id=\"error-member-2\""),
+        "row 2, though it is the API's second member: {}",
+        unknown.body
+    );
+    assert_eq!(pools().await, 0, "nothing refused was stored");
+
+    // Saved: the API holds what the form said.
+    let made = s
+        .post(
+            "/console/traffic-pools",
+            &fields("售前池", "3", "18:00", "bob"),
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let id: i64 = made
+        .location
+        .trim_start_matches("/console/traffic-pools/")
+        .trim_end_matches("?done=saved")
+        .parse()
+        .unwrap();
+    let p = app
+        .get(
+            &format!("/api/v1/automation/traffic-pools/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    let d = p.data();
+    assert_eq!(d["strategy"], "weight");
+    assert_eq!(d["members"].as_array().unwrap().len(), 2);
+    assert_eq!(d["members"][0]["accountId"], "amy");
+    assert_eq!(d["members"][0]["weight"], 3);
+    assert_eq!(d["members"][0]["dailyCap"], 20);
+    assert_eq!(d["members"][0]["workDays"], json!([1, 2]));
+    assert_eq!(d["members"][0]["workEnd"], "18:00");
+    assert_eq!(d["members"][1]["accountId"], "bob");
+    let detail = s.get(&made.location).await;
+    assert!(detail.body.contains("id=\"notice\""));
+    assert!(detail.body.contains("id=\"edit-pool\""));
+
+    // Edit: the form holds the pool; a member removed and a cap changed.
+    let edit = s.get(&format!("/console/traffic-pools/{id}/edit")).await;
+    assert_eq!(edit.status, 200);
+    assert_eq!(edit.body.matches("class=\"member-form\"").count(), 2);
+    assert!(
+        edit.body
+            .contains("name=\"member.0.workDays\" value=\"2\" checked")
+    );
+    let saved = s
+        .post(
+            &format!("/console/traffic-pools/{id}"),
+            &[
+                ("action", "save"),
+                ("name", "售前池二"),
+                ("strategy", "least_loaded"),
+                ("enabled", "1"),
+                ("memberCount", "1"),
+                ("member.0.accountId", "bob"),
+                ("member.0.weight", "1"),
+                ("member.0.dailyCap", "5"),
+                ("member.0.enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        saved.location,
+        format!("/console/traffic-pools/{id}?done=saved")
+    );
+    let p = app
+        .get(
+            &format!("/api/v1/automation/traffic-pools/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(p.data()["name"], "售前池二");
+    assert_eq!(p.data()["members"][0]["dailyCap"], 5);
+    assert_eq!(p.data()["members"].as_array().unwrap().len(), 1);
+
+    // A viewer sees no form and may not post one.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    assert!(
+        !v.get("/console/traffic-pools")
+            .await
+            .body
+            .contains("id=\"new-pool\"")
+    );
+    assert_eq!(v.get("/console/traffic-pools/new").await.status, 403);
+    assert_eq!(
+        v.post(&format!("/console/traffic-pools/{id}"), &[("name", "x")])
+            .await
+            .status,
+        403
+    );
+}
+
 async fn console_traffic_pools_group_welcomes_content_sources_and_cron_tasks(app: TestApp) {
     let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
         .as_i64()
@@ -2538,13 +3286,17 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_users_roles_passwords_and_api_tokens,
     console_workbench_counts_a_first_syncs_recent_adds_on_their_days,
     console_material_library_creates_lists_and_deletes,
+    console_material_upload_checks_the_file_and_stores_nothing_refused,
     console_sop_builder_saves_runs_and_shows_the_step_log,
     console_channel_code_member_picker_searches_any_number_of_staff,
+    console_staff_picker_searches_the_tenants_staff_for_every_staff_form,
     console_workflows_yaml_editor_publish_and_runs,
     console_customer_exports_start_list_and_download,
     console_traffic_pools_group_welcomes_content_sources_and_cron_tasks,
+    console_traffic_pool_form_creates_and_edits_with_errors_by_row,
 );
 
 scrm_db::db_tests!(crate::gateway::spawn;
     console_device_gateways_accounts_and_group_pushes,
+    console_device_account_ai_reply_form_and_paged_accounts,
 );

@@ -749,3 +749,120 @@ async fn console_journey_register_a_gateway_push_to_its_rooms_and_switch_a_cron_
     b.close().await;
     sim.stop();
 }
+
+#[tokio::test]
+async fn console_journey_pick_staff_by_search_and_upload_a_material() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let mut tx = app.state.db.begin().await.unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for i in 1..=120 {
+        let userid = format!("u{i:04}");
+        let id = scrm::customers::staff::upsert_staff(
+            &mut tx,
+            tenant,
+            &userid,
+            &format!("员工{i:04}"),
+            &[1],
+            1,
+            1_700_000_000_000,
+        )
+        .await
+        .unwrap();
+        ids.insert(userid, id);
+    }
+    tx.commit().await.unwrap();
+    let b = Browser::start(&app.base).await;
+    b.login("admin", ADMIN_PASSWORD).await;
+
+    // Welcome members: a search finds a member far down the list; a second search keeps the
+    // first one chosen (htmx swaps the rows, the server puts the chosen ones first).
+    b.open("/console/welcome").await;
+    b.fill("#welcome-staff-search", "0107").await;
+    b.click("#welcome-staff-rows input[value='u0107']").await;
+    b.fill("#welcome-staff-search", "0042").await;
+    b.click("#welcome-staff-rows input[value='u0042']").await;
+    let kept = b
+        .wait_for("#welcome-staff-rows input[value='u0107']")
+        .await
+        .prop("checked")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some("true"),
+        "the first choice stays chosen"
+    );
+    b.shot("welcome-staff-picker").await;
+    b.fill("#welcome-name", "两位成员的欢迎语").await;
+    b.fill("#welcome-text", "您好").await;
+    b.click("#save-welcome").await;
+    b.wait_for("#notice").await;
+    let list = app
+        .get("/api/v1/automation/welcome-messages", &app.admin_token)
+        .await;
+    assert_eq!(
+        list.data()["list"][0]["staffUserids"],
+        json!(["u0042", "u0107"]),
+        "both members, as the API orders them"
+    );
+
+    // The customer list's staff filter: search, choose, filter.
+    b.open("/console/customers").await;
+    b.fill("#staff-filter-search", "员工0099").await;
+    b.click(&format!(
+        "#staff-filter-rows input[value='{}']",
+        ids["u0099"]
+    ))
+    .await;
+    b.click("#search").await;
+    b.wait_for(&format!(
+        "#staff-filter-rows input[value='{}'][checked]",
+        ids["u0099"]
+    ))
+    .await;
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains(&format!("staff={}", ids["u0099"]))
+    );
+    b.shot("customers-staff-filter").await;
+
+    // A material with its file: the form's file input, a refusal next to it, then a save.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("not-a-picture.png");
+    std::fs::write(&bad, b"GIF89a this is no png").unwrap();
+    let good = dir.path().join("poster.png");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(4096, 1);
+    std::fs::write(&good, png).unwrap();
+    b.open("/console/materials").await;
+    b.click("#mt-image").await;
+    b.fill("#material-title", "海报").await;
+    b.wait_for("#material-file")
+        .await
+        .send_keys(&bad.to_string_lossy())
+        .await
+        .unwrap();
+    b.click("#create-material").await;
+    b.wait_for("#error-file").await;
+    b.shot("material-upload-refused").await;
+    b.wait_for("#material-file")
+        .await
+        .send_keys(&good.to_string_lossy())
+        .await
+        .unwrap();
+    b.click("#create-material").await;
+    b.wait_for("#notice").await;
+    b.wait_for_xpath("//td[contains(., 'poster.png')]").await;
+    b.shot("material-uploaded").await;
+    let m = app.get("/api/materials", &app.admin_token).await;
+    assert_eq!(m.data()["total"], 1);
+    assert_eq!(m.data()["list"][0]["fileName"], "poster.png");
+    b.close().await;
+}

@@ -24,7 +24,7 @@ pub async fn spawn(backend: Backend) -> TestApp {
 /// A gateway registered through the API and the simulator connected as it, holding `wxid_a`
 /// ("Alice's phone") with friends f1..f3 and chat rooms r1..r5; returns once scrm lists the
 /// account ACTIVE.
-async fn gateway(app: &TestApp) -> GatewaySim {
+pub async fn gateway(app: &TestApp) -> GatewaySim {
     let r = app
         .post(
             "/api/v1/devices/gateways",

@@ -438,6 +438,64 @@ async fn a_queue_filled_after_its_last_analyze_is_planned_for_what_it_holds(fx: 
     assert_eq!(ran.load(Ordering::SeqCst), 12_000, "every job ran once");
 }
 
+async fn a_backlog_of_one_key_does_not_hold_back_the_jobs_behind_it(fx: Fx) {
+    // 40 jobs of one key (one at a time) due first, 20 unlimited jobs due just after. A claim
+    // of 8 sees 8 of the key's jobs and may start one: the claim must go on to the jobs
+    // behind them, not leave them until the key's backlog is gone.
+    let keyed_done = Arc::new(AtomicUsize::new(0));
+    let keyed_done_when_free_finished = Arc::new(AtomicUsize::new(usize::MAX));
+    let free_done = Arc::new(AtomicUsize::new(0));
+    let (k, w, f) = (
+        keyed_done.clone(),
+        keyed_done_when_free_finished.clone(),
+        free_done.clone(),
+    );
+    let handler = move |_ctx: JobContext, p: Value| {
+        let (k, w, f) = (k.clone(), w.clone(), f.clone());
+        async move {
+            if p["n"].as_i64().unwrap_or(0) < 100 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                k.fetch_add(1, Ordering::SeqCst);
+            } else if f.fetch_add(1, Ordering::SeqCst) + 1 == 20 {
+                w.store(k.load(Ordering::SeqCst), Ordering::SeqCst);
+            }
+            Ok(JobOutcome::Done)
+        }
+    };
+    let mut tx = fx.db.begin().await.unwrap();
+    for n in 0..40 {
+        let j = job("send", n)
+            .limited_by("corp:one", KeyLimit::concurrency(1))
+            .run_at(T0 - 2_000);
+        fx.jobs.enqueue(&mut tx, j).await.unwrap();
+    }
+    for n in 0..20 {
+        let j = job("send", 100 + n).run_at(T0 - 1_000);
+        fx.jobs.enqueue(&mut tx, j).await.unwrap();
+    }
+    fx.jobs.commit(tx).await.unwrap();
+    let e = start_one(&fx.jobs, "send", exact(), handler).await;
+    // The engine polls on its clock: move it a second every 50 ms of real time.
+    for _ in 0..400 {
+        if fx.count("SELECT COUNT(*) FROM job WHERE state = 2").await == 60 {
+            break;
+        }
+        fx.advance(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fx.count("SELECT COUNT(*) FROM job WHERE state = 2").await,
+        60,
+        "all 60 done"
+    );
+    e.stop().await;
+    let before = keyed_done_when_free_finished.load(Ordering::SeqCst);
+    assert!(
+        before < 20,
+        "the 20 unlimited jobs finished while the key's backlog ran, not after it ({before} of 40 keyed done by then)"
+    );
+}
+
 scrm_db::db_tests!(crate::support::setup;
     two_engines_never_run_a_job_twice,
     a_crashed_workers_job_is_finished_by_another_after_its_lease_expires,
@@ -450,4 +508,5 @@ scrm_db::db_tests!(crate::support::setup;
     a_polling_job_reschedules_without_using_attempts,
     shutdown_drains_running_jobs,
     a_queue_filled_after_its_last_analyze_is_planned_for_what_it_holds,
+    a_backlog_of_one_key_does_not_hold_back_the_jobs_behind_it,
 );

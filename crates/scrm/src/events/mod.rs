@@ -148,24 +148,20 @@ pub trait Sink: Send + Sync {
     /// The sink's name: its cursor row, job key and metrics label (`amqp`, `nats`).
     fn name(&self) -> &'static str;
 
-    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>>;
-
-    /// Publish `events` in order and wait for the broker to confirm them; reports how many from
-    /// the front were confirmed, and the error that stopped the rest. The default publishes one
-    /// at a time; brokers override it to keep many in flight.
-    fn publish_batch<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Published> {
+    /// Publish one event and wait for the broker to confirm it: a batch of one.
+    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let mut out = Published::default();
-            for e in events {
-                if let Err(err) = self.publish(e).await {
-                    out.error = Some(err);
-                    break;
-                }
-                out.confirmed += 1;
+            match self.publish_batch(std::slice::from_ref(event)).await.error {
+                Some(e) => Err(e),
+                None => Ok(()),
             }
-            out
         })
     }
+
+    /// Publish `events` in order and wait for the broker to confirm them; reports how many from
+    /// the front were confirmed, and the error that stopped the rest (brokers keep many in
+    /// flight).
+    fn publish_batch<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Published>;
 
     /// After a (re)connect: the id of the last event the broker already holds from us, if it
     /// can tell (NATS can: the stream's last message); the relay then resumes after it.

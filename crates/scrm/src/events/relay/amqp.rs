@@ -168,15 +168,6 @@ impl Sink for AmqpSink {
         NAME
     }
 
-    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            match self.publish_all(std::slice::from_ref(event)).await.error {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
-        })
-    }
-
     fn publish_batch<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Published> {
         Box::pin(self.publish_all(events))
     }

@@ -217,9 +217,15 @@ impl Db {
     pub async fn begin_read(&self) -> DbResult<Tx> {
         Ok(match self {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN DEFERRED").await?),
+            // The pool's sessions run READ COMMITTED (see `connect`), where a consistent
+            // snapshot lasts one statement only: this one transaction is REPEATABLE READ
+            // (`SET TRANSACTION` without SESSION applies to the next transaction alone).
             Db::MySql(p) => Tx::MySql(
-                p.begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                    .await?,
+                p.begin_with(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+                     START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+                )
+                .await?,
             ),
             Db::Postgres(p) => Tx::Postgres(
                 p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -422,7 +422,7 @@ async fn a_queue_filled_after_its_last_analyze_is_planned_for_what_it_holds(fx: 
         },
     )
     .await;
-    eventually("all 12,000 done", || async {
+    eventually_within("all 12,000 done", Duration::from_secs(180), || async {
         fx.count("SELECT COUNT(*) FROM job WHERE state = 2").await == 12_000
     })
     .await;

@@ -107,12 +107,22 @@ pub async fn start_config(
 }
 
 /// Wait (real time, up to 20 s) until `cond` holds.
-pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+pub async fn eventually<F, Fut>(what: &str, cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    eventually_within(what, Duration::from_secs(20), cond).await
+}
+
+/// Wait (real time, up to `limit`) until `cond` holds: for tests that move thousands of jobs,
+/// whose time depends on the machine (a debug build beside other builds), not on the engine.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if cond().await {
             return;

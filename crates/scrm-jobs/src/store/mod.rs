@@ -94,19 +94,34 @@ pub(crate) async fn next_wake(db: &Db, now: i64, kinds: &[String]) -> DbResult<O
 /// Extend the leases of every job this worker runs, and report each one's
 /// `cancel_requested` flag. A job missing from the answer is no longer ours (its lease
 /// expired and the reaper took it): the caller cancels it locally.
+///
+/// The update names the jobs by id, in id order, as the result writer locks them (store/finish.rs):
+/// an update by `worker_id` locked the rows in the order of whatever index it walked, and
+/// met a result write locking the same rows by id in a deadlock (seen on PostgreSQL under load;
+/// the writer retried, nothing was lost, but one of the two waited for the deadlock timeout).
 pub(crate) async fn heartbeat_leases(
     db: &Db,
     worker_id: &str,
     lease_until: i64,
     now: i64,
 ) -> DbResult<Vec<(i64, i64)>> {
-    db.execute(
-        query("UPDATE job SET lease_until = ?, updated_at = ? WHERE worker_id = ? AND state = 1")
+    let mut ids: Vec<i64> = db
+        .fetch_all::<(i64,)>(
+            query("SELECT id FROM job WHERE worker_id = ? AND state = 1").bind(worker_id),
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    ids.sort_unstable();
+    for chunk in ids.chunks(512) {
+        let mut q = query("UPDATE job SET lease_until = ?, updated_at = ? WHERE state = 1 AND worker_id = ? AND id IN ")
             .bind(lease_until)
             .bind(now)
-            .bind(worker_id),
-    )
-    .await?;
+            .bind(worker_id);
+        push_ids(&mut q, chunk);
+        db.execute(q).await?;
+    }
     db.fetch_all(
         query("SELECT id, cancel_requested FROM job WHERE worker_id = ? AND state = 1")
             .bind(worker_id),

@@ -742,6 +742,32 @@ async fn materials_are_managed_and_uploaded_once(app: TestApp) {
             .all(|d| d.content.to_string().contains(&media)),
         "one upload, reused"
     );
+    // WeCom keeps an upload 3 days: a media id within a day of its end is uploaded again
+    // before the next send, and the new id replaces it.
+    app.state
+        .db
+        .execute(
+            scrm_db::query("UPDATE material SET media_expires_at = ? WHERE id = ?")
+                .bind(scrm::state::now_ms() + 3_600_000)
+                .bind(mid),
+        )
+        .await
+        .unwrap();
+    let r = app.post("/v1/workbench/mass-send", &app.admin_token, json!({"target": {"customerIds": [c]}, "messageContent": {"type": "MATERIAL", "data": {"materialId": mid}}})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    wait_final(&app, r.data()["groupSendTaskId"].as_i64().unwrap()).await;
+    let renewed = app
+        .get(&format!("/api/material/{mid}"), &app.admin_token)
+        .await
+        .data()["mediaId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(renewed, media, "renewed before it expired");
+    let deliveries = w.sim.deliveries();
+    assert_eq!(deliveries.len(), 3);
+    assert!(deliveries[2].content.to_string().contains(&renewed));
+    assert!(!deliveries[2].content.to_string().contains(&media));
     let (_, theirs) = app.other_tenant_admin("other mat", "boss.m").await;
     assert_eq!(
         app.get(&format!("/api/material/{mid}"), &theirs)

@@ -334,6 +334,21 @@ pub fn routes(state: &AppState) -> Routes {
             materials::upload,
         )
         .route(
+            M::GET,
+            "/console/materials/{id}/edit",
+            P(perm::MATERIAL_MANAGE),
+            "Edit a material: the form with it",
+            materials::edit,
+        )
+        .route_with_body_limit(
+            M::POST,
+            "/console/materials/{id}/upload",
+            P(perm::MATERIAL_MANAGE),
+            "Save a material from the edit form, with a new file or keeping its file (multipart)",
+            crate::operation::materials::upload::UPLOAD_BODY_BYTES,
+            materials::update,
+        )
+        .route(
             M::POST,
             "/console/materials",
             P(perm::MATERIAL_MANAGE),
@@ -367,13 +382,6 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::STAFF_VIEW),
             "Staff picker: the chosen staff and those matching a search (name or userid)",
             staff_picker::search_rows,
-        )
-        .route(
-            M::GET,
-            "/console/channel-codes/staff-search",
-            P(perm::CHANNEL_CODE_MANAGE),
-            "Channel-code member picker: staff matching a search",
-            automation::staff_search,
         )
         .route(
             M::GET,

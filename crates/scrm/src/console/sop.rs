@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::staff_picker::{By, NoneChoice, Spec, StaffPicker};
+use super::staff_picker::{By, Columns, NoneChoice, Spec, StaffPicker};
 use super::{
     Chrome, FieldErrors, Form, MaterialOption, PageError, PageResult, arg, data, is_refusal,
     material_options, page_param, pages_of, query_param, reshow, see_other,
@@ -478,6 +478,7 @@ async fn staff_pickers(
             multiple: false,
             none: Some(NoneChoice::Dash),
             suggest: true,
+            columns: Columns::None,
         };
         let chosen: Vec<String> = s.staff_id.iter().map(i64::to_string).collect();
         out.push(

@@ -122,7 +122,11 @@ pub(super) async fn device_choices(state: &AppState, c: &Chrome) -> PageResultOf
         return Ok(Vec::new());
     }
     let (list, total) = accounts(state, c, "WECHAT", None, 0, PUSH_ACCOUNTS).await?;
-    Ok(if total > PUSH_ACCOUNTS { Vec::new() } else { list })
+    Ok(if total > PUSH_ACCOUNTS {
+        Vec::new()
+    } else {
+        list
+    })
 }
 
 struct Filters {

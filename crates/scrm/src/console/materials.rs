@@ -297,7 +297,11 @@ async fn after_save(
     editing: Option<Editing>,
     r: Result<Value, ApiError>,
 ) -> PageResult {
-    let done = if editing.is_some() { "saved" } else { "created" };
+    let done = if editing.is_some() {
+        "saved"
+    } else {
+        "created"
+    };
     let r = match (&editing, r) {
         // A post to a material that is gone is the error page, not the form.
         (Some(_), Err(e @ ApiError::NotFound(_))) => return Err(e.into()),
@@ -308,7 +312,17 @@ async fn after_save(
         Answer::Refused(e) => {
             let status = e.status();
             let errors = field_problems(&e);
-            render(state, c, first_page(), d, editing, errors, Notes::default(), status).await
+            render(
+                state,
+                c,
+                first_page(),
+                d,
+                editing,
+                errors,
+                Notes::default(),
+                status,
+            )
+            .await
         }
     }
 }

@@ -372,15 +372,24 @@ impl PoolDraft {
                 .map(|m| {
                     let wecom = m.account_type == "WEWORK";
                     MemberDraft {
-                    staff: if wecom { m.account_id.clone() } else { String::new() },
-                    account_id: if wecom { String::new() } else { m.account_id.clone() },
-                    weight: m.weight.to_string(),
-                    daily_cap: m.daily_cap.to_string(),
-                    work_days: m.work_days.clone(),
-                    work_start: m.work_start.clone().unwrap_or_default(),
-                    work_end: m.work_end.clone().unwrap_or_default(),
-                    enabled: m.enabled,
-                }})
+                        staff: if wecom {
+                            m.account_id.clone()
+                        } else {
+                            String::new()
+                        },
+                        account_id: if wecom {
+                            String::new()
+                        } else {
+                            m.account_id.clone()
+                        },
+                        weight: m.weight.to_string(),
+                        daily_cap: m.daily_cap.to_string(),
+                        work_days: m.work_days.clone(),
+                        work_start: m.work_start.clone().unwrap_or_default(),
+                        work_end: m.work_end.clone().unwrap_or_default(),
+                        enabled: m.enabled,
+                    }
+                })
                 .collect(),
         }
     }
@@ -624,7 +633,15 @@ pub async fn edit_pool(
     if d.members.is_empty() {
         d.members.push(MemberDraft::default());
     }
-    pool_form(&state, c, Some(id), d, FieldErrors::default(), StatusCode::OK).await
+    pool_form(
+        &state,
+        c,
+        Some(id),
+        d,
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// A pool form post: add or remove a member row (the form again, nothing stored), or save

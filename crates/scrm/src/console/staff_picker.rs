@@ -127,7 +127,10 @@ impl Picks {
     }
 
     /// A posted form's (or the search box's query's) choices for this picker.
-    pub fn from_pairs<'a>(spec: &Spec, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Picks {
+    pub fn from_pairs<'a>(
+        spec: &Spec,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Picks {
         let mut p = Picks::default();
         for (k, v) in pairs {
             if k == spec.field {

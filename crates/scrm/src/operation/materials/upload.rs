@@ -211,9 +211,7 @@ pub async fn update_with_file(
 }
 
 /// An upload's fields from a multipart body (an unknown field is refused by name).
-async fn read_upload(
-    multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<Upload> {
+async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiResult<Upload> {
     let mut multipart =
         multipart.map_err(|_| ApiError::invalid("the body must be multipart/form-data"))?;
     let mut u = Upload {

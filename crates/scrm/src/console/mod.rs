@@ -964,6 +964,41 @@ pub fn see_other(to: &str) -> PageResult {
     Ok(Redirect::to(to).into_response())
 }
 
+/// Where a list's bulk action (pause, resume, cancel the ticked rows) goes back to: the posted
+/// `back` when it is a console path under `prefix`, else `fallback`; the list then says how
+/// many changed (`done=`) and why others did not (`error=`).
+pub struct Back(String);
+
+impl Back {
+    pub fn of(form: &Form, prefix: &str, fallback: &str) -> Back {
+        Back(
+            form.get("back")
+                .filter(|b| b.starts_with(prefix) && !b.contains("//"))
+                .unwrap_or_else(|| fallback.into()),
+        )
+    }
+
+    fn sep(&self) -> char {
+        if self.0.contains('?') { '&' } else { '?' }
+    }
+
+    /// Back with how many changed, and what was refused (if anything).
+    pub fn done(&self, changed: i64, error: Option<&str>) -> PageResult {
+        let mut to = format!("{}{}done={changed}", self.0, self.sep());
+        if let Some(e) = error.filter(|e| !e.is_empty()) {
+            let msg: String = url::form_urlencoded::byte_serialize(e.as_bytes()).collect();
+            to.push_str(&format!("&error={msg}"));
+        }
+        see_other(&to)
+    }
+
+    /// Back with an error only (nothing was tried).
+    pub fn error(&self, error: &str) -> PageResult {
+        let msg: String = url::form_urlencoded::byte_serialize(error.as_bytes()).collect();
+        see_other(&format!("{}{}error={msg}", self.0, self.sep()))
+    }
+}
+
 /// The `data` of an API handler's reply, read as the console's own view type: the page shows
 /// exactly the fields the API answers.
 pub fn data<T: Serialize, V: DeserializeOwned>(r: ApiResult<Reply<T>>) -> ApiResult<V> {

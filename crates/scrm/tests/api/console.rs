@@ -2171,24 +2171,7 @@ async fn console_sop_builder_saves_runs_and_shows_the_step_log(app: TestApp) {
 }
 
 async fn console_channel_code_member_picker_searches_any_number_of_staff(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for i in 1..=600 {
-        scrm::customers::staff::upsert_staff(
-            &mut tx,
-            tenant,
-            &format!("u{i:04}"),
-            &format!("员工{i:04}"),
-            &[1],
-            1,
-            1_700_000_000_000,
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    add_staff(&app, our_tenant(&app).await, numbered("u", "员工", 600)).await;
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
 
     // The form shows a page of staff, not all 600, each with its limit and backup columns.
@@ -2307,43 +2290,58 @@ async fn console_channel_code_member_picker_searches_any_number_of_staff(app: Te
 
 /// 600 staff in our tenant (u0001 / 员工0001 …) and one in another tenant with a clashing userid.
 async fn many_staff(app: &TestApp) -> (i64, i64) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
     let (other, _) = app
         .other_tenant_admin("picker-other", "picker-other-admin")
         .await;
-    let mut tx = app.state.db.begin().await.unwrap();
-    let mut ours = 0;
-    for i in 1..=600 {
-        let id = scrm::customers::staff::upsert_staff(
-            &mut tx,
-            tenant,
-            &format!("u{i:04}"),
-            &format!("员工{i:04}"),
-            &[1],
-            1,
-            1_700_000_000_000,
-        )
-        .await
-        .unwrap();
-        if i == 599 {
-            ours = id;
-        }
-    }
-    let theirs = scrm::customers::staff::upsert_staff(
-        &mut tx,
-        other,
-        "u0599",
-        "别家0599",
-        &[1],
-        1,
-        1_700_000_000_000,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let ours = add_staff(app, our_tenant(app).await, numbered("u", "员工", 600)).await[598];
+    let theirs = add_staff(app, other, [("u0599".into(), "别家0599".into())]).await[0];
     (ours, theirs)
+}
+
+/// Two WeCom members, amy (艾米) and bob (鲍勃).
+fn amy_and_bob() -> [(String, String); 2] {
+    [("amy".into(), "艾米".into()), ("bob".into(), "鲍勃".into())]
+}
+
+/// The admin's tenant.
+async fn our_tenant(app: &TestApp) -> i64 {
+    app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap()
+}
+
+/// `count` staff named `<prefix>0001` / `<name>0001` … (four digits).
+fn numbered(prefix: &str, name: &str, count: usize) -> Vec<(String, String)> {
+    (1..=count)
+        .map(|i| (format!("{prefix}{i:04}"), format!("{name}{i:04}")))
+        .collect()
+}
+
+/// Staff (userid, name) of a tenant, as a sync writes them; their ids in order.
+async fn add_staff(
+    app: &TestApp,
+    tenant: i64,
+    staff: impl IntoIterator<Item = (String, String)>,
+) -> Vec<i64> {
+    let mut tx = app.state.db.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for (userid, name) in staff {
+        ids.push(
+            scrm::customers::staff::upsert_staff(
+                &mut tx,
+                tenant,
+                &userid,
+                &name,
+                &[1],
+                1,
+                1_700_000_000_000,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    tx.commit().await.unwrap();
+    ids
 }
 
 fn choices(p: &Page) -> usize {
@@ -2860,24 +2858,8 @@ async fn console_device_account_ai_reply_form_and_paged_accounts(app: TestApp) {
     assert_eq!(v.post(&post, &keep).await.status, 403);
 
     // The account list is paged by the database: 60 WeCom members and the device account.
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for i in 1..=60 {
-        scrm::customers::staff::upsert_staff(
-            &mut tx,
-            tenant,
-            &format!("m{i:02}"),
-            &format!("成员{i:02}"),
-            &[1],
-            1,
-            1_700_000_000_000,
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    let members = (1..=60).map(|i| (format!("m{i:02}"), format!("成员{i:02}")));
+    add_staff(&app, our_tenant(&app).await, members).await;
     let rows = |p: &Page| p.body.matches("class=\"account-row\"").count();
     let first = s.get("/console/devices?accountType=WEWORK").await;
     assert_eq!(rows(&first), 50);
@@ -3051,16 +3033,7 @@ async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
 /// messages (refusals by field, create, delete), content sources (add, fetch now, items) and
 /// cron tasks (switch off and on), each with what a viewer may not do.
 async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for (u, n) in [("amy", "艾米"), ("bob", "鲍勃")] {
-        scrm::customers::staff::upsert_staff(&mut tx, tenant, u, n, &[1], 1, 1_700_000_000_000)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    add_staff(&app, our_tenant(&app).await, amy_and_bob()).await;
     let pools = async || {
         app.get("/api/v1/automation/traffic-pools", &app.admin_token)
             .await
@@ -3290,16 +3263,7 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
 }
 
 async fn console_traffic_pools_group_welcomes_content_sources_and_cron_tasks(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for (u, n) in [("amy", "艾米"), ("bob", "鲍勃")] {
-        scrm::customers::staff::upsert_staff(&mut tx, tenant, u, n, &[1], 1, 1_700_000_000_000)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    add_staff(&app, our_tenant(&app).await, amy_and_bob()).await;
     let r = app
         .post(
             "/api/v1/automation/traffic-pools",

@@ -8,6 +8,7 @@
 //! `automation.content.collect` (every 5 minutes) fetches each enabled source whose interval has
 //! passed; `POST …/{id}/fetch` fetches one now.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -17,11 +18,12 @@ use scrm_jobs::{JobContext, JobError, JobOutcome, Schedule};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::stored::{self, Stored, live};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
-use crate::http::envelope::{ListPage, Paging, Reply, created, ok};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::envelope::{Reply, created, ok};
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::routes::{Access, Routes};
 use crate::http::{ApiError, ApiResult};
 use crate::state::{AppState, iso, now_ms};
@@ -41,10 +43,10 @@ pub fn routes(state: &AppState) -> Routes {
     let manage = Access::Permission(perm::MATERIAL_MANAGE);
     Routes::new(state, "automation")
         .route(Method::POST, BASE, manage, "Add a content source: name, url (http/https), kind (feed: RSS/Atom, page), intervalMinutes (5-10080, default 60)", create)
-        .route(Method::GET, BASE, view, "List content sources (page, size)", list)
-        .route(Method::GET, "/api/v1/automation/content-sources/{id}", view, "A content source with its recent items", get)
+        .route(Method::GET, BASE, view, "List content sources (page, size)", stored::list::<Row>)
+        .route(Method::GET, "/api/v1/automation/content-sources/{id}", view, "A content source with its recent items", stored::get::<Row>)
         .route(Method::PUT, "/api/v1/automation/content-sources/{id}", manage, "Change a content source", update)
-        .route(Method::DELETE, "/api/v1/automation/content-sources/{id}", manage, "Delete a content source (collected materials stay)", delete)
+        .route(Method::DELETE, "/api/v1/automation/content-sources/{id}", manage, "Delete a content source (collected materials stay)", stored::delete::<Row>)
         .route(Method::POST, "/api/v1/automation/content-sources/{id}/fetch", manage, "Fetch a source now: {added, skipped}", fetch_now)
 }
 
@@ -58,7 +60,7 @@ pub async fn on_startup(state: &AppState) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Row {
+pub struct Row {
     id: i64,
     tenant_id: i64,
     name: String,
@@ -73,17 +75,6 @@ struct Row {
 }
 
 const COLUMNS: &str = "id, tenant_id, name, url, kind, interval_minutes, enabled, next_fetch_at, last_fetched_at, last_error, created_at";
-
-async fn one(db: &Db, tenant_id: i64, id: i64) -> DbResult<Option<Row>> {
-    db.fetch_optional(
-        query(format!(
-            "SELECT {COLUMNS} FROM content_source WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(tenant_id)
-        .bind(id),
-    )
-    .await
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -494,10 +485,20 @@ async fn view(db: &Db, r: &Row, items: bool) -> DbResult<Value> {
     Ok(v)
 }
 
-async fn live(db: &Db, tenant_id: i64, id: i64) -> ApiResult<Row> {
-    one(db, tenant_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("content source"))
+impl Stored for Row {
+    const TABLE: &'static str = "content_source";
+    const COLUMNS: &'static str = COLUMNS;
+    const NOUN: &'static str = "content source";
+    const CHILDREN: &'static [(&'static str, &'static str)] =
+        &[("content_source_item", "source_id")];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn view(&self, db: &Db, items: bool) -> impl Future<Output = DbResult<Value>> + Send {
+        view(db, self, items)
+    }
 }
 
 pub async fn create(
@@ -533,51 +534,8 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    let r = live(&state.db, user.tenant_id, id).await?;
+    let r = live::<Row>(&state.db, user.tenant_id, id).await?;
     Ok(created(view(&state.db, &r, false).await?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PageQuery {
-    page: Option<i64>,
-    size: Option<i64>,
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Reply<ListPage<Value>>> {
-    let paging = Paging::new(q.page, q.size, 20, 100)?;
-    let (rows, total): (Vec<Row>, i64) = paging
-        .fetch(
-            &state.db,
-            "SELECT COUNT(*) FROM content_source",
-            format!("SELECT {COLUMNS} FROM content_source"),
-            &query(" WHERE tenant_id = ?").bind(user.tenant_id),
-            "id",
-        )
-        .await?;
-    let mut list = Vec::new();
-    for r in &rows {
-        list.push(view(&state.db, r, false).await?);
-    }
-    Ok(ok(ListPage {
-        list,
-        total,
-        page: paging.page,
-        size: paging.size,
-    }))
-}
-
-pub async fn get(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Reply<Value>> {
-    let r = live(&state.db, user.tenant_id, id).await?;
-    Ok(ok(view(&state.db, &r, true).await?))
 }
 
 async fn update(
@@ -586,7 +544,7 @@ async fn update(
     ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<Body>,
 ) -> ApiResult<Reply<Value>> {
-    live(&state.db, user.tenant_id, id).await?;
+    live::<Row>(&state.db, user.tenant_id, id).await?;
     let c = check(b)?;
     crate::outbound::check_stored(state.config.allow_private_urls, "url", &c.url)?;
     let mut tx = state.db.begin().await?;
@@ -612,40 +570,8 @@ async fn update(
     )
     .await?;
     tx.commit().await?;
-    let r = live(&state.db, user.tenant_id, id).await?;
+    let r = live::<Row>(&state.db, user.tenant_id, id).await?;
     Ok(ok(view(&state.db, &r, false).await?))
-}
-
-pub async fn delete(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Reply<Value>> {
-    let r = live(&state.db, user.tenant_id, id).await?;
-    let mut tx = state.db.begin().await?;
-    tx.execute(
-        query("DELETE FROM content_source_item WHERE tenant_id = ? AND source_id = ?")
-            .bind(user.tenant_id)
-            .bind(id),
-    )
-    .await?;
-    tx.execute(
-        query("DELETE FROM content_source WHERE tenant_id = ? AND id = ?")
-            .bind(user.tenant_id)
-            .bind(id),
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &user,
-        "content_source.delete",
-        "content_source",
-        id,
-        json!({"name": r.name}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ok(json!({"id": id, "deleted": true})))
 }
 
 pub async fn fetch_now(
@@ -653,7 +579,7 @@ pub async fn fetch_now(
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Reply<Value>> {
-    let r = live(&state.db, user.tenant_id, id).await?;
+    let r = live::<Row>(&state.db, user.tenant_id, id).await?;
     match fetch(&state, &r).await {
         Ok((added, skipped)) => Ok(ok(json!({"id": id, "added": added, "skipped": skipped}))),
         Err(e) => Err(ApiError::domain(

@@ -7,6 +7,7 @@
 //! transaction; the job sends add_msg_template to the chat as its owner (WeCom's only way into a
 //! customer group; the owner's client delivers it).
 
+use std::future::Future;
 use std::sync::OnceLock;
 
 use axum::extract::State;
@@ -18,13 +19,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::json_col;
+use super::stored::{self, Stored, live, one};
 use super::welcome::{self, Vars, WelcomeContent};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
 use crate::events::{self, Event, kind};
-use crate::http::envelope::{ListPage, Paging, Reply, created, ok};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::envelope::{Reply, created, ok};
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::routes::{Access, Routes};
 use crate::http::{ApiError, ApiResult};
 use crate::operation::wecom::client_for;
@@ -41,14 +43,14 @@ pub fn routes(state: &AppState) -> Routes {
     let manage = Access::Permission(perm::WELCOME_MANAGE);
     Routes::new(state, "automation")
         .route(Method::POST, BASE, manage, "Create a group welcome: name, groupIds (none: every customer group chat), text with {nickname} {date} {staff}, materialIds", create)
-        .route(Method::GET, BASE, view, "List group welcomes (page, size)", list)
-        .route(Method::GET, "/api/v1/automation/group-welcomes/{id}", view, "One group welcome with its recent sends", get)
+        .route(Method::GET, BASE, view, "List group welcomes (page, size)", stored::list::<Row>)
+        .route(Method::GET, "/api/v1/automation/group-welcomes/{id}", view, "One group welcome with its recent sends", stored::get::<Row>)
         .route(Method::PUT, "/api/v1/automation/group-welcomes/{id}", manage, "Change a group welcome", update)
-        .route(Method::DELETE, "/api/v1/automation/group-welcomes/{id}", manage, "Delete a group welcome", delete)
+        .route(Method::DELETE, "/api/v1/automation/group-welcomes/{id}", manage, "Delete a group welcome", stored::delete::<Row>)
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Row {
+pub struct Row {
     id: i64,
     tenant_id: i64,
     name: String,
@@ -68,17 +70,6 @@ impl Row {
     fn content(&self) -> WelcomeContent {
         json_col(Some(&self.content))
     }
-}
-
-async fn one(db: &Db, tenant_id: i64, id: i64) -> DbResult<Option<Row>> {
-    db.fetch_optional(
-        query(format!(
-            "SELECT {COLUMNS} FROM group_welcome WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(tenant_id)
-        .bind(id),
-    )
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +187,7 @@ pub async fn run_send(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
             .map(|_| JobOutcome::Done)
         }
     };
-    let Some(w) = one(&state.db, t, welcome_id).await? else {
+    let Some(w) = one::<Row>(&state.db, t, welcome_id).await? else {
         return Ok(fail("the group welcome was deleted".into()).await?);
     };
     let chat: Option<(String, Option<String>)> = state
@@ -364,10 +355,19 @@ async fn view(db: &Db, r: &Row, sends: bool) -> DbResult<Value> {
     Ok(v)
 }
 
-async fn live(db: &Db, tenant_id: i64, id: i64) -> ApiResult<Row> {
-    one(db, tenant_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("group welcome"))
+impl Stored for Row {
+    const TABLE: &'static str = "group_welcome";
+    const COLUMNS: &'static str = COLUMNS;
+    const NOUN: &'static str = "group welcome";
+    const CHILDREN: &'static [(&'static str, &'static str)] = &[];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn view(&self, db: &Db, sends: bool) -> impl Future<Output = DbResult<Value>> + Send {
+        view(db, self, sends)
+    }
 }
 
 pub async fn create(
@@ -400,51 +400,8 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    let r = live(&state.db, user.tenant_id, id).await?;
+    let r = live::<Row>(&state.db, user.tenant_id, id).await?;
     Ok(created(view(&state.db, &r, false).await?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PageQuery {
-    page: Option<i64>,
-    size: Option<i64>,
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Reply<ListPage<Value>>> {
-    let paging = Paging::new(q.page, q.size, 20, 100)?;
-    let (rows, total): (Vec<Row>, i64) = paging
-        .fetch(
-            &state.db,
-            "SELECT COUNT(*) FROM group_welcome",
-            format!("SELECT {COLUMNS} FROM group_welcome"),
-            &query(" WHERE tenant_id = ?").bind(user.tenant_id),
-            "id",
-        )
-        .await?;
-    let mut list = Vec::new();
-    for r in &rows {
-        list.push(view(&state.db, r, false).await?);
-    }
-    Ok(ok(ListPage {
-        list,
-        total,
-        page: paging.page,
-        size: paging.size,
-    }))
-}
-
-pub async fn get(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Reply<Value>> {
-    let r = live(&state.db, user.tenant_id, id).await?;
-    Ok(ok(view(&state.db, &r, true).await?))
 }
 
 async fn update(
@@ -453,7 +410,7 @@ async fn update(
     ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<Body>,
 ) -> ApiResult<Reply<Value>> {
-    live(&state.db, user.tenant_id, id).await?;
+    live::<Row>(&state.db, user.tenant_id, id).await?;
     let c = check(&state.db, user.tenant_id, b).await?;
     let mut tx = state.db.begin().await?;
     tx.execute(
@@ -477,32 +434,6 @@ async fn update(
     )
     .await?;
     tx.commit().await?;
-    let r = live(&state.db, user.tenant_id, id).await?;
+    let r = live::<Row>(&state.db, user.tenant_id, id).await?;
     Ok(ok(view(&state.db, &r, false).await?))
-}
-
-pub async fn delete(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Reply<Value>> {
-    let r = live(&state.db, user.tenant_id, id).await?;
-    let mut tx = state.db.begin().await?;
-    tx.execute(
-        query("DELETE FROM group_welcome WHERE tenant_id = ? AND id = ?")
-            .bind(user.tenant_id)
-            .bind(id),
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &user,
-        "group_welcome.delete",
-        "group_welcome",
-        id,
-        json!({"name": r.name}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ok(json!({"id": id, "deleted": true})))
 }

@@ -23,6 +23,7 @@ pub mod channel_codes;
 pub mod content;
 pub mod group_welcome;
 pub mod jobs;
+pub mod stored;
 pub mod tasks;
 pub mod traffic;
 pub mod welcome;

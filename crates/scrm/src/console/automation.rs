@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::staff_picker::{By, Spec, StaffPicker, search, staff_with};
+use super::staff_picker::{By, Columns, Picks, Spec, StaffPicker, search, staff_with};
 use super::{
     Chrome, FieldErrors, Form, MaterialOption, Notes, PageResult, arg, data, field_problems,
     is_refusal, material_options, page_param, pages_of, query_param, reshow, see_other,
@@ -214,19 +214,13 @@ impl CodeDraft {
         })
     }
 
-    pub fn has_staff(&self, userid: &str) -> bool {
-        self.staff.iter().any(|(u, _)| u == userid)
-    }
-
-    pub fn limit_of(&self, userid: &str) -> i64 {
-        self.staff
-            .iter()
-            .find(|(u, _)| u == userid)
-            .map_or(0, |(_, l)| *l)
-    }
-
-    pub fn has_backup(&self, userid: &str) -> bool {
-        self.backup.iter().any(|u| u == userid)
+    /// The member picker's choices: members with their limits, and backups.
+    fn picks(&self) -> Picks {
+        Picks {
+            values: self.staff.iter().map(|(u, _)| u.clone()).collect(),
+            limits: self.staff.clone(),
+            backup: self.backup.clone(),
+        }
     }
 
     pub fn has_tag(&self, id: &i64) -> bool {
@@ -249,39 +243,14 @@ struct CodeForm {
     /// None for a new code.
     id: Option<i64>,
     d: CodeDraft,
-    /// The code's members and backups (all of them), then members matching no search yet.
-    chosen: Vec<PickRow>,
-    suggested: Vec<PickRow>,
+    /// The member picker (HTML): members and backups with their daily limits, suggestions and a
+    /// search box.
+    staff_picker: String,
     /// Choices for the owner: the members above and the current owner.
     owners: Vec<StaffRow>,
     tags: Vec<TagRow>,
     materials: Vec<MaterialOption>,
     errors: FieldErrors,
-}
-
-/// A row of the channel-code member picker.
-pub struct PickRow {
-    pub userid: String,
-    pub name: String,
-    pub chosen: bool,
-    pub limit: i64,
-    pub backup: bool,
-    pub limit_label: &'static str,
-    pub backup_label: &'static str,
-}
-
-impl PickRow {
-    fn of(l: &super::Lang, s: &StaffRow, d: Option<&CodeDraft>) -> PickRow {
-        PickRow {
-            userid: s.userid.clone(),
-            name: s.name.clone(),
-            chosen: d.is_some_and(|d| d.has_staff(&s.userid)),
-            limit: d.map_or(0, |d| d.limit_of(&s.userid)),
-            backup: d.is_some_and(|d| d.has_backup(&s.userid)),
-            limit_label: l.t("每日上限", "Daily limit"),
-            backup_label: l.t("备用成员", "backup"),
-        }
-    }
 }
 
 /// The tenant's staff with these userids or this id (the picker's chosen rows, the owner).
@@ -298,81 +267,35 @@ async fn staff_named(
     Ok(out)
 }
 
-/// The picker for a draft: every chosen member and backup (a userid the company does not know
-/// is shown as it is, so the API's refusal names it), and the first staff as suggestions.
+/// The member picker for a draft (every member and backup, a userid the company does not know
+/// shown as it is, so the API's refusal names it; the first staff as suggestions), and the
+/// owner's choices: those members, the current owner and the first staff.
 async fn picker(
     state: &AppState,
     c: &Chrome,
     d: &CodeDraft,
-) -> Result<(Vec<PickRow>, Vec<PickRow>, Vec<StaffRow>), ApiError> {
-    let mut userids: Vec<String> = d.staff.iter().map(|(u, _)| u.clone()).collect();
-    for b in &d.backup {
-        if !userids.contains(b) {
-            userids.push(b.clone());
-        }
-    }
-    let known = staff_named(state, c.user.tenant_id, &userids, d.owner_staff_id).await?;
-    let chosen = userids
-        .iter()
-        .map(|u| match known.iter().find(|s| &s.userid == u) {
-            Some(s) => PickRow::of(&c.l, s, Some(d)),
-            None => PickRow::of(
-                &c.l,
-                &StaffRow {
-                    id: 0,
-                    userid: u.clone(),
-                    name: u.clone(),
-                    department_ids: None,
-                    status: 0,
-                },
-                Some(d),
-            ),
-        })
-        .collect();
-    let first = search(state, c, "").await?;
-    let suggested = first
-        .iter()
-        .filter(|s| !userids.contains(&s.userid))
-        .map(|s| PickRow::of(&c.l, s, None))
-        .collect();
-    let mut owners = known;
-    for s in first {
+) -> Result<(String, Vec<StaffRow>), super::PageError> {
+    let spec = Spec {
+        field: "staff".into(),
+        dom: "code-staff".into(),
+        by: By::Userid,
+        multiple: true,
+        none: None,
+        suggest: true,
+        columns: Columns::LimitBackup,
+    };
+    let picks = d.picks();
+    let html = StaffPicker::build_picks(state, c, spec, &picks, "")
+        .await?
+        .html()?;
+    let userids: Vec<String> = picks.values.iter().chain(&picks.backup).cloned().collect();
+    let mut owners = staff_named(state, c.user.tenant_id, &userids, d.owner_staff_id).await?;
+    for s in search(state, c, "").await? {
         if !owners.iter().any(|o| o.id == s.id) {
             owners.push(s);
         }
     }
-    Ok((chosen, suggested, owners))
-}
-
-#[derive(Template)]
-#[template(path = "console/channel_code_staff_rows.html")]
-struct PickRows {
-    rows: Vec<PickRow>,
-    empty: &'static str,
-}
-
-/// `GET /console/channel-codes/staff-search?staffKeyword=&staff=…`: the staff matching a
-/// search (name or userid), without those already on the form, as picker rows (htmx).
-pub async fn staff_search(
-    State(state): State<AppState>,
-    c: Chrome,
-    RawQuery(raw): RawQuery,
-) -> PageResult {
-    let keyword = query_param(raw.as_deref(), "staffKeyword").unwrap_or_default();
-    let on_form: Vec<String> = url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
-        .filter(|(k, _)| k == "staff" || k == "backup")
-        .map(|(_, v)| v.into_owned())
-        .collect();
-    let rows = search(&state, &c, &keyword)
-        .await?
-        .iter()
-        .filter(|s| !on_form.contains(&s.userid))
-        .map(|s| PickRow::of(&c.l, s, None))
-        .collect();
-    super::page(&PickRows {
-        rows,
-        empty: c.l.t("没有匹配的员工", "No staff match"),
-    })
+    Ok((html, owners))
 }
 
 async fn code_form(
@@ -383,7 +306,7 @@ async fn code_form(
     errors: FieldErrors,
     status: StatusCode,
 ) -> PageResult {
-    let (chosen, suggested, owners) = picker(state, &c, &d).await?;
+    let (staff_picker, owners) = picker(state, &c, &d).await?;
     let tags = tags::list_tags(&state.db, c.user.tenant_id, None).await?;
     let materials = material_options(state, &c.user).await?;
     reshow(
@@ -392,8 +315,7 @@ async fn code_form(
             c,
             id,
             d,
-            chosen,
-            suggested,
+            staff_picker,
             owners,
             tags,
             materials,
@@ -747,6 +669,7 @@ async fn welcome_page_with(
             multiple: true,
             none: None,
             suggest: true,
+            columns: Columns::None,
         };
         (
             StaffPicker::build(state, &c, spec, &d.staff, "")

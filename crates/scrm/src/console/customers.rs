@@ -11,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::staff_picker::{By, NoneChoice, Spec, StaffPicker};
+use super::staff_picker::{By, Columns, NoneChoice, Spec, StaffPicker};
 use super::{Chrome, Form, PageResult, arg, data, ids_of, see_other};
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
@@ -136,6 +136,7 @@ pub async fn list(State(state): State<AppState>, c: Chrome, RawQuery(raw): RawQu
             multiple: false,
             none: Some(NoneChoice::All),
             suggest: false,
+            columns: Columns::None,
         };
         let chosen: Vec<String> = f.staff_id.iter().map(i64::to_string).collect();
         StaffPicker::build(&state, &c, spec, &chosen, "")

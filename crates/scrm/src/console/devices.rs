@@ -114,6 +114,21 @@ pub(super) async fn accounts(
 
 type PageResultOf<T> = Result<T, super::PageError>;
 
+/// The device accounts a form offers in a select: all of them when there are at most
+/// [`PUSH_ACCOUNTS`]; none (the form then takes a typed wxid) when there are more, or for a
+/// role without `device:view`.
+pub(super) async fn device_choices(state: &AppState, c: &Chrome) -> PageResultOf<Vec<Account>> {
+    if !c.can(perm::DEVICE_VIEW) {
+        return Ok(Vec::new());
+    }
+    let (list, total) = accounts(state, c, "WECHAT", None, 0, PUSH_ACCOUNTS).await?;
+    Ok(if total > PUSH_ACCOUNTS {
+        Vec::new()
+    } else {
+        list
+    })
+}
+
 struct Filters {
     account_type: String,
     page: i64,
@@ -339,19 +354,8 @@ async fn push_form(
     errors: FieldErrors,
     status: StatusCode,
 ) -> PageResult {
-    // Only device accounts can push into chat rooms; a role without device:view sees none and
-    // types the account's wxid.
-    let accounts = if c.can(perm::DEVICE_VIEW) {
-        // A select of the first PUSH_ACCOUNTS; with more than that, the wxid is typed.
-        let (list, total) = accounts(state, &c, "WECHAT", None, 0, PUSH_ACCOUNTS).await?;
-        if total > PUSH_ACCOUNTS {
-            Vec::new()
-        } else {
-            list
-        }
-    } else {
-        Vec::new()
-    };
+    // Only device accounts can push into chat rooms.
+    let accounts = device_choices(state, &c).await?;
     reshow(
         status,
         &PushForm {

@@ -1,6 +1,7 @@
 //! The material library (素材库): materials by type and title, a form for every material type
 //! (text, link, image by URL or upload, mini program with its cover, file, video) posted as
-//! multipart with its file, and delete. The form ends in the API's own upload
+//! multipart with its file, edit (the same form; a new file replaces the stored one, none keeps
+//! it), and delete. The form ends in the API's own upload
 //! (`operation::materials::upload`), so the file checks (kind per type, WeCom's size limits)
 //! are the API's and their refusals show next to the file input. The group-send form and channel
 //! codes pick from this library.
@@ -72,6 +73,21 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// A stored material in the form.
+    fn of(m: &Material) -> Draft {
+        let s = |k: &str| m.content[k].as_str().unwrap_or("").to_string();
+        Draft {
+            material_type: m.material_type.clone(),
+            title: m.title.clone(),
+            text: s("text"),
+            url: s("url"),
+            desc: s("desc"),
+            pic_url: s("picUrl"),
+            appid: s("appid"),
+            page: s("page"),
+        }
+    }
+
     /// The API's `content` for the draft's type.
     fn content(&self) -> Value {
         let mut content = Map::new();
@@ -108,11 +124,27 @@ struct MaterialsPage {
     material_type: String,
     keyword: String,
     d: Draft,
+    /// The material the form edits (None: it creates one), with its stored file's name.
+    editing: Option<Editing>,
     errors: FieldErrors,
     notes: Notes,
 }
 
+/// The material being edited.
+pub struct Editing {
+    pub id: i64,
+    pub file_name: Option<String>,
+}
+
 impl MaterialsPage {
+    /// Where the form posts.
+    pub fn action(&self) -> String {
+        match &self.editing {
+            Some(e) => format!("/console/materials/{}/upload", e.id),
+            None => "/console/materials/upload".into(),
+        }
+    }
+
     /// The list's filters for the pager's links.
     pub fn pager_query(&self) -> String {
         super::query_prefix(&[
@@ -128,11 +160,13 @@ struct Filters {
     page: i64,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn render(
     state: &AppState,
     c: Chrome,
     f: Filters,
     d: Draft,
+    editing: Option<Editing>,
     errors: FieldErrors,
     notes: Notes,
     status: StatusCode,
@@ -161,6 +195,7 @@ async fn render(
             material_type: f.material_type,
             keyword: f.keyword,
             d,
+            editing,
             errors,
             notes,
         },
@@ -184,8 +219,42 @@ pub async fn page(State(state): State<AppState>, c: Chrome, RawQuery(raw): RawQu
         c,
         f,
         d,
+        None,
         FieldErrors::default(),
         notes,
+        StatusCode::OK,
+    )
+    .await
+}
+
+fn first_page() -> Filters {
+    Filters {
+        material_type: String::new(),
+        keyword: String::new(),
+        page: 1,
+    }
+}
+
+/// `GET /console/materials/{id}/edit`: the form with the material, above the list.
+pub async fn edit(
+    State(state): State<AppState>,
+    c: Chrome,
+    ApiPath(id): ApiPath<i64>,
+) -> PageResult {
+    let m: Material =
+        data(api::get_material(State(state.clone()), c.user.clone(), ApiPath(id)).await)?;
+    let editing = Editing {
+        id,
+        file_name: m.has_file.then(|| m.file_name.clone()).flatten(),
+    };
+    render(
+        &state,
+        c,
+        first_page(),
+        Draft::of(&m),
+        Some(editing),
+        FieldErrors::default(),
+        Notes::default(),
         StatusCode::OK,
     )
     .await
@@ -217,37 +286,52 @@ pub async fn save(State(state): State<AppState>, c: Chrome, body: Bytes) -> Page
     let r = data::<_, Value>(
         api::create_material(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await,
     );
-    after_create(&state, c, d, r).await
+    after_save(&state, c, d, None, r).await
 }
 
-/// After a create: back to the list, or the form again with the API's problems by field.
-async fn after_create(
+/// After a save: back to the list, or the form again with the API's problems by field.
+async fn after_save(
     state: &AppState,
     c: Chrome,
     d: Draft,
+    editing: Option<Editing>,
     r: Result<Value, ApiError>,
 ) -> PageResult {
+    let done = if editing.is_some() {
+        "saved"
+    } else {
+        "created"
+    };
+    let r = match (&editing, r) {
+        // A post to a material that is gone is the error page, not the form.
+        (Some(_), Err(e @ ApiError::NotFound(_))) => return Err(e.into()),
+        (_, r) => r,
+    };
     match answer(r)? {
-        Answer::Saved(_) => see_other("/console/materials?done=created"),
+        Answer::Saved(_) => see_other(&format!("/console/materials?done={done}")),
         Answer::Refused(e) => {
             let status = e.status();
-            let f = Filters {
-                material_type: String::new(),
-                keyword: String::new(),
-                page: 1,
-            };
-            render(state, c, f, d, field_problems(&e), Notes::default(), status).await
+            let errors = field_problems(&e);
+            render(
+                state,
+                c,
+                first_page(),
+                d,
+                editing,
+                errors,
+                Notes::default(),
+                status,
+            )
+            .await
         }
     }
 }
 
-/// `POST /console/materials/upload` (multipart: the create form's fields and `file`): the
-/// material with its file through the API's upload; a refused file stores nothing.
-pub async fn upload(
-    State(state): State<AppState>,
-    c: Chrome,
+/// The material form as posted (multipart): the draft, the file, and what broke the body (an
+/// upload over the limit is cut off mid-form).
+async fn read_form(
     multipart: Result<Multipart, MultipartRejection>,
-) -> PageResult {
+) -> Result<(Draft, Option<(String, Vec<u8>)>, Option<ApiError>), ApiError> {
     let mut multipart = multipart
         .map_err(|_| ApiError::invalid("the form must be posted as multipart/form-data"))?;
     let mut d = Draft::default();
@@ -286,18 +370,52 @@ pub async fn upload(
             break;
         }
     }
-    // An upload over the limit is cut off mid-form: shown on the form like any refusal.
+    Ok((d, file, broken))
+}
+
+impl Draft {
+    fn upload(&self, file: Option<(String, Vec<u8>)>) -> up::Upload {
+        up::Upload {
+            material_type: self.material_type.clone(),
+            title: self.title.clone(),
+            content: self.content(),
+            file,
+        }
+    }
+}
+
+/// `POST /console/materials/upload` (multipart: the create form's fields and `file`): the
+/// material with its file through the API's upload; a refused file stores nothing.
+pub async fn upload(
+    State(state): State<AppState>,
+    c: Chrome,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> PageResult {
+    let (d, file, broken) = read_form(multipart).await?;
     let r = match broken {
         Some(e) => Err(e),
-        None => {
-            let u = up::Upload {
-                material_type: d.material_type.clone(),
-                title: d.title.clone(),
-                content: d.content(),
-                file,
-            };
-            data::<_, Value>(up::create_with_file(&state, &c.user, u).await)
-        }
+        None => data::<_, Value>(up::create_with_file(&state, &c.user, d.upload(file)).await),
     };
-    after_create(&state, c, d, r).await
+    after_save(&state, c, d, None, r).await
+}
+
+/// `POST /console/materials/{id}/upload` (multipart: the edit form's fields and `file`): the
+/// change through the API's upload; no file keeps the stored one, a new one replaces it.
+pub async fn update(
+    State(state): State<AppState>,
+    c: Chrome,
+    ApiPath(id): ApiPath<i64>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> PageResult {
+    let (d, file, broken) = read_form(multipart).await?;
+    let r = match broken {
+        Some(e) => Err(e),
+        None => data::<_, Value>(up::update_with_file(&state, &c.user, id, d.upload(file)).await),
+    };
+    // The stored file's name, for the form shown again.
+    let file_name = api::get(&state.db, c.user.tenant_id, id)
+        .await?
+        .filter(|m| m.file_data.is_some())
+        .and_then(|m| m.file_name);
+    after_save(&state, c, d, Some(Editing { id, file_name }), r).await
 }

@@ -334,6 +334,21 @@ pub fn routes(state: &AppState) -> Routes {
             materials::upload,
         )
         .route(
+            M::GET,
+            "/console/materials/{id}/edit",
+            P(perm::MATERIAL_MANAGE),
+            "Edit a material: the form with it",
+            materials::edit,
+        )
+        .route_with_body_limit(
+            M::POST,
+            "/console/materials/{id}/upload",
+            P(perm::MATERIAL_MANAGE),
+            "Save a material from the edit form, with a new file or keeping its file (multipart)",
+            crate::operation::materials::upload::UPLOAD_BODY_BYTES,
+            materials::update,
+        )
+        .route(
             M::POST,
             "/console/materials",
             P(perm::MATERIAL_MANAGE),
@@ -367,13 +382,6 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::STAFF_VIEW),
             "Staff picker: the chosen staff and those matching a search (name or userid)",
             staff_picker::search_rows,
-        )
-        .route(
-            M::GET,
-            "/console/channel-codes/staff-search",
-            P(perm::CHANNEL_CODE_MANAGE),
-            "Channel-code member picker: staff matching a search",
-            automation::staff_search,
         )
         .route(
             M::GET,
@@ -954,6 +962,41 @@ pub fn page(t: &impl Template) -> PageResult {
 /// 303 to another console page (after a form post).
 pub fn see_other(to: &str) -> PageResult {
     Ok(Redirect::to(to).into_response())
+}
+
+/// Where a list's bulk action (pause, resume, cancel the ticked rows) goes back to: the posted
+/// `back` when it is a console path under `prefix`, else `fallback`; the list then says how
+/// many changed (`done=`) and why others did not (`error=`).
+pub struct Back(String);
+
+impl Back {
+    pub fn of(form: &Form, prefix: &str, fallback: &str) -> Back {
+        Back(
+            form.get("back")
+                .filter(|b| b.starts_with(prefix) && !b.contains("//"))
+                .unwrap_or_else(|| fallback.into()),
+        )
+    }
+
+    fn sep(&self) -> char {
+        if self.0.contains('?') { '&' } else { '?' }
+    }
+
+    /// Back with how many changed, and what was refused (if anything).
+    pub fn done(&self, changed: i64, error: Option<&str>) -> PageResult {
+        let mut to = format!("{}{}done={changed}", self.0, self.sep());
+        if let Some(e) = error.filter(|e| !e.is_empty()) {
+            let msg: String = url::form_urlencoded::byte_serialize(e.as_bytes()).collect();
+            to.push_str(&format!("&error={msg}"));
+        }
+        see_other(&to)
+    }
+
+    /// Back with an error only (nothing was tried).
+    pub fn error(&self, error: &str) -> PageResult {
+        let msg: String = url::form_urlencoded::byte_serialize(error.as_bytes()).collect();
+        see_other(&format!("{}{}error={msg}", self.0, self.sep()))
+    }
 }
 
 /// The `data` of an API handler's reply, read as the console's own view type: the page shows

@@ -11,6 +11,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::devices::{Account, device_choices};
+use super::staff_picker::{By, Columns, NoneChoice, Picks, Spec, StaffPicker, staff_with};
 use super::{
     Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer_found, arg, data, page_param,
     pages_of, see_other,
@@ -257,9 +259,13 @@ pub fn can_manage(c: &Chrome) -> bool {
     c.can(perm::TRAFFIC_POOL_MANAGE)
 }
 
-/// A member row of the pool form.
+/// A member row of the pool form: a WeCom member picked with the staff picker, or a device
+/// account (its wxid, from a select or typed).
 #[derive(Clone)]
 pub struct MemberDraft {
+    /// The WeCom member's userid (`member.<i>.staff`).
+    pub staff: String,
+    /// A device account's wxid, or any account id typed (`member.<i>.accountId`).
     pub account_id: String,
     pub weight: String,
     pub daily_cap: String,
@@ -272,6 +278,7 @@ pub struct MemberDraft {
 impl Default for MemberDraft {
     fn default() -> Self {
         MemberDraft {
+            staff: String::new(),
             account_id: String::new(),
             weight: "1".into(),
             daily_cap: "0".into(),
@@ -288,6 +295,21 @@ impl MemberDraft {
         self.work_days.contains(day)
     }
 
+    /// The member's account: the picked WeCom member, else the device account.
+    fn account(&self) -> &str {
+        let staff = self.staff.trim();
+        if staff.is_empty() {
+            self.account_id.trim()
+        } else {
+            staff
+        }
+    }
+
+    /// Both a WeCom member and a device account chosen: the row is not one account.
+    fn ambiguous(&self) -> bool {
+        !self.staff.trim().is_empty() && !self.account_id.trim().is_empty()
+    }
+
     /// The API's member; a number the form could not read is sent as given, so the API names it.
     fn body(&self) -> Value {
         let num = |s: &str| {
@@ -297,7 +319,7 @@ impl MemberDraft {
         };
         let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
         json!({
-            "accountId": self.account_id.trim(),
+            "accountId": self.account(),
             "weight": num(&self.weight),
             "dailyCap": num(&self.daily_cap),
             "workDays": self.work_days,
@@ -347,14 +369,26 @@ impl PoolDraft {
             members: p
                 .members
                 .iter()
-                .map(|m| MemberDraft {
-                    account_id: m.account_id.clone(),
-                    weight: m.weight.to_string(),
-                    daily_cap: m.daily_cap.to_string(),
-                    work_days: m.work_days.clone(),
-                    work_start: m.work_start.clone().unwrap_or_default(),
-                    work_end: m.work_end.clone().unwrap_or_default(),
-                    enabled: m.enabled,
+                .map(|m| {
+                    let wecom = m.account_type == "WEWORK";
+                    MemberDraft {
+                        staff: if wecom {
+                            m.account_id.clone()
+                        } else {
+                            String::new()
+                        },
+                        account_id: if wecom {
+                            String::new()
+                        } else {
+                            m.account_id.clone()
+                        },
+                        weight: m.weight.to_string(),
+                        daily_cap: m.daily_cap.to_string(),
+                        work_days: m.work_days.clone(),
+                        work_start: m.work_start.clone().unwrap_or_default(),
+                        work_end: m.work_end.clone().unwrap_or_default(),
+                        enabled: m.enabled,
+                    }
                 })
                 .collect(),
         }
@@ -371,6 +405,7 @@ impl PoolDraft {
             .map(|i| {
                 let f = |n: &str| form.get(&format!("member.{i}.{n}")).unwrap_or_default();
                 MemberDraft {
+                    staff: f("staff"),
                     account_id: f("accountId"),
                     weight: f("weight"),
                     daily_cap: f("dailyCap"),
@@ -404,12 +439,31 @@ impl PoolDraft {
             "strategy": Some(&self.strategy).filter(|s| !s.is_empty()),
             "enabled": self.enabled,
             "channelCodeIds": codes,
-            "members": self.members.iter().filter(|m| !m.account_id.trim().is_empty()).map(MemberDraft::body).collect::<Vec<_>>(),
+            "members": self.members.iter().filter(|m| !m.account().is_empty()).map(MemberDraft::body).collect::<Vec<_>>(),
         })
     }
 
     pub fn is_strategy(&self, s: &&str) -> bool {
         self.strategy == *s
+    }
+
+    /// Rows naming both a WeCom member and a device account, as problems on their rows.
+    fn ambiguous(&self, l: &super::Lang) -> FieldErrors {
+        FieldErrors(
+            (0..self.members.len())
+                .filter(|i| self.members[*i].ambiguous())
+                .map(|i| {
+                    (
+                        format!("members[{i}].accountId"),
+                        l.t(
+                            "一行只能选一个账号：企业微信成员或设备账号",
+                            "A row is one account: a WeCom member or a device account",
+                        )
+                        .to_string(),
+                    )
+                })
+                .collect(),
+        )
     }
 }
 
@@ -420,6 +474,10 @@ struct PoolForm {
     /// None for a new pool.
     id: Option<i64>,
     d: PoolDraft,
+    /// Each row's WeCom member picker (HTML).
+    pickers: Vec<String>,
+    /// The device accounts offered in a select (none: the wxid is typed).
+    devices: Vec<Account>,
     errors: FieldErrors,
 }
 
@@ -447,6 +505,16 @@ impl PoolForm {
             .collect()
     }
 
+    /// Row `i`'s WeCom member picker.
+    pub fn picker(&self, i: &usize) -> &str {
+        self.pickers.get(*i).map_or("", String::as_str)
+    }
+
+    /// Whether row `i`'s typed account is one of the select's (else it keeps its own option).
+    pub fn offered(&self, account: &str) -> bool {
+        self.devices.iter().any(|a| a.account_id == account)
+    }
+
     /// The API's problems with member row `i` (`members[i].weight: …`), in one line.
     pub fn member_err(&self, i: &usize) -> Option<String> {
         let prefix = format!("members[{i}]");
@@ -466,7 +534,7 @@ impl PoolForm {
 /// numbers are mapped back to the form's rows.
 fn pool_problems(e: &ApiError, d: &PoolDraft) -> FieldErrors {
     let sent: Vec<usize> = (0..d.members.len())
-        .filter(|i| !d.members[*i].account_id.trim().is_empty())
+        .filter(|i| !d.members[*i].account().is_empty())
         .collect();
     let fields = match e {
         ApiError::Validation { fields, .. } | ApiError::Refused { fields, .. }
@@ -497,18 +565,54 @@ fn pool_problems(e: &ApiError, d: &PoolDraft) -> FieldErrors {
 }
 
 async fn pool_form(
+    state: &AppState,
     c: Chrome,
     id: Option<i64>,
     d: PoolDraft,
     errors: FieldErrors,
     status: StatusCode,
 ) -> PageResult {
-    super::reshow(status, &PoolForm { c, id, d, errors })
+    // One lookup names every row's picked member; a picker shows its choice and searches.
+    let userids: Vec<String> = d
+        .members
+        .iter()
+        .map(|m| m.staff.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let known = staff_with(state, c.user.tenant_id, By::Userid, &userids).await?;
+    let pickers = (0..d.members.len())
+        .map(|i| {
+            let spec = Spec {
+                field: format!("member.{i}.staff"),
+                dom: format!("member-{i}-staff"),
+                by: By::Userid,
+                multiple: false,
+                none: Some(NoneChoice::Dash),
+                suggest: false,
+                columns: Columns::None,
+            };
+            let picks = Picks::of(&[d.members[i].staff.clone()]);
+            StaffPicker::with_known(&c, spec, &picks, &known).html()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let devices = device_choices(state, &c).await?;
+    super::reshow(
+        status,
+        &PoolForm {
+            c,
+            id,
+            d,
+            pickers,
+            devices,
+            errors,
+        },
+    )
 }
 
 /// `GET /console/traffic-pools/new`.
-pub async fn new_pool(c: Chrome) -> PageResult {
+pub async fn new_pool(State(state): State<AppState>, c: Chrome) -> PageResult {
     pool_form(
+        &state,
         c,
         None,
         PoolDraft::default(),
@@ -524,12 +628,20 @@ pub async fn edit_pool(
     c: Chrome,
     ApiPath(id): ApiPath<i64>,
 ) -> PageResult {
-    let p: Pool = data(api::get_pool(State(state), c.user.clone(), ApiPath(id)).await)?;
+    let p: Pool = data(api::get_pool(State(state.clone()), c.user.clone(), ApiPath(id)).await)?;
     let mut d = PoolDraft::of(&p);
     if d.members.is_empty() {
         d.members.push(MemberDraft::default());
     }
-    pool_form(c, Some(id), d, FieldErrors::default(), StatusCode::OK).await
+    pool_form(
+        &state,
+        c,
+        Some(id),
+        d,
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// A pool form post: add or remove a member row (the form again, nothing stored), or save
@@ -542,7 +654,7 @@ async fn save_pool(state: AppState, c: Chrome, id: Option<i64>, body: Bytes) -> 
         if d.members.len() < MAX_ROWS {
             d.members.push(MemberDraft::default());
         }
-        return pool_form(c, id, d, FieldErrors::default(), StatusCode::OK).await;
+        return pool_form(&state, c, id, d, FieldErrors::default(), StatusCode::OK).await;
     }
     if let Some(i) = action
         .strip_prefix("remove-")
@@ -551,7 +663,11 @@ async fn save_pool(state: AppState, c: Chrome, id: Option<i64>, body: Bytes) -> 
         if i < d.members.len() && d.members.len() > 1 {
             d.members.remove(i);
         }
-        return pool_form(c, id, d, FieldErrors::default(), StatusCode::OK).await;
+        return pool_form(&state, c, id, d, FieldErrors::default(), StatusCode::OK).await;
+    }
+    let ambiguous = d.ambiguous(&c.l);
+    if !ambiguous.0.is_empty() {
+        return pool_form(&state, c, id, d, ambiguous, StatusCode::BAD_REQUEST).await;
     }
     let s = State(state.clone());
     let u = c.user.clone();
@@ -568,7 +684,7 @@ async fn save_pool(state: AppState, c: Chrome, id: Option<i64>, body: Bytes) -> 
         Answer::Refused(e) => {
             let status = e.status();
             let errors = pool_problems(&e, &d);
-            pool_form(c, id, d, errors, status).await
+            pool_form(&state, c, id, d, errors, status).await
         }
     }
 }

@@ -16,9 +16,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::staff_picker::{By, NoneChoice, Spec, StaffPicker};
+use super::staff_picker::{By, Columns, NoneChoice, Spec, StaffPicker};
 use super::{
-    Chrome, FieldErrors, Form, MaterialOption, PageError, PageResult, arg, data, is_refusal,
+    Back, Chrome, FieldErrors, Form, MaterialOption, PageError, PageResult, arg, data, is_refusal,
     material_options, page_param, pages_of, query_param, reshow, see_other,
 };
 use crate::auth::permissions as perm;
@@ -478,6 +478,7 @@ async fn staff_pickers(
             multiple: false,
             none: Some(NoneChoice::Dash),
             suggest: true,
+            columns: Columns::None,
         };
         let chosen: Vec<String> = s.staff_id.iter().map(i64::to_string).collect();
         out.push(
@@ -1092,24 +1093,16 @@ struct Affected {
 /// back to the list it came from (`back`, a console path).
 pub async fn sop_control(State(state): State<AppState>, c: Chrome, body: Bytes) -> PageResult {
     let form = Form::parse(&body);
-    let back = form
-        .get("back")
-        .filter(|b| b.starts_with("/console/sop/") && !b.contains("//"))
-        .unwrap_or_else(|| "/console/sop/executions".into());
-    let sep = if back.contains('?') { '&' } else { '?' };
+    let back = Back::of(&form, "/console/sop/", "/console/sop/executions");
     let body = json!({
         "executionIds": form.ids("ids"),
         "action": form.get("action"),
     });
     let r = sop::control_executions(State(state), c.user, ApiJson(arg(body)?)).await;
     match data::<_, Affected>(r) {
-        Ok(a) => see_other(&format!("{back}{sep}done={}", a.affected)),
+        Ok(a) => back.done(a.affected, None),
         Err(e @ ApiError::Internal(_)) => Err(e.into()),
-        Err(e) => {
-            let msg: String =
-                url::form_urlencoded::byte_serialize(super::explain(&e).as_bytes()).collect();
-            see_other(&format!("{back}{sep}error={msg}"))
-        }
+        Err(e) => back.error(&super::explain(&e)),
     }
 }
 

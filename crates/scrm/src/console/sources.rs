@@ -15,7 +15,7 @@ use super::{
     field_problems, is_refusal, material_options, page_param, pages_of, reshow, see_other,
 };
 use crate::auth::permissions as perm;
-use crate::automation::{content, group_welcome};
+use crate::automation::{content, group_welcome, stored};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
@@ -85,7 +85,7 @@ async fn render_welcomes(
     status: StatusCode,
 ) -> PageResult {
     let l: Welcomes = data(
-        group_welcome::list(
+        stored::list::<group_welcome::Row>(
             State(state.clone()),
             c.user.clone(),
             ApiQuery(arg(json!({"page": page, "size": PAGE_SIZE}))?),
@@ -141,7 +141,9 @@ pub async fn save_group_welcome(
 ) -> PageResult {
     let form = Form::parse(&body);
     if let (Some(id), Some("delete")) = (form.ids("id").first(), form.get("action").as_deref()) {
-        data::<_, Value>(group_welcome::delete(State(state), c.user, ApiPath(*id)).await)?;
+        data::<_, Value>(
+            stored::delete::<group_welcome::Row>(State(state), c.user, ApiPath(*id)).await,
+        )?;
         return see_other("/console/group-welcomes?done=deleted");
     }
     let d = WelcomeDraft {
@@ -259,7 +261,7 @@ async fn render_sources(
     status: StatusCode,
 ) -> PageResult {
     let l: Sources = data(
-        content::list(
+        stored::list::<content::Row>(
             State(state.clone()),
             c.user.clone(),
             ApiQuery(arg(json!({"page": page, "size": PAGE_SIZE}))?),
@@ -307,7 +309,8 @@ pub async fn save_source(State(state): State<AppState>, c: Chrome, body: Bytes) 
     if let Some(id) = form.ids("id").first().copied() {
         let r = match form.get("action").as_deref() {
             Some("delete") => data::<_, Value>(
-                content::delete(State(state.clone()), c.user.clone(), ApiPath(id)).await,
+                stored::delete::<content::Row>(State(state.clone()), c.user.clone(), ApiPath(id))
+                    .await,
             )
             .map(|_| "/console/content-sources?done=deleted".to_string()),
             _ => data::<_, Value>(
@@ -386,7 +389,8 @@ pub async fn source(
     ApiPath(id): ApiPath<i64>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
-    let s: Source = data(content::get(State(state.clone()), c.user.clone(), ApiPath(id)).await)?;
+    let s: Source =
+        data(stored::get::<content::Row>(State(state.clone()), c.user.clone(), ApiPath(id)).await)?;
     let notes = Notes::from_query(&c.l, raw.as_deref());
     super::page(&SourcePage { c, s, notes })
 }

@@ -1,6 +1,7 @@
 //! The staff picker: a search box over the tenant's staff with the chosen members kept on top,
 //! used wherever a form picks staff (the customer list's filter, the welcome message's members,
-//! the SOP assign step; the channel-code form searches with it too). A page never loads the
+//! the SOP assign step, the channel-code members with their daily limits and backups, the
+//! traffic-pool member rows). A page never loads the
 //! company's staff: it shows the chosen ones and at most [`PICK_SIZE`] suggestions, and every
 //! further member is a search away (`GET /console/staff-picker`, name or userid, server-side).
 //!
@@ -78,6 +79,82 @@ impl NoneChoice {
     }
 }
 
+/// Columns a row shows beside its choice.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Columns {
+    /// The choice alone.
+    #[default]
+    None,
+    /// A channel code's: the member's daily add limit (posted as `limit.<value>`, 0 for none)
+    /// and whether it is a backup member (posted as `backup=<value>`). A backup who is not a
+    /// member is shown (and kept) like a chosen row.
+    LimitBackup,
+}
+
+impl Columns {
+    fn key(self) -> &'static str {
+        match self {
+            Columns::None => "",
+            Columns::LimitBackup => "limit-backup",
+        }
+    }
+
+    fn of(s: &str) -> Columns {
+        if s == "limit-backup" {
+            Columns::LimitBackup
+        } else {
+            Columns::None
+        }
+    }
+}
+
+/// What a form has chosen: the values, and for [`Columns::LimitBackup`] the limits and backups.
+#[derive(Clone, Debug, Default)]
+pub struct Picks {
+    pub values: Vec<String>,
+    /// A value's daily limit (a value not listed has 0).
+    pub limits: Vec<(String, i64)>,
+    pub backup: Vec<String>,
+}
+
+impl Picks {
+    /// Just these values (a picker without columns).
+    pub fn of(values: &[String]) -> Picks {
+        Picks {
+            values: values.to_vec(),
+            ..Picks::default()
+        }
+    }
+
+    /// A posted form's (or the search box's query's) choices for this picker.
+    pub fn from_pairs<'a>(
+        spec: &Spec,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Picks {
+        let mut p = Picks::default();
+        for (k, v) in pairs {
+            if k == spec.field {
+                p.values.push(v.to_string());
+            } else if spec.columns == Columns::LimitBackup {
+                if k == "backup" {
+                    p.backup.push(v.to_string());
+                } else if let Some(of) = k.strip_prefix("limit.") {
+                    p.limits
+                        .push((of.to_string(), v.trim().parse().unwrap_or(0)));
+                }
+            }
+        }
+        p
+    }
+
+    pub fn limit_of(&self, value: &str) -> i64 {
+        self.limits
+            .iter()
+            .find(|(v, _)| v == value)
+            .map_or(0, |(_, l)| *l)
+    }
+}
+
 /// Where a picker sits on its form; the search route gets it back in its query.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -92,6 +169,8 @@ pub struct Spec {
     pub none: Option<NoneChoice>,
     /// Whether the first page shows suggestions before anyone searches (a filter bar does not).
     pub suggest: bool,
+    /// What each row shows beside its choice.
+    pub columns: Columns,
 }
 
 impl Spec {
@@ -118,6 +197,7 @@ impl Spec {
             multiple: query_param(raw, "multiple").as_deref() == Some("1"),
             none: query_param(raw, "none").as_deref().and_then(NoneChoice::of),
             suggest: false,
+            columns: Columns::of(&query_param(raw, "columns").unwrap_or_default()),
         })
     }
 }
@@ -128,6 +208,9 @@ pub struct Choice {
     pub name: String,
     pub userid: String,
     pub chosen: bool,
+    /// [`Columns::LimitBackup`]: the daily limit and whether a backup.
+    pub limit: i64,
+    pub backup: bool,
 }
 
 /// A picker ready to render: the chosen members, then what the search found.
@@ -159,60 +242,69 @@ impl StaffPicker {
         chosen: &[String],
         keyword: &str,
     ) -> Result<StaffPicker, ApiError> {
-        let chosen: Vec<String> = chosen
-            .iter()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .fold(Vec::new(), |mut out, v| {
-                if !out.contains(&v) && out.len() < CHOSEN_MAX {
-                    out.push(v);
-                }
-                out
-            });
-        let known = staff_with(state, c.user.tenant_id, spec.by, &chosen).await?;
-        let mut rows: Vec<Choice> = chosen
-            .iter()
-            .map(|v| match known.iter().find(|s| &spec.by.value(s) == v) {
-                Some(s) => Choice {
-                    value: v.clone(),
-                    name: s.name.clone(),
-                    userid: s.userid.clone(),
-                    chosen: true,
-                },
-                // Shown as given, so the API's refusal of it can be read next to it.
-                None => Choice {
-                    value: v.clone(),
-                    name: v.clone(),
-                    userid: String::new(),
-                    chosen: true,
-                },
-            })
-            .collect();
-        let searchable = c.can(perm::STAFF_VIEW);
+        StaffPicker::build_picks(state, c, spec, &Picks::of(chosen), keyword).await
+    }
+
+    /// A picker with its choices (and their columns); `keyword` filters the suggestions.
+    pub async fn build_picks(
+        state: &AppState,
+        c: &Chrome,
+        spec: Spec,
+        picks: &Picks,
+        keyword: &str,
+    ) -> Result<StaffPicker, ApiError> {
+        let shown = shown(picks);
+        let known = staff_with(state, c.user.tenant_id, spec.by, &shown).await?;
+        let mut p = StaffPicker::with_known(c, spec, picks, &known);
         let searched = !keyword.trim().is_empty();
-        let mut no_match = false;
-        if searchable && (spec.suggest || searched) {
+        if p.searchable && (p.spec.suggest || searched) {
             let found: Vec<Choice> = search(state, c, keyword)
                 .await?
                 .iter()
                 .map(|s| Choice {
-                    value: spec.by.value(s),
+                    value: p.spec.by.value(s),
                     name: s.name.clone(),
                     userid: s.userid.clone(),
                     chosen: false,
+                    limit: 0,
+                    backup: false,
                 })
-                .filter(|f| !chosen.contains(&f.value))
+                .filter(|f| !shown.contains(&f.value))
                 .collect();
-            no_match = searched && found.is_empty();
-            rows.extend(found);
+            p.no_match = searched && found.is_empty();
+            p.rows.extend(found);
         }
-        Ok(StaffPicker {
+        Ok(p)
+    }
+
+    /// A picker showing only its choices, named from `known` (the staff its values stand for,
+    /// looked up once for many pickers by [`staff_with`]); suggestions come with a search.
+    pub fn with_known(c: &Chrome, spec: Spec, picks: &Picks, known: &[StaffRow]) -> StaffPicker {
+        let rows: Vec<Choice> = shown(picks)
+            .into_iter()
+            .map(|v| {
+                let (name, userid) = match known.iter().find(|s| spec.by.value(s) == v) {
+                    Some(s) => (s.name.clone(), s.userid.clone()),
+                    // Shown as given, so the API's refusal of it can be read next to it.
+                    None => (v.clone(), String::new()),
+                };
+                Choice {
+                    chosen: picks.values.contains(&v),
+                    limit: picks.limit_of(&v),
+                    backup: picks.backup.contains(&v),
+                    value: v,
+                    name,
+                    userid,
+                }
+            })
+            .collect();
+        StaffPicker {
             spec,
             rows,
-            searchable,
-            no_match,
+            searchable: c.can(perm::STAFF_VIEW),
+            no_match: false,
             l: c.l,
-        })
+        }
     }
 
     /// The picker as HTML, for a page to place with `|safe` (askama escapes everything in it).
@@ -233,7 +325,25 @@ impl StaffPicker {
         if let Some(n) = s.none {
             q.append_pair("none", n.key());
         }
+        if s.columns != Columns::None {
+            q.append_pair("columns", s.columns.key());
+        }
         format!("/console/staff-picker?{}", q.finish())
+    }
+
+    /// What the search box sends back: the checked choices, and the columns' own inputs.
+    pub fn include(&self) -> String {
+        let d = &self.spec.dom;
+        match self.spec.columns {
+            Columns::None => format!("#{d}-rows input:checked"),
+            Columns::LimitBackup => {
+                format!("#{d}-rows input:checked, #{d}-rows input[type=number]")
+            }
+        }
+    }
+
+    pub fn limit_backup(&self) -> bool {
+        self.spec.columns == Columns::LimitBackup
     }
 
     pub fn input_type(&self) -> &'static str {
@@ -256,6 +366,23 @@ impl StaffPicker {
     pub fn nothing_chosen(&self) -> bool {
         !self.rows.iter().any(|r| r.chosen)
     }
+}
+
+/// The values a picker shows as chosen rows: its choices, then backups that are not choices
+/// (each once, at most [`CHOSEN_MAX`]).
+fn shown(picks: &Picks) -> Vec<String> {
+    picks
+        .values
+        .iter()
+        .chain(picks.backup.iter())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .fold(Vec::new(), |mut out, v| {
+            if !out.contains(&v) && out.len() < CHOSEN_MAX {
+                out.push(v);
+            }
+            out
+        })
 }
 
 /// Up to [`PICK_SIZE`] of the tenant's staff matching `keyword` (name or userid), through the
@@ -313,7 +440,7 @@ pub async fn staff_with(
     Ok(out)
 }
 
-/// `GET /console/staff-picker?field&dom&by&multiple&none&keyword&<field>=chosen…`: a picker's
+/// `GET /console/staff-picker?field&dom&by&multiple&none&columns&keyword&<field>=chosen…`: a picker's
 /// rows for a search: the chosen ones (sent back by the search box) first, then up to
 /// [`PICK_SIZE`] matches (htmx swaps them into the picker).
 pub async fn search_rows(
@@ -322,12 +449,13 @@ pub async fn search_rows(
     RawQuery(raw): RawQuery,
 ) -> PageResult {
     let spec = Spec::from_query(raw.as_deref())?;
-    let chosen: Vec<String> = url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
-        .filter(|(k, _)| k == spec.field.as_str())
-        .map(|(_, v)| v.into_owned())
-        .collect();
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let picks = Picks::from_pairs(&spec, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let keyword = query_param(raw.as_deref(), "keyword").unwrap_or_default();
-    let p = StaffPicker::build(&state, &c, spec, &chosen, &keyword).await?;
+    let p = StaffPicker::build_picks(&state, &c, spec, &picks, &keyword).await?;
     super::page(&PickerRows { p: &p })
 }
 
@@ -347,5 +475,28 @@ mod tests {
         assert_eq!(s.by, By::Userid);
         assert!(s.multiple);
         assert_eq!(s.none, Some(NoneChoice::All));
+        assert_eq!(s.columns, Columns::None);
+        let s = Spec::from_query(Some("field=staff&dom=f&columns=limit-backup")).unwrap();
+        assert_eq!(s.columns, Columns::LimitBackup);
+    }
+
+    #[test]
+    fn a_backup_who_is_not_a_member_is_shown_once() {
+        let spec = Spec::from_query(Some("field=staff&dom=f&columns=limit-backup")).unwrap();
+        let p = Picks::from_pairs(
+            &spec,
+            [
+                ("staff", "u1"),
+                ("limit.u1", "7"),
+                ("limit.u2", "x"),
+                ("backup", "u1"),
+                ("backup", "u2"),
+                ("other", "u3"),
+            ],
+        );
+        assert_eq!(p.values, ["u1"]);
+        assert_eq!(p.limit_of("u1"), 7);
+        assert_eq!(p.limit_of("u2"), 0);
+        assert_eq!(shown(&p), ["u1", "u2"]);
     }
 }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, Form, PageResult, arg, data, is_refusal, page_param, pages_of, query_param, reshow,
-    see_other,
+    Back, Chrome, Form, PageResult, arg, data, is_refusal, page_param, pages_of, query_param,
+    reshow, see_other,
 };
 use crate::auth::permissions as perm;
 use crate::automation::workflows::{routes as wf, templates};
@@ -630,19 +630,10 @@ pub async fn run_page(
 /// through the API; back to the list (`back`) with how many changed and why others did not.
 pub async fn control(State(state): State<AppState>, c: Chrome, body: Bytes) -> PageResult {
     let form = Form::parse(&body);
-    let back = form
-        .get("back")
-        .filter(|b| b.starts_with("/console/workflow-runs") && !b.contains("//"))
-        .unwrap_or_else(|| "/console/workflow-runs".into());
-    let sep = if back.contains('?') { '&' } else { '?' };
+    let back = Back::of(&form, "/console/workflow-runs", "/console/workflow-runs");
     let ids = form.ids("ids");
     if ids.is_empty() || ids.len() > 100 {
-        let msg: String = url::form_urlencoded::byte_serialize(
-            c.l.t("请选择 1 到 100 个运行", "Choose 1 to 100 runs")
-                .as_bytes(),
-        )
-        .collect();
-        return see_other(&format!("{back}{sep}error={msg}"));
+        return back.error(c.l.t("请选择 1 到 100 个运行", "Choose 1 to 100 runs"));
     }
     let action = form.get("action").unwrap_or_default();
     let mut changed = 0;
@@ -661,11 +652,5 @@ pub async fn control(State(state): State<AppState>, c: Chrome, body: Bytes) -> P
             Err(e) => refusals.push(format!("#{id}: {}", super::explain(&e))),
         }
     }
-    let mut to = format!("{back}{sep}done={changed}");
-    if !refusals.is_empty() {
-        let msg: String =
-            url::form_urlencoded::byte_serialize(refusals.join("; ").as_bytes()).collect();
-        to.push_str(&format!("&error={msg}"));
-    }
-    see_other(&to)
+    back.done(changed, Some(&refusals.join("; ")))
 }

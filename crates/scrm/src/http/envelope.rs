@@ -118,7 +118,7 @@ impl Paging {
     pub async fn fetch<T: scrm_db::Row>(
         &self,
         db: &scrm_db::Db,
-        count: &'static str,
+        count: impl Into<std::borrow::Cow<'static, str>>,
         select: impl Into<std::borrow::Cow<'static, str>>,
         filter: &scrm_db::Query,
         order_by: &str,

@@ -54,6 +54,14 @@ pub fn routes(state: &AppState) -> Routes {
             upload::UPLOAD_BODY_BYTES,
             upload::upload_material,
         )
+        .route_with_body_limit(
+            Method::PUT,
+            "/api/material/{id}/upload",
+            Access::Permission(perm::MATERIAL_MANAGE),
+            "Change a material, with a new file as multipart/form-data (materialType, title, content, file; no file keeps the stored one)",
+            upload::UPLOAD_BODY_BYTES,
+            upload::update_upload,
+        )
         .route(
             Method::GET,
             "/api/materials",
@@ -348,8 +356,22 @@ pub(crate) async fn update_material(
     let mut body = body;
     if keep_file {
         body.file_data = existing.file_data.clone();
+        if body.file_name.is_none() {
+            body.file_name = existing.file_name.clone();
+        }
     }
-    let c = check(body)?;
+    save_update(&state, &user, id, check(body)?, !keep_file).await
+}
+
+/// Store a checked change of a material (the JSON update and the upload). A new file drops the
+/// cached WeCom media id, so the next send uploads the new file.
+async fn save_update(
+    state: &AppState,
+    user: &CurrentUser,
+    id: i64,
+    c: Checked,
+    new_file: bool,
+) -> ApiResult<Reply<MaterialView>> {
     let mut tx = state.db.begin().await?;
     let mut q = query(
         "UPDATE material SET material_type = ?, title = ?, content = ?, file_name = ?, file_data = ?, updated_at = ?",
@@ -360,8 +382,7 @@ pub(crate) async fn update_material(
     .bind(c.file_name.clone())
     .bind(c.file_data.clone())
     .bind(now_ms());
-    if !keep_file {
-        // A new file needs a new upload.
+    if new_file {
         q.push_sql(", media_id = NULL, media_expires_at = NULL");
     }
     q.push_sql(" WHERE tenant_id = ? AND id = ?")
@@ -370,7 +391,7 @@ pub(crate) async fn update_material(
     tx.execute(q).await?;
     audit::record(
         &mut tx,
-        &user,
+        user,
         "material.update",
         "material",
         id,

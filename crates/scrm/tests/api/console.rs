@@ -1556,6 +1556,225 @@ async fn console_material_upload_checks_the_file_and_stores_nothing_refused(app:
     assert_eq!(total().await, 4);
 }
 
+async fn material_update_upload_replaces_the_file_and_drops_the_media_id(app: TestApp) {
+    let put = async |id: i64, token: &str, form: reqwest::multipart::Form| {
+        let r = reqwest::Client::new()
+            .put(format!("{}/api/material/{id}/upload", app.base))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    let get = async |id: i64| {
+        app.get(&format!("/api/material/{id}"), &app.admin_token)
+            .await
+            .data()
+            .clone()
+    };
+    // WeCom's media id as a send leaves it.
+    let cache_media = async |id: i64| {
+        app.state
+            .db
+            .execute(
+                scrm_db::query(
+                    "UPDATE material SET media_id = ?, media_expires_at = ? WHERE id = ?",
+                )
+                .bind("media-old")
+                .bind(4_102_444_800_000_i64)
+                .bind(id),
+            )
+            .await
+            .unwrap();
+    };
+    let r = app
+        .post(
+            "/api/material",
+            &app.admin_token,
+            json!({"materialType": "image", "title": "海报", "fileName": "a.png",
+                   "fileData": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, png(64))}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["materialId"].as_i64().unwrap();
+    cache_media(id).await;
+
+    // No file: the title changes, the file and its media id stay.
+    let (status, body) = put(
+        id,
+        &app.admin_token,
+        multipart(&[("materialType", "image"), ("title", "新海报")], None),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["title"], "新海报");
+    assert_eq!(body["data"]["fileName"], "a.png");
+    assert_eq!(body["data"]["mediaId"], "media-old");
+
+    // Refusals store nothing: the old title, file and media id stay.
+    let refusals: [(&str, Vec<u8>, u16, &str); 3] = [
+        (
+            "b.png",
+            b"GIF89a-not-a-png".to_vec(),
+            422,
+            "FILE_TYPE_NOT_ALLOWED",
+        ),
+        ("big.png", png((10 << 20) + 1), 413, "FILE_TOO_LARGE"),
+        ("huge.png", vec![1; 21 << 20], 413, "FILE_TOO_LARGE"),
+    ];
+    for (name, bytes, want, error) in refusals {
+        let (status, body) = put(
+            id,
+            &app.admin_token,
+            multipart(
+                &[("materialType", "image"), ("title", "不该保存")],
+                Some((name, bytes)),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (want, Some(error)),
+            "{name}"
+        );
+        assert_eq!(body["fields"][0]["field"], "file");
+    }
+    let kept = get(id).await;
+    assert_eq!(kept["title"], "新海报");
+    assert_eq!(kept["mediaId"], "media-old");
+
+    // A new file replaces the old one and drops the media id, so the next send uploads it.
+    let (status, body) = put(
+        id,
+        &app.admin_token,
+        multipart(
+            &[("materialType", "image"), ("title", "新海报")],
+            Some(("b.png", png(128))),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["fileName"], "b.png");
+    assert_eq!(body["data"]["mediaId"], serde_json::Value::Null);
+    assert_eq!(body["data"]["mediaExpiresAt"], serde_json::Value::Null);
+
+    // Another tenant's material is not found; a viewer may not change materials.
+    let (_, theirs) = app.other_tenant_admin("other upload", "boss.u").await;
+    let (status, _) = put(
+        id,
+        &theirs,
+        multipart(
+            &[("materialType", "image"), ("title", "x")],
+            Some(("c.png", png(64))),
+        ),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(get(id).await["fileName"], "b.png");
+
+    // The console's edit form: the stored file is named, a wrong file is refused next to the
+    // input, no file keeps it, a new one replaces it and drops the media id.
+    cache_media(id).await;
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let list = s.get("/console/materials").await;
+    assert!(list.body.contains(&format!("id=\"edit-material-{id}\"")));
+    let form = s.get(&format!("/console/materials/{id}/edit")).await;
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body
+            .contains(&format!("action=\"/console/materials/{id}/upload\""))
+    );
+    assert!(form.body.contains("id=\"material-kept-file\""));
+    assert!(form.body.contains("b.png"));
+    assert!(form.body.contains("value=\"新海报\""));
+    let refused = s
+        .post_multipart(
+            &format!("/console/materials/{id}/upload"),
+            multipart(
+                &[("materialType", "image"), ("title", "错的图")],
+                Some(("x.png", b"%PDF-1.4 not an image".to_vec())),
+            ),
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.body.contains("id=\"error-file\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("value=\"错的图\""));
+    assert!(
+        refused
+            .body
+            .contains(&format!("action=\"/console/materials/{id}/upload\""))
+    );
+    let big = s
+        .post_multipart(
+            &format!("/console/materials/{id}/upload"),
+            multipart(
+                &[("materialType", "image"), ("title", "大图")],
+                Some(("big.png", png((10 << 20) + 1))),
+            ),
+        )
+        .await;
+    assert_eq!(big.status, 413);
+    assert!(big.body.contains("id=\"error-file\""));
+    let renamed = s
+        .post_multipart(
+            &format!("/console/materials/{id}/upload"),
+            multipart(
+                &[("materialType", "image"), ("title", "海报三")],
+                Some(("", Vec::new())),
+            ),
+        )
+        .await;
+    assert_eq!(
+        renamed.location, "/console/materials?done=saved",
+        "{}",
+        renamed.body
+    );
+    let m = get(id).await;
+    assert_eq!(
+        (m["title"].as_str(), m["fileName"].as_str()),
+        (Some("海报三"), Some("b.png"))
+    );
+    assert_eq!(m["mediaId"], "media-old");
+    let replaced = s
+        .post_multipart(
+            &format!("/console/materials/{id}/upload"),
+            multipart(
+                &[("materialType", "image"), ("title", "海报三")],
+                Some(("c.jpg", b"\xff\xd8\xff\xe0 a jpeg".to_vec())),
+            ),
+        )
+        .await;
+    assert_eq!(
+        replaced.location, "/console/materials?done=saved",
+        "{}",
+        replaced.body
+    );
+    let m = get(id).await;
+    assert_eq!(m["fileName"], "c.jpg");
+    assert_eq!(m["mediaId"], serde_json::Value::Null);
+    assert_eq!(s.get("/console/materials/999999/edit").await.status, 404);
+
+    let (_, viewer) = app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    assert_eq!(
+        v.get(&format!("/console/materials/{id}/edit")).await.status,
+        403
+    );
+    let (status, _) = put(
+        id,
+        &viewer,
+        multipart(&[("materialType", "image"), ("title", "x")], None),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
 async fn console_material_library_creates_lists_and_deletes(app: TestApp) {
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
     let total = async || {
@@ -1952,50 +2171,62 @@ async fn console_sop_builder_saves_runs_and_shows_the_step_log(app: TestApp) {
 }
 
 async fn console_channel_code_member_picker_searches_any_number_of_staff(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for i in 1..=600 {
-        scrm::customers::staff::upsert_staff(
-            &mut tx,
-            tenant,
-            &format!("u{i:04}"),
-            &format!("员工{i:04}"),
-            &[1],
-            1,
-            1_700_000_000_000,
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    add_staff(&app, our_tenant(&app).await, numbered("u", "员工", 600)).await;
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
 
-    // The form shows a page of staff, not all 600.
+    // The form shows a page of staff, not all 600, each with its limit and backup columns.
     let form = s.get("/console/channel-codes/new").await;
     assert_eq!(form.status, 200);
-    assert_eq!(form.body.matches("class=\"pick-row\"").count(), 20);
-    assert!(form.body.contains("id=\"staff-search\""));
-    // The 599th is found by a search, by name or by userid; those on the form are left out.
+    assert_eq!(form.body.matches("class=\"staff-choice\"").count(), 20);
+    assert_eq!(form.body.matches("name=\"limit.u00").count(), 20);
+    assert!(form.body.contains("id=\"code-staff-search\""));
+    // It searches through the general staff picker's route: the 599th is found by name or by
+    // userid; the chosen ones come back first with their limits and backups, then matches.
+    let search = "/console/staff-picker?field=staff&dom=code-staff&by=userid&multiple=1&columns=limit-backup";
+    assert!(
+        form.body.contains("staff-picker?field=staff")
+            && form.body.contains("columns=limit-backup"),
+        "the search box asks the general route"
+    );
     let found = s
-        .get("/console/channel-codes/staff-search?staffKeyword=%E5%91%98%E5%B7%A50599")
+        .get(&format!("{search}&keyword=%E5%91%98%E5%B7%A50599"))
         .await;
     assert_eq!(found.status, 200);
-    assert_eq!(found.body.matches("class=\"pick-row\"").count(), 1);
-    assert!(found.body.contains("value=\"u0599\""));
-    let by_userid = s
-        .get("/console/channel-codes/staff-search?staffKeyword=u059")
+    assert_eq!(found.body.matches("class=\"staff-choice\"").count(), 1);
+    assert!(found.body.contains("name=\"staff\" value=\"u0599\">"));
+    assert!(found.body.contains("name=\"limit.u0599\" value=\"0\""));
+    assert!(found.body.contains("name=\"backup\" value=\"u0599\">"));
+    let by_userid = s.get(&format!("{search}&keyword=u059")).await;
+    assert_eq!(by_userid.body.matches("class=\"staff-choice\"").count(), 10);
+    let kept = s
+        .get(&format!(
+            "{search}&keyword=u059&staff=u0599&limit.u0599=7&backup=u0598"
+        ))
         .await;
-    assert_eq!(by_userid.body.matches("class=\"pick-row\"").count(), 10);
-    let without = s
-        .get("/console/channel-codes/staff-search?staffKeyword=u059&staff=u0599&backup=u0598")
-        .await;
-    assert_eq!(without.body.matches("class=\"pick-row\"").count(), 8);
-    let none = s
-        .get("/console/channel-codes/staff-search?staffKeyword=nobody")
-        .await;
-    assert!(none.body.contains("class=\"muted\""));
+    assert_eq!(kept.body.matches("class=\"staff-choice\"").count(), 10);
+    let first = kept.body.find("value=\"u0599\"").unwrap();
+    let backup = kept.body.find("value=\"u0598\"").unwrap();
+    let other = kept.body.find("value=\"u0590\"").unwrap();
+    assert!(first < backup && backup < other, "the chosen rows first");
+    assert!(kept.body.contains("name=\"staff\" value=\"u0599\" checked"));
+    assert!(kept.body.contains("name=\"limit.u0599\" value=\"7\""));
+    assert!(
+        kept.body.contains("name=\"staff\" value=\"u0598\">"),
+        "a backup only"
+    );
+    assert!(
+        kept.body
+            .contains("name=\"backup\" value=\"u0598\" checked")
+    );
+    let none = s.get(&format!("{search}&keyword=nobody")).await;
+    assert!(none.body.contains("class=\"pick-empty\""));
+    assert_eq!(
+        s.get("/console/channel-codes/staff-search?staffKeyword=u")
+            .await
+            .status,
+        400,
+        "the channel code's own route is gone (the path reads as a code id)"
+    );
     // A chosen member far down the list stays chosen, with its limit, when the form comes back.
     let refused = s
         .post(
@@ -2021,56 +2252,96 @@ async fn console_channel_code_member_picker_searches_any_number_of_staff(app: Te
             .contains("name=\"backup\" value=\"u0598\" checked")
     );
     assert!(refused.body.contains("员工0599"));
+    // Saved: the members, their limits and the backups are the API's.
+    let made = s
+        .post(
+            "/console/channel-codes",
+            &[
+                ("name", "远端码"),
+                ("staff", "u0599"),
+                ("limit.u0599", "7"),
+                ("staff", "u0001"),
+                ("limit.u0001", "0"),
+                ("backup", "u0598"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let code = id_in(&made.location);
+    let api = app
+        .get(&format!("/api/v1/channel-codes/{code}"), &app.admin_token)
+        .await;
+    let members = api.data()["staff"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 2);
+    let far = members.iter().find(|m| m["userid"] == "u0599").unwrap();
+    assert_eq!(far["dailyLimit"], 7);
+    assert_eq!(api.data()["backupStaff"], json!(["u0598"]));
+    let edit = s.get(&format!("/console/channel-codes/{code}/edit")).await;
+    assert!(edit.body.contains("name=\"limit.u0599\" value=\"7\""));
+    assert!(
+        edit.body
+            .contains("name=\"backup\" value=\"u0598\" checked")
+    );
 
     app.user_with_role("vera", "viewer").await;
     let v = Session::login(&app, "vera", "password-123").await;
-    assert_eq!(
-        v.get("/console/channel-codes/staff-search?staffKeyword=u")
-            .await
-            .status,
-        403
-    );
+    assert_eq!(v.get("/console/channel-codes/new").await.status, 403);
 }
 
 /// 600 staff in our tenant (u0001 / 员工0001 …) and one in another tenant with a clashing userid.
 async fn many_staff(app: &TestApp) -> (i64, i64) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
     let (other, _) = app
         .other_tenant_admin("picker-other", "picker-other-admin")
         .await;
-    let mut tx = app.state.db.begin().await.unwrap();
-    let mut ours = 0;
-    for i in 1..=600 {
-        let id = scrm::customers::staff::upsert_staff(
-            &mut tx,
-            tenant,
-            &format!("u{i:04}"),
-            &format!("员工{i:04}"),
-            &[1],
-            1,
-            1_700_000_000_000,
-        )
-        .await
-        .unwrap();
-        if i == 599 {
-            ours = id;
-        }
-    }
-    let theirs = scrm::customers::staff::upsert_staff(
-        &mut tx,
-        other,
-        "u0599",
-        "别家0599",
-        &[1],
-        1,
-        1_700_000_000_000,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let ours = add_staff(app, our_tenant(app).await, numbered("u", "员工", 600)).await[598];
+    let theirs = add_staff(app, other, [("u0599".into(), "别家0599".into())]).await[0];
     (ours, theirs)
+}
+
+/// Two WeCom members, amy (艾米) and bob (鲍勃).
+fn amy_and_bob() -> [(String, String); 2] {
+    [("amy".into(), "艾米".into()), ("bob".into(), "鲍勃".into())]
+}
+
+/// The admin's tenant.
+async fn our_tenant(app: &TestApp) -> i64 {
+    app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap()
+}
+
+/// `count` staff named `<prefix>0001` / `<name>0001` … (four digits).
+fn numbered(prefix: &str, name: &str, count: usize) -> Vec<(String, String)> {
+    (1..=count)
+        .map(|i| (format!("{prefix}{i:04}"), format!("{name}{i:04}")))
+        .collect()
+}
+
+/// Staff (userid, name) of a tenant, as a sync writes them; their ids in order.
+async fn add_staff(
+    app: &TestApp,
+    tenant: i64,
+    staff: impl IntoIterator<Item = (String, String)>,
+) -> Vec<i64> {
+    let mut tx = app.state.db.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for (userid, name) in staff {
+        ids.push(
+            scrm::customers::staff::upsert_staff(
+                &mut tx,
+                tenant,
+                &userid,
+                &name,
+                &[1],
+                1,
+                1_700_000_000_000,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    tx.commit().await.unwrap();
+    ids
 }
 
 fn choices(p: &Page) -> usize {
@@ -2587,24 +2858,8 @@ async fn console_device_account_ai_reply_form_and_paged_accounts(app: TestApp) {
     assert_eq!(v.post(&post, &keep).await.status, 403);
 
     // The account list is paged by the database: 60 WeCom members and the device account.
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for i in 1..=60 {
-        scrm::customers::staff::upsert_staff(
-            &mut tx,
-            tenant,
-            &format!("m{i:02}"),
-            &format!("成员{i:02}"),
-            &[1],
-            1,
-            1_700_000_000_000,
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    let members = (1..=60).map(|i| (format!("m{i:02}"), format!("成员{i:02}")));
+    add_staff(&app, our_tenant(&app).await, members).await;
     let rows = |p: &Page| p.body.matches("class=\"account-row\"").count();
     let first = s.get("/console/devices?accountType=WEWORK").await;
     assert_eq!(rows(&first), 50);
@@ -2778,16 +3033,7 @@ async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
 /// messages (refusals by field, create, delete), content sources (add, fetch now, items) and
 /// cron tasks (switch off and on), each with what a viewer may not do.
 async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for (u, n) in [("amy", "艾米"), ("bob", "鲍勃")] {
-        scrm::customers::staff::upsert_staff(&mut tx, tenant, u, n, &[1], 1, 1_700_000_000_000)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    add_staff(&app, our_tenant(&app).await, amy_and_bob()).await;
     let pools = async || {
         app.get("/api/v1/automation/traffic-pools", &app.admin_token)
             .await
@@ -2801,6 +3047,16 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
     let form = s.get("/console/traffic-pools/new").await;
     assert_eq!(form.status, 200);
     assert_eq!(form.body.matches("class=\"member-form\"").count(), 1);
+    // A row picks a WeCom member by search (no staff listed before one types), or takes a
+    // device account.
+    assert!(form.body.contains("id=\"member-0-staff-search\""));
+    assert_eq!(form.body.matches("class=\"staff-choice\"").count(), 0);
+    assert!(form.body.contains("id=\"member-0-accountId\""));
+    let found = s
+        .get("/console/staff-picker?field=member.0.staff&dom=member-0-staff&by=userid&none=dash&keyword=%E8%89%BE")
+        .await;
+    assert_eq!(found.body.matches("class=\"staff-choice\"").count(), 1);
+    assert!(found.body.contains("name=\"member.0.staff\" value=\"amy\""));
 
     // Adding a row shows the form again with the draft kept; nothing is stored.
     let two = s
@@ -2810,7 +3066,7 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
                 ("action", "add-member"),
                 ("name", "售前池"),
                 ("memberCount", "1"),
-                ("member.0.accountId", "amy"),
+                ("member.0.staff", "amy"),
             ],
         )
         .await;
@@ -2819,8 +3075,11 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
     assert!(two.body.contains("value=\"售前池\""));
     assert!(
         two.body
-            .contains("name=\"member.0.accountId\" id=\"member-0-accountId\" value=\"amy\"")
+            .contains("name=\"member.0.staff\" value=\"amy\" checked> 艾米"),
+        "{}",
+        two.body
     );
+    assert!(two.body.contains("id=\"member-1-staff-search\""));
 
     // The API's refusals, each next to its field or on its member row.
     let fields =
@@ -2831,7 +3090,8 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
                 ("strategy", "weight"),
                 ("enabled", "1"),
                 ("memberCount", "3"),
-                ("member.0.accountId", "amy"),
+                ("member.0.staff", "amy"),
+                ("member.0.accountId", ""),
                 ("member.0.weight", weight),
                 ("member.0.dailyCap", "20"),
                 ("member.0.workDays", "1"),
@@ -2894,6 +3154,14 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
         "row 2, though it is the API's second member: {}",
         unknown.body
     );
+    // A row with both a WeCom member and a device account is not one account.
+    let mut both = fields("售前池", "3", "18:00", "bob");
+    both.retain(|(k, _)| *k != "member.0.accountId");
+    both.push(("member.0.accountId", "wxid_x"));
+    let both = s.post("/console/traffic-pools", &both).await;
+    assert_eq!(both.status, 400);
+    assert!(both.body.contains("id=\"error-member-0\""), "{}", both.body);
+    assert!(both.body.contains("value=\"wxid_x\""), "the draft is kept");
     assert_eq!(pools().await, 0, "nothing refused was stored");
 
     // Saved: the API holds what the form said.
@@ -2936,6 +3204,15 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
     assert!(
         edit.body
             .contains("name=\"member.0.workDays\" value=\"2\" checked")
+    );
+    // Both are WeCom members: each row's picker holds its member.
+    assert!(
+        edit.body
+            .contains("name=\"member.0.staff\" value=\"amy\" checked")
+    );
+    assert!(
+        edit.body
+            .contains("name=\"member.1.staff\" value=\"bob\" checked")
     );
     let saved = s
         .post(
@@ -2986,16 +3263,7 @@ async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: Tes
 }
 
 async fn console_traffic_pools_group_welcomes_content_sources_and_cron_tasks(app: TestApp) {
-    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
-        .as_i64()
-        .unwrap();
-    let mut tx = app.state.db.begin().await.unwrap();
-    for (u, n) in [("amy", "艾米"), ("bob", "鲍勃")] {
-        scrm::customers::staff::upsert_staff(&mut tx, tenant, u, n, &[1], 1, 1_700_000_000_000)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    add_staff(&app, our_tenant(&app).await, amy_and_bob()).await;
     let r = app
         .post(
             "/api/v1/automation/traffic-pools",
@@ -3287,6 +3555,7 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_workbench_counts_a_first_syncs_recent_adds_on_their_days,
     console_material_library_creates_lists_and_deletes,
     console_material_upload_checks_the_file_and_stores_nothing_refused,
+    material_update_upload_replaces_the_file_and_drops_the_media_id,
     console_sop_builder_saves_runs_and_shows_the_step_log,
     console_channel_code_member_picker_searches_any_number_of_staff,
     console_staff_picker_searches_the_tenants_staff_for_every_staff_form,

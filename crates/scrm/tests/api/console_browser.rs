@@ -864,5 +864,69 @@ async fn console_journey_pick_staff_by_search_and_upload_a_material() {
     let m = app.get("/api/materials", &app.admin_token).await;
     assert_eq!(m.data()["total"], 1);
     assert_eq!(m.data()["list"][0]["fileName"], "poster.png");
+
+    // A channel code's members, through the same picker with its limit and backup columns: a
+    // member found by search with a daily limit, then a backup found by a second search; the
+    // member and its limit survive the swap.
+    b.open("/console/channel-codes/new").await;
+    b.fill("#code-name", "展会码").await;
+    b.fill("#code-staff-search", "0111").await;
+    b.click("#code-staff-rows input[name='staff'][value='u0111']")
+        .await;
+    b.fill("#code-staff-rows input[name='limit.u0111']", "6")
+        .await;
+    b.fill("#code-staff-search", "0005").await;
+    b.click("#code-staff-rows input[name='backup'][value='u0005']")
+        .await;
+    let member = b
+        .wait_for("#code-staff-rows input[name='staff'][value='u0111']")
+        .await;
+    assert_eq!(
+        member.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let limit = b
+        .wait_for("#code-staff-rows input[name='limit.u0111']")
+        .await;
+    assert_eq!(limit.prop("value").await.unwrap().as_deref(), Some("6"));
+    b.shot("channel-code-staff-picker").await;
+    b.click("#save-code").await;
+    b.wait_for("#notice").await;
+    let codes = app.get("/api/v1/channel-codes", &app.admin_token).await;
+    let code = &codes.data()["list"][0];
+    assert_eq!(code["staff"].as_array().map(Vec::len), Some(1), "{code}");
+    assert_eq!(code["staff"][0]["userid"], "u0111");
+    assert_eq!(code["staff"][0]["dailyLimit"], 6);
+    assert_eq!(code["backupStaff"], json!(["u0005"]));
+
+    // A traffic pool's member rows pick WeCom members by search, one per row.
+    b.open("/console/traffic-pools/new").await;
+    b.fill("#pool-name", "售前池").await;
+    b.fill("#member-0-staff-search", "0077").await;
+    b.click("#member-0-staff-rows input[value='u0077']").await;
+    b.click("#add-member").await;
+    b.wait_for("#member-1-staff-search").await;
+    let kept = b
+        .wait_for("#member-0-staff-rows input[value='u0077']")
+        .await
+        .prop("checked")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("true"), "row 0 keeps its member");
+    b.fill("#member-1-staff-search", "员工0078").await;
+    b.click("#member-1-staff-rows input[value='u0078']").await;
+    b.shot("traffic-pool-member-picker").await;
+    b.click("#save-pool").await;
+    b.wait_for("#notice").await;
+    let pools = app
+        .get("/api/v1/automation/traffic-pools", &app.admin_token)
+        .await;
+    let members: Vec<&str> = pools.data()["list"][0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["accountId"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["u0077", "u0078"]);
     b.close().await;
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use scrm_db::Backend;
 use serde_json::json;
 
-use crate::helpers::{TestApp, n, spawn_app_with};
+use crate::helpers::{Resp, TestApp, n, spawn_app_with};
 
 /// scrm with the guard on (the test helpers turn it off for their local servers).
 pub async fn spawn(backend: Backend) -> TestApp {
@@ -15,6 +15,17 @@ pub async fn spawn(backend: Backend) -> TestApp {
 }
 
 const SOURCES: &str = "/api/v1/automation/content-sources";
+
+/// A URL refused when stored: 422 `URL_NOT_ALLOWED` on `field`.
+fn refused_on(r: &Resp, field: &str, what: &str) {
+    assert_eq!(
+        (r.status, r.error()),
+        (422, "URL_NOT_ALLOWED"),
+        "{what}: {:?}",
+        r.body
+    );
+    assert_eq!(r.body["fields"][0]["field"], field, "{what}: {:?}", r.body);
+}
 
 async fn private_addresses_are_refused_when_stored_and_when_fetched(app: TestApp) {
     // A feed on 127.0.0.1 that counts every request it gets.
@@ -44,13 +55,7 @@ async fn private_addresses_are_refused_when_stored_and_when_fetched(app: TestApp
         let r = app
             .post(SOURCES, t, json!({"name": "internal", "url": url}))
             .await;
-        assert_eq!(
-            (r.status, r.error()),
-            (422, "URL_NOT_ALLOWED"),
-            "{url}: {:?}",
-            r.body
-        );
-        assert_eq!(r.body["fields"][0]["field"], "url", "{:?}", r.body);
+        refused_on(&r, "url", &url);
     }
     assert_eq!(
         n(&app, "SELECT COUNT(*) FROM content_source".into()).await,
@@ -109,13 +114,7 @@ async fn private_addresses_are_refused_when_stored_and_when_fetched(app: TestApp
                    "steps": [{"type": "webhook", "url": "http://169.254.169.254/hook"}]}),
         )
         .await;
-    assert_eq!(
-        (r.status, r.error()),
-        (422, "URL_NOT_ALLOWED"),
-        "{:?}",
-        r.body
-    );
-    assert_eq!(r.body["fields"][0]["field"], "steps[0].url", "{:?}", r.body);
+    refused_on(&r, "steps[0].url", "a webhook step");
     // A public one is accepted.
     let r = app
         .post(
@@ -206,13 +205,7 @@ async fn an_ai_reply_endpoint_is_refused_when_stored_and_when_called(app: TestAp
         "http://localhost:9/v1".into(),
     ] {
         let r = app.put(AI, t, config(&e)).await;
-        assert_eq!(
-            (r.status, r.error()),
-            (422, "URL_NOT_ALLOWED"),
-            "{e}: {:?}",
-            r.body
-        );
-        assert_eq!(r.body["fields"][0]["field"], "endpoint", "{:?}", r.body);
+        refused_on(&r, "endpoint", &e);
     }
     assert_eq!(
         n(&app, "SELECT COUNT(*) FROM device_ai_config".into()).await,

@@ -1,6 +1,8 @@
 //! Material files as uploads: `POST /api/material/upload` (multipart/form-data: `materialType`,
 //! `title`, `content` as a JSON object, `file`) and the console's material form both end in
-//! [`create_with_file`]. The file is checked against its material type by its first bytes (what
+//! [`create_with_file`]; `PUT /api/material/{id}/upload` (the same fields) and the console's edit
+//! form in [`update_with_file`], where no file keeps the stored one and a new file drops the
+//! cached WeCom media id. The file is checked against its material type by its first bytes (what
 //! the browser calls it is not trusted) and against WeCom's size limit for that type; a refused
 //! upload stores nothing.
 
@@ -10,10 +12,14 @@ use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{MAX_FILE_BYTES, MaterialBody, MaterialView, check, content_str, insert};
+use super::{
+    Checked, MAX_FILE_BYTES, MaterialBody, MaterialView, check, content_str, get, insert,
+    save_update,
+};
 use crate::auth::CurrentUser;
 use crate::http::envelope::Reply;
 use crate::http::error::FieldError;
+use crate::http::extract::ApiPath;
 use crate::http::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -116,16 +122,19 @@ pub async fn file_of(field: Field<'_>) -> ApiResult<Option<(String, Vec<u8>)>> {
     })
 }
 
-/// Check the upload (type, file kind and size), then create it as `POST /api/material` would.
-pub async fn create_with_file(
-    state: &AppState,
-    user: &CurrentUser,
-    u: Upload,
-) -> ApiResult<Reply<MaterialView>> {
+/// Check the upload (type, file kind and size) and the material as the JSON routes do. `kept`
+/// is the stored file (its name and base64) that an update keeps when no file is sent.
+fn check_upload(u: Upload, kept: Option<(Option<String>, String)>) -> ApiResult<Checked> {
     if u.material_type.is_empty() {
         return Err(ApiError::field("materialType", "is required"));
     }
+    let mut file_name = u.file.as_ref().map(|(n, _)| n.clone());
     let file_data = match (&u.file, accepts(&u.material_type)) {
+        (None, _) if kept.is_some() => {
+            let (name, data) = kept.unwrap_or_default();
+            file_name = name;
+            Some(data)
+        }
         (None, _) => {
             let needs = matches!(u.material_type.as_str(), "file" | "video" | "miniprogram")
                 || (u.material_type == "image" && content_str(&u.content, "picUrl").is_none());
@@ -170,19 +179,39 @@ pub async fn create_with_file(
         material_type: Some(u.material_type),
         title: Some(u.title),
         content: u.content,
-        file_name: u.file.map(|(n, _)| n),
+        file_name,
         file_data,
     };
-    insert(state, user, check(body)?).await
+    check(body)
 }
 
-/// `POST /api/material/upload` (multipart/form-data): `materialType`, `title`, optional
-/// `content` (a JSON object: `picUrl`, `appid` and `page`, …) and `file`.
-pub(crate) async fn upload_material(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    multipart: Result<Multipart, MultipartRejection>,
+/// Check the upload, then create it as `POST /api/material` would.
+pub async fn create_with_file(
+    state: &AppState,
+    user: &CurrentUser,
+    u: Upload,
 ) -> ApiResult<Reply<MaterialView>> {
+    insert(state, user, check_upload(u, None)?).await
+}
+
+/// Check the upload, then change material `id` as `PUT /api/material/{id}` would: no file keeps
+/// the stored one, a new file replaces it and drops the cached media id.
+pub async fn update_with_file(
+    state: &AppState,
+    user: &CurrentUser,
+    id: i64,
+    u: Upload,
+) -> ApiResult<Reply<MaterialView>> {
+    let existing = get(&state.db, user.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("material"))?;
+    let new_file = u.file.is_some();
+    let kept = existing.file_data.map(|d| (existing.file_name, d));
+    save_update(state, user, id, check_upload(u, kept)?, new_file).await
+}
+
+/// An upload's fields from a multipart body (an unknown field is refused by name).
+async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiResult<Upload> {
     let mut multipart =
         multipart.map_err(|_| ApiError::invalid("the body must be multipart/form-data"))?;
     let mut u = Upload {
@@ -211,7 +240,30 @@ pub(crate) async fn upload_material(
             }
         }
     }
+    Ok(u)
+}
+
+/// `POST /api/material/upload` (multipart/form-data): `materialType`, `title`, optional
+/// `content` (a JSON object: `picUrl`, `appid` and `page`, …) and `file`.
+pub(crate) async fn upload_material(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Reply<MaterialView>> {
+    let u = read_upload(multipart).await?;
     create_with_file(&state, &user, u).await
+}
+
+/// `PUT /api/material/{id}/upload` (multipart/form-data): the upload's fields; without `file`
+/// the stored file is kept.
+pub(crate) async fn update_upload(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Reply<MaterialView>> {
+    let u = read_upload(multipart).await?;
+    update_with_file(&state, &user, id, u).await
 }
 
 #[cfg(test)]

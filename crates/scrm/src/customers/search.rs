@@ -204,6 +204,9 @@ fn exists_end(b: Backend) -> &'static str {
     }
 }
 
+/// "Any of the tags" is probed tag by tag on MariaDB up to this many tags.
+const ANY_TAG_PROBES: usize = 4;
+
 /// ` AND …` probes of the tag and group-member keys for the customer whose id is `id`: `c.id`,
 /// or `g0.customer_id` when a gram list drives and no customer row has been read yet.
 fn set_conditions(b: Backend, tenant_id: i64, f: &Filter, id: &str) -> Query {
@@ -218,6 +221,20 @@ fn set_conditions(b: Backend, tenant_id: i64, f: &Filter, id: &str) -> Query {
                 .push_bind(tenant_id)
                 .push_bind(*t);
             }
+        } else if matches!(b, Backend::MySql) && f.tag_ids.len() <= ANY_TAG_PROBES {
+            // MariaDB: one primary-key lookup per tag, (tenant, tag, customer), in the few
+            // tags' part of the key, which stays in the buffer pool; `tag_id IN (…)` reads all of
+            // the customer's tags through the (tenant, customer) index instead, a random page of
+            // a 3M-row index per customer (744 probes: 60-85 ms against 6-8 ms).
+            for (i, t) in f.tag_ids.iter().enumerate() {
+                q.push_sql(if i == 0 { " AND (" } else { " OR " });
+                q.push_sql(&format!(
+                    "EXISTS (SELECT 1 FROM customer_tag ct WHERE ct.tenant_id = ? AND ct.tag_id = ? AND ct.customer_id = {id})"
+                ))
+                .push_bind(tenant_id)
+                .push_bind(*t);
+            }
+            q.push_sql(")");
         } else {
             q.push_sql(
                 " AND EXISTS (SELECT 1 FROM customer_tag ct WHERE ct.tenant_id = ? AND ct.tag_id IN ",

@@ -485,8 +485,8 @@ async fn page_query(
         &format!("SELECT {COLUMNS} FROM customer c WHERE c.tenant_id = ?"),
     )
     .bind(tenant_id);
-    if let Some(b) = before {
-        q.push_sql(" AND c.id < ?").push_bind(b);
+    if let Some(before) = before {
+        q.push_sql(" AND c.id < ?").push_bind(before);
     }
     q.append(&conditions(b, tenant_id, f));
     q.push_sql(" ORDER BY c.id DESC LIMIT ? OFFSET ?")

@@ -122,10 +122,8 @@ pub async fn list(State(state): State<AppState>, c: Chrome, RawQuery(raw): RawQu
         ..Default::default()
     };
     let offset = (f.page - 1) * PAGE_SIZE;
-    let (rows, total) = tokio::try_join!(
-        search::page(&state.db, tenant, &filter, offset, PAGE_SIZE),
-        search::count(&state.db, tenant, &filter)
-    )?;
+    let (rows, total) =
+        search::page_with_total(&state.db, tenant, &filter, offset, PAGE_SIZE).await?;
     let rows = store::views(&state.db, tenant, rows).await?;
     let tags = tags::list_tags(&state.db, tenant, None).await?;
     let staff_picker = if c.can(perm::STAFF_VIEW) {

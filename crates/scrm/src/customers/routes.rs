@@ -231,16 +231,14 @@ async fn list(
         blacklisted: q.blacklisted,
         ..Default::default()
     };
-    let (rows, total) = tokio::try_join!(
-        search::page(
-            &state.db,
-            user.tenant_id,
-            &filter,
-            paging.offset(),
-            paging.size
-        ),
-        search::count(&state.db, user.tenant_id, &filter)
-    )?;
+    let (rows, total) = search::page_with_total(
+        &state.db,
+        user.tenant_id,
+        &filter,
+        paging.offset(),
+        paging.size,
+    )
+    .await?;
     Ok(ok(ListPage {
         list: store::views(&state.db, user.tenant_id, rows).await?,
         total,
@@ -547,16 +545,14 @@ async fn run_search(
         keyword: b.keyword.as_deref().and_then(Keyword::parse),
         ..Default::default()
     };
-    let (rows, total) = tokio::try_join!(
-        search::page(
-            &state.db,
-            user.tenant_id,
-            &filter,
-            paging.offset(),
-            paging.size
-        ),
-        search::count(&state.db, user.tenant_id, &filter)
-    )?;
+    let (rows, total) = search::page_with_total(
+        &state.db,
+        user.tenant_id,
+        &filter,
+        paging.offset(),
+        paging.size,
+    )
+    .await?;
     let records = rows
         .into_iter()
         .map(|r| SearchRecord {

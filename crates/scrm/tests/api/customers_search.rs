@@ -966,7 +966,193 @@ async fn keyword_totals_equal_the_rows_a_full_listing_returns(app: TestApp) {
     assert_eq!(seen, vec![c[6], c[2], c[1], c[0]]);
 }
 
+/// A keyword whose gram list is longer than the one-statement path reads (5,000 customers) gets
+/// the page and the exact total from the separate page and count statements; a short list from
+/// the one statement. Both give what the rules say: every customer whose mobile holds the digits,
+/// with the tags and blacklist filter asked for, newest first, pages of 20 and the total.
+async fn long_and_short_gram_lists_page_and_count_the_same(app: TestApp) {
+    let db = &app.state.db;
+    let t = tags(&app, "长", &["甲", "乙"]).await;
+    // One customer through the API (its mobile holds 8000 too), 5,100 more straight into the
+    // tables the way the API writes them (customer, its grams, its tags).
+    let first = customer(&app, json!({"name": "种子", "mobile": "13800000000"})).await;
+    let tenant = db
+        .fetch_i64(scrm_db::query("SELECT tenant_id FROM customer WHERE id = ?").bind(first))
+        .await
+        .unwrap();
+    let n = 5100;
+    let now = 1_790_000_000_000i64;
+    for chunk in (0..n).collect::<Vec<i64>>().chunks(500) {
+        let mut q = scrm_db::query(
+            "INSERT INTO customer (tenant_id, external_userid, name, type, mobile, follow_user_id, add_time, channel, stage, blacklisted, status, version, created_at, updated_at) VALUES ",
+        );
+        for (j, i) in chunk.iter().enumerate() {
+            if j > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, 1, ?, 1, ?, 'import', 'new', ?, 1, 1, ?, ?)")
+                .push_bind(tenant)
+                .push_bind(format!("wmlong{i}"))
+                .push_bind(format!("客{i}"))
+                .push_bind(format!("1388000{i:04}"))
+                .push_bind(now)
+                .push_bind(i64::from(i % 7 == 0))
+                .push_bind(now)
+                .push_bind(now);
+        }
+        db.execute(q).await.unwrap();
+    }
+    let made: Vec<(i64, String)> = db
+        .fetch_all(
+            scrm_db::query(
+                "SELECT id, mobile FROM customer WHERE tenant_id = ? AND external_userid LIKE 'wmlong%' ORDER BY id",
+            )
+            .bind(tenant),
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.len() as i64, n);
+    // (id, i, mobile) for every inserted customer; i is the number in its mobile.
+    let people: Vec<(i64, i64, String)> = made
+        .into_iter()
+        .map(|(id, m)| (id, m[7..].parse::<i64>().unwrap(), m))
+        .collect();
+    let mut grams: Vec<(i64, String)> = Vec::new();
+    let mut tagged: Vec<(i64, i64)> = Vec::new();
+    for (id, i, mobile) in &people {
+        for g in scrm::customers::search::grams_of(Some(&format!("客{i}")), Some(mobile)) {
+            grams.push((*id, g));
+        }
+        if i % 3 == 0 {
+            tagged.push((*id, t[0]));
+        }
+        if i % 5 == 0 {
+            tagged.push((*id, t[1]));
+        }
+    }
+    for chunk in grams.chunks(1000) {
+        let mut q =
+            scrm_db::query("INSERT INTO customer_gram (tenant_id, gram, customer_id) VALUES ");
+        for (j, (id, g)) in chunk.iter().enumerate() {
+            if j > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?)")
+                .push_bind(tenant)
+                .push_bind(g.as_str())
+                .push_bind(*id);
+        }
+        db.execute(q).await.unwrap();
+    }
+    for chunk in tagged.chunks(1000) {
+        let mut q = scrm_db::query(
+            "INSERT INTO customer_tag (tenant_id, tag_id, customer_id, tagged_at) VALUES ",
+        );
+        for (j, (id, tag)) in chunk.iter().enumerate() {
+            if j > 0 {
+                q.push_sql(", ");
+            }
+            q.push_sql("(?, ?, ?, ?)")
+                .push_bind(tenant)
+                .push_bind(*tag)
+                .push_bind(*id)
+                .push_bind(now);
+        }
+        db.execute(q).await.unwrap();
+    }
+
+    // 8000 and 88000: every one of the 5,100 (lists past 5,000); 80001234 and 0001234: one
+    // (a short list); 99999: nobody.
+    for kw in ["8000", "88000", "80001234", "0001234", "99999"] {
+        for (ts, all) in [
+            (vec![], false),
+            (vec![t[0]], false),
+            (vec![t[0], t[1]], false),
+            (vec![t[0], t[1]], true),
+        ] {
+            for blacklisted in [None, Some(false)] {
+                if blacklisted.is_some() && all {
+                    continue;
+                }
+                let mut want: Vec<i64> = people
+                    .iter()
+                    .filter(|(_, _, m)| m.contains(kw))
+                    .filter(|(_, i, _)| {
+                        let has = |t: usize| if t == 0 { i % 3 == 0 } else { i % 5 == 0 };
+                        ts.is_empty()
+                            || if all {
+                                has(0) && has(1)
+                            } else {
+                                ts.iter().any(|x| has(usize::from(*x == t[1])))
+                            }
+                    })
+                    .filter(|(_, i, _)| blacklisted.is_none_or(|b| b == (i % 7 == 0)))
+                    .map(|(id, _, _)| *id)
+                    .collect();
+                if "13800000000".contains(kw) && ts.is_empty() {
+                    want.push(first);
+                }
+                want.sort_unstable_by(|a, b| b.cmp(a));
+                let label = format!("{kw} tags {ts:?} all {all} blacklisted {blacklisted:?}");
+                let last = (want.len() as i64 + 19) / 20;
+                for page in [1, 2, last.max(1), last + 1] {
+                    let (shown, total) = if let Some(b) = blacklisted {
+                        let tag_param = if ts.is_empty() {
+                            String::new()
+                        } else {
+                            let list: Vec<String> = ts.iter().map(i64::to_string).collect();
+                            format!("&tagIds={}", list.join(","))
+                        };
+                        let r = app
+                            .get(
+                                &format!(
+                                    "/api/v1/customers?keyword={kw}&blacklisted={b}&page={page}&size=20{tag_param}"
+                                ),
+                                &app.admin_token,
+                            )
+                            .await;
+                        assert_eq!(r.status, 200, "{label}: {:?}", r.body);
+                        let ids: Vec<i64> = r.data()["list"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| c["id"].as_i64().unwrap())
+                            .collect();
+                        (ids, r.data()["total"].as_i64().unwrap())
+                    } else {
+                        let r = app
+                            .post(
+                                "/api/v1/workbench/customer/search",
+                                &app.admin_token,
+                                json!({"keyword": kw, "tagIds": ts, "tagMode": if all { "all" } else { "any" }, "page": page, "size": 20}),
+                            )
+                            .await;
+                        assert_eq!(r.status, 200, "{label}: {:?}", r.body);
+                        let ids: Vec<i64> = r.data()["records"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| c["customerId"].as_i64().unwrap())
+                            .collect();
+                        (ids, r.data()["total"].as_i64().unwrap())
+                    };
+                    let from = ((page - 1) * 20) as usize;
+                    let expect: Vec<i64> = want.iter().skip(from).take(20).copied().collect();
+                    assert_eq!(
+                        shown,
+                        expect,
+                        "{label} page {page}; first 45 wanted {:?}",
+                        &want[..want.len().min(45)]
+                    );
+                    assert_eq!(total, want.len() as i64, "{label} page {page}: total");
+                }
+            }
+        }
+    }
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    long_and_short_gram_lists_page_and_count_the_same,
     keyword_totals_equal_the_rows_a_full_listing_returns,
     two_tag_totals_come_from_exact_pair_counters,
     searches_by_tags_groups_and_keyword_with_exact_totals,

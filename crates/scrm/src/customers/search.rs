@@ -314,8 +314,18 @@ const GRAM_PROBE_CAP: i64 = 5000;
 /// (one small statement, only when there is a choice). `None` when some gram has no customer at
 /// all: nothing can match.
 async fn driver(db: &Db, tenant_id: i64, m: &GramMatch) -> DbResult<Option<String>> {
+    Ok(sized_driver(db, tenant_id, m).await?.map(|(g, _)| g))
+}
+
+/// [`driver`] with the size of its list when it was counted (capped at [`GRAM_PROBE_CAP`]; not
+/// counted when the keyword has one gram).
+async fn sized_driver(
+    db: &Db,
+    tenant_id: i64,
+    m: &GramMatch,
+) -> DbResult<Option<(String, Option<i64>)>> {
     if m.grams.len() == 1 {
-        return Ok(m.grams.first().cloned());
+        return Ok(m.grams.first().map(|g| (g.clone(), None)));
     }
     // Three columns always (pick() gives two or three grams; a missing third repeats the last).
     let mut three: Vec<&String> = m.grams.iter().take(3).collect();
@@ -339,7 +349,10 @@ async fn driver(db: &Db, tenant_id: i64, m: &GramMatch) -> DbResult<Option<Strin
     if sized.iter().any(|s| s.0 == 0) {
         return Ok(None);
     }
-    Ok(sized.iter().min_by_key(|s| s.0).map(|s| s.1.clone()))
+    Ok(sized
+        .iter()
+        .min_by_key(|s| s.0)
+        .map(|s| (s.1.clone(), Some(s.0))))
 }
 
 /// Customers a driving gram list may hold for [`page_with_total`] to settle page and total from
@@ -361,10 +374,12 @@ pub async fn page_with_total(
     limit: i64,
 ) -> DbResult<(Vec<CustomerRow>, i64)> {
     if let Some(Keyword::Grams(m)) = &f.keyword {
-        let Some(drive) = driver(db, tenant_id, m).await? else {
+        let Some((drive, size)) = sized_driver(db, tenant_id, m).await? else {
             return Ok((Vec::new(), 0));
         };
-        if let Some(ids) = gram_matches(db, tenant_id, f, m, &drive).await? {
+        // A list already counted at the cap is long: do not read it whole only to give up.
+        let short = size.is_none_or(|n| n < GRAM_LIST_CAP);
+        if short && let Some(ids) = gram_matches(db, tenant_id, f, m, &drive).await? {
             let total = ids.len() as i64;
             let from = usize::try_from(offset.max(0)).unwrap_or(usize::MAX);
             let take = usize::try_from(limit.max(0)).unwrap_or(0);

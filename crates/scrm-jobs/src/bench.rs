@@ -59,6 +59,25 @@ impl Default for BenchOptions {
     }
 }
 
+impl BenchOptions {
+    /// The defaults, with the claim size and slots measured best for `backend` on a 2-core
+    /// machine (BENCHMARKS.md, "knob sweep"): on PostgreSQL, claims of 256 into 512 slots drain
+    /// 28-29k jobs/s against 20-24k at 128/256 with the same lateness; MariaDB's lateness
+    /// worsens with bigger claims (103 vs 60 ms p99) and SQLite has one writer, so both keep
+    /// 128/256.
+    pub fn for_backend(backend: scrm_db::Backend) -> Self {
+        let d = Self::default();
+        match backend {
+            scrm_db::Backend::Postgres => Self {
+                concurrency: 512,
+                claim_batch: 256,
+                ..d
+            },
+            _ => d,
+        }
+    }
+}
+
 /// Results; absent figures were skipped.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {

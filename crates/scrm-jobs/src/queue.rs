@@ -172,7 +172,8 @@ impl Jobs {
             }
             (Some(key), _) => {
                 // A failed INSERT would abort a PostgreSQL transaction, so never let it fail.
-                q.push_sql(" ON CONFLICT (unique_key) DO NOTHING RETURNING id");
+                q.push_sql(on_unique_key_conflict(tx.backend()));
+                q.push_sql(" RETURNING id");
                 match tx.fetch_optional::<(i64,)>(q).await? {
                     Some((id,)) => Enqueued { id, created: true },
                     None => Enqueued {
@@ -220,7 +221,7 @@ impl Jobs {
                 self.bind_row(&mut q, job, run_at, now);
             }
             if unique && tx.backend() != Backend::MySql {
-                q.push_sql(" ON CONFLICT (unique_key) DO NOTHING");
+                q.push_sql(on_unique_key_conflict(tx.backend()));
             }
             created += tx.execute(q).await?.rows_affected;
         }
@@ -337,4 +338,14 @@ pub(crate) async fn upsert_key_limit(
     q.push_sql(tail);
     tx.execute(q).await?;
     Ok(())
+}
+
+/// The conflict clause of an enqueue with a unique key. PostgreSQL's `uk_job_unique` is partial
+/// (`WHERE unique_key IS NOT NULL`, so keyless jobs add no entry to it on each of their three
+/// writes), and `ON CONFLICT` infers a partial index only when it repeats the predicate.
+fn on_unique_key_conflict(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+        _ => " ON CONFLICT (unique_key) DO NOTHING",
+    }
 }

@@ -34,7 +34,7 @@ pub(crate) struct ClaimRequest<'a> {
     /// Skip jobs due before this (the in-order pass only). A dispatcher that just took
     /// everything due up to a moment sets it a little before that moment, so its next claims
     /// do not walk again the index entries its earlier claims left behind (on PostgreSQL every
-    /// claimed job leaves a dead entry in `idx_job_due` at its old place until VACUUM; a burst
+    /// claimed job leaves a dead entry in the pending-jobs index at its old place until VACUUM; a burst
     /// of 100,000 due jobs made each later claim step over up to 100,000 of them). Jobs below
     /// the floor are found by the dispatcher's regular claims without one (see runner.rs).
     pub floor: Option<i64>,

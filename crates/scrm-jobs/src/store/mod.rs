@@ -39,8 +39,8 @@ pub(crate) fn sum_i64(b: Backend, expr: &str) -> String {
 /// Append ` AND kind IN (…)` unless every kind is wanted.
 ///
 /// The kind is compared as an expression (`kind || ''`, MySQL `CONCAT(kind, '')`) so that no
-/// index on `kind` can serve it: the due scans must go through `idx_job_due` (state, run_at,
-/// id), which reaches the due jobs directly however many wait in the future. (On PostgreSQL
+/// index on `kind` can serve it: the due scans must go through the pending-jobs index
+/// (`idx_job_pending` on PostgreSQL, `idx_job_due` elsewhere), which reaches the due jobs directly however many wait in the future. (On PostgreSQL
 /// the expression has statistics of its own, migration 20261126300001: without them the
 /// planner guessed it keeps 0.5 % of the rows and sorted the whole queue instead.) Without this, a
 /// planner whose statistics predate a burst of enqueues (PostgreSQL before autovacuum's next

@@ -5,7 +5,9 @@
 //! workflows use. The subscriber records one send per event (its event id is unique, so a
 //! relayed-again event welcomes once) and enqueues `automation.group_welcome.send` in the same
 //! transaction; the job sends add_msg_template to the chat as its owner (WeCom's only way into a
-//! customer group; the owner's client delivers it).
+//! customer group; the owner's client delivers it). Each send records its intent (`calling`)
+//! before the call; an attempt that finds it there (the last one died around its call) first
+//! looks for the welcome in WeCom's send records, as mass sends do, so a chat is welcomed once.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -29,6 +31,8 @@ use crate::http::envelope::{Reply, created, ok};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::routes::{Access, Routes};
 use crate::http::{ApiError, ApiResult};
+use crate::operation::content::WeComMessage;
+use crate::operation::mass::engine::{Audience, reconcile};
 use crate::operation::wecom::client_for;
 use crate::state::{AppState, iso, now_ms};
 
@@ -164,14 +168,17 @@ struct SendPayload {
 pub async fn run_send(state: AppState, ctx: JobContext, p: Value) -> Result<JobOutcome, JobError> {
     let p: SendPayload = serde_json::from_value(p)?;
     #[allow(clippy::type_complexity)]
-    let row: Option<(i64, i64, i64, String, String)> = state
+    let row: Option<(i64, i64, i64, String, String, i64)> = state
         .db
         .fetch_optional(
-            query("SELECT tenant_id, welcome_id, group_id, member_userid, status FROM group_welcome_send WHERE id = ?")
+            query("SELECT tenant_id, welcome_id, group_id, member_userid, status, updated_at FROM group_welcome_send WHERE id = ?")
                 .bind(p.send_id),
         )
         .await?;
-    let Some((t, welcome_id, group_id, member, _)) = row.filter(|r| r.4 == "pending") else {
+    // `calling`: an earlier attempt recorded its intent and may have reached WeCom.
+    let Some((t, welcome_id, group_id, member, status, called_at)) =
+        row.filter(|r| r.4 == "pending" || r.4 == "calling")
+    else {
         return Ok(JobOutcome::Done);
     };
     let fail = |error: String| {
@@ -235,6 +242,51 @@ pub async fn run_send(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
         .await
         .map_err(JobError::retryable)?;
     let rendered = text.as_ref().map(|t| t.content.clone());
+    let sent = |msgid: String| {
+        let db = state.db.clone();
+        let rendered = rendered.clone();
+        async move {
+            db.execute(
+                query("UPDATE group_welcome_send SET status = 'sent', msgid = ?, text = ?, updated_at = ? WHERE id = ?")
+                    .bind(msgid)
+                    .bind(rendered)
+                    .bind(now_ms())
+                    .bind(p.send_id),
+            )
+            .await
+            .map(|_| JobOutcome::Done)
+        }
+    };
+    let msg = WeComMessage {
+        text: text.clone(),
+        attachments: attachments.clone(),
+    };
+    if status == "calling" {
+        // The last attempt died around its call: a welcome WeCom already has is not sent again.
+        let found = reconcile(
+            &wecom,
+            &owner,
+            Some(called_at),
+            &msg,
+            Audience::one(&chat_id, true),
+            &state.db,
+            t,
+        )
+        .await
+        .map_err(JobError::retryable)?;
+        if let Some(msgid) = found {
+            return Ok(sent(msgid).await?);
+        }
+    }
+    // The intent, recorded before the call (its time bounds the reconciliation's search).
+    state
+        .db
+        .execute(
+            query("UPDATE group_welcome_send SET status = 'calling', updated_at = ? WHERE id = ?")
+                .bind(now_ms())
+                .bind(p.send_id),
+        )
+        .await?;
     let req = MsgTemplate {
         chat_type: "group".into(),
         sender: owner,
@@ -245,17 +297,8 @@ pub async fn run_send(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
     };
     match wecom.app.add_msg_template(&req).await {
         Ok(r) => {
-            state
-                .db
-                .execute(
-                    query("UPDATE group_welcome_send SET status = 'sent', msgid = ?, text = ?, updated_at = ? WHERE id = ?")
-                        .bind(r.msgid)
-                        .bind(rendered)
-                        .bind(now_ms())
-                        .bind(p.send_id),
-                )
-                .await?;
-            Ok(JobOutcome::Done)
+            crate::operation::mass::engine::chaos::maybe_hang().await;
+            Ok(sent(r.msgid).await?)
         }
         Err(e) if (e.is_transient() || e.errcode().is_none()) && !ctx.is_last_attempt() => {
             Err(JobError::retryable(e.to_string()))

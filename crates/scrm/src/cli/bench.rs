@@ -116,9 +116,12 @@ pub struct JobsBench {
     /// Scheduled jobs to hold while measuring memory (0 skips).
     #[arg(long, default_value_t = 0)]
     hold: usize,
-    /// Engine slots.
-    #[arg(long, default_value_t = 256)]
-    concurrency: usize,
+    /// Engine slots (default: 512 on PostgreSQL, 256 elsewhere).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Jobs per claim (default: 256 on PostgreSQL, 128 elsewhere).
+    #[arg(long)]
+    claim_batch: Option<usize>,
 }
 
 #[derive(Args)]
@@ -153,13 +156,15 @@ pub async fn run(cmd: BenchCommand, config: crate::config::Config) -> anyhow::Re
             )
             .await?;
             db.migrate().await?;
+            let d = scrm_jobs::bench::BenchOptions::for_backend(db.backend());
             let opts = scrm_jobs::bench::BenchOptions {
                 throughput_n: a.n,
                 delayed_n: a.delayed,
                 spread: std::time::Duration::from_secs(a.spread_secs),
                 hold_n: a.hold,
-                concurrency: a.concurrency,
-                ..Default::default()
+                concurrency: a.concurrency.unwrap_or(d.concurrency),
+                claim_batch: a.claim_batch.unwrap_or(d.claim_batch),
+                ..d
             };
             let report = scrm_jobs::bench::run(&db, &opts).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -289,6 +289,105 @@ async fn a_worker_killed_after_the_wecom_call_never_sends_twice(app: TestApp) {
     assert!(most <= 2, "{most}");
 }
 
+/// A worker killed right after WeCom accepted an SOP send, before the answer was recorded: the
+/// step's next attempt (another worker's, after the lease) finds the send in WeCom's records
+/// instead of sending again. For a customer ...
+async fn an_sop_send_killed_after_its_wecom_call_reaches_the_customer_once(app: TestApp) {
+    sop_send_killed_after_its_call(app, false).await;
+}
+
+/// ... and for a customer group chat (group SOPs send with chat_type group).
+async fn an_sop_send_killed_after_its_wecom_call_reaches_the_group_once(app: TestApp) {
+    sop_send_killed_after_its_call(app, true).await;
+}
+
+async fn sop_send_killed_after_its_call(app: TestApp, group: bool) {
+    let w = world(&app, 10, |c| c.size.group_chats = 6).await;
+    let (template_type, target, recipient) = if group {
+        let (chat_id, name, owner) = {
+            let c = w.sim.company();
+            let i = (0..c.chats.len())
+                .find(|&i| !c.chats[i].dismissed && c.staff[c.chats[i].owner as usize].status == 1)
+                .expect("a live chat with an active owner");
+            let owner = c.staff[c.chats[i].owner as usize].userid.clone();
+            (c.chat_id(i as u32), c.chats[i].name.clone(), owner)
+        };
+        let now = scrm::state::now_ms();
+        let gid = app
+            .state
+            .db
+            .insert_id(query("INSERT INTO group_chat (tenant_id, chat_id, name, owner_userid, status, member_count, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)").bind(w.tenant).bind(&chat_id).bind(name).bind(owner).bind(now).bind(now))
+            .await
+            .unwrap();
+        (2, gid, chat_id)
+    } else {
+        (1, w.customers[0].0, w.customers[0].1.clone())
+    };
+    let body = json!({"templateName": "崩溃", "templateType": template_type, "triggerType": 4, "steps": [
+        {"stepName": "通知", "stepType": 1, "delayTime": 0, "delayUnit": "minute", "actionContent": {"content": "本周活动"}}]});
+    let r = app.post("/api/sop/template", &app.admin_token, body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tid = r.data()["templateId"].as_i64().unwrap();
+    let config = EngineConfig {
+        lease: Duration::from_millis(800),
+        heartbeat: Duration::from_millis(200),
+        builtins: false,
+        poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let first = scrm::jobs::engine(&app.state, config.clone())
+        .start(CancellationToken::new())
+        .await
+        .unwrap();
+    chaos::hang_after_next_call();
+    let r = app
+        .post(
+            "/api/sop/execute",
+            &app.admin_token,
+            json!({"templateId": tid, "targetType": template_type, "targetIds": [target]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for _ in 0..1800 {
+        if chaos::hung() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(chaos::hung(), 1, "the send step hung after its WeCom call");
+    first.abort(); // the process dies: the msgid was never recorded
+    let _second = scrm::jobs::engine(&app.state, config)
+        .start(CancellationToken::new())
+        .await
+        .unwrap();
+    let mut done = Value::Null;
+    for _ in 0..900 {
+        let l = app
+            .get(
+                &format!("/api/sop/executions?templateId={tid}"),
+                &app.admin_token,
+            )
+            .await;
+        if l.data()["list"][0]["status"] == 1 {
+            done = l.data()["list"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["status"], 1, "completed: {done}");
+    let per = w.sim.deliveries_per_recipient();
+    assert_eq!(per.get(&recipient).copied(), Some(1), "{per:?}");
+    assert!(w.sim.duplicate_deliveries().is_empty());
+    assert_eq!(
+        w.sim
+            .call_counts()
+            .get("/cgi-bin/externalcontact/add_msg_template")
+            .copied(),
+        Some(1),
+        "the retry found the send instead of sending again"
+    );
+}
+
 async fn group_send_validates_and_stays_in_its_tenant(app: TestApp) {
     let w = world(&app, 10, |_| {}).await;
     let sender = w.staff[0].1.clone();
@@ -1312,7 +1411,11 @@ async fn sop_send_survives_a_wecom_outage(
     assert!(w.sim.duplicate_deliveries().is_empty());
 }
 
-scrm_db::db_tests!(crate::operation::spawn_api_only; a_worker_killed_after_the_wecom_call_never_sends_twice);
+scrm_db::db_tests!(crate::operation::spawn_api_only;
+    a_worker_killed_after_the_wecom_call_never_sends_twice,
+    an_sop_send_killed_after_its_wecom_call_reaches_the_customer_once,
+    an_sop_send_killed_after_its_wecom_call_reaches_the_group_once,
+);
 
 scrm_db::db_tests!(crate::operation::spawn_fast_retries;
     an_sop_send_out_of_attempts_keeps_trying_and_sends_once,

@@ -19,7 +19,7 @@ use super::{status, step_status};
 use crate::automation::welcome::{self, Vars, WelcomeContent};
 use crate::customers::push::Pushes;
 use crate::operation::content::WeComMessage;
-use crate::operation::mass::engine::reconcile;
+use crate::operation::mass::engine::{Audience, reconcile};
 use crate::operation::wecom::{TenantWeCom, client_for};
 use crate::state::{AppState, iso};
 
@@ -493,14 +493,14 @@ async fn send_message(
             .await
             .map_err(|e| ActError::Retry(format!("{e:#}")))?;
     let msg = WeComMessage { text, attachments };
-    if log.status == step_status::CALLING && !subj.group {
+    if log.status == step_status::CALLING {
         // An earlier attempt may have reached WeCom: find its message instead of sending again.
         let found = reconcile(
             &wecom,
             &owner,
             log.attempt_started_at,
             &msg,
-            std::slice::from_ref(&subj.external_id),
+            Audience::one(&subj.external_id, subj.group),
             &state.db,
             run.tenant_id,
         )
@@ -525,9 +525,12 @@ async fn send_message(
         req.external_userid = vec![subj.external_id.clone()];
     }
     match wecom.app.add_msg_template(&req).await {
-        Ok(r) => Ok(
-            json!({"errcode": 0, "msgid": r.msgid, "failList": r.fail_list, "text": msg.text.map(|t| t.content)}),
-        ),
+        Ok(r) => {
+            crate::operation::mass::engine::chaos::maybe_hang().await;
+            Ok(
+                json!({"errcode": 0, "msgid": r.msgid, "failList": r.fail_list, "text": msg.text.map(|t| t.content)}),
+            )
+        }
         Err(e) => Err(wecom_err(e)),
     }
 }

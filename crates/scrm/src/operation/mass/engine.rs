@@ -50,14 +50,15 @@ pub fn start_job(tenant_id: i64, task_id: i64, at: i64) -> Result<NewJob, scrm_j
 }
 
 /// A test hook standing in for a worker killed right after add_msg_template answered and
-/// before the answer was recorded: when armed, the handler hangs there until aborted.
+/// before the answer was recorded: when armed, the handler (a mass-send batch, an SOP or
+/// workflow send step, a group welcome) hangs there until aborted.
 pub mod chaos {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     static HANG_AFTER_CALL: AtomicBool = AtomicBool::new(false);
     static HUNG: AtomicUsize = AtomicUsize::new(0);
 
-    /// Make the next batch hang after its WeCom call (tests only; one process per test).
+    /// Make the next send hang after its WeCom call (tests only; one process per test).
     pub fn hang_after_next_call() {
         HANG_AFTER_CALL.store(true, Ordering::SeqCst);
     }
@@ -67,7 +68,8 @@ pub mod chaos {
         HUNG.load(Ordering::SeqCst)
     }
 
-    pub(super) async fn maybe_hang() {
+    /// Hang here when armed (called right after a successful add_msg_template).
+    pub(crate) async fn maybe_hang() {
         if HANG_AFTER_CALL.swap(false, Ordering::SeqCst) {
             HUNG.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
@@ -187,7 +189,7 @@ pub async fn run_batch(state: AppState, ctx: JobContext, p: Value) -> Result<Job
             &b.sender_userid,
             b.attempt_started_at,
             &msg,
-            &recipients,
+            Audience::Customers(&recipients),
             &state.db,
             b.tenant_id,
         )
@@ -350,21 +352,45 @@ async fn record_submitted(
     Ok(())
 }
 
+/// Who a send went to: customers (`chat_type` single) or customer groups (`chat_type` group).
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// External user ids.
+    Customers(&'a [String]),
+    /// Group chat ids.
+    Groups(&'a [String]),
+}
+
+impl<'a> Audience<'a> {
+    /// One customer or one group.
+    pub fn one(id: &'a String, group: bool) -> Self {
+        if group {
+            Audience::Groups(std::slice::from_ref(id))
+        } else {
+            Audience::Customers(std::slice::from_ref(id))
+        }
+    }
+}
+
 /// Look for a send WeCom already has for this batch: created by `sender` around the recorded
-/// attempt, with this content, not already recorded for another batch, whose recipients are this
-/// batch's. Returns its msgid.
+/// attempt, with this content, not already recorded for another batch, whose recipients (the
+/// customers of a single send, the chats of a group send) are this batch's. Returns its msgid.
 pub async fn reconcile(
     wecom: &TenantWeCom,
     sender: &str,
     attempt_started_at: Option<i64>,
     msg: &WeComMessage,
-    recipients: &[String],
+    to: Audience<'_>,
     db: &scrm_db::Db,
     tenant_id: i64,
 ) -> anyhow::Result<Option<String>> {
     let started = attempt_started_at.unwrap_or_else(crate::state::now_ms) / 1000;
+    let (chat_type, recipients) = match to {
+        Audience::Customers(ids) => ("single", ids),
+        Audience::Groups(ids) => ("group", ids),
+    };
     let request = GroupMsgListRequest {
-        chat_type: "single".into(),
+        chat_type: chat_type.into(),
         start_time: started - 300,
         end_time: crate::state::now_ms() / 1000 + 300,
         creator: sender.to_string(),
@@ -395,10 +421,12 @@ pub async fn reconcile(
             .get_groupmsg_send_result(&m.msgid, sender, 1000, "")
             .await?;
         if !page.send_list.is_empty()
-            && page
-                .send_list
-                .iter()
-                .all(|r| wanted.contains(r.external_userid.as_str()))
+            && page.send_list.iter().all(|r| {
+                wanted.contains(match to {
+                    Audience::Customers(_) => r.external_userid.as_str(),
+                    Audience::Groups(_) => r.chat_id.as_str(),
+                })
+            })
         {
             return Ok(Some(m.msgid));
         }

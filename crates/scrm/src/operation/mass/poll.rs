@@ -264,7 +264,7 @@ pub async fn run_cancel(
                     &b.sender_userid,
                     b.attempt_started_at,
                     &msg,
-                    &recipients,
+                    super::engine::Audience::Customers(&recipients),
                     &state.db,
                     tenant,
                 )

@@ -12,7 +12,7 @@ use super::store::{self, ExecStepRow, ExecutionRow, STEP, StepPayload};
 use super::{status, step_status};
 use crate::operation::content::{self, MessageContent, WeComMessage};
 use crate::operation::mass::actions;
-use crate::operation::mass::engine::reconcile;
+use crate::operation::mass::engine::{Audience, reconcile};
 use crate::operation::wecom::{TenantWeCom, client_for};
 use crate::state::AppState;
 
@@ -206,13 +206,13 @@ async fn act(
             let msg = message_for(state, e, wecom, step)
                 .await
                 .map_err(|e| ActError::Retry(format!("{e:#}")))?;
-            if step.status == step_status::CALLING && !subj.group {
+            if step.status == step_status::CALLING {
                 let found = reconcile(
                     wecom,
                     &subj.owner,
                     step.attempt_started_at,
                     &msg,
-                    std::slice::from_ref(&subj.external_id),
+                    Audience::one(&subj.external_id, subj.group),
                     &state.db,
                     e.tenant_id,
                 )
@@ -242,10 +242,13 @@ async fn act(
                 req.external_userid = vec![subj.external_id.clone()];
             }
             match wecom.app.add_msg_template(&req).await {
-                Ok(r) => Ok((
-                    json!({"errcode": 0, "msgid": r.msgid, "failList": r.fail_list}),
-                    Some(r.msgid),
-                )),
+                Ok(r) => {
+                    crate::operation::mass::engine::chaos::maybe_hang().await;
+                    Ok((
+                        json!({"errcode": 0, "msgid": r.msgid, "failList": r.fail_list}),
+                        Some(r.msgid),
+                    ))
+                }
                 Err(err) if err.errcode().is_none() => Err(ActError::Retry(err.to_string())),
                 Err(err) => {
                     let _ = state

@@ -636,6 +636,18 @@ async fn invalid_definitions_each_name_their_field(app: TestApp) {
             "trigger.stages",
         ),
         (
+            json!({"name": "x", "trigger": {"type": "condition"}, "steps": ok_steps}),
+            "trigger.addedDaysAgo",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "condition", "addedDaysAgo": 0}, "steps": ok_steps}),
+            "trigger.addedDaysAgo",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "manual", "addedDaysAgo": 3}, "steps": ok_steps}),
+            "trigger.addedDaysAgo",
+        ),
+        (
             json!({"name": "x", "trigger": {"type": "manual"}, "steps": [{"type": "teleport"}]}),
             "steps[0].type",
         ),
@@ -963,6 +975,7 @@ async fn runs_pause_resume_and_cancel(app: TestApp) {
 
 scrm_db::db_tests!(crate::helpers::spawn_app;
     cron_tasks_are_listed_and_switchable,
+    a_condition_trigger_starts_each_customer_on_their_day_once,
     a_deletion_starts_the_workflow_of_who_deleted_whom,
     a_stage_change_starts_its_workflow_each_time,
     an_assign_step_transfers_the_customer_in_wecom,
@@ -1484,4 +1497,157 @@ async fn cron_tasks_are_listed_and_switchable(app: TestApp) {
         .post(&format!("{TASKS}/workflow:{wf}/disable"), &other, json!({}))
         .await;
     assert_eq!(r.status, 404);
+}
+
+/// "Added 3 days ago": each check (the workflow's schedule) starts the customers whose third day
+/// since being added came after the last check, once each; a customer whose day came before the
+/// workflow went live, or has not come yet, is not started; a check repeated over the same
+/// window starts nobody twice.
+async fn a_condition_trigger_starts_each_customer_on_their_day_once(app: TestApp) {
+    let _sim = world(&app).await;
+    let customers = owned_customers(&app).await;
+    let (a, b, c) = (customers[0].0, customers[1].0, customers[2].0);
+    let mut tag = 0;
+    for t in tag_ids(&app).await {
+        if !has_tag(&app, a, t).await {
+            tag = t;
+            break;
+        }
+    }
+    assert_ne!(tag, 0, "a tag A does not have");
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "第三天回访",
+            "trigger": {"type": "condition", "addedDaysAgo": 3},
+            "steps": [{"key": "tag", "type": "add_tag", "tagIds": [tag]}]
+        }),
+    )
+    .await;
+    let d = app.get(&format!("{BASE}/{wf}"), &app.admin_token).await;
+    assert_eq!(d.status, 200, "{:?}", d.body);
+    let db = &app.state.db;
+    let schedule = format!("workflow:{wf}");
+    assert_eq!(
+        n(
+            &app,
+            format!("SELECT COUNT(*) FROM job_schedule WHERE name = '{schedule}' AND enabled = 1")
+        )
+        .await,
+        1,
+        "a condition is checked on a schedule"
+    );
+    let mark = n(
+        &app,
+        format!("SELECT condition_checked_until FROM workflow WHERE id = {wf}"),
+    )
+    .await;
+    let now = scrm::state::now_ms();
+    assert!(
+        (now - 60_000..=now).contains(&mark),
+        "going live sets the mark: {mark}"
+    );
+
+    let day = 86_400_000;
+    // As if the workflow went live 10 minutes ago: A's third day came 9 minutes ago, B's an
+    // hour ago (before it went live), C's comes tomorrow; everyone else was added long ago.
+    db.execute(query("UPDATE customer SET add_time = ?").bind(now - 30 * day))
+        .await
+        .unwrap();
+    for (id, at) in [
+        (a, now - 9 * 60_000 - 3 * day),
+        (b, now - 3_600_000 - 3 * day),
+        (c, now + day - 3 * day),
+    ] {
+        db.execute(
+            query("UPDATE customer SET add_time = ? WHERE id = ?")
+                .bind(at)
+                .bind(id),
+        )
+        .await
+        .unwrap();
+    }
+    set_mark(&app, wf, now - 10 * 60_000).await;
+    let after_first = check_condition(&app, wf, now - 10 * 60_000).await;
+    let runs = until("A's run", || async {
+        let l = runs_of(&app, wf).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["customerId"], a);
+    assert_eq!(runs[0]["triggerType"], "condition");
+    run_status(&app, runs[0]["id"].as_i64().unwrap(), 2).await;
+    assert!(has_tag(&app, a, tag).await);
+
+    // Time passes: C's day comes (it is now 20 minutes later than the last check, as far as
+    // the marks go); the window covers A's day again.
+    let later = after_first - 20 * 60_000;
+    db.execute(
+        query("UPDATE customer SET add_time = ? WHERE id = ?")
+            .bind(later + 60_000 - 3 * day)
+            .bind(c),
+    )
+    .await
+    .unwrap();
+    db.execute(
+        query("UPDATE customer SET add_time = ? WHERE id = ?")
+            .bind(later + 120_000 - 3 * day)
+            .bind(a),
+    )
+    .await
+    .unwrap();
+    set_mark(&app, wf, later).await;
+    check_condition(&app, wf, later).await;
+    let runs = until("C's run", || async {
+        let l = runs_of(&app, wf).await;
+        (l.len() >= 2).then_some(l)
+    })
+    .await;
+    let mut started: Vec<i64> = runs
+        .iter()
+        .map(|r| r["customerId"].as_i64().unwrap())
+        .collect();
+    started.sort_unstable();
+    let mut want = vec![a, c];
+    want.sort_unstable();
+    assert_eq!(started, want, "A once, C now, B never: {runs:?}");
+    assert!(!runs.iter().any(|r| r["customerId"] == b));
+}
+
+/// Set a condition workflow's mark (where its next check's window starts).
+async fn set_mark(app: &TestApp, wf: i64, at: i64) {
+    app.state
+        .db
+        .execute(
+            query("UPDATE workflow SET condition_checked_until = ? WHERE id = ?")
+                .bind(at)
+                .bind(wf),
+        )
+        .await
+        .unwrap();
+}
+
+/// Make a condition workflow's check due now (the engine fires its schedule's latest tick) and
+/// wait until it has moved the mark past `mark`; the new mark.
+async fn check_condition(app: &TestApp, wf: i64, mark: i64) -> i64 {
+    app.state
+        .db
+        .execute(
+            query("UPDATE job_schedule SET next_fire_at = ? WHERE name = ?")
+                .bind(scrm::state::now_ms() - 1)
+                .bind(format!("workflow:{wf}")),
+        )
+        .await
+        .unwrap();
+    until("the check moved the mark", || async {
+        let m = n(
+            app,
+            format!("SELECT condition_checked_until FROM workflow WHERE id = {wf}"),
+        )
+        .await;
+        (m > mark).then_some(m)
+    })
+    .await
 }

@@ -43,6 +43,11 @@ pub enum TriggerType {
     StageChanged,
     /// On `cron` (Asia/Shanghai), for every subject of the audience.
     Schedule,
+    /// When a condition on a customer's time line becomes true: `addedDaysAgo` N starts a run
+    /// for each customer once N days have passed since they were added (checked every
+    /// [`CONDITION_CRON`]; customers whose moment passed before the workflow was published are
+    /// not swept in).
+    Condition,
     /// Started through the API for chosen customers.
     #[default]
     Manual,
@@ -57,6 +62,7 @@ impl TriggerType {
             TriggerType::CustomerDeleted => "customer_deleted",
             TriggerType::StageChanged => "stage_changed",
             TriggerType::Schedule => "schedule",
+            TriggerType::Condition => "condition",
             TriggerType::Manual => "manual",
         }
     }
@@ -105,9 +111,25 @@ pub struct Trigger {
     /// stage_changed: the stages a change into starts a run (any when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<String>,
+    /// condition: start a customer's run this many days after they were added (1-365).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_days_ago: Option<i64>,
 }
 
+/// How often a condition trigger looks for customers whose moment has come (Asia/Shanghai).
+pub const CONDITION_CRON: &str = "*/5 * * * *";
+
 impl Trigger {
+    /// The cron of the engine schedule a published workflow with this trigger keeps: its own
+    /// for a schedule, the periodic check of a condition, none for the others.
+    pub fn schedule_cron(&self) -> Option<&str> {
+        match self.kind {
+            TriggerType::Schedule => self.cron.as_deref(),
+            TriggerType::Condition => Some(CONDITION_CRON),
+            _ => None,
+        }
+    }
+
     /// Who the runs of this trigger act on.
     pub fn subject(&self) -> Subject {
         if self.kind == TriggerType::Schedule {
@@ -479,6 +501,18 @@ pub fn check(d: &Definition) -> Vec<FieldError> {
     }
     if !t.stages.is_empty() && kind != TriggerType::StageChanged {
         out.push(err("trigger.stages".into(), "only for stage_changed"));
+    }
+    match (t.added_days_ago, kind) {
+        (None, TriggerType::Condition) => {
+            out.push(err("trigger.addedDaysAgo".into(), "is required"))
+        }
+        (Some(d), TriggerType::Condition) if !(1..=365).contains(&d) => {
+            out.push(err("trigger.addedDaysAgo".into(), "1 to 365 days"))
+        }
+        (Some(_), k) if k != TriggerType::Condition => {
+            out.push(err("trigger.addedDaysAgo".into(), "only for condition"))
+        }
+        _ => {}
     }
     match (&t.cron, kind) {
         (None, TriggerType::Schedule) => out.push(err("trigger.cron".into(), "is required")),

@@ -484,11 +484,7 @@ pub(crate) async fn publish_workflow(
     )
     .await?;
     tx.commit().await?;
-    let schedule = d
-        .trigger
-        .cron
-        .as_deref()
-        .filter(|_| d.trigger.kind == model::TriggerType::Schedule);
+    let schedule = d.trigger.schedule_cron();
     triggers::sync_schedule(&state, user.tenant_id, id, schedule.map(|c| (v.id, c))).await?;
     Ok(ok(detail(&state, user.tenant_id, id).await?))
 }

@@ -155,6 +155,16 @@ pub async fn publish(tx: &mut Tx, w: &WorkflowRow, now: i64) -> DbResult<Version
             .bind(v.id),
     )
     .await?;
+    if w.status != status::workflow::PUBLISHED {
+        // Going live: a condition trigger looks at moments from now on (a new version of a live
+        // workflow keeps the mark, so nothing between two checks is skipped).
+        tx.execute(
+            query("UPDATE workflow SET condition_checked_until = ? WHERE id = ?")
+                .bind(now)
+                .bind(w.id),
+        )
+        .await?;
+    }
     tx.execute(
         query("UPDATE workflow SET status = ?, published_version_id = ?, published_at = ?, trigger_type = ?, updated_at = ? WHERE id = ?")
             .bind(status::workflow::PUBLISHED)

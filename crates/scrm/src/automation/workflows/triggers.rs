@@ -171,6 +171,9 @@ pub struct TickPayload {
     pub version_id: i64,
     pub tick: Option<i64>,
     pub after: i64,
+    /// A condition's check: the start of its window (the mark when the check began).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
 }
 
 /// Make the engine's schedule match the workflow: a published schedule workflow has one
@@ -219,6 +222,9 @@ pub async fn run_tick(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
         return Ok(JobOutcome::Done);
     };
     let def = v.definition().map_err(JobError::permanent)?;
+    if def.trigger.kind == TriggerType::Condition {
+        return condition_check(&state, &ctx, tenant_id, p, &v, &def).await;
+    }
     let tick = *p.tick.get_or_insert(ctx.run_at);
     let t = &def.trigger;
     let subjects: Vec<i64> = if t.subject() == Subject::Group {
@@ -282,4 +288,96 @@ pub async fn run_tick(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
         at: ctx.now_ms(),
         payload: serde_json::to_value(&p)?,
     })
+}
+
+/// A condition trigger's check (its schedule's tick): start a run for each customer whose
+/// moment — added + `addedDaysAgo` days — fell after the last check's mark and up to this tick,
+/// a page at a time; the mark moves to the tick after the last page. A late check (the service
+/// was down) covers everything since the mark; a check repeated after a crash starts nobody
+/// twice (one run per customer per version).
+async fn condition_check(
+    state: &AppState,
+    ctx: &JobContext,
+    tenant_id: i64,
+    mut p: TickPayload,
+    v: &store::VersionRow,
+    def: &super::model::Definition,
+) -> Result<JobOutcome, JobError> {
+    let Some(days) = def.trigger.added_days_ago else {
+        return Ok(JobOutcome::Done);
+    };
+    let tick = *p.tick.get_or_insert(ctx.run_at);
+    let from = match p.from {
+        Some(from) => from,
+        None => {
+            let mark = state
+                .db
+                .fetch_optional::<(Option<i64>,)>(
+                    query("SELECT condition_checked_until FROM workflow WHERE tenant_id = ? AND id = ?")
+                        .bind(tenant_id)
+                        .bind(p.workflow_id),
+                )
+                .await?
+                .and_then(|r| r.0);
+            *p.from.insert(mark.unwrap_or(tick))
+        }
+    };
+    if from >= tick {
+        return Ok(JobOutcome::Done);
+    }
+    let span = days * 86_400_000;
+    let subjects: Vec<i64> = state
+        .db
+        .fetch_all::<(i64,)>(
+            query(
+                "SELECT c.id FROM customer c WHERE c.tenant_id = ? AND c.add_time > ? AND c.add_time <= ? \
+                 AND c.status = 1 AND c.blacklisted = 0 AND c.id > ? ORDER BY c.id LIMIT ?",
+            )
+            .bind(tenant_id)
+            .bind(from - span)
+            .bind(tick - span)
+            .bind(p.after)
+            .bind(TICK_PAGE),
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    if !subjects.is_empty() {
+        store::start_runs(
+            &state.db,
+            &state.jobs,
+            &Start {
+                version: v,
+                definition: def,
+                trigger_type: TriggerType::Condition.as_str(),
+                trigger_ref: Some(format!("added {days} days ago")),
+                occasion: None,
+                at: ctx.now_ms(),
+            },
+            &subjects,
+        )
+        .await?;
+    }
+    if subjects.len() as i64 == TICK_PAGE {
+        p.after = *subjects.last().unwrap_or(&p.after);
+        return Ok(JobOutcome::Reschedule {
+            at: ctx.now_ms(),
+            payload: serde_json::to_value(&p)?,
+        });
+    }
+    state
+        .db
+        .execute(
+            query(
+                "UPDATE workflow SET condition_checked_until = ? WHERE tenant_id = ? AND id = ? \
+                 AND (condition_checked_until IS NULL OR condition_checked_until < ?)",
+            )
+            .bind(tick)
+            .bind(tenant_id)
+            .bind(p.workflow_id)
+            .bind(tick),
+        )
+        .await?;
+    Ok(JobOutcome::Done)
 }

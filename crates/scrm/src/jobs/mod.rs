@@ -143,7 +143,7 @@ fn register_broker_relays(mut builder: EngineBuilder, state: &AppState) -> Engin
 }
 
 /// Make sure the relay jobs exist (idempotent: their unique keys), and revive them if they died.
-async fn ensure_events_relay(state: &AppState) -> anyhow::Result<()> {
+pub async fn ensure_events_relay(state: &AppState) -> anyhow::Result<()> {
     let mut kinds = vec![EVENTS_RELAY.to_string()];
     kinds.extend(
         crate::events::relay::configured_names(&state.config.events)

@@ -808,6 +808,94 @@ async fn a_customer_joining_a_group_chat_is_welcomed_in_it_once(app: TestApp) {
     sim.shutdown().await;
 }
 
+async fn spawn_api_only(backend: scrm_db::Backend) -> TestApp {
+    crate::helpers::spawn_app_with(backend, &[("SCRM_ROLE", "api")]).await
+}
+
+scrm_db::db_tests!(crate::automation::spawn_api_only; a_group_welcome_killed_after_its_wecom_call_welcomes_once);
+
+/// A worker killed right after WeCom accepted a group welcome, before the answer was recorded:
+/// the welcome's next attempt (another worker's, after the lease) finds it in WeCom's send
+/// records instead of sending again — the chat is welcomed once.
+async fn a_group_welcome_killed_after_its_wecom_call_welcomes_once(app: TestApp) {
+    use scrm::operation::mass::engine::chaos;
+    use tokio_util::sync::CancellationToken;
+    let config = scrm_jobs::EngineConfig {
+        lease: std::time::Duration::from_millis(800),
+        heartbeat: std::time::Duration::from_millis(200),
+        poll_interval: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let first = scrm::jobs::engine(&app.state, config.clone())
+        .start(CancellationToken::new())
+        .await
+        .unwrap();
+    scrm::jobs::ensure_events_relay(&app.state).await.unwrap();
+    let (sim, _) = world(&app).await;
+    let (g1, chat1): (i64, String) = app
+        .state
+        .db
+        .fetch_one(query(
+            "SELECT id, chat_id FROM group_chat WHERE owner_userid IS NOT NULL ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    let r = app
+        .post(
+            "/api/v1/automation/group-welcomes",
+            &app.admin_token,
+            json!({"name": "入群欢迎", "groupIds": [g1], "text": "欢迎{nickname}入群"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let wid = r.data()["id"].as_i64().unwrap();
+    chaos::hang_after_next_call();
+    sim.member_joins_group(JoinGroup {
+        chat_id: chat1.clone(),
+        member: None,
+        join_scene: 3,
+    })
+    .unwrap();
+    until("the welcome hung after its WeCom call", || async {
+        (chaos::hung() > 0).then_some(())
+    })
+    .await;
+    first.abort(); // the process dies: the msgid was never recorded
+    let _second = scrm::jobs::engine(&app.state, config)
+        .start(CancellationToken::new())
+        .await
+        .unwrap();
+    let sends = until("the welcome recorded as sent", || async {
+        let d = app
+            .get(
+                &format!("/api/v1/automation/group-welcomes/{wid}"),
+                &app.admin_token,
+            )
+            .await;
+        let s = d.data()["recentSends"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (s.first().is_some_and(|x| x["status"] == "sent")).then_some(s)
+    })
+    .await;
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    let welcomes: Vec<Delivery> = sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.kind == DeliveryKind::GroupMassSend && d.recipient == chat1)
+        .collect();
+    assert_eq!(welcomes.len(), 1, "welcomed once: {welcomes:?}");
+    assert_eq!(
+        sim.call_counts()
+            .get("/cgi-bin/externalcontact/add_msg_template")
+            .copied(),
+        Some(1),
+        "the retry found the welcome instead of sending again"
+    );
+    sim.shutdown().await;
+}
+
 fn rss(items: &[(&str, &str)]) -> String {
     let mut body = String::from(
         r#"<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>行业资讯</title>"#,

@@ -349,15 +349,7 @@ async fn console_customer_total_is_the_real_count_after_every_kind_of_write(app:
 
     // An import: one new row, one update of an existing customer, one refused row.
     let csv = "externalUserid,name,mobile\nwm-count-new,导入新,\nwm-count-2,导入改,\nwm-count-bad,坏,12ab\n";
-    let r = app
-        .call_raw(
-            reqwest::Method::POST,
-            "/api/v1/customers/import",
-            Some(&app.admin_token),
-            "text/csv",
-            csv.as_bytes().to_vec(),
-        )
-        .await;
+    let r = crate::customers_search::import(&app, "text/csv", csv.as_bytes().to_vec()).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.data()["created"], 1, "{:?}", r.body);
     assert_eq!(totals_agree(&app, &s, "an import").await, synced + 4);

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{
     Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer, arg, data, field_problems,
-    page_param, pages_of, query_param, reshow, see_other,
+    page_param, pages_of, query_param, redirect_or_again, reshow,
 };
 use crate::auth::permissions as perm;
 use crate::devices::{gateway, tasks};
@@ -403,16 +403,17 @@ pub async fn create_push(State(state): State<AppState>, c: Chrome, body: Bytes) 
     let r = data::<_, Value>(
         tasks::create_push(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await,
     );
-    match answer(r)? {
-        Answer::Saved(v) => see_other(&format!(
-            "/console/group-pushes/{}?done=created",
-            v["groupPushId"].as_i64().unwrap_or_default()
-        )),
-        Answer::Refused(e) => {
-            let status = e.status();
-            push_form(&state, c, d, field_problems(&e), status).await
-        }
-    }
+    redirect_or_again(
+        answer(r)?,
+        |v| {
+            format!(
+                "/console/group-pushes/{}?done=created",
+                v["groupPushId"].as_i64().unwrap_or_default()
+            )
+        },
+        |errors, status| push_form(&state, c, d, errors, status),
+    )
+    .await
 }
 
 /// A push's result in one chat room.

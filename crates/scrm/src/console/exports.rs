@@ -114,19 +114,28 @@ pub async fn page(State(state): State<AppState>, c: Chrome, RawQuery(raw): RawQu
     })
 }
 
-/// `POST /console/customers/exports`: export the customers matching the form's filters (a job).
+/// `POST /console/customers/exports`: export the customers matching the form's filters (a job):
+/// this page's form (keyword, tags) or the customer list's ("export this list": its keyword,
+/// tags, group chats, staff, channel and stage).
 pub async fn start(State(state): State<AppState>, c: Chrome, body: Bytes) -> PageResult {
     let form = Form::parse(&body);
-    let tag_ids = form.ids("tagIds");
     let mut b = json!({
         "format": form.get("format").unwrap_or_else(|| "csv".into()),
         "async": true,
     });
-    if let Some(k) = form.get("keyword") {
-        b["keyword"] = json!(k);
+    for field in ["keyword", "channel", "stage"] {
+        if let Some(v) = form.get(field) {
+            b[field] = json!(v);
+        }
     }
-    if !tag_ids.is_empty() {
-        b["tagIds"] = json!(tag_ids);
+    for field in ["tagIds", "groupIds"] {
+        let ids = form.ids(field);
+        if !ids.is_empty() {
+            b[field] = json!(ids);
+        }
+    }
+    if let Some(s) = form.ids("staff").first() {
+        b["followUserId"] = json!(s);
     }
     let r = export::export(State(state), c.user, ApiJson(arg(b)?)).await;
     let refused = |e: &ApiError| {

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer, arg, data, field_problems,
-    page_param, pages_of, query_param, reshow, see_other,
+    Chrome, FieldErrors, Form, Notes, PageResult, answer, answer_found, arg, data, page_param,
+    pages_of, query_param, redirect_or_again, reshow, see_other,
 };
 use crate::auth::permissions as perm;
 use crate::http::ApiError;
@@ -302,16 +302,16 @@ async fn after_save(
     } else {
         "created"
     };
-    let r = match (&editing, r) {
-        // A post to a material that is gone is the error page, not the form.
-        (Some(_), Err(e @ ApiError::NotFound(_))) => return Err(e.into()),
-        (_, r) => r,
+    // A post to a material that is gone is the error page, not the form.
+    let answer = if editing.is_some() {
+        answer_found(r)?
+    } else {
+        answer(r)?
     };
-    match answer(r)? {
-        Answer::Saved(_) => see_other(&format!("/console/materials?done={done}")),
-        Answer::Refused(e) => {
-            let status = e.status();
-            let errors = field_problems(&e);
+    redirect_or_again(
+        answer,
+        |_| format!("/console/materials?done={done}"),
+        |errors, status| {
             render(
                 state,
                 c,
@@ -322,9 +322,9 @@ async fn after_save(
                 Notes::default(),
                 status,
             )
-            .await
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// The material form as posted (multipart): the draft, the file, and what broke the body (an

@@ -28,6 +28,7 @@ pub mod auth;
 pub mod automation;
 pub mod customers;
 pub mod device_account;
+pub mod device_picker;
 pub mod devices;
 pub mod exports;
 pub mod group_send;
@@ -128,6 +129,13 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::CUSTOMER_BLACKLIST),
             "Blacklist the selected customers",
             customers::bulk_blacklist,
+        )
+        .route(
+            M::POST,
+            "/console/customers/assign",
+            P(perm::CUSTOMER_TRANSFER),
+            "Assign the selected customers to a member",
+            customers::bulk_assign,
         )
         .route(
             M::GET,
@@ -382,6 +390,13 @@ pub fn routes(state: &AppState) -> Routes {
             P(perm::STAFF_VIEW),
             "Staff picker: the chosen staff and those matching a search (name or userid)",
             staff_picker::search_rows,
+        )
+        .route(
+            M::GET,
+            "/console/device-accounts",
+            P(perm::DEVICE_VIEW),
+            "Device-account suggestions: those whose wxid or nickname contains a text",
+            device_picker::search,
         )
         .route(
             M::GET,
@@ -1175,6 +1190,23 @@ pub fn answer_found<V>(r: ApiResult<V>) -> Result<Answer<V>, PageError> {
     match r {
         Err(e @ ApiError::NotFound(_)) => Err(e.into()),
         r => answer(r),
+    }
+}
+
+/// The end of a form post that shows its form again when refused: saved → a redirect to
+/// `to(what was saved)`; refused → `again(the API's problems by field, the refusal's status)`,
+/// which renders the form with the input kept.
+pub async fn redirect_or_again<V, Fut>(
+    answer: Answer<V>,
+    to: impl FnOnce(V) -> String,
+    again: impl FnOnce(FieldErrors, StatusCode) -> Fut,
+) -> PageResult
+where
+    Fut: std::future::Future<Output = PageResult>,
+{
+    match answer {
+        Answer::Saved(v) => see_other(&to(v)),
+        Answer::Refused(e) => again(field_problems(&e), e.status()).await,
     }
 }
 

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::devices::{Account, device_choices};
 use super::staff_picker::{By, Columns, NoneChoice, Picks, Spec, StaffPicker, staff_with};
 use super::{
     Answer, Chrome, FieldErrors, Form, Notes, PageResult, answer_found, arg, data, page_param,
@@ -477,7 +476,8 @@ struct PoolForm {
     /// Each row's WeCom member picker (HTML).
     pickers: Vec<String>,
     /// The device accounts offered in a select (none: the wxid is typed).
-    devices: Vec<Account>,
+    /// The first device accounts suggested (the input searches for more).
+    devices: Vec<(String, String)>,
     errors: FieldErrors,
 }
 
@@ -511,10 +511,6 @@ impl PoolForm {
     }
 
     /// Whether row `i`'s typed account is one of the select's (else it keeps its own option).
-    pub fn offered(&self, account: &str) -> bool {
-        self.devices.iter().any(|a| a.account_id == account)
-    }
-
     /// The API's problems with member row `i` (`members[i].weight: …`), in one line.
     pub fn member_err(&self, i: &usize) -> Option<String> {
         let prefix = format!("members[{i}]");
@@ -595,7 +591,7 @@ async fn pool_form(
             StaffPicker::with_known(&c, spec, &picks, &known).html()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let devices = device_choices(state, &c).await?;
+    let devices = super::device_picker::first(state, &c).await?;
     super::reshow(
         status,
         &PoolForm {

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Answer, Chrome, FieldErrors, Form, MaterialOption, Notes, PageResult, answer, arg, data,
-    field_problems, is_refusal, material_options, page_param, pages_of, reshow, see_other,
+    Chrome, FieldErrors, Form, MaterialOption, Notes, PageResult, answer, arg, data, is_refusal,
+    material_options, page_param, pages_of, redirect_or_again, reshow, see_other,
 };
 use crate::auth::permissions as perm;
 use crate::automation::{content, group_welcome, stored};
@@ -161,22 +161,12 @@ pub async fn save_group_welcome(
     let r = data::<_, Value>(
         group_welcome::create(State(state.clone()), c.user.clone(), ApiJson(arg(body)?)).await,
     );
-    match answer(r)? {
-        Answer::Saved(_) => see_other("/console/group-welcomes?done=created"),
-        Answer::Refused(e) => {
-            let status = e.status();
-            render_welcomes(
-                &state,
-                c,
-                1,
-                d,
-                field_problems(&e),
-                Notes::default(),
-                status,
-            )
-            .await
-        }
-    }
+    redirect_or_again(
+        answer(r)?,
+        |_| "/console/group-welcomes?done=created".into(),
+        |errors, status| render_welcomes(&state, c, 1, d, errors, Notes::default(), status),
+    )
+    .await
 }
 
 /// A content source as the API lists it.
@@ -356,22 +346,12 @@ pub async fn save_source(State(state): State<AppState>, c: Chrome, body: Bytes) 
         ),
         Err(e) => Err(e),
     };
-    match answer(r)? {
-        Answer::Saved(_) => see_other("/console/content-sources?done=created"),
-        Answer::Refused(e) => {
-            let status = e.status();
-            render_sources(
-                &state,
-                c,
-                1,
-                d,
-                field_problems(&e),
-                Notes::default(),
-                status,
-            )
-            .await
-        }
-    }
+    redirect_or_again(
+        answer(r)?,
+        |_| "/console/content-sources?done=created".into(),
+        |errors, status| render_sources(&state, c, 1, d, errors, Notes::default(), status),
+    )
+    .await
 }
 
 #[derive(Template)]

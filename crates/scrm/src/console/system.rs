@@ -30,6 +30,16 @@ pub fn roles(l: &super::Lang) -> [(&'static str, &'static str); 3] {
     ]
 }
 
+/// The roles with every permission each holds (the role table of the users page).
+pub fn role_permissions(l: &super::Lang) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    roles(l)
+        .into_iter()
+        .filter_map(|(code, label)| {
+            crate::auth::permissions::Role::parse(code).map(|r| (code, label, r.permissions()))
+        })
+        .collect()
+}
+
 /// What the create form held.
 #[derive(Default)]
 pub struct UserDraft {

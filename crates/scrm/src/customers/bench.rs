@@ -468,6 +468,8 @@ async fn generate(db: &Db, args: &BenchArgs) -> anyhow::Result<()> {
         }
         db.execute(q).await?;
     }
+    // The rows went in directly: the tenant's customer counter is set from them.
+    super::store::recount_customers(db, t).await?;
     match db.backend() {
         Backend::Postgres => {
             db.execute(query("SELECT setval(pg_get_serial_sequence('customer', 'id'), (SELECT MAX(id) FROM customer))")).await?;

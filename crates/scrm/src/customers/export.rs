@@ -104,6 +104,8 @@ pub struct ExportBody {
     status: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     follow_user_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
 }
 
 impl ExportBody {
@@ -115,6 +117,7 @@ impl ExportBody {
             channel: self.channel.clone(),
             status: self.status,
             follow_user_id: self.follow_user_id,
+            stage: self.stage.clone(),
             ..Default::default()
         }
     }

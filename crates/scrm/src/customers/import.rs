@@ -287,6 +287,9 @@ async fn import_row(
         .await?;
         true
     };
+    if created {
+        store::count_customers(&mut tx, user.tenant_id, 1).await?;
+    }
     tx.commit().await?;
     Ok(created)
 }

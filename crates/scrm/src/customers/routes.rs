@@ -171,6 +171,7 @@ async fn create(
         json!({"externalUserid": ext, "name": view.name}),
     )
     .await?;
+    store::count_customers(&mut tx, user.tenant_id, 1).await?;
     tx.commit().await?;
     detail_of(&state, user.tenant_id, id).await.map(created)
 }
@@ -372,6 +373,7 @@ async fn delete(
         json!({"externalUserid": row.external_userid, "name": row.name}),
     )
     .await?;
+    store::count_customers(&mut tx, user.tenant_id, -1).await?;
     tx.commit().await?;
     cache::invalidate(&state, user.tenant_id, &[id]).await;
     Ok(ok(json!({"id": id})))

@@ -71,7 +71,7 @@ pub struct GramMatch {
 
 /// `%keyword%` with `LIKE` wildcards escaped by `!` (a backslash is itself an escape in MySQL
 /// string literals, so it cannot be the `ESCAPE` character portably).
-fn like_pattern(s: &str) -> String {
+pub(crate) fn like_pattern(s: &str) -> String {
     let mut p = String::from("%");
     for c in s.chars() {
         if matches!(c, '%' | '_' | '!') {
@@ -373,6 +373,94 @@ pub async fn page_with_total(
     offset: i64,
     limit: i64,
 ) -> DbResult<(Vec<CustomerRow>, i64)> {
+    page_with_total_at(db, tenant_id, f, Cursor::Offset(offset), limit).await
+}
+
+/// Where a page of a customer list starts. Page numbers ([`Cursor::Offset`]) read every
+/// customer they skip (page 40,000 of a million: 174-284 ms); the keyset cursors read only the
+/// page, at any depth, which is what the console's "next" and "previous" links carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Skip this many matching customers.
+    Offset(i64),
+    /// The matching customers with ids below this one: the page after a page ending with it.
+    Before(i64),
+    /// The matching customers with ids above this one, the nearest ones: the page before a page
+    /// starting with it (still returned newest first).
+    After(i64),
+}
+
+impl Cursor {
+    /// ` AND <col> < ?` / ` AND <col> > ?` for a keyset cursor.
+    fn bound(self, col: &str) -> Query {
+        let mut q = query("");
+        match self {
+            Cursor::Offset(_) => {}
+            Cursor::Before(id) => {
+                q.push_sql(&format!(" AND {col} < ?")).push_bind(id);
+            }
+            Cursor::After(id) => {
+                q.push_sql(&format!(" AND {col} > ?")).push_bind(id);
+            }
+        }
+        q
+    }
+
+    /// ` ORDER BY <col> … LIMIT ? [OFFSET ?]`: newest first, or for [`Cursor::After`] oldest
+    /// first from the cursor (the caller turns the page round: [`Cursor::newest_first`]).
+    fn order(self, col: &str, limit: i64) -> Query {
+        let mut q = query("");
+        match self {
+            Cursor::Offset(o) => {
+                q.push_sql(&format!(" ORDER BY {col} DESC LIMIT ? OFFSET ?"))
+                    .push_bind(limit)
+                    .push_bind(o);
+            }
+            Cursor::Before(_) => {
+                q.push_sql(&format!(" ORDER BY {col} DESC LIMIT ?"))
+                    .push_bind(limit);
+            }
+            Cursor::After(_) => {
+                q.push_sql(&format!(" ORDER BY {col} ASC LIMIT ?"))
+                    .push_bind(limit);
+            }
+        }
+        q
+    }
+
+    fn newest_first(self, mut rows: Vec<CustomerRow>) -> Vec<CustomerRow> {
+        if matches!(self, Cursor::After(_)) {
+            rows.reverse();
+        }
+        rows
+    }
+
+    /// The page of a list of matching ids held newest first.
+    fn pick(self, ids: Vec<i64>, limit: i64) -> Vec<i64> {
+        let take = usize::try_from(limit.max(0)).unwrap_or(0);
+        match self {
+            Cursor::Offset(o) => {
+                let from = usize::try_from(o.max(0)).unwrap_or(usize::MAX);
+                ids.into_iter().skip(from).take(take).collect()
+            }
+            Cursor::Before(b) => ids.into_iter().filter(|id| *id < b).take(take).collect(),
+            Cursor::After(a) => {
+                let above: Vec<i64> = ids.into_iter().take_while(|id| *id > a).collect();
+                let from = above.len().saturating_sub(take);
+                above[from..].to_vec()
+            }
+        }
+    }
+}
+
+/// [`page_with_total`] from any [`Cursor`].
+pub async fn page_with_total_at(
+    db: &Db,
+    tenant_id: i64,
+    f: &Filter,
+    at: Cursor,
+    limit: i64,
+) -> DbResult<(Vec<CustomerRow>, i64)> {
     if let Some(Keyword::Grams(m)) = &f.keyword {
         let Some((drive, size)) = sized_driver(db, tenant_id, m).await? else {
             return Ok((Vec::new(), 0));
@@ -381,18 +469,16 @@ pub async fn page_with_total(
         let short = size.is_none_or(|n| n < GRAM_LIST_CAP);
         if short && let Some(ids) = gram_matches(db, tenant_id, f, m, &drive).await? {
             let total = ids.len() as i64;
-            let from = usize::try_from(offset.max(0)).unwrap_or(usize::MAX);
-            let take = usize::try_from(limit.max(0)).unwrap_or(0);
-            let shown: Vec<i64> = ids.into_iter().skip(from).take(take).collect();
+            let shown = at.pick(ids, limit);
             return Ok((rows_by_id(db, tenant_id, &shown).await?, total));
         }
         return tokio::try_join!(
-            gram_page(db, tenant_id, f, m, &drive, None, offset, limit),
+            gram_page(db, tenant_id, f, m, &drive, at, limit),
             gram_count(db, tenant_id, f, m, &drive)
         );
     }
     tokio::try_join!(
-        page(db, tenant_id, f, offset, limit),
+        page_query(db, tenant_id, f, at, limit),
         count(db, tenant_id, f)
     )
 }
@@ -465,7 +551,7 @@ pub async fn page(
     offset: i64,
     limit: i64,
 ) -> DbResult<Vec<CustomerRow>> {
-    page_query(db, tenant_id, f, None, offset, limit).await
+    page_query(db, tenant_id, f, Cursor::Offset(offset), limit).await
 }
 
 /// The next `limit` matching customers with ids below `before` (all when None), newest first:
@@ -477,22 +563,22 @@ pub async fn page_before(
     before: Option<i64>,
     limit: i64,
 ) -> DbResult<Vec<CustomerRow>> {
-    page_query(db, tenant_id, f, before, 0, limit).await
+    let at = before.map_or(Cursor::Offset(0), Cursor::Before);
+    page_query(db, tenant_id, f, at, limit).await
 }
 
 async fn page_query(
     db: &Db,
     tenant_id: i64,
     f: &Filter,
-    before: Option<i64>,
-    offset: i64,
+    at: Cursor,
     limit: i64,
 ) -> DbResult<Vec<CustomerRow>> {
     if let Some(Keyword::Grams(m)) = &f.keyword {
         let Some(drive) = driver(db, tenant_id, m).await? else {
             return Ok(Vec::new());
         };
-        return gram_page(db, tenant_id, f, m, &drive, before, offset, limit).await;
+        return gram_page(db, tenant_id, f, m, &drive, at, limit).await;
     }
     let b = db.backend();
     let mut q = dialect(
@@ -500,14 +586,10 @@ async fn page_query(
         &format!("SELECT {COLUMNS} FROM customer c WHERE c.tenant_id = ?"),
     )
     .bind(tenant_id);
-    if let Some(before) = before {
-        q.push_sql(" AND c.id < ?").push_bind(before);
-    }
+    q.append(&at.bound("c.id"));
     q.append(&conditions(b, tenant_id, f));
-    q.push_sql(" ORDER BY c.id DESC LIMIT ? OFFSET ?")
-        .push_bind(limit)
-        .push_bind(offset);
-    db.fetch_all(q).await
+    q.append(&at.order("c.id", limit));
+    Ok(at.newest_first(db.fetch_all(q).await?))
 }
 
 /// A keyword page, driven by the gram list (a few hundred customers of a million) walked
@@ -521,8 +603,7 @@ async fn gram_page(
     f: &Filter,
     m: &GramMatch,
     drive: &str,
-    before: Option<i64>,
-    offset: i64,
+    at: Cursor,
     limit: i64,
 ) -> DbResult<Vec<CustomerRow>> {
     let b = db.backend();
@@ -545,27 +626,22 @@ async fn gram_page(
     }
     .bind(tenant_id)
     .bind(drive);
-    if let Some(before) = before {
-        q.push_sql(" AND g0.customer_id < ?").push_bind(before);
-    }
+    q.append(&at.bound(id));
     q.append(&set_conditions(b, tenant_id, f, id));
     if m.exact && !f.has_column_filters() {
+        q.append(&at.order(id, limit));
         q.push_sql(
-            " ORDER BY g0.customer_id DESC LIMIT ? OFFSET ?) k \
-             CROSS JOIN customer c WHERE c.id = k.customer_id AND c.tenant_id = ? ORDER BY c.id DESC",
+            ") k CROSS JOIN customer c WHERE c.id = k.customer_id AND c.tenant_id = ? ORDER BY c.id DESC",
         )
-        .push_bind(limit)
-        .push_bind(offset)
         .push_bind(tenant_id);
-    } else {
-        q.push_sql(" AND c.tenant_id = ?").push_bind(tenant_id);
-        q.append(&gram_conditions(tenant_id, m, id, Some(drive)));
-        q.append(&column_conditions(f));
-        q.push_sql(" ORDER BY g0.customer_id DESC LIMIT ? OFFSET ?")
-            .push_bind(limit)
-            .push_bind(offset);
+        // Already newest first (the outer ORDER BY).
+        return db.fetch_all(q).await;
     }
-    db.fetch_all(q).await
+    q.push_sql(" AND c.tenant_id = ?").push_bind(tenant_id);
+    q.append(&gram_conditions(tenant_id, m, id, Some(drive)));
+    q.append(&column_conditions(f));
+    q.append(&at.order(id, limit));
+    Ok(at.newest_first(db.fetch_all(q).await?))
 }
 
 /// The exact number of matching customers, from the smallest source that answers it.
@@ -577,6 +653,14 @@ pub async fn count(db: &Db, tenant_id: i64, f: &Filter) -> DbResult<i64> {
             return Ok(0);
         };
         return gram_count(db, tenant_id, f, m, &drive).await;
+    }
+    if f.keyword.is_none()
+        && f.tag_ids.is_empty()
+        && f.group_ids.is_empty()
+        && !f.has_column_filters()
+    {
+        // Every customer of the tenant: the counter kept with each insert and delete.
+        return super::store::customer_total(db, tenant_id).await;
     }
     let cond = conditions(b, tenant_id, f);
     if f.keyword.is_none() && !f.group_ids.is_empty() {
@@ -722,6 +806,19 @@ mod tests {
             vec!["m1380", "m3800", "m6138", "m8613", "n三丰", "n张三"]
         );
         assert!(grams_of(Some("张"), None).is_empty());
+    }
+
+    #[test]
+    fn cursors_pick_pages_of_a_list_held_newest_first() {
+        let ids: Vec<i64> = (1..=10).rev().collect();
+        assert_eq!(Cursor::Offset(3).pick(ids.clone(), 3), vec![7, 6, 5]);
+        assert_eq!(Cursor::Offset(9).pick(ids.clone(), 3), vec![1]);
+        assert_eq!(Cursor::Before(5).pick(ids.clone(), 3), vec![4, 3, 2]);
+        assert_eq!(Cursor::Before(2).pick(ids.clone(), 3), vec![1]);
+        // The page before the one starting at 4: the three nearest above it, newest first.
+        assert_eq!(Cursor::After(4).pick(ids.clone(), 3), vec![7, 6, 5]);
+        assert_eq!(Cursor::After(8).pick(ids.clone(), 3), vec![10, 9]);
+        assert!(Cursor::After(10).pick(ids, 3).is_empty());
     }
 
     #[test]

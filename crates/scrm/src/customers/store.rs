@@ -283,6 +283,63 @@ async fn write_grams(
     insert_grams(tx, tenant_id, &grams).await
 }
 
+/// Move the tenant's customer counter (`customer_count`) by `delta`: every transaction that
+/// inserts or deletes customer rows calls this once, as its last write before the commit (the
+/// counter row is shared by all of the tenant's writers; taken last, it is held only for the
+/// commit and never before another lock, so it cannot close a deadlock cycle).
+pub async fn count_customers(tx: &mut Tx, tenant_id: i64, delta: i64) -> DbResult<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let sql = match tx.backend() {
+        Backend::MySql => {
+            "INSERT INTO customer_count (tenant_id, customer_count) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE customer_count = customer_count + VALUES(customer_count)"
+        }
+        _ => {
+            "INSERT INTO customer_count (tenant_id, customer_count) VALUES (?, ?) \
+             ON CONFLICT (tenant_id) DO UPDATE SET customer_count = customer_count.customer_count + excluded.customer_count"
+        }
+    };
+    tx.execute(query(sql).bind(tenant_id).bind(delta))
+        .await
+        .map(|_| ())
+}
+
+/// Set the tenant's customer counter to the real number of its customer rows (after a bulk
+/// load that wrote the rows directly: the benchmarks' generators).
+pub async fn recount_customers(db: &Db, tenant_id: i64) -> DbResult<i64> {
+    let n = db
+        .fetch_i64(query("SELECT COUNT(*) FROM customer WHERE tenant_id = ?").bind(tenant_id))
+        .await?;
+    db.execute(query("DELETE FROM customer_count WHERE tenant_id = ?").bind(tenant_id))
+        .await?;
+    db.execute(
+        query("INSERT INTO customer_count (tenant_id, customer_count) VALUES (?, ?)")
+            .bind(tenant_id)
+            .bind(n),
+    )
+    .await?;
+    Ok(n)
+}
+
+/// The tenant's number of customers, from its counter (no counter row: none were ever written
+/// through the store, so the rows are counted).
+pub async fn customer_total(db: &Db, tenant_id: i64) -> DbResult<i64> {
+    let n: Option<(i64,)> = db
+        .fetch_optional(
+            query("SELECT customer_count FROM customer_count WHERE tenant_id = ?").bind(tenant_id),
+        )
+        .await?;
+    match n {
+        Some((n,)) => Ok(n),
+        None => {
+            db.fetch_i64(query("SELECT COUNT(*) FROM customer WHERE tenant_id = ?").bind(tenant_id))
+                .await
+        }
+    }
+}
+
 /// Mark a customer changed (its tags, groups or follows changed), for the detail cache.
 pub async fn touch(tx: &mut Tx, tenant_id: i64, id: i64, now: i64) -> DbResult<()> {
     tx.execute(

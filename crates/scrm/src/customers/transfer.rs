@@ -58,7 +58,7 @@ pub const STATUSES: &[&str] = &["waiting", "in_progress", "done", "failed"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TransferBody {
+pub(crate) struct TransferBody {
     customer_ids: Option<Vec<i64>>,
     to_staff_id: Option<i64>,
     kind: Option<String>,
@@ -317,7 +317,7 @@ async fn transfer_one(
     ))
 }
 
-async fn transfer_many(
+pub(crate) async fn transfer_many(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<TransferBody>,

@@ -956,3 +956,25 @@ where
         }
     }
 }
+
+/// The tenant's device accounts (personal WeChat) whose wxid or nickname contains `keyword`
+/// (all when it is empty), at most `limit`, oldest first: (wxid, nickname). For the forms that
+/// pick one account without listing every account of the company.
+pub async fn search_device_accounts(
+    db: &scrm_db::Db,
+    tenant_id: i64,
+    keyword: &str,
+    limit: i64,
+) -> scrm_db::DbResult<Vec<(String, String)>> {
+    let mut q =
+        query("SELECT wxid, nickname FROM device_account WHERE tenant_id = ?").bind(tenant_id);
+    let kw = keyword.trim().to_lowercase();
+    if !kw.is_empty() {
+        let p = crate::customers::search::like_pattern(&kw);
+        q.push_sql(" AND (LOWER(wxid) LIKE ? ESCAPE '!' OR LOWER(nickname) LIKE ? ESCAPE '!')")
+            .push_bind(p.clone())
+            .push_bind(p);
+    }
+    q.push_sql(" ORDER BY id LIMIT ?").push_bind(limit);
+    db.fetch_all(q).await
+}

@@ -592,6 +592,8 @@ pub(crate) async fn seed(
     )
     .await?;
     drop(company);
+    // The rows went in directly: the tenant's customer counter is set from them.
+    crate::customers::store::recount_customers(db, t).await?;
     match db.backend() {
         Backend::Postgres => {
             db.execute(query("SELECT setval(pg_get_serial_sequence('customer', 'id'), (SELECT MAX(id) FROM customer))")).await?;

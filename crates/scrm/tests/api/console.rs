@@ -247,6 +247,372 @@ async fn console_customer_list_filters_by_tag_and_tags_in_bulk(app: TestApp) {
     assert!(page.body.contains("id=\"timeline\""));
 }
 
+/// The tenant's customers as the database counts them.
+async fn real_count(app: &TestApp) -> i64 {
+    crate::helpers::n(
+        app,
+        "SELECT COUNT(*) FROM customer WHERE tenant_id = (SELECT tenant_id FROM app_user WHERE username = 'admin')".into(),
+    )
+    .await
+}
+
+/// The unfiltered list's total as the console shows it and as the API answers it, both equal
+/// to the database's count; returns it.
+async fn totals_agree(app: &TestApp, s: &Session, after: &str) -> i64 {
+    let real = real_count(app).await;
+    let page = s.get("/console/customers").await;
+    assert_eq!(page.status, 200);
+    let shown = format!("id=\"customer-total\">{real}<");
+    assert!(
+        page.body.contains(&shown),
+        "after {after}: the console shows a total other than {real}"
+    );
+    let api = app.get("/api/v1/customers?size=1", &app.admin_token).await;
+    assert_eq!(api.data()["total"], real, "after {after}");
+    real
+}
+
+async fn console_customer_total_is_the_real_count_after_every_kind_of_write(app: TestApp) {
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(totals_agree(&app, &s, "nothing").await, 0);
+
+    // A full sync from WeCom (the first: an import of the company), then callbacks.
+    let sim = crate::integration::sim(40).await;
+    crate::integration::connect(&app, &sim).await;
+    let log = crate::integration_sync::sync(&app, json!({"syncType": "full"})).await;
+    assert_eq!(log["status"], "success", "{log}");
+    let synced = totals_agree(&app, &s, "a full sync").await;
+    assert!(synced > 0);
+    let staff = sim
+        .company()
+        .staff
+        .iter()
+        .find(|m| m.contact_enabled && m.visible())
+        .map(|m| m.userid.clone())
+        .unwrap();
+    let added = sim
+        .customer_adds_staff(scrm_wecom_sim::scenarios::AddContact {
+            userid: staff.clone(),
+            name: Some("回调客户".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let ext = added.external_userid.clone();
+    until("the callback's customer", || async {
+        let n = crate::helpers::n(
+            &app,
+            format!("SELECT COUNT(*) FROM customer WHERE external_userid = '{ext}'"),
+        )
+        .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert_eq!(totals_agree(&app, &s, "a callback").await, synced + 1);
+
+    // API creates and a delete; a blacklist changes no count.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            customer(
+                &app,
+                json!({"externalUserid": format!("wm-count-{i}"), "name": format!("计数{i}")}),
+            )
+            .await,
+        );
+    }
+    assert_eq!(totals_agree(&app, &s, "3 creates").await, synced + 4);
+    let r = app
+        .delete(&format!("/api/v1/customers/{}", ids[0]), &app.admin_token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(totals_agree(&app, &s, "a delete").await, synced + 3);
+    // A refused create (duplicate externalUserid) counts nothing.
+    let dup = app
+        .post(
+            "/api/v1/customers",
+            &app.admin_token,
+            json!({"externalUserid": "wm-count-1", "name": "重复"}),
+        )
+        .await;
+    assert_eq!(dup.status, 409, "{:?}", dup.body);
+    let bl = s
+        .post(
+            "/console/customers/blacklist",
+            &[
+                ("ids", &ids[1].to_string()),
+                ("back", "/console/customers?page=1"),
+            ],
+        )
+        .await;
+    assert!(bl.location.contains("done=blacklisted"), "{}", bl.location);
+    assert_eq!(totals_agree(&app, &s, "a blacklist").await, synced + 3);
+
+    // An import: one new row, one update of an existing customer, one refused row.
+    let csv = "externalUserid,name,mobile\nwm-count-new,导入新,\nwm-count-2,导入改,\nwm-count-bad,坏,12ab\n";
+    let r = crate::customers_search::import(&app, "text/csv", csv.as_bytes().to_vec()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.data()["created"], 1, "{:?}", r.body);
+    assert_eq!(totals_agree(&app, &s, "an import").await, synced + 4);
+
+    // An incremental sync that finds a new customer (its callback lost) and a vanished one
+    // (kept, status 0): one more.
+    sim.update_config(|c| c.callback.url = None);
+    sim.customer_adds_staff(scrm_wecom_sim::scenarios::AddContact {
+        userid: staff,
+        name: Some("同步新客户".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let log = crate::integration_sync::sync(&app, json!({"syncType": "customer"})).await;
+    assert_eq!(log["status"], "success", "{log}");
+    assert_eq!(log["created"], 1, "{log}");
+    assert_eq!(
+        totals_agree(&app, &s, "an incremental sync").await,
+        synced + 5
+    );
+    // A filter still counts its own matches (the counter is only the unfiltered total).
+    let filtered = s.get("/console/customers?keyword=计数").await;
+    assert!(
+        filtered.body.contains("id=\"customer-total\">1<"),
+        "计数1 is left (计数0 deleted, 计数2 renamed by the import)"
+    );
+    sim.shutdown().await;
+}
+
+/// The customer ids a console list page shows, in order.
+fn shown_ids(body: &str) -> Vec<i64> {
+    body.split("class=\"customer-row\" data-id=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The `href` of the link with this id on a page.
+fn link(body: &str, id: &str) -> Option<String> {
+    let start = format!("id=\"{id}\" href=\"");
+    let rest = &body[body.find(&start)? + start.len()..];
+    Some(
+        rest.split('"')
+            .next()?
+            .replace("&amp;", "&")
+            .replace("&#38;", "&"),
+    )
+}
+
+async fn console_customer_list_pages_by_cursor_both_ways(app: TestApp) {
+    let t = tags(&app, "翻页", &["偶数"]).await;
+    let mut ids = Vec::new();
+    for i in 0..47 {
+        let id = customer(
+            &app,
+            json!({"externalUserid": format!("wm-page-{i}"), "name": format!("翻页客户{i:02}"), "channel": if i % 3 == 0 { "ads" } else { "web" }}),
+        )
+        .await;
+        if i % 2 == 0 {
+            let r = app
+                .post(
+                    &format!("/api/v1/customers/{id}/tags"),
+                    &app.admin_token,
+                    json!({"tagIds": [t[0]]}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+        ids.push(id);
+    }
+    ids.reverse(); // newest first, as the list shows them
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    for (query, want) in [
+        ("", ids.clone()),
+        (
+            &format!("tagIds={}&", t[0]) as &str,
+            ids.iter()
+                .copied()
+                .filter(|id| (id - ids[46]) % 2 == 0)
+                .collect::<Vec<_>>(),
+        ),
+        ("keyword=翻页&", ids.clone()),
+        (
+            "channel=web&",
+            ids.iter()
+                .copied()
+                .filter(|id| (id - ids[46]) % 3 != 0)
+                .collect(),
+        ),
+    ] {
+        // Forward with "next" (keyset: before=<last id>), then back with "previous".
+        let mut seen: Vec<i64> = Vec::new();
+        let mut pages = Vec::new();
+        let mut at = format!("/console/customers?{query}page=1");
+        loop {
+            let p = s.get(&at).await;
+            assert_eq!(p.status, 200, "{at}");
+            let shown = shown_ids(&p.body);
+            assert!(shown.len() <= 20);
+            assert!(
+                p.body
+                    .contains(&format!("id=\"customer-total\">{}<", want.len())),
+                "{at}"
+            );
+            seen.extend(&shown);
+            pages.push((at.clone(), shown));
+            match link(&p.body, "next-page") {
+                Some(next) => {
+                    assert!(next.contains("before="), "{next}");
+                    at = next;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, want, "{query}: every customer once, newest first");
+        assert_eq!(pages.len(), want.len().div_ceil(20));
+        // Back from the last page: each "previous" shows the page seen before it.
+        for i in (1..pages.len()).rev() {
+            let p = s.get(&pages[i].0).await;
+            let prev = link(&p.body, "prev-page").unwrap_or_else(|| {
+                panic!(
+                    "a previous link on {}: {}",
+                    pages[i].0,
+                    &p.body[p.body.find("class=\"pager\"").unwrap_or(0)..]
+                )
+            });
+            let back = s.get(&prev).await;
+            assert_eq!(
+                shown_ids(&back.body),
+                pages[i - 1].1,
+                "{query}: previous of page {}",
+                i + 1
+            );
+        }
+    }
+    // An old "previous" link past the newest customers shows the first page.
+    let p = s
+        .get(&format!("/console/customers?after={}&page=3", ids[0]))
+        .await;
+    assert_eq!(shown_ids(&p.body), ids[..20].to_vec());
+    assert!(p.body.contains("id=\"page-of\">1 / 3<"));
+}
+
+async fn console_customer_list_filters_by_group_and_channel_assigns_and_exports(app: TestApp) {
+    let a = customer(
+        &app,
+        json!({"externalUserid": "wmA", "name": "甲客户", "channel": "ads"}),
+    )
+    .await;
+    let b = customer(
+        &app,
+        json!({"externalUserid": "wmB", "name": "乙客户", "channel": "web"}),
+    )
+    .await;
+    let tenant = our_tenant(&app).await;
+    let staff = add_staff(&app, tenant, [("amy".to_string(), "艾米".to_string())]).await[0];
+    let mut tx = app.state.db.begin().await.unwrap();
+    let group = scrm::customers::groups::upsert_group(
+        &mut tx,
+        tenant,
+        "wrChat1",
+        Some("客户群一"),
+        None,
+        None,
+        None,
+        1,
+    )
+    .await
+    .unwrap();
+    scrm::customers::groups::member_joined(&mut tx, tenant, group, "wmA", 2, Some(a), None, 1, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let list = s.get("/console/customers").await;
+    assert!(
+        list.body.contains("客户群一"),
+        "the group filter offers the chat"
+    );
+    assert!(list.body.contains("id=\"bulk-assign\""));
+    assert!(list.body.contains("id=\"export-list\""));
+    let by_group = s.get(&format!("/console/customers?groupIds={group}")).await;
+    assert_eq!(shown_ids(&by_group.body), vec![a]);
+    let by_channel = s.get("/console/customers?channel=web").await;
+    assert_eq!(shown_ids(&by_channel.body), vec![b]);
+
+    // Assign: the picked member becomes the owner; no member picked is named on the list.
+    let back = "/console/customers?channel=web&page=1";
+    let none = s
+        .post(
+            "/console/customers/assign",
+            &[("ids", &b.to_string()), ("back", back)],
+        )
+        .await;
+    assert_eq!(none.status, 303);
+    assert!(
+        none.location.contains("error=toStaffId"),
+        "{}",
+        none.location
+    );
+    assert!(
+        s.get(&none.location)
+            .await
+            .body
+            .contains("请选择要分配给的员工")
+    );
+    let done = s
+        .post(
+            "/console/customers/assign",
+            &[
+                ("ids", &b.to_string()),
+                ("toStaffId", &staff.to_string()),
+                ("back", back),
+            ],
+        )
+        .await;
+    assert!(done.location.contains("done=assigned"), "{}", done.location);
+    assert!(done.location.starts_with(back), "{}", done.location);
+    let now = app
+        .get(&format!("/api/v1/customers/{b}"), &app.admin_token)
+        .await;
+    assert_eq!(now.data()["followUserId"], staff, "{:?}", now.body);
+
+    // Export this list: the list's filters go to the export job.
+    let started = s
+        .post(
+            "/console/customers/exports",
+            &[
+                ("channel", "web"),
+                ("staff", &staff.to_string()),
+                ("keyword", ""),
+            ],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    assert!(
+        started.location.contains("started="),
+        "{}",
+        started.location
+    );
+    let export = until("the export", || async {
+        let l = app.get("/api/v1/customers/exports", &app.admin_token).await;
+        let e = l.data()["list"][0].clone();
+        (e["status"] == "done").then_some(e)
+    })
+    .await;
+    assert_eq!(export["rows"], 1, "{export}");
+
+    // A viewer sees neither assign nor export, and may not post them.
+    app.user_with_role("vera", "viewer").await;
+    let v = Session::login(&app, "vera", "password-123").await;
+    let seen = v.get("/console/customers").await;
+    assert!(!seen.body.contains("id=\"bulk-assign\""));
+    assert!(!seen.body.contains("id=\"export-list\""));
+    let refused = v
+        .post(
+            "/console/customers/assign",
+            &[("ids", &a.to_string()), ("toStaffId", &staff.to_string())],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+}
+
 async fn console_viewer_sees_no_write_buttons_and_cannot_post_them(app: TestApp) {
     let t = tags(&app, "等级", &["VIP"]).await;
     let a = customer(&app, json!({"externalUserid": "wmA", "name": "甲客户"})).await;
@@ -1113,6 +1479,18 @@ async fn console_users_roles_passwords_and_api_tokens(app: TestApp) {
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
     let page = s.get("/console/users").await;
     assert!(page.body.contains("id=\"new-user-form\""));
+    // The roles with their permissions: a viewer only views, an operator may not manage users.
+    let role = |code: &str| {
+        let at = page
+            .body
+            .find(&format!("class=\"role-row\" data-role=\"{code}\""))
+            .unwrap();
+        page.body[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(role("admin").contains("<code class=\"perm\">system:user:manage</code>"));
+    assert!(!role("operator").contains("system:user:manage"));
+    assert!(role("viewer").contains("customer:view"));
+    assert!(!role("viewer").contains("customer:tag<"));
     let refused = s
         .post(
             "/console/users",
@@ -3032,6 +3410,107 @@ async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
 /// Traffic pools (members, caps, working hours, today's figures, delete), group welcome
 /// messages (refusals by field, create, delete), content sources (add, fetch now, items) and
 /// cron tasks (switch off and on), each with what a viewer may not do.
+async fn console_traffic_pool_device_accounts_are_searched_not_listed(app: TestApp) {
+    let tenant = our_tenant(&app).await;
+    // 250 device accounts: more than any select should hold.
+    for i in 0..250 {
+        app.state
+            .db
+            .execute(
+                scrm_db::query("INSERT INTO device_account (tenant_id, gateway_id, wxid, nickname, status, created_at, updated_at) VALUES (?, 1, ?, ?, 'ACTIVE', 0, 0)")
+                    .bind(tenant)
+                    .bind(format!("wxid_{i:04}"))
+                    .bind(format!("小号{i:04}")),
+            )
+            .await
+            .unwrap();
+    }
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let form = s.get("/console/traffic-pools/new").await;
+    assert_eq!(form.status, 200);
+    // A typed input with 20 suggestions and a search, not a select of every account.
+    assert!(!form.body.contains("<select name=\"member.0.accountId\""));
+    assert!(form.body.contains("list=\"member-0-devices\""));
+    assert!(form.body.contains("hx-get=\"/console/device-accounts\""));
+    assert_eq!(form.body.matches("<option value=\"wxid_").count(), 20);
+    // The search: by wxid or nickname, at most 20, sent as the input's own field.
+    let one = s
+        .get("/console/device-accounts?member.0.accountId=0217")
+        .await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body.matches("<option ").count(), 1, "{}", one.body);
+    assert!(
+        one.body
+            .contains("<option value=\"wxid_0217\">小号0217 (wxid_0217)</option>")
+    );
+    let by_name = s
+        .get("/console/device-accounts?keyword=%E5%B0%8F%E5%8F%B702")
+        .await; // 小号02
+    assert_eq!(by_name.body.matches("<option ").count(), 20);
+    let late = s.get("/console/device-accounts?keyword=wxid_024").await;
+    assert_eq!(
+        late.body.matches("<option ").count(),
+        10,
+        "wxid_0240 … wxid_0249"
+    );
+    let wild = s.get("/console/device-accounts?keyword=%25").await;
+    assert_eq!(
+        wild.body.matches("<option ").count(),
+        0,
+        "% is a character, not a wildcard"
+    );
+    // Saving takes a searched account past the first 200.
+    let saved = s
+        .post(
+            "/console/traffic-pools",
+            &[
+                ("action", "save"),
+                ("name", "设备池"),
+                ("strategy", "round_robin"),
+                ("enabled", "1"),
+                ("memberCount", "1"),
+                ("member.0.accountId", "wxid_0231"),
+                ("member.0.weight", "1"),
+                ("member.0.dailyCap", "0"),
+                ("member.0.enabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let pools = app
+        .get("/api/v1/automation/traffic-pools", &app.admin_token)
+        .await;
+    let id = pools.data()["list"][0]["id"].as_i64().unwrap();
+    let pool = app
+        .get(
+            &format!("/api/v1/automation/traffic-pools/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(
+        pool.data()["members"][0]["accountId"],
+        "wxid_0231",
+        "{:?}",
+        pool.body
+    );
+    let edit = s.get(&format!("/console/traffic-pools/{id}/edit")).await;
+    assert!(
+        edit.body
+            .contains("id=\"member-0-accountId\" value=\"wxid_0231\"")
+    );
+    // Another tenant's accounts are never suggested.
+    app.state
+        .db
+        .execute(
+            scrm_db::query("INSERT INTO device_account (tenant_id, gateway_id, wxid, nickname, status, created_at, updated_at) VALUES (?, 1, 'wxid_other', '别家', 'ACTIVE', 0, 0)")
+                .bind(tenant + 1000),
+        )
+        .await
+        .unwrap();
+    let other = s.get("/console/device-accounts?keyword=other").await;
+    assert_eq!(other.body.matches("<option ").count(), 0, "{}", other.body);
+}
+
 async fn console_traffic_pool_form_creates_and_edits_with_errors_by_row(app: TestApp) {
     add_staff(&app, our_tenant(&app).await, amy_and_bob()).await;
     let pools = async || {
@@ -3544,6 +4023,9 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_login_refuses_a_wrong_password_on_the_page,
     console_serves_its_assets_from_the_binary,
     console_customer_list_filters_by_tag_and_tags_in_bulk,
+    console_customer_total_is_the_real_count_after_every_kind_of_write,
+    console_customer_list_pages_by_cursor_both_ways,
+    console_customer_list_filters_by_group_and_channel_assigns_and_exports,
     console_viewer_sees_no_write_buttons_and_cannot_post_them,
     console_workbench_shows_todays_figures_and_the_growth_chart,
     console_group_send_form_shows_the_api_errors_next_to_the_fields,
@@ -3563,6 +4045,7 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_customer_exports_start_list_and_download,
     console_traffic_pools_group_welcomes_content_sources_and_cron_tasks,
     console_traffic_pool_form_creates_and_edits_with_errors_by_row,
+    console_traffic_pool_device_accounts_are_searched_not_listed,
 );
 
 scrm_db::db_tests!(crate::gateway::spawn;

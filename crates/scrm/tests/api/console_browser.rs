@@ -268,6 +268,33 @@ async fn console_journey_sync_find_by_tag_send_to_the_tag_and_watch_it_finish() 
     }
     b.shot("customers-by-tag").await;
 
+    // Paging: "next" and "previous" carry keyset cursors (the 30 synced customers: two pages).
+    b.open("/console/customers").await;
+    let total: i64 = b.text("#customer-total").await.parse().unwrap();
+    assert!(total > 20, "{total} customers: two pages");
+    let first = b
+        .wait_for("tr.customer-row")
+        .await
+        .attr("data-id")
+        .await
+        .unwrap();
+    b.click("#next-page").await;
+    b.wait_for_xpath("//span[@id='page-of'][starts-with(normalize-space(.), '2 /')]")
+        .await;
+    let url = b.client.current_url().await.unwrap().to_string();
+    assert!(url.contains("before="), "{url}");
+    b.shot("customers-page-2").await;
+    b.click("#prev-page").await;
+    b.wait_for_xpath("//span[@id='page-of'][starts-with(normalize-space(.), '1 /')]")
+        .await;
+    let again = b
+        .wait_for("tr.customer-row")
+        .await
+        .attr("data-id")
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+
     // A group send to the tag: the live count shows who it reaches.
     let target = scrm::operation::mass::store::Target {
         tag_ids: vec![tag_id],

@@ -3,7 +3,19 @@
 use serde_json::{Value, json};
 
 use crate::customers::{customer, tags};
-use crate::helpers::TestApp;
+use crate::helpers::{Resp, TestApp};
+
+/// `POST /api/v1/customers/import` as the admin: a file of this type.
+pub async fn import(app: &TestApp, content_type: &str, file: Vec<u8>) -> Resp {
+    app.call_raw(
+        reqwest::Method::POST,
+        "/api/v1/customers/import",
+        Some(&app.admin_token),
+        content_type,
+        file,
+    )
+    .await
+}
 
 fn ids(r: &Value) -> Vec<i64> {
     let mut v: Vec<i64> = r["data"]["records"]
@@ -486,15 +498,7 @@ async fn exports_csv_and_imports_with_a_per_row_report(app: TestApp) {
                ,,,,\n\
                wm-g,性别,13911113333,9,web\n\
                wm-ok,好,,,\n";
-    let r = app
-        .call_raw(
-            reqwest::Method::POST,
-            "/api/v1/customers/import",
-            Some(&app.admin_token),
-            "text/csv",
-            csv.as_bytes().to_vec(),
-        )
-        .await;
+    let r = import(&app, "text/csv", csv.as_bytes().to_vec()).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let rep = r.data();
     assert_eq!(
@@ -527,15 +531,7 @@ async fn exports_csv_and_imports_with_a_per_row_report(app: TestApp) {
         .get("/api/v1/customers?channel=ads, offline", &app.admin_token)
         .await;
     assert_eq!(r.data()["total"], 1);
-    let r = app
-        .call_raw(
-            reqwest::Method::POST,
-            "/api/v1/customers/import",
-            Some(&app.admin_token),
-            "application/json",
-            b"{}".to_vec(),
-        )
-        .await;
+    let r = import(&app, "application/json", b"{}".to_vec()).await;
     assert_eq!(r.status, 415);
 }
 
@@ -658,15 +654,7 @@ async fn large_exports_run_as_jobs_and_xlsx_round_trips(app: TestApp) {
     assert_eq!(r.error(), "EXPORT_EXPIRED");
 
     // The XLSX export imports back: every row matched by its externalUserid and updated.
-    let r = app
-        .call_raw(
-            reqwest::Method::POST,
-            "/api/v1/customers/import",
-            Some(&app.admin_token),
-            XLSX,
-            xlsx,
-        )
-        .await;
+    let r = import(&app, XLSX, xlsx).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
         (
@@ -678,15 +666,7 @@ async fn large_exports_run_as_jobs_and_xlsx_round_trips(app: TestApp) {
         "{:?}",
         r.body
     );
-    let r = app
-        .call_raw(
-            reqwest::Method::POST,
-            "/api/v1/customers/import",
-            Some(&app.admin_token),
-            XLSX,
-            b"not a workbook".to_vec(),
-        )
-        .await;
+    let r = import(&app, XLSX, b"not a workbook".to_vec()).await;
     assert_eq!(r.status, 400, "{:?}", r.body);
 }
 

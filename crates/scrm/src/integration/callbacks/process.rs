@@ -153,8 +153,7 @@ async fn contact(
                 return Ok(());
             };
             let mut tx = state.db.begin().await?;
-            apply_customers::customer(&mut tx, ctx, &c).await?;
-            apply_customers::remember(&mut tx, ctx, &c).await?;
+            apply_customers::one_customer(&mut tx, ctx, &c).await?;
             tx.commit().await?;
             if e.change != ExternalContactChange::Edit {
                 // Welcome (20-second WelcomeCode) and channel code: right away, not in a job.

@@ -109,6 +109,18 @@ pub async fn customer(tx: &mut Tx, ctx: &mut Ctx, c: &StagedCustomer) -> DbResul
         .unwrap_or(false))
 }
 
+/// One customer as WeCom shows it now (a callback, a repair), in the caller's transaction: the
+/// customer ([`customer`]), its hash ([`remember`]) and, when it is new, the tenant's customer
+/// counter, last. Returns whether it was created.
+pub async fn one_customer(tx: &mut Tx, ctx: &mut Ctx, c: &StagedCustomer) -> DbResult<bool> {
+    let created = customer(tx, ctx, c).await?;
+    remember(tx, ctx, c).await?;
+    if created {
+        store::count_customers(tx, ctx.tenant_id, 1).await?;
+    }
+    Ok(created)
+}
+
 /// The customer row's fields as WeCom shows them. The first member to add the customer is its
 /// owner (seed 001's followUserId) unless scrm already has one (kept by the upsert).
 fn fields_of(c: &StagedCustomer, owner: i64) -> CustomerFields {
@@ -406,6 +418,7 @@ pub async fn all_customers(tx: &mut Tx, ctx: &mut Ctx, list: &[StagedCustomer]) 
     }
     let mut applied = 0;
     let mut analyze_at = ANALYZE_FIRST_AT;
+    let created_before = ctx.counts.created;
     for chunk in changed.chunks(BATCH) {
         if applied >= analyze_at {
             refresh_statistics(tx).await?;
@@ -436,7 +449,10 @@ pub async fn all_customers(tx: &mut Tx, ctx: &mut Ctx, list: &[StagedCustomer]) 
             ctx.counts.deleted += 1;
         }
     }
-    Ok(())
+    // Vanished customers keep their rows (status 0): only the new ones move the counter. Its
+    // row is shared by the tenant's writers, so it is taken after every other lock of the apply.
+    let created = ctx.counts.created - created_before;
+    store::count_customers(tx, t, created).await
 }
 
 /// Customers applied before the first statistics refresh; it runs again at each doubling.

@@ -49,8 +49,7 @@ pub async fn repair(
         "customer" => match fetch::one_customer(conn, wecom_id).await? {
             Some(c) => {
                 let mut tx = state.db.begin().await?;
-                let created = apply_customers::customer(&mut tx, &mut ctx, &c).await?;
-                apply_customers::remember(&mut tx, &ctx, &c).await?;
+                let created = apply_customers::one_customer(&mut tx, &mut ctx, &c).await?;
                 tx.commit().await?;
                 if created { "created" } else { "updated" }
             }

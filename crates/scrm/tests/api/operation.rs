@@ -957,15 +957,25 @@ async fn assign_tasks_and_sop_steps_change_the_local_owner(app: TestApp) {
     let r = app.post("/api/sop/template", &app.admin_token, body).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let tid = r.data()["templateId"].as_i64().unwrap();
+    let done = execute_one(&app, tid, c2).await;
+    assert_eq!(done["steps"][0]["status"], 2, "{done}");
+    let c = app
+        .get(&format!("/api/v1/customers/{c2}"), &app.admin_token)
+        .await;
+    assert_eq!(c.data()["followUserId"], to.0, "{:?}", c.body);
+}
+
+/// Execute template `tid` for one customer and wait (up to 90 s) for the execution to be done
+/// (status 1); returns it, or `null` if it never finished.
+async fn execute_one(app: &TestApp, tid: i64, customer: i64) -> Value {
     let r = app
         .post(
             "/api/sop/execute",
             &app.admin_token,
-            json!({"templateId": tid, "targetType": 1, "targetIds": [c2]}),
+            json!({"templateId": tid, "targetType": 1, "targetIds": [customer]}),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let mut done = Value::Null;
     for _ in 0..900 {
         let l = app
             .get(
@@ -974,16 +984,11 @@ async fn assign_tasks_and_sop_steps_change_the_local_owner(app: TestApp) {
             )
             .await;
         if l.data()["total"] == 1 {
-            done = l.data()["list"][0].clone();
-            break;
+            return l.data()["list"][0].clone();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(done["steps"][0]["status"], 2, "{done}");
-    let c = app
-        .get(&format!("/api/v1/customers/{c2}"), &app.admin_token)
-        .await;
-    assert_eq!(c.data()["followUserId"], to.0, "{:?}", c.body);
+    Value::Null
 }
 
 /// Executions of a template (all statuses).
@@ -1930,28 +1935,7 @@ async fn sop_pushes_materials_and_reminds_the_owner(app: TestApp) {
     let bad = app.post("/api/sop/template", &app.admin_token, json!({"templateName": "x", "triggerType": 4, "steps": [{"stepType": 3, "actionContent": {}}]})).await;
     assert_eq!(bad.status, 400, "push material needs materialId");
     let (cid, ext, owner) = w.customers[0].clone();
-    let r = app
-        .post(
-            "/api/sop/execute",
-            &app.admin_token,
-            json!({"templateId": tid, "targetType": 1, "targetIds": [cid]}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let mut done = Value::Null;
-    for _ in 0..1200 {
-        let l = app
-            .get(
-                &format!("/api/sop/executions?templateId={tid}&status=1"),
-                &app.admin_token,
-            )
-            .await;
-        if l.data()["total"] == 1 {
-            done = l.data()["list"][0].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let done = execute_one(&app, tid, cid).await;
     assert_eq!(done["steps"][0]["status"], 2, "{done}");
     assert_eq!(done["steps"][0]["result"]["errcode"], 0, "{done}");
     assert_eq!(done["steps"][1]["status"], 2, "{done}");

@@ -83,6 +83,23 @@ const SPECS: &[Spec] = &[
         what: "gap between two batches of one sender",
     },
     Spec {
+        field: "batchSize",
+        key: "mass.batch_size",
+        default: 10_000,
+        min: 1,
+        max: 10_000,
+        what: "most recipients per add_msg_template call (WeCom allows 10,000)",
+    },
+    Spec {
+        field: "monthlyQuota",
+        key: "mass.monthly_quota",
+        default: 0,
+        min: -1,
+        max: 31,
+        what: "mass messages a customer may receive from the corp per natural month (Asia/Shanghai); \
+               0 = WeCom's rule, the number of days of the month; -1 = not checked by scrm",
+    },
+    Spec {
         field: "transferPollMs",
         key: "customers.transfer_poll_ms",
         default: 600_000,
@@ -99,7 +116,7 @@ pub fn routes(state: &AppState) -> Routes {
             Method::GET,
             "/api/v1/operation/settings",
             Access::Permission(perm::OPERATION_SETTINGS_VIEW),
-            "Operation settings: result polling, reminders, confirmation deadline, batch gap, transfer polling",
+            "Operation settings: result polling, reminders, confirmation deadline, batch gap and size, monthly quota, transfer polling",
             get_settings,
         )
         .route(
@@ -257,6 +274,8 @@ mod tests {
         assert_eq!(d("maxReminders"), m.max_reminders);
         assert_eq!(d("confirmDeadlineMs"), m.confirm_deadline_ms);
         assert_eq!(d("batchGapMs"), m.batch_gap_ms);
+        assert_eq!(d("batchSize"), m.batch_size);
+        assert_eq!(d("monthlyQuota"), m.monthly_quota);
         assert_eq!(
             d("transferPollMs"),
             crate::customers::transfer_jobs::POLL_MS

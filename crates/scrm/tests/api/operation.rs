@@ -957,15 +957,25 @@ async fn assign_tasks_and_sop_steps_change_the_local_owner(app: TestApp) {
     let r = app.post("/api/sop/template", &app.admin_token, body).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let tid = r.data()["templateId"].as_i64().unwrap();
+    let done = execute_one(&app, tid, c2).await;
+    assert_eq!(done["steps"][0]["status"], 2, "{done}");
+    let c = app
+        .get(&format!("/api/v1/customers/{c2}"), &app.admin_token)
+        .await;
+    assert_eq!(c.data()["followUserId"], to.0, "{:?}", c.body);
+}
+
+/// Execute template `tid` for one customer and wait (up to 90 s) for the execution to be done
+/// (status 1); returns it, or `null` if it never finished.
+async fn execute_one(app: &TestApp, tid: i64, customer: i64) -> Value {
     let r = app
         .post(
             "/api/sop/execute",
             &app.admin_token,
-            json!({"templateId": tid, "targetType": 1, "targetIds": [c2]}),
+            json!({"templateId": tid, "targetType": 1, "targetIds": [customer]}),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let mut done = Value::Null;
     for _ in 0..900 {
         let l = app
             .get(
@@ -974,16 +984,11 @@ async fn assign_tasks_and_sop_steps_change_the_local_owner(app: TestApp) {
             )
             .await;
         if l.data()["total"] == 1 {
-            done = l.data()["list"][0].clone();
-            break;
+            return l.data()["list"][0].clone();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(done["steps"][0]["status"], 2, "{done}");
-    let c = app
-        .get(&format!("/api/v1/customers/{c2}"), &app.admin_token)
-        .await;
-    assert_eq!(c.data()["followUserId"], to.0, "{:?}", c.body);
+    Value::Null
 }
 
 /// Executions of a template (all statuses).
@@ -1420,4 +1425,550 @@ scrm_db::db_tests!(crate::operation::spawn_api_only;
 scrm_db::db_tests!(crate::operation::spawn_fast_retries;
     an_sop_send_out_of_attempts_keeps_trying_and_sends_once,
     an_sop_send_refused_42001_after_a_token_refresh_keeps_trying,
+);
+
+/// The customers of `w` whose owner is `sender`.
+fn customers_of(w: &World, sender: &str) -> Vec<i64> {
+    w.customers
+        .iter()
+        .filter(|c| c.2 == sender)
+        .map(|c| c.0)
+        .collect()
+}
+
+/// How often the simulator served `api` (`remind_groupmsg_send` …).
+fn calls(w: &World, api: &str) -> u64 {
+    w.sim
+        .call_counts()
+        .get(format!("/cgi-bin/externalcontact/{api}").as_str())
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Wait until `what` holds (checked every 50 ms, for at most 60 s).
+async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Change operation settings through the API.
+async fn settings(app: &TestApp, body: Value) {
+    let r = app
+        .put("/api/v1/operation/settings", &app.admin_token, body)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// A member who never confirms a send in the WeCom client is reminded (remind_groupmsg_send)
+/// once `remindAfterMs` has passed, at most `maxReminders` times however often the results are
+/// looked at; the customers stay unsent until the member confirms, then each gets it once.
+async fn unconfirmed_staff_are_reminded_up_to_the_setting(app: TestApp) {
+    let w = world(&app, 16, |c| c.mass_send.confirm_delay_ms = -1).await;
+    settings(&app, json!({"remindAfterMs": 300, "maxReminders": 2})).await;
+    let sender = w.staff[0].1.clone();
+    let mine = customers_of(&w, &sender);
+    let r = app
+        .post("/api/v1/workbench/group-send/tasks", &app.admin_token, json!({"senderAccountId": sender, "target": {"customerIds": mine}, "messageContent": text("请确认")}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["groupSendTaskId"].as_i64().unwrap();
+    eventually("two reminders", || calls(&w, "remind_groupmsg_send") >= 2).await;
+    // Many more looks at the results (each a chance to remind): no third reminder.
+    let looks = calls(&w, "get_groupmsg_send_result");
+    eventually("six more looks", || {
+        calls(&w, "get_groupmsg_send_result") >= looks + 6
+    })
+    .await;
+    assert_eq!(
+        calls(&w, "remind_groupmsg_send"),
+        2,
+        "capped at maxReminders"
+    );
+    let sends = w.sim.mass_sends();
+    assert_eq!(sends.as_array().unwrap().len(), 1);
+    assert_eq!(sends[0]["reminders"], 2, "{sends}");
+    assert_eq!(w.sim.delivery_count(), 0);
+    let d = app
+        .get(
+            &format!("/api/v1/workbench/group-send/tasks/{id}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(d.data()["status"], "PROCESSING", "{:?}", d.body);
+    assert_eq!(d.data()["results"][0]["stage"], "SUBMITTED");
+
+    // The member confirms: every customer gets the message once, and no reminder follows.
+    let msgid = sends[0]["msgid"].as_str().unwrap().to_string();
+    w.sim.confirm_mass_send(&msgid, None).unwrap();
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    assert_eq!(d["successCount"], mine.len());
+    assert_eq!(w.sim.delivery_count(), mine.len());
+    assert_eq!(calls(&w, "remind_groupmsg_send"), 2);
+
+    // maxReminders 0: nobody is reminded.
+    settings(&app, json!({"maxReminders": 0})).await;
+    let r = app
+        .post("/api/v1/workbench/group-send/tasks", &app.admin_token, json!({"senderAccountId": sender, "target": {"customerIds": [mine[0]]}, "messageContent": text("不提醒")}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let looks = calls(&w, "get_groupmsg_send_result");
+    eventually("six looks at the second send", || {
+        calls(&w, "get_groupmsg_send_result") >= looks + 6
+    })
+    .await;
+    assert_eq!(calls(&w, "remind_groupmsg_send"), 2, "no reminder with 0");
+}
+
+/// Cancelling a task (seed 000's cancel) whose senders each have one batch submitted and more
+/// waiting for the batch gap: the waiting batches are never sent, the submitted ones are
+/// withdrawn in WeCom (cancel_groupmsg_send), every result is FAILED "cancelled", and nobody
+/// receives the message even when the members later try to confirm.
+async fn cancel_withdraws_submitted_batches_and_stops_the_rest(app: TestApp) {
+    let w = world(&app, 40, |c| c.mass_send.confirm_delay_ms = -1).await;
+    settings(&app, json!({"batchSize": 2, "batchGapMs": 600_000})).await;
+    let mut senders: Vec<String> = w.staff.iter().map(|s| s.1.clone()).collect();
+    senders.retain(|s| customers_of(&w, s).len() >= 4);
+    assert!(senders.len() >= 2, "two owners with four customers");
+    let targets: Vec<i64> = senders[..2]
+        .iter()
+        .flat_map(|s| customers_of(&w, s).into_iter().take(4))
+        .collect();
+    let r = app.post("/api/mass-task", &app.admin_token, json!({"taskName": "撤回", "taskType": 1, "targetType": 1, "targetIds": targets, "messageContent": "将被撤回"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    let e = app
+        .post(
+            "/api/mass-task/execute",
+            &app.admin_token,
+            json!({"taskId": id, "immediate": true}),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{:?}", e.body);
+    let db = &app.state.db;
+    let submitted = || async {
+        db.fetch_i64(
+            query("SELECT COUNT(*) FROM group_send_batch WHERE task_id = ? AND state = 2").bind(id),
+        )
+        .await
+        .unwrap()
+    };
+    for _ in 0..1200 {
+        if submitted().await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(submitted().await, 2, "one batch per sender submitted");
+    let batches = db
+        .fetch_i64(query("SELECT COUNT(*) FROM group_send_batch WHERE task_id = ?").bind(id))
+        .await
+        .unwrap();
+    assert_eq!(batches, 4, "two batches of two for each of two senders");
+    assert_eq!(calls(&w, "add_msg_template"), 2);
+
+    let c = app
+        .post(
+            &format!("/api/mass-task/{id}/cancel"),
+            &app.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{:?}", c.body);
+    eventually("both sends withdrawn", || {
+        calls(&w, "cancel_groupmsg_send") >= 2
+    })
+    .await;
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "CANCELLED", "{d}");
+    for _ in 0..1200 {
+        let open = db
+            .fetch_i64(
+                query("SELECT COUNT(*) FROM t_group_send_result WHERE task_id = ? AND status <> 'FAILED'")
+                    .bind(id),
+            )
+            .await
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = app
+        .get(
+            &format!("/api/v1/workbench/group-send/tasks/{id}?resultSize=100"),
+            &app.admin_token,
+        )
+        .await;
+    let results = d.data()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 8);
+    for r in &results {
+        assert_eq!(r["status"], "FAILED", "{r}");
+        assert_eq!(r["errorMessage"], "cancelled", "{r}");
+    }
+    assert_eq!(d.data()["failedCount"], 8);
+    let list = app
+        .get("/api/mass-task/list?status=4", &app.admin_token)
+        .await;
+    assert_eq!(list.data()["list"][0]["id"], id, "{:?}", list.body);
+    // WeCom: the two submitted sends are cancelled, no other send was made, nobody received it.
+    let sends = w.sim.mass_sends();
+    let sends = sends.as_array().unwrap();
+    assert_eq!(sends.len(), 2);
+    assert!(sends.iter().all(|s| s["cancelled"] == true), "{sends:?}");
+    for s in sends {
+        w.sim
+            .confirm_mass_send(s["msgid"].as_str().unwrap(), None)
+            .ok();
+    }
+    assert_eq!(w.sim.delivery_count(), 0);
+    assert_eq!(
+        calls(&w, "add_msg_template"),
+        2,
+        "waiting batches never sent"
+    );
+    assert_eq!(calls(&w, "cancel_groupmsg_send"), 2);
+}
+
+/// A mass task scheduled a few seconds ahead stays PENDING (seed 000 status 0) with nothing sent
+/// until its time, then starts by itself and completes.
+async fn a_scheduled_task_starts_on_time(app: TestApp) {
+    let w = world(&app, 8, |_| {}).await;
+    let ids: Vec<i64> = w.customers.iter().take(3).map(|c| c.0).collect();
+    let at = scrm::state::now_ms() + 3_000;
+    let when = chrono::DateTime::from_timestamp_millis(at)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let r = app.post("/api/mass-task", &app.admin_token, json!({"taskName": "定时", "taskType": 1, "targetType": 1, "targetIds": ids, "messageContent": "准时到", "scheduledTime": when})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    let e = app
+        .post(
+            "/api/mass-task/execute",
+            &app.admin_token,
+            json!({"taskId": id, "immediate": false}),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{:?}", e.body);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let list = app
+        .get("/api/mass-task/list?status=0", &app.admin_token)
+        .await;
+    assert_eq!(
+        list.data()["list"][0]["id"],
+        id,
+        "still waiting: {:?}",
+        list.body
+    );
+    assert_eq!(w.sim.delivery_count(), 0);
+    assert_eq!(calls(&w, "add_msg_template"), 0);
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    assert_eq!(w.sim.delivery_count(), 3);
+    let started = app
+        .state
+        .db
+        .fetch_i64(query("SELECT started_at FROM t_group_send_task WHERE id = ?").bind(id))
+        .await
+        .unwrap();
+    assert!(started >= at, "started {started} before {at}");
+}
+
+/// The per-customer monthly quota is enforced by scrm: with `monthlyQuota` 1, customers who
+/// already received a mass message this month are recorded FAILED with the quota reason and
+/// left out of the WeCom call (WeCom itself would still have allowed it); -1 turns the check off.
+async fn the_monthly_quota_holds_back_customers_over_it(app: TestApp) {
+    let w = world(&app, 16, |_| {}).await;
+    let sender = w.staff[0].1.clone();
+    let mine = customers_of(&w, &sender);
+    assert!(mine.len() >= 3);
+    let ext = |cid: i64| w.customers.iter().find(|c| c.0 == cid).unwrap().1.clone();
+    let r = app
+        .get("/api/v1/operation/settings", &app.admin_token)
+        .await;
+    assert_eq!(r.data()["monthlyQuota"], 0, "WeCom's rule by default");
+    settings(&app, json!({"monthlyQuota": 1})).await;
+    let send = |ids: Vec<i64>, body: &'static str| {
+        let sender = sender.clone();
+        let app = &app;
+        async move {
+            let r = app
+                .post("/api/v1/workbench/group-send/tasks", &app.admin_token, json!({"senderAccountId": sender, "target": {"customerIds": ids}, "messageContent": text(body)}))
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            wait_final(app, r.data()["groupSendTaskId"].as_i64().unwrap()).await
+        }
+    };
+    let d = send(vec![mine[0], mine[1]], "第一条").await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    let d = send(vec![mine[0], mine[1], mine[2]], "第二条").await;
+    assert_eq!(d["status"], "PARTIAL_SUCCESS", "{d}");
+    assert_eq!(
+        (d["successCount"].as_i64(), d["failedCount"].as_i64()),
+        (Some(1), Some(2))
+    );
+    for r in d["results"].as_array().unwrap() {
+        if r["customerId"] == mine[2] {
+            assert_eq!(r["status"], "SUCCESS", "{r}");
+        } else {
+            assert_eq!(r["status"], "FAILED", "{r}");
+            assert!(r["errorMessage"].as_str().unwrap().contains("quota"), "{r}");
+        }
+    }
+    let per = w.sim.deliveries_per_recipient();
+    for (cid, n) in [(mine[0], 1), (mine[1], 1), (mine[2], 1)] {
+        assert_eq!(per.get(&ext(cid)).copied(), Some(n), "customer {cid}");
+    }
+    settings(&app, json!({"monthlyQuota": -1})).await;
+    let d = send(vec![mine[0]], "第三条").await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    assert_eq!(
+        w.sim.deliveries_per_recipient().get(&ext(mine[0])).copied(),
+        Some(2)
+    );
+}
+
+/// `batchSize` cuts one sender's recipients into several add_msg_template calls, and
+/// `batchGapMs` spaces their starts; every customer still gets the message once.
+async fn batches_of_one_sender_are_cut_and_spaced(app: TestApp) {
+    let w = world(&app, 24, |_| {}).await;
+    settings(&app, json!({"batchSize": 2, "batchGapMs": 1_000})).await;
+    let sender = w
+        .staff
+        .iter()
+        .map(|s| s.1.clone())
+        .find(|s| customers_of(&w, s).len() >= 5)
+        .expect("an owner of five customers");
+    let ids: Vec<i64> = customers_of(&w, &sender).into_iter().take(5).collect();
+    let r = app
+        .post("/api/v1/workbench/group-send/tasks", &app.admin_token, json!({"senderAccountId": sender, "target": {"customerIds": ids}, "messageContent": text("分批")}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["groupSendTaskId"].as_i64().unwrap();
+    let d = wait_final(&app, id).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    assert_eq!(
+        calls(&w, "add_msg_template"),
+        3,
+        "5 recipients in batches of 2"
+    );
+    let starts: Vec<(i64,)> = app
+        .state
+        .db
+        .fetch_all(
+            query("SELECT attempt_started_at FROM group_send_batch WHERE task_id = ? ORDER BY attempt_started_at")
+                .bind(id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(starts.len(), 3);
+    // The job engine spaces the claims of the sender's batch jobs by the gap; each handler
+    // records its start a few milliseconds after its claim, so allow that much jitter.
+    for pair in starts.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= 900, "spaced: {starts:?}");
+    }
+    let per = w.sim.deliveries_per_recipient();
+    for cid in &ids {
+        let ext = &w.customers.iter().find(|c| c.0 == *cid).unwrap().1;
+        assert_eq!(per.get(ext).copied(), Some(1), "customer {cid}");
+    }
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    unconfirmed_staff_are_reminded_up_to_the_setting,
+    cancel_withdraws_submitted_batches_and_stops_the_rest,
+    a_scheduled_task_starts_on_time,
+    the_monthly_quota_holds_back_customers_over_it,
+    batches_of_one_sender_are_cut_and_spaced,
+);
+
+/// Seed 000's target types 3 (group chats: the customers in them now) and 2 (tags): each
+/// selected customer once; a deleted customer is recorded FAILED with the reason and not sent;
+/// a member who left the group and the group's staff are not targets.
+async fn mass_tasks_target_group_chats_and_tags_and_skip_deleted_customers(app: TestApp) {
+    let w = world(&app, 12, |_| {}).await;
+    let db = &app.state.db;
+    let now = scrm::state::now_ms();
+    let c = |i: usize| w.customers[i].clone();
+    let (a, left, tagged, deleted) = (c(0), c(1), c(2), c(3));
+    let g = db
+        .insert_id(query("INSERT INTO group_chat (tenant_id, chat_id, name, owner_userid, status, member_count, created_at, updated_at) VALUES (?, 'wrchat-ops', '福利群', ?, 0, 3, ?, ?)").bind(w.tenant).bind(&w.staff[0].1).bind(now).bind(now))
+        .await
+        .unwrap();
+    for (userid, kind, customer, status) in [
+        (a.1.clone(), 2, Some(a.0), 1),
+        (left.1.clone(), 2, Some(left.0), 0),
+        (w.staff[0].1.clone(), 1, None, 1),
+    ] {
+        db.execute(query("INSERT INTO group_chat_member (tenant_id, group_id, member_userid, member_type, customer_id, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").bind(w.tenant).bind(g).bind(userid).bind(kind).bind(customer).bind(status).bind(now).bind(now))
+            .await
+            .unwrap();
+    }
+    let t = tag(&app, &w, "老客", &[tagged.0, deleted.0, a.0]).await;
+    db.execute(query("UPDATE customer SET status = 0 WHERE id = ?").bind(deleted.0))
+        .await
+        .unwrap();
+
+    let run = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app.post("/api/mass-task", &app.admin_token, body).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let id = r.data()["id"].as_i64().unwrap();
+            let e = app
+                .post(
+                    "/api/mass-task/execute",
+                    &app.admin_token,
+                    json!({"taskId": id, "immediate": true}),
+                )
+                .await;
+            assert_eq!(e.status, 200, "{:?}", e.body);
+            wait_final(app, id).await
+        }
+    };
+    let d = run(json!({"taskName": "群成员", "taskType": 1, "targetType": 3, "targetIds": [g], "messageContent": "群里的客户"})).await;
+    assert_eq!(d["status"], "COMPLETED", "{d}");
+    let ids: Vec<i64> = d["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customerId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![a.0], "only the customer still in the group");
+
+    let d = run(json!({"taskName": "标签", "taskType": 1, "targetType": 2, "targetIds": [t], "messageContent": "标签客户"})).await;
+    assert_eq!(d["status"], "PARTIAL_SUCCESS", "{d}");
+    assert_eq!(d["targetCount"], 3);
+    let results = d["results"].as_array().unwrap();
+    let of = |cid: i64| results.iter().find(|r| r["customerId"] == cid).unwrap();
+    assert_eq!(of(tagged.0)["status"], "SUCCESS");
+    assert_eq!(of(a.0)["status"], "SUCCESS");
+    assert_eq!(of(deleted.0)["status"], "FAILED");
+    assert_eq!(of(deleted.0)["errorMessage"], "customer was deleted");
+
+    let per = w.sim.deliveries_per_recipient();
+    for (who, n) in [(&a, 2), (&left, 0), (&tagged, 1), (&deleted, 0)] {
+        assert_eq!(per.get(&who.1).copied().unwrap_or(0), n, "{}", who.1);
+    }
+    assert_eq!(per.get(&w.staff[0].1), None, "staff are not sent to");
+}
+
+/// Seed 004's accounts: each WeCom member with its status mapped (1 → ACTIVE, 5 left the
+/// company → EXPIRED, 2 disabled / 4 not activated → OFFLINE), only the caller's tenant.
+async fn group_send_accounts_map_member_status(app: TestApp) {
+    let tenant = tenant_of(&app).await;
+    let db = &app.state.db;
+    let now = scrm::state::now_ms();
+    for (userid, status) in [
+        ("m-active", 1),
+        ("m-disabled", 2),
+        ("m-inactive", 4),
+        ("m-left", 5),
+    ] {
+        db.execute(query("INSERT INTO staff (tenant_id, userid, name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)").bind(tenant).bind(userid).bind(format!("name-{userid}")).bind(status).bind(now).bind(now))
+            .await
+            .unwrap();
+    }
+    let (_, theirs) = app.other_tenant_admin("acc-co", "acc-admin").await;
+    let other = app.get("/api/v1/auth/me", &theirs).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    db.execute(query("INSERT INTO staff (tenant_id, userid, name, status, created_at, updated_at) VALUES (?, 'm-theirs', 'x', 1, ?, ?)").bind(other).bind(now).bind(now))
+        .await
+        .unwrap();
+    let r = app
+        .get(
+            "/api/v1/workbench/wechat/group-send/accounts",
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let list = r.data().as_array().unwrap().clone();
+    let of = |id: &str| list.iter().find(|a| a["accountId"] == id).cloned();
+    for (id, want) in [
+        ("m-active", "ACTIVE"),
+        ("m-disabled", "OFFLINE"),
+        ("m-inactive", "OFFLINE"),
+        ("m-left", "EXPIRED"),
+    ] {
+        let a = of(id).unwrap_or_else(|| panic!("{id} listed: {list:?}"));
+        assert_eq!(a["status"], want, "{a}");
+        assert_eq!(a["accountType"], "WEWORK");
+        assert_eq!(a["accountName"], format!("name-{id}"));
+    }
+    assert!(
+        of("m-theirs").is_none(),
+        "another tenant's member: {list:?}"
+    );
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    mass_tasks_target_group_chats_and_tags_and_skip_deleted_customers,
+    group_send_accounts_map_member_status,
+);
+
+/// SOP step 3 pushes a library material to the customer from the owner (a link card in WeCom's
+/// mass send), and step 5 reminds the owner with an app message (message/send) carrying the
+/// step's text; both log WeCom's answer.
+async fn sop_pushes_materials_and_reminds_the_owner(app: TestApp) {
+    let w = world(&app, 4, |_| {}).await;
+    let r = app
+        .post(
+            "/api/material",
+            &app.admin_token,
+            json!({"materialType": "link", "title": "新品手册", "content": {"url": "https://example.com/handbook", "desc": "看看"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mid = r.data()["materialId"].as_i64().unwrap();
+    let body = json!({"templateName": "推送与提醒", "templateType": 1, "triggerType": 4, "steps": [
+        {"stepName": "推送资料", "stepType": 3, "delayTime": 0, "delayUnit": "minute", "actionContent": {"materialId": mid}},
+        {"stepName": "提醒跟进", "stepType": 5, "delayTime": 0, "delayUnit": "minute", "actionContent": {"content": "请跟进新品手册"}}]});
+    let r = app.post("/api/sop/template", &app.admin_token, body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tid = r.data()["templateId"].as_i64().unwrap();
+    let bad = app.post("/api/sop/template", &app.admin_token, json!({"templateName": "x", "triggerType": 4, "steps": [{"stepType": 3, "actionContent": {}}]})).await;
+    assert_eq!(bad.status, 400, "push material needs materialId");
+    let (cid, ext, owner) = w.customers[0].clone();
+    let done = execute_one(&app, tid, cid).await;
+    assert_eq!(done["steps"][0]["status"], 2, "{done}");
+    assert_eq!(done["steps"][0]["result"]["errcode"], 0, "{done}");
+    assert_eq!(done["steps"][1]["status"], 2, "{done}");
+    assert_eq!(done["steps"][1]["result"]["errcode"], 0, "{done}");
+
+    let all = w.sim.query_deliveries(&Default::default());
+    let pushed: Vec<_> = all
+        .iter()
+        .filter(|d| d.kind == scrm_wecom_sim::DeliveryKind::MassSend)
+        .collect();
+    assert_eq!(pushed.len(), 1, "{all:?}");
+    assert_eq!(
+        (pushed[0].recipient.as_str(), pushed[0].sender.as_str()),
+        (ext.as_str(), owner.as_str())
+    );
+    let card = pushed[0].content.to_string();
+    assert!(
+        card.contains("https://example.com/handbook") && card.contains("新品手册"),
+        "{card}"
+    );
+    let reminded: Vec<_> = all
+        .iter()
+        .filter(|d| d.kind == scrm_wecom_sim::DeliveryKind::AppMessage)
+        .collect();
+    assert_eq!(reminded.len(), 1, "{all:?}");
+    assert_eq!(reminded[0].recipient, owner);
+    assert!(
+        reminded[0].content.to_string().contains("请跟进新品手册"),
+        "{:?}",
+        reminded[0].content
+    );
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    sop_pushes_materials_and_reminds_the_owner,
 );

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::store::{self, BatchRow, TaskRow};
-use super::{BATCH_SIZE, Settings, batch, result, status};
+use super::{Settings, batch, result, status};
 use crate::operation::content::{MessageContent, WeComMessage, to_wecom};
 use crate::operation::wecom::{TenantWeCom, client_for};
 use crate::state::AppState;
@@ -115,7 +115,10 @@ pub async fn run_start(state: AppState, ctx: JobContext, p: Value) -> Result<Job
         crate::devices::group_send::queue(&state, &mut tx, &task, now)
             .await
             .map_err(retry)?;
-        let batches = store::plan_batches(&mut tx, &task, BATCH_SIZE, now).await?;
+        if let Some(quota) = settings.quota_for(now) {
+            store::apply_monthly_quota(&mut tx, &task, quota, super::month_of(now).0, now).await?;
+        }
+        let batches = store::plan_batches(&mut tx, &task, settings.batch_size, now).await?;
         let jobs = batches
             .iter()
             .map(|(id, sender)| batch_job(&task, *id, sender, &settings))

@@ -109,6 +109,12 @@ pub struct Settings {
     pub confirm_deadline_ms: i64,
     /// Gap between two batches of one sender.
     pub batch_gap_ms: i64,
+    /// Most recipients per add_msg_template call (WeCom's maximum, [`BATCH_SIZE`], by default).
+    pub batch_size: i64,
+    /// Mass messages a customer may receive from the corp per natural month (Asia/Shanghai),
+    /// enforced before sending: 0 = WeCom's rule, the number of days of the month
+    /// (API-FACTS §7); -1 = not checked by scrm (WeCom still answers status 3).
+    pub monthly_quota: i64,
 }
 
 impl Default for Settings {
@@ -120,6 +126,8 @@ impl Default for Settings {
             max_reminders: 3,
             confirm_deadline_ms: 3 * 24 * 3600 * 1000,
             batch_gap_ms: 0,
+            batch_size: BATCH_SIZE,
+            monthly_quota: 0,
         }
     }
 }
@@ -146,10 +154,21 @@ impl Settings {
                 "mass.max_reminders" => s.max_reminders = v,
                 "mass.confirm_deadline_ms" => s.confirm_deadline_ms = v,
                 "mass.batch_gap_ms" => s.batch_gap_ms = v,
+                "mass.batch_size" => s.batch_size = v,
+                "mass.monthly_quota" => s.monthly_quota = v,
                 _ => {}
             }
         }
         Ok(s)
+    }
+
+    /// The quota in force for the month of `ms`, if scrm checks one.
+    pub fn quota_for(&self, ms: i64) -> Option<i64> {
+        match self.monthly_quota {
+            q if q < 0 => None,
+            0 => Some(month_of(ms).2),
+            q => Some(q),
+        }
     }
 
     /// Store one setting (`mass.poll_interval_ms` …) for a tenant.
@@ -158,5 +177,66 @@ impl Settings {
         crate::operation::settings::store(&mut tx, tenant_id, key, value, crate::state::now_ms())
             .await?;
         tx.commit().await
+    }
+}
+
+/// The natural month (Asia/Shanghai) of `ms`: its first instant, the first instant of the next
+/// month (epoch milliseconds), and its number of days.
+pub fn month_of(ms: i64) -> (i64, i64, i64) {
+    use chrono::{Datelike, NaiveDate, TimeZone};
+    let tz = crate::automation::shanghai();
+    let local = tz
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| chrono::Utc::now().naive_utc(), |t| t.naive_local());
+    let first = NaiveDate::from_ymd_opt(local.year(), local.month(), 1).unwrap_or_default();
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(first);
+    let at = |d: NaiveDate| {
+        tz.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+            .single()
+            .map_or(ms, |t| t.timestamp_millis())
+    };
+    (at(first), at(next), (next - first).num_days())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_counted_in_shanghai() {
+        // 2026-11-30 17:00 UTC is 2026-12-01 01:00 in Shanghai: December, 31 days.
+        let ms = chrono::DateTime::parse_from_rfc3339("2026-11-30T17:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let (start, end, days) = month_of(ms);
+        let iso = |t: i64| {
+            chrono::DateTime::from_timestamp_millis(t)
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(iso(start), "2026-11-30T16:00:00+00:00");
+        assert_eq!(iso(end), "2026-12-31T16:00:00+00:00");
+        assert_eq!(days, 31);
+        let s = Settings::default();
+        assert_eq!(s.quota_for(ms), Some(31));
+        assert_eq!(
+            Settings {
+                monthly_quota: -1,
+                ..s.clone()
+            }
+            .quota_for(ms),
+            None
+        );
+        assert_eq!(
+            Settings {
+                monthly_quota: 4,
+                ..s
+            }
+            .quota_for(ms),
+            Some(4)
+        );
     }
 }

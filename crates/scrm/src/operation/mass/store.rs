@@ -280,6 +280,45 @@ pub async fn resolve_targets(tx: &mut Tx, task: &TaskRow, now: i64) -> DbResult<
     Ok(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// The reason of a result not sent because the customer's monthly quota is used up.
+pub fn quota_reason(quota: i64) -> String {
+    format!("monthly mass-message quota reached ({quota} this month, 客户本月群发次数已达上限)")
+}
+
+/// Record FAILED, with the quota reason, the task's PENDING results whose customer already has
+/// `quota` mass messages of this tenant this month (since `month_start`): sent (SUCCESS) or
+/// waiting for the sender's confirmation (SUBMITTED) in a WeCom batch of another task. Returns
+/// how many were held back.
+pub async fn apply_monthly_quota(
+    tx: &mut Tx,
+    task: &TaskRow,
+    quota: i64,
+    month_start: i64,
+    now: i64,
+) -> DbResult<u64> {
+    // The inner SELECT is wrapped in a derived table: MySQL refuses a subquery on the table
+    // being updated otherwise.
+    Ok(tx
+        .execute(
+            query(
+                "UPDATE t_group_send_result SET status = 'FAILED', error_message = ?, update_time = ? \
+                 WHERE task_id = ? AND status = 'PENDING' AND customer_id IN (SELECT q.customer_id FROM \
+                 (SELECT r.customer_id FROM t_group_send_result r WHERE r.tenant_id = ? AND r.task_id <> ? \
+                 AND r.batch_id IS NOT NULL AND r.status IN ('SUCCESS', 'SUBMITTED') AND r.update_time >= ? \
+                 GROUP BY r.customer_id HAVING COUNT(*) >= ?) q)",
+            )
+            .bind(quota_reason(quota))
+            .bind(now)
+            .bind(task.id)
+            .bind(task.tenant_id)
+            .bind(task.id)
+            .bind(month_start)
+            .bind(quota),
+        )
+        .await?
+        .rows_affected)
+}
+
 /// A planned batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Planned {

@@ -101,6 +101,12 @@ pub struct Config {
     /// How long a worker's claim on a job lasts without a heartbeat (`SCRM_JOB_LEASE_SECS`): a
     /// worker that dies loses its jobs to the others after this. Heartbeats run at a third.
     pub job_lease: Duration,
+    /// Calls per second to one WeCom API per corp, sustained (`SCRM_WECOM_CALLS_PER_SECOND`,
+    /// default 40 = 144,000/h, under WeCom's 10,000/min and 150,000/h per corp per API), shared by
+    /// every process through Redis when configured; a local simulator is not limited.
+    pub wecom_calls_per_second: f64,
+    /// Calls to one API that may go out back to back (`SCRM_WECOM_CALL_BURST`, default 200).
+    pub wecom_call_burst: u32,
     /// Delays before the retries of a send job whose WeCom call failed (`SCRM_WECOM_RETRY_SECS`,
     /// comma-separated seconds, the last repeating; default 5,60,300,900).
     pub wecom_retry: Vec<Duration>,
@@ -524,6 +530,18 @@ impl Config {
         if !(3..=3600).contains(&job_lease_secs) {
             return Err(bad("SCRM_JOB_LEASE_SECS", "must be 3 to 3600 seconds"));
         }
+        let wecom_calls_per_second =
+            parse_or(src, "SCRM_WECOM_CALLS_PER_SECOND", 40f64, &mut sources)?;
+        if !(0.1..=166.0).contains(&wecom_calls_per_second) {
+            return Err(bad(
+                "SCRM_WECOM_CALLS_PER_SECOND",
+                "must be 0.1 to 166 (WeCom allows 10,000 calls a minute per corp per API)",
+            ));
+        }
+        let wecom_call_burst = parse_or(src, "SCRM_WECOM_CALL_BURST", 200u32, &mut sources)?;
+        if !(1..=10_000).contains(&wecom_call_burst) {
+            return Err(bad("SCRM_WECOM_CALL_BURST", "must be 1 to 10000"));
+        }
         let wecom_retry = match src.get("SCRM_WECOM_RETRY_SECS") {
             None => vec![5u64, 60, 300, 900],
             Some(raw) => {
@@ -622,6 +640,8 @@ impl Config {
             login_window,
             worker_concurrency,
             job_lease: Duration::from_secs(job_lease_secs),
+            wecom_calls_per_second,
+            wecom_call_burst,
             wecom_retry,
             sources,
             integration,
@@ -699,6 +719,14 @@ impl Config {
             (
                 "SCRM_JOB_LEASE_SECS".into(),
                 self.job_lease.as_secs().to_string(),
+            ),
+            (
+                "SCRM_WECOM_CALLS_PER_SECOND".into(),
+                self.wecom_calls_per_second.to_string(),
+            ),
+            (
+                "SCRM_WECOM_CALL_BURST".into(),
+                self.wecom_call_burst.to_string(),
             ),
             (
                 "SCRM_WECOM_RETRY_SECS".into(),
@@ -914,6 +942,25 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.redis_url.unwrap().expose(), "redis://:x@cache:6379/2");
+    }
+
+    #[test]
+    fn the_wecom_call_rate_per_corp_is_configurable_within_wecoms_limit() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!((c.wecom_calls_per_second, c.wecom_call_burst), (40.0, 200));
+        let c = cfg(&[
+            ("SCRM_WECOM_CALLS_PER_SECOND", "12.5"),
+            ("SCRM_WECOM_CALL_BURST", "30"),
+        ])
+        .unwrap();
+        assert_eq!((c.wecom_calls_per_second, c.wecom_call_burst), (12.5, 30));
+        for (k, v) in [
+            ("SCRM_WECOM_CALLS_PER_SECOND", "0"),
+            ("SCRM_WECOM_CALLS_PER_SECOND", "500"),
+            ("SCRM_WECOM_CALL_BURST", "0"),
+        ] {
+            assert_eq!(cfg(&[(k, v)]).unwrap_err().key, k);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use scrm_wecom::client::{
-    ClientConfig, MemoryRateLimiter, MemoryTokenCache, RedisRateLimiter, RedisTokenCache,
+    ClientConfig, MemoryRateLimiter, MemoryTokenCache, Rate, RedisRateLimiter, RedisTokenCache,
 };
 use scrm_wecom::{AppClient, WeComClient};
 
@@ -37,8 +37,9 @@ fn clients() -> &'static Mutex<HashMap<String, WeComClient>> {
 
 /// Client settings for a base URL. A loopback base is the simulator (or a test double): fast
 /// retries and no outbound limit, so tests and benchmarks measure scrm, not our own throttle.
-/// Anything else gets WeCom's real policy.
-pub fn client_config(base: &str) -> ClientConfig {
+/// Anything else gets WeCom's real policy, with `per_corp` as the default rate of every API
+/// per corp (`SCRM_WECOM_CALLS_PER_SECOND`, `SCRM_WECOM_CALL_BURST`).
+pub fn client_config(base: &str, per_corp: Rate) -> ClientConfig {
     let local = url::Url::parse(base)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -46,10 +47,12 @@ pub fn client_config(base: &str) -> ClientConfig {
     if local {
         ClientConfig::for_simulator(base)
     } else {
-        ClientConfig {
+        let mut c = ClientConfig {
             base_url: base.to_string(),
             ..ClientConfig::default()
-        }
+        };
+        c.rate_limits.default = per_corp;
+        c
     }
 }
 
@@ -59,7 +62,13 @@ pub fn shared(state: &AppState, base: &str) -> anyhow::Result<WeComClient> {
     if let Some(c) = clients().lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(c);
     }
-    let config = client_config(base);
+    let config = client_config(
+        base,
+        Rate::new(
+            state.config.wecom_calls_per_second,
+            state.config.wecom_call_burst,
+        ),
+    );
     let client = match &state.redis {
         Some(conn) => {
             let tokens = RedisTokenCache::new(conn.clone(), "scrm:wecom");
@@ -89,4 +98,27 @@ pub fn connect(state: &AppState, c: &WeworkConfig) -> anyhow::Result<Conn> {
         customers: client.app(c.corp_id.clone(), c.customer_secret().clone()),
         directory: client.app(c.corp_id.clone(), c.directory_secret().clone()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wecom_gets_the_configured_per_corp_rate_and_the_simulator_none() {
+        let c = client_config("https://qyapi.weixin.qq.com", Rate::new(5.0, 20));
+        assert_eq!(
+            c.rate_limits.rate_for("externalcontact/add_msg_template"),
+            Rate::new(5.0, 20)
+        );
+        // gettoken keeps its own, stricter limit.
+        assert_eq!(c.rate_limits.rate_for("gettoken"), Rate::new(2.0, 10));
+        let sim = client_config("http://127.0.0.1:9000", Rate::new(5.0, 20));
+        assert!(
+            sim.rate_limits
+                .rate_for("externalcontact/add_msg_template")
+                .per_second
+                > 1000.0
+        );
+    }
 }

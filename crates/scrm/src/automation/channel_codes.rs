@@ -860,6 +860,23 @@ pub async fn run_push(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
     Ok(JobOutcome::Done)
 }
 
+/// Enqueue a push of a code from a job (its errors retry the job).
+async fn enqueue_from_job(
+    state: &AppState,
+    tx: &mut Tx,
+    tenant_id: i64,
+    code_id: i64,
+    why: &str,
+) -> Result<(), JobError> {
+    let job = push_job(tenant_id, code_id, why).map_err(JobError::retryable)?;
+    state
+        .jobs
+        .enqueue(tx, job)
+        .await
+        .map_err(JobError::retryable)?;
+    Ok(())
+}
+
 /// `automation.channel_code.daily` (00:00 Asia/Shanghai): every code with daily limits goes
 /// back to its primary staff.
 pub async fn run_daily(
@@ -878,12 +895,7 @@ pub async fn run_daily(
     for (tenant, id, staff) in rows {
         let staff: Vec<StaffLimit> = json_col(Some(&staff));
         if staff.iter().any(|s| s.daily_limit > 0) {
-            let job = push_job(tenant, id, &format!("day:{day}")).map_err(JobError::retryable)?;
-            state
-                .jobs
-                .enqueue(&mut tx, job)
-                .await
-                .map_err(JobError::retryable)?;
+            enqueue_from_job(&state, &mut tx, tenant, id, &format!("day:{day}")).await?;
         }
     }
     tx.commit().await?;
@@ -923,13 +935,8 @@ pub async fn run_hours(
                 .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                     (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
                 });
-            let job = push_job(row.tenant_id, row.id, &format!("hours:{minute}:{who:x}"))
-                .map_err(JobError::retryable)?;
-            state
-                .jobs
-                .enqueue(&mut tx, job)
-                .await
-                .map_err(JobError::retryable)?;
+            let why = format!("hours:{minute}:{who:x}");
+            enqueue_from_job(&state, &mut tx, row.tenant_id, row.id, &why).await?;
         }
     }
     tx.commit().await?;

@@ -128,9 +128,9 @@ impl WorkHours {
         if !self.is_set() {
             return at;
         }
-        let Ok(base) = serde_json::from_value::<workflows::model::Step>(
-            serde_json::json!({"type": "window"}),
-        ) else {
+        let Ok(base) =
+            serde_json::from_value::<workflows::model::Step>(serde_json::json!({"type": "window"}))
+        else {
             return at;
         };
         let step = workflows::model::Step {

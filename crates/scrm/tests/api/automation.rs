@@ -53,6 +53,19 @@ fn welcomes_to(sim: &SimHandle, ext: &str) -> Vec<Delivery> {
         .collect()
 }
 
+/// A channel code body refused, naming `field`.
+async fn refused(app: &TestApp, body: Value, field: &str) {
+    let r = app
+        .post("/api/v1/channel-codes", &app.admin_token, body.clone())
+        .await;
+    assert_eq!(
+        (r.status, r.error(), r.body["fields"][0]["field"].as_str()),
+        (400, "VALIDATION_FAILED", Some(field)),
+        "{body}: {:?}",
+        r.body
+    );
+}
+
 async fn code(app: &TestApp, id: i64) -> Value {
     app.get(&format!("/api/v1/channel-codes/{id}"), &app.admin_token)
         .await
@@ -60,7 +73,7 @@ async fn code(app: &TestApp, id: i64) -> Value {
         .clone()
 }
 
-async fn synced(app: &TestApp, id: i64) -> Value {
+pub(crate) async fn synced(app: &TestApp, id: i64) -> Value {
     until("the code to reach WeCom", || async {
         let c = code(app, id).await;
         (c["syncStatus"] == "synced").then_some(c)
@@ -347,15 +360,7 @@ async fn channel_codes_validate_update_and_stay_in_their_tenant(app: TestApp) {
         ),
     ];
     for (body, field) in cases {
-        let r = app
-            .post("/api/v1/channel-codes", &app.admin_token, body.clone())
-            .await;
-        assert_eq!(
-            (r.status, r.error(), r.body["fields"][0]["field"].as_str()),
-            (400, "VALIDATION_FAILED", Some(field)),
-            "{body}: {:?}",
-            r.body
-        );
+        refused(&app, body, field).await;
     }
     assert_eq!(
         n(&app, "SELECT COUNT(*) FROM channel_code".into()).await,
@@ -669,24 +674,25 @@ async fn channel_code_members_follow_their_working_hours(app: TestApp) {
         (json!({"workDays": [8]}), "staff[1].workDays"),
         (json!({"workStart": "09:00"}), "staff[1].workEnd"),
         (json!({"workEnd": "18:00"}), "staff[1].workStart"),
-        (json!({"workStart": "9am", "workEnd": "18:00"}), "staff[1].workStart"),
-        (json!({"workStart": "09:00", "workEnd": "25:00"}), "staff[1].workEnd"),
-        (json!({"workStart": "18:00", "workEnd": "09:00"}), "staff[1].workEnd"),
+        (
+            json!({"workStart": "9am", "workEnd": "18:00"}),
+            "staff[1].workStart",
+        ),
+        (
+            json!({"workStart": "09:00", "workEnd": "25:00"}),
+            "staff[1].workEnd",
+        ),
+        (
+            json!({"workStart": "18:00", "workEnd": "09:00"}),
+            "staff[1].workEnd",
+        ),
     ] {
         let mut second = json!({"userid": u2});
         for (k, v) in hours.as_object().unwrap() {
             second[k] = v.clone();
         }
         let body = json!({"name": "x", "staff": [{"userid": u1}, second]});
-        let r = app
-            .post("/api/v1/channel-codes", &app.admin_token, body.clone())
-            .await;
-        assert_eq!(
-            (r.status, r.error(), r.body["fields"][0]["field"].as_str()),
-            (400, "VALIDATION_FAILED", Some(field)),
-            "{body}: {:?}",
-            r.body
-        );
+        refused(&app, body, field).await;
     }
     assert_eq!(
         n(&app, "SELECT COUNT(*) FROM channel_code".into()).await,
@@ -709,13 +715,23 @@ async fn channel_code_members_follow_their_working_hours(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.data()["id"].as_i64().unwrap();
-    assert_eq!(r.data()["staff"][1]["workDays"], json!([1, 2, 3, 4, 5, 6, 7]));
+    assert_eq!(
+        r.data()["staff"][1]["workDays"],
+        json!([1, 2, 3, 4, 5, 6, 7])
+    );
     assert_eq!(r.data()["staff"][0]["working"], false, "{:?}", r.body);
     assert_eq!(r.data()["staff"][1]["working"], true, "{:?}", r.body);
     let c = synced(&app, id).await;
-    assert_eq!(c["activeUsers"], json!([u2]), "only the member at work: {c}");
+    assert_eq!(
+        c["activeUsers"],
+        json!([u2]),
+        "only the member at work: {c}"
+    );
     let cfg = c["configId"].as_str().unwrap().to_string();
-    assert_eq!(wecom(&sim).get_contact_way(&cfg).await.unwrap().user, vec![u2.clone()]);
+    assert_eq!(
+        wecom(&sim).get_contact_way(&cfg).await.unwrap().user,
+        vec![u2.clone()]
+    );
 
     // u2's hours end (as the clock would make them: their stored hours now lie ahead) and no
     // member works: the minute check hands the code to the backup staff, in WeCom too.
@@ -725,10 +741,16 @@ async fn channel_code_members_follow_their_working_hours(app: TestApp) {
         .await
         .unwrap()
         .0;
-    let shifted = stored
-        .replace(&format!("\"workStart\":\"{open_start}\""), &format!("\"workStart\":\"{closed_start}\""))
-        .replace(&format!("\"workEnd\":\"{open_end}\""), &format!("\"workEnd\":\"{closed_end}\""));
-    assert_ne!(shifted, stored);
+    // Set member `i`'s hours in the stored code (what the clock would do to them).
+    let set_hours = |staff: &str, i: usize, (start, end): &(String, String)| {
+        let mut v: Value = serde_json::from_str(staff).unwrap();
+        v[i]["workStart"] = json!(start);
+        v[i]["workEnd"] = json!(end);
+        v.to_string()
+    };
+    let closed = (closed_start.clone(), closed_end.clone());
+    let open = (open_start.clone(), open_end.clone());
+    let shifted = set_hours(&stored, 1, &closed);
     db.execute(
         query("UPDATE channel_code SET staff = ? WHERE id = ?")
             .bind(&shifted)
@@ -757,15 +779,14 @@ async fn channel_code_members_follow_their_working_hours(app: TestApp) {
     assert_eq!(code(&app, id).await["staff"][1]["working"], false);
 
     // u1's hours begin: the code returns to u1 (the backup steps back).
-    let back = shifted.replacen(
-        &format!("\"workStart\":\"{closed_start}\",\"workEnd\":\"{closed_end}\""),
-        &format!("\"workStart\":\"{open_start}\",\"workEnd\":\"{open_end}\""),
-        1,
-    );
-    assert_ne!(back, shifted);
-    db.execute(query("UPDATE channel_code SET staff = ? WHERE id = ?").bind(&back).bind(id))
-        .await
-        .unwrap();
+    let back = set_hours(&shifted, 0, &open);
+    db.execute(
+        query("UPDATE channel_code SET staff = ? WHERE id = ?")
+            .bind(&back)
+            .bind(id),
+    )
+    .await
+    .unwrap();
     fire().await;
     until("the code to return to u1", || async {
         let c = code(&app, id).await;

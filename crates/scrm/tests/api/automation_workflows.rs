@@ -158,14 +158,7 @@ async fn a_new_customer_runs_delay_condition_tag_and_message_once(app: TestApp) 
         }),
     )
     .await;
-    let staff = sim
-        .company()
-        .staff
-        .iter()
-        .find(|s| s.contact_enabled && s.visible() && s.status == 1)
-        .unwrap()
-        .userid
-        .clone();
+    let staff = a_member(&sim);
     // Two customers add the member (WeCom's add_external_contact callbacks).
     let mut exts = Vec::new();
     for name in ["李雷", "韩梅梅"] {
@@ -1213,16 +1206,7 @@ async fn a_stage_change_starts_its_workflow_each_time(app: TestApp) {
     })
     .await;
     // Let the relay pass the "won" change too: still two.
-    until("every stage event relayed", || async {
-        (n(
-            &app,
-            "SELECT COUNT(*) FROM event_outbox WHERE published_at IS NULL".into(),
-        )
-        .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    all_relayed(&app).await;
     assert_eq!(runs_of(&app, wf).await.len(), 2, "{both:?}");
     sim.shutdown().await;
 }
@@ -1652,6 +1636,31 @@ async fn check_condition(app: &TestApp, wf: i64, mark: i64) -> i64 {
     .await
 }
 
+/// Wait until the events relay has published every event.
+async fn all_relayed(app: &TestApp) {
+    until("every event relayed", || async {
+        (n(
+            app,
+            "SELECT COUNT(*) FROM event_outbox WHERE published_at IS NULL".into(),
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// A member of the simulated company who can have customers (userid).
+fn a_member(sim: &SimHandle) -> String {
+    sim.company()
+        .staff
+        .iter()
+        .find(|s| s.contact_enabled && s.visible() && s.status == 1)
+        .unwrap()
+        .userid
+        .clone()
+}
+
 /// A local CRM the webhook steps post to: its base URL and the bodies it received.
 async fn crm() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -1811,7 +1820,10 @@ async fn tag_and_group_triggers_run_conditions_random_messages_untag_and_webhook
         let d = step_logged(&app, r, 0, 2).await;
         let wait = d["steps"][0]["result"]["waitMs"].as_i64().unwrap();
         assert!((3_600_000..=3 * 3_600_000).contains(&wait), "{d}");
-        assert_eq!(d["steps"][1]["dueAt"], d["steps"][0]["result"]["until"], "{d}");
+        assert_eq!(
+            d["steps"][1]["dueAt"], d["steps"][0]["result"]["until"],
+            "{d}"
+        );
         assert_eq!(d["nextStepAt"], d["steps"][1]["dueAt"]);
     }
     // Meanwhile A stays quiet (last seen 10 days ago); C was active today.
@@ -1848,8 +1860,14 @@ async fn tag_and_group_triggers_run_conditions_random_messages_untag_and_webhook
     })
     .await;
     assert_eq!(sent.len(), 1);
-    let text = sent[0].content["text"]["content"].as_str().unwrap().to_string();
-    let options: Vec<String> = texts.iter().map(|t| t.replace("{nickname}", &name_a)).collect();
+    let text = sent[0].content["text"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let options: Vec<String> = texts
+        .iter()
+        .map(|t| t.replace("{nickname}", &name_a))
+        .collect();
     assert!(options.contains(&text), "{text} not in {options:?}");
     assert!(sends_to(&sim, &ext_c).is_empty());
     // Untagged in scrm; C keeps its tag.
@@ -1887,17 +1905,12 @@ async fn tag_and_group_triggers_run_conditions_random_messages_untag_and_webhook
     assert_eq!(runs[0]["triggerType"], "joined_group");
     run_status(&app, runs[0]["id"].as_i64().unwrap(), 2).await;
     assert!(has_tag(&app, a, t2).await);
-    until("every join relayed", || async {
-        (n(
-            &app,
-            "SELECT COUNT(*) FROM event_outbox WHERE published_at IS NULL".into(),
-        )
-        .await
-            == 0)
-            .then_some(())
-    })
-    .await;
-    assert_eq!(runs_of(&app, joined).await.len(), 1, "B's chat starts nothing");
+    all_relayed(&app).await;
+    assert_eq!(
+        runs_of(&app, joined).await.len(),
+        1,
+        "B's chat starts nothing"
+    );
     sim.shutdown().await;
 }
 
@@ -1989,7 +2002,10 @@ async fn schedules_fire_for_tagged_customers_and_group_chats(app: TestApp) {
         .map(|(id, _)| *id)
         .find(|id| !want.contains(id));
     if let Some(other) = untagged {
-        assert!(!has_tag(&app, other, mark).await, "{other} is not in the audience");
+        assert!(
+            !has_tag(&app, other, mark).await,
+            "{other} is not in the audience"
+        );
     }
 
     let runs = until("the chat's run", || async {
@@ -2017,14 +2033,7 @@ async fn a_customer_through_a_channel_code_is_welcomed_tagged_owned_and_nurtured
     let sim = world(&app).await;
     let tags = tag_ids(&app).await;
     let (code_tag, later_tag) = (tags[0], tags[1]);
-    let member = sim
-        .company()
-        .staff
-        .iter()
-        .find(|s| s.contact_enabled && s.visible() && s.status == 1)
-        .unwrap()
-        .userid
-        .clone();
+    let member = a_member(&sim);
     let owner = n(
         &app,
         format!("SELECT id FROM staff WHERE userid = '{member}'"),
@@ -2046,13 +2055,7 @@ async fn a_customer_through_a_channel_code_is_welcomed_tagged_owned_and_nurtured
     assert_eq!(r.status, 201, "{:?}", r.body);
     let code = r.data()["id"].as_i64().unwrap();
     let state = r.data()["state"].as_str().unwrap().to_string();
-    until("the code in WeCom", || async {
-        let c = app
-            .get(&format!("/api/v1/channel-codes/{code}"), &app.admin_token)
-            .await;
-        (c.data()["syncStatus"] == "synced").then_some(())
-    })
-    .await;
+    crate::automation::synced(&app, code).await;
     let wf = published(
         &app,
         &app.admin_token,

@@ -942,3 +942,52 @@ pub async fn run_hours(
     tx.commit().await?;
     Ok(JobOutcome::Done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn member(userid: &str, limit: i64, hours: Option<(&str, &str)>) -> StaffLimit {
+        StaffLimit {
+            userid: userid.into(),
+            daily_limit: limit,
+            work_days: if hours.is_some() {
+                vec![1, 2, 3, 4, 5]
+            } else {
+                vec![]
+            },
+            work_start: hours.map(|h| h.0.to_string()),
+            work_end: hours.map(|h| h.1.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_code_follows_hours_and_limits_then_backup() {
+        let tz = crate::automation::shanghai();
+        let at = |d: u32, h: u32| {
+            tz.with_ymd_and_hms(2026, 11, d, h, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let staff = [
+            member("day", 0, Some(("09:00", "18:00"))),
+            member("night", 2, Some(("18:00", "24:00"))),
+        ];
+        let backup = ["spare".to_string()];
+        // Monday 2026-11-23: 10:00 the day member, 20:00 the night one, 03:00 nobody.
+        assert_eq!(active_users(&staff, &backup, &[], at(23, 10)), ["day"]);
+        assert_eq!(active_users(&staff, &backup, &[], at(23, 20)), ["night"]);
+        assert_eq!(active_users(&staff, &backup, &[], at(23, 3)), ["spare"]);
+        // The night member full: the backup, as outside the hours.
+        let full = [("night".to_string(), 2)];
+        assert_eq!(active_users(&staff, &backup, &full, at(23, 20)), ["spare"]);
+        // Saturday: nobody works; no backup: every member (WeCom needs one).
+        assert_eq!(active_users(&staff, &[], &[], at(28, 10)), ["day", "night"]);
+        // No hours: always.
+        assert_eq!(
+            active_users(&[member("any", 0, None)], &backup, &[], at(28, 3)),
+            ["any"]
+        );
+    }
+}

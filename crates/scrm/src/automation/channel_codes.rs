@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::welcome::{WelcomeContent, check_staff};
-use super::{day_of, json_col};
+use super::{WorkHours, day_of, json_col};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
@@ -40,7 +40,7 @@ pub fn routes(state: &AppState) -> Routes {
             Method::POST,
             "/api/v1/channel-codes",
             Access::Permission(perm::CHANNEL_CODE_MANAGE),
-            "Create a channel code (WeCom contact way with a state; staff, backup staff, daily limits, tags, owner, welcome)",
+            "Create a channel code (WeCom contact way with a state; staff with daily limits and working hours, backup staff, tags, owner, welcome)",
             create_code,
         )
         .route(
@@ -80,12 +80,29 @@ pub fn routes(state: &AppState) -> Routes {
         )
 }
 
-/// A member of a code and their daily add limit (0: none).
+/// A member of a code: their daily add limit (0: none) and working hours (`workDays` 1-7,
+/// `workStart`-`workEnd` HH:MM, Asia/Shanghai; none: always).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct StaffLimit {
     pub userid: String,
     pub daily_limit: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub work_days: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_end: Option<String>,
+}
+
+impl StaffLimit {
+    pub fn hours(&self) -> WorkHours {
+        WorkHours {
+            days: self.work_days.clone(),
+            start: self.work_start.clone(),
+            end: self.work_end.clone(),
+        }
+    }
 }
 
 /// A stored code.
@@ -177,12 +194,14 @@ pub async fn adds_on(
     .await
 }
 
-/// The members the contact way should route to today: staff under their limit, else the
-/// backup staff, else (no backup) every staff member — WeCom needs at least one.
+/// The members the contact way should route to at `now`: staff inside their working hours and
+/// under their limit today, else the backup staff, else (no backup) every staff member — WeCom
+/// needs at least one.
 pub fn active_users(
     staff: &[StaffLimit],
     backup: &[String],
     adds_today: &[(String, i64)],
+    now: i64,
 ) -> Vec<String> {
     let count = |u: &str| {
         adds_today
@@ -193,6 +212,7 @@ pub fn active_users(
     let open: Vec<String> = staff
         .iter()
         .filter(|s| s.daily_limit <= 0 || count(&s.userid) < s.daily_limit)
+        .filter(|s| s.hours().works_at(now))
         .map(|s| s.userid.clone())
         .collect();
     if !open.is_empty() {
@@ -255,7 +275,7 @@ fn new_state() -> String {
 }
 
 /// Check a body against the tenant's members, tags and materials; nothing is written.
-pub(crate) async fn check(db: &Db, tenant_id: i64, b: CodeBody) -> ApiResult<Checked> {
+pub(crate) async fn check(db: &Db, tenant_id: i64, mut b: CodeBody) -> ApiResult<Checked> {
     let name = b
         .name
         .map(|n| n.trim().to_string())
@@ -279,6 +299,15 @@ pub(crate) async fn check(db: &Db, tenant_id: i64, b: CodeBody) -> ApiResult<Che
     };
     if b.staff.is_empty() || b.staff.len() > 100 {
         return Err(ApiError::field("staff", "between 1 and 100 members"));
+    }
+    for (i, s) in b.staff.iter_mut().enumerate() {
+        let hours = WorkHours::check(
+            &s.work_days,
+            s.work_start.as_deref(),
+            s.work_end.as_deref(),
+            |n| format!("staff[{i}].{n}"),
+        )?;
+        (s.work_days, s.work_start, s.work_end) = (hours.days, hours.start, hours.end);
     }
     for (i, s) in b.staff.iter().enumerate() {
         if s.userid.trim().is_empty() {
@@ -381,12 +410,21 @@ fn conflict(state: &str) -> ApiError {
 
 /// The code as the API shows it, with today's adds per member.
 pub(crate) async fn view(db: &Db, r: CodeRow) -> DbResult<Value> {
-    let today = adds_on(db, r.tenant_id, r.id, &day_of(now_ms())).await?;
+    let now = now_ms();
+    let today = adds_on(db, r.tenant_id, r.id, &day_of(now)).await?;
     let count = |u: &str| today.iter().find(|(s, _)| s == u).map_or(0, |(_, n)| *n);
     let staff: Vec<Value> = r
         .staff()
         .iter()
-        .map(|s| json!({"userid": s.userid, "dailyLimit": s.daily_limit, "addsToday": count(&s.userid)}))
+        .map(|s| {
+            let mut v = json!({"userid": s.userid, "dailyLimit": s.daily_limit, "addsToday": count(&s.userid), "working": s.hours().works_at(now)});
+            if s.hours().is_set() {
+                v["workDays"] = json!(s.work_days);
+                v["workStart"] = json!(s.work_start);
+                v["workEnd"] = json!(s.work_end);
+            }
+            v
+        })
         .collect();
     let active: Vec<String> = json_col(r.active_users.as_deref());
     Ok(json!({
@@ -768,8 +806,9 @@ pub async fn run_push(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
         .await?;
         return Ok(JobOutcome::Done);
     }
-    let adds = adds_on(db, row.tenant_id, row.id, &day_of(now_ms())).await?;
-    let users = active_users(&row.staff(), &row.backup_staff(), &adds);
+    let now = now_ms();
+    let adds = adds_on(db, row.tenant_id, row.id, &day_of(now)).await?;
+    let users = active_users(&row.staff(), &row.backup_staff(), &adds, now);
     let mut way = ContactWay {
         kind: 2,
         scene: 2,
@@ -821,6 +860,23 @@ pub async fn run_push(state: AppState, ctx: JobContext, p: Value) -> Result<JobO
     Ok(JobOutcome::Done)
 }
 
+/// Enqueue a push of a code from a job (its errors retry the job).
+async fn enqueue_from_job(
+    state: &AppState,
+    tx: &mut Tx,
+    tenant_id: i64,
+    code_id: i64,
+    why: &str,
+) -> Result<(), JobError> {
+    let job = push_job(tenant_id, code_id, why).map_err(JobError::retryable)?;
+    state
+        .jobs
+        .enqueue(tx, job)
+        .await
+        .map_err(JobError::retryable)?;
+    Ok(())
+}
+
 /// `automation.channel_code.daily` (00:00 Asia/Shanghai): every code with daily limits goes
 /// back to its primary staff.
 pub async fn run_daily(
@@ -839,14 +895,99 @@ pub async fn run_daily(
     for (tenant, id, staff) in rows {
         let staff: Vec<StaffLimit> = json_col(Some(&staff));
         if staff.iter().any(|s| s.daily_limit > 0) {
-            let job = push_job(tenant, id, &format!("day:{day}")).map_err(JobError::retryable)?;
-            state
-                .jobs
-                .enqueue(&mut tx, job)
-                .await
-                .map_err(JobError::retryable)?;
+            enqueue_from_job(&state, &mut tx, tenant, id, &format!("day:{day}")).await?;
         }
     }
     tx.commit().await?;
     Ok(JobOutcome::Done)
+}
+
+/// `automation.channel_code.hours` (every minute): a code whose members have working hours
+/// follows them — when the members it should route to now differ from those its contact way
+/// has, it is pushed again (a member's hours ending hands the code to the others or the backup
+/// staff, as a daily limit does; their start brings it back).
+pub async fn run_hours(
+    state: AppState,
+    _ctx: JobContext,
+    _p: Value,
+) -> Result<JobOutcome, JobError> {
+    // Only codes with hours (a member's JSON names workDays or workStart) and already in WeCom.
+    let rows: Vec<CodeRow> = state
+        .db
+        .fetch_all(query(format!(
+            "SELECT {COLUMNS} FROM channel_code WHERE deleted = 0 AND config_id IS NOT NULL \
+             AND (staff LIKE '%\"workDays\"%' OR staff LIKE '%\"workStart\"%')"
+        )))
+        .await?;
+    let now = now_ms();
+    let day = day_of(now);
+    let minute = now / 60_000;
+    let mut tx = state.db.begin().await?;
+    for row in rows {
+        let adds = adds_on(&state.db, row.tenant_id, row.id, &day).await?;
+        let users = active_users(&row.staff(), &row.backup_staff(), &adds, now);
+        let current: Vec<String> = json_col(row.active_users.as_deref());
+        if users != current {
+            // One push per change of members (a hash of who) per minute.
+            let who = users
+                .join(",")
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+                });
+            let why = format!("hours:{minute}:{who:x}");
+            enqueue_from_job(&state, &mut tx, row.tenant_id, row.id, &why).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(JobOutcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn member(userid: &str, limit: i64, hours: Option<(&str, &str)>) -> StaffLimit {
+        StaffLimit {
+            userid: userid.into(),
+            daily_limit: limit,
+            work_days: if hours.is_some() {
+                vec![1, 2, 3, 4, 5]
+            } else {
+                vec![]
+            },
+            work_start: hours.map(|h| h.0.to_string()),
+            work_end: hours.map(|h| h.1.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_code_follows_hours_and_limits_then_backup() {
+        let tz = crate::automation::shanghai();
+        let at = |d: u32, h: u32| {
+            tz.with_ymd_and_hms(2026, 11, d, h, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let staff = [
+            member("day", 0, Some(("09:00", "18:00"))),
+            member("night", 2, Some(("18:00", "24:00"))),
+        ];
+        let backup = ["spare".to_string()];
+        // Monday 2026-11-23: 10:00 the day member, 20:00 the night one, 03:00 nobody.
+        assert_eq!(active_users(&staff, &backup, &[], at(23, 10)), ["day"]);
+        assert_eq!(active_users(&staff, &backup, &[], at(23, 20)), ["night"]);
+        assert_eq!(active_users(&staff, &backup, &[], at(23, 3)), ["spare"]);
+        // The night member full: the backup, as outside the hours.
+        let full = [("night".to_string(), 2)];
+        assert_eq!(active_users(&staff, &backup, &full, at(23, 20)), ["spare"]);
+        // Saturday: nobody works; no backup: every member (WeCom needs one).
+        assert_eq!(active_users(&staff, &[], &[], at(28, 10)), ["day", "night"]);
+        // No hours: always.
+        assert_eq!(
+            active_users(&[member("any", 0, None)], &backup, &[], at(28, 3)),
+            ["any"]
+        );
+    }
 }

@@ -10,6 +10,8 @@ use crate::state::AppState;
 
 /// Job kind of the nightly channel-code reset.
 pub const CHANNEL_CODE_DAILY: &str = "automation.channel_code.daily";
+/// Job kind of the channel codes' working-hours check.
+pub const CHANNEL_CODE_HOURS: &str = "automation.channel_code.hours";
 
 /// Register every automation job kind.
 pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
@@ -23,7 +25,8 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
             Duration::from_secs(900),
         ])
         .max_attempts(6);
-    let (s1, s2, s3, s4, s5) = (
+    let (s1, s2, s3, s4, s5, s6) = (
+        state.clone(),
         state.clone(),
         state.clone(),
         state.clone(),
@@ -50,6 +53,9 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
         .register(CHANNEL_CODE_DAILY, KindOptions::default(), move |ctx, p| {
             channel_codes::run_daily(s3.clone(), ctx, p)
         })
+        .register(CHANNEL_CODE_HOURS, KindOptions::default(), move |ctx, p| {
+            channel_codes::run_hours(s6.clone(), ctx, p)
+        })
 }
 
 /// Startup: the built-in schedules (created once; switching them off through the API sticks).
@@ -61,6 +67,15 @@ pub async fn on_startup(state: &AppState) -> anyhow::Result<()> {
             "automation.channel_codes.daily_reset",
             "0 0 * * *",
             CHANNEL_CODE_DAILY,
+        ))
+        .await?;
+    // Members' working hours: every minute, a code follows the hours of its members.
+    state
+        .jobs
+        .ensure_schedule(&Schedule::new(
+            "automation.channel_codes.working_hours",
+            "* * * * *",
+            CHANNEL_CODE_HOURS,
         ))
         .await?;
     content::on_startup(state).await?;

@@ -64,3 +64,96 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned + Default>(s: Option<&str>
     s.and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default()
 }
+
+/// Working hours of a member (traffic pools, channel codes): `days` 1 = Monday … 7 = Sunday
+/// (empty: every day) from `start` to `end` (HH:MM, Asia/Shanghai; none: all day).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkHours {
+    pub days: Vec<i64>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+impl WorkHours {
+    /// Check `workDays`, `workStart` and `workEnd` of the member whose fields `f` names; the
+    /// days sorted and deduplicated.
+    pub(crate) fn check(
+        days: &[i64],
+        start: Option<&str>,
+        end: Option<&str>,
+        f: impl Fn(&str) -> String,
+    ) -> Result<WorkHours, crate::http::ApiError> {
+        use crate::http::ApiError;
+        if let Some(d) = days.iter().find(|d| !(1..=7).contains(*d)) {
+            return Err(ApiError::field(
+                f("workDays"),
+                format!("{d}: days are 1 (Monday) to 7 (Sunday)"),
+            ));
+        }
+        let (start, end) = match (start, end) {
+            (None, None) => (None, None),
+            (Some(s), Some(e)) => {
+                let Some(sm) = hhmm(s).filter(|v| *v < 24 * 60) else {
+                    return Err(ApiError::field(f("workStart"), "HH:MM"));
+                };
+                let Some(em) = hhmm(e) else {
+                    return Err(ApiError::field(f("workEnd"), "HH:MM (24:00 for midnight)"));
+                };
+                if em <= sm {
+                    return Err(ApiError::field(f("workEnd"), "after workStart"));
+                }
+                (Some(s.to_string()), Some(e.to_string()))
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::field(f("workStart"), "is required with workEnd"));
+            }
+            (Some(_), None) => {
+                return Err(ApiError::field(f("workEnd"), "is required with workStart"));
+            }
+        };
+        let mut days = days.to_vec();
+        days.sort_unstable();
+        days.dedup();
+        Ok(WorkHours { days, start, end })
+    }
+
+    /// Whether any hours are set (none: always working).
+    pub fn is_set(&self) -> bool {
+        !self.days.is_empty() || self.start.is_some()
+    }
+
+    /// When the member next works at or after `at` (`at` itself when working then): the
+    /// workflow window step's rule.
+    pub fn works_from(&self, at: i64) -> i64 {
+        if !self.is_set() {
+            return at;
+        }
+        let Ok(base) =
+            serde_json::from_value::<workflows::model::Step>(serde_json::json!({"type": "window"}))
+        else {
+            return at;
+        };
+        let step = workflows::model::Step {
+            days: self.days.clone(),
+            start: self.start.clone(),
+            end: self.end.clone(),
+            ..base
+        };
+        workflows::model::window_opens_at(&step, at)
+    }
+
+    /// Whether the member works at `at`.
+    pub fn works_at(&self, at: i64) -> bool {
+        self.works_from(at) <= at
+    }
+}
+
+/// `HH:MM` in minutes of the day (`24:00` is the end of the day).
+fn hhmm(s: &str) -> Option<u32> {
+    use chrono::Timelike;
+    if s == "24:00" {
+        return Some(24 * 60);
+    }
+    let t = chrono::NaiveTime::parse_from_str(s, "%H:%M").ok()?;
+    Some(t.hour() * 60 + t.minute())
+}

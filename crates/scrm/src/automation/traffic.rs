@@ -19,7 +19,7 @@
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
-use chrono::{TimeZone, Timelike};
+use chrono::TimeZone;
 use scrm_db::{Backend, Db, DbResult, Tx, query};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -102,33 +102,13 @@ impl MemberRow {
 
     /// When the member next works at or after `at` (`at` itself when working then).
     fn works_from(&self, at: i64) -> i64 {
-        if self.work_start.is_none() && self.work_days.is_none() {
-            return at;
+        super::WorkHours {
+            days: self.days(),
+            start: self.work_start.clone(),
+            end: self.work_end.clone(),
         }
-        opens_at(
-            &self.days(),
-            self.work_start.as_deref(),
-            self.work_end.as_deref(),
-            at,
-        )
+        .works_from(at)
     }
-}
-
-/// When a window of `days` (1 = Monday … 7, empty: every day) from `start` to `end` (HH:MM,
-/// Asia/Shanghai) is next open at or after `at`: the workflow window step's rule.
-fn opens_at(days: &[i64], start: Option<&str>, end: Option<&str>, at: i64) -> i64 {
-    let Ok(base) =
-        serde_json::from_value::<super::workflows::model::Step>(json!({"type": "window"}))
-    else {
-        return at;
-    };
-    let step = super::workflows::model::Step {
-        days: days.to_vec(),
-        start: start.map(str::to_string),
-        end: end.map(str::to_string),
-        ..base
-    };
-    super::workflows::model::window_opens_at(&step, at)
 }
 
 /// 00:00 Asia/Shanghai of the day after the day of `ms`.
@@ -620,14 +600,6 @@ struct Checked {
     members: Vec<CheckedMember>,
 }
 
-fn hhmm(s: &str) -> Option<u32> {
-    if s == "24:00" {
-        return Some(24 * 60);
-    }
-    let t = chrono::NaiveTime::parse_from_str(s, "%H:%M").ok()?;
-    Some(t.hour() * 60 + t.minute())
-}
-
 async fn check(
     state: &AppState,
     tenant_id: i64,
@@ -713,45 +685,21 @@ async fn check(
                 "between 0 (no cap) and 10000",
             ));
         }
-        if let Some(d) = m.work_days.iter().find(|d| !(1..=7).contains(*d)) {
-            return Err(ApiError::field(
-                f("workDays"),
-                format!("{d}: days are 1 (Monday) to 7 (Sunday)"),
-            ));
-        }
-        let (start, end) = match (&m.work_start, &m.work_end) {
-            (None, None) => (None, None),
-            (Some(s), Some(e)) => {
-                let Some(sm) = hhmm(s).filter(|v| *v < 24 * 60) else {
-                    return Err(ApiError::field(f("workStart"), "HH:MM"));
-                };
-                let Some(em) = hhmm(e) else {
-                    return Err(ApiError::field(f("workEnd"), "HH:MM (24:00 for midnight)"));
-                };
-                if em <= sm {
-                    return Err(ApiError::field(f("workEnd"), "after workStart"));
-                }
-                (Some(s.clone()), Some(e.clone()))
-            }
-            (None, Some(_)) => {
-                return Err(ApiError::field(f("workStart"), "is required with workEnd"));
-            }
-            (Some(_), None) => {
-                return Err(ApiError::field(f("workEnd"), "is required with workStart"));
-            }
-        };
-        let mut days = m.work_days.clone();
-        days.sort_unstable();
-        days.dedup();
+        let hours = super::WorkHours::check(
+            &m.work_days,
+            m.work_start.as_deref(),
+            m.work_end.as_deref(),
+            f,
+        )?;
         members.push(CheckedMember {
             account_id: id,
             account_type: acc.provider.as_str(),
             staff_id,
             weight,
             daily_cap,
-            work_days: (!days.is_empty()).then(|| json!(days).to_string()),
-            work_start: start,
-            work_end: end,
+            work_days: (!hours.days.is_empty()).then(|| json!(hours.days).to_string()),
+            work_start: hours.start,
+            work_end: hours.end,
             enabled: m.enabled.unwrap_or(true),
         });
     }

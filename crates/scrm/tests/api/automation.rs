@@ -53,6 +53,19 @@ fn welcomes_to(sim: &SimHandle, ext: &str) -> Vec<Delivery> {
         .collect()
 }
 
+/// A channel code body refused, naming `field`.
+async fn refused(app: &TestApp, body: Value, field: &str) {
+    let r = app
+        .post("/api/v1/channel-codes", &app.admin_token, body.clone())
+        .await;
+    assert_eq!(
+        (r.status, r.error(), r.body["fields"][0]["field"].as_str()),
+        (400, "VALIDATION_FAILED", Some(field)),
+        "{body}: {:?}",
+        r.body
+    );
+}
+
 async fn code(app: &TestApp, id: i64) -> Value {
     app.get(&format!("/api/v1/channel-codes/{id}"), &app.admin_token)
         .await
@@ -60,7 +73,7 @@ async fn code(app: &TestApp, id: i64) -> Value {
         .clone()
 }
 
-async fn synced(app: &TestApp, id: i64) -> Value {
+pub(crate) async fn synced(app: &TestApp, id: i64) -> Value {
     until("the code to reach WeCom", || async {
         let c = code(app, id).await;
         (c["syncStatus"] == "synced").then_some(c)
@@ -347,15 +360,7 @@ async fn channel_codes_validate_update_and_stay_in_their_tenant(app: TestApp) {
         ),
     ];
     for (body, field) in cases {
-        let r = app
-            .post("/api/v1/channel-codes", &app.admin_token, body.clone())
-            .await;
-        assert_eq!(
-            (r.status, r.error(), r.body["fields"][0]["field"].as_str()),
-            (400, "VALIDATION_FAILED", Some(field)),
-            "{body}: {:?}",
-            r.body
-        );
+        refused(&app, body, field).await;
     }
     assert_eq!(
         n(&app, "SELECT COUNT(*) FROM channel_code".into()).await,
@@ -639,7 +644,164 @@ async fn member_welcome_messages_with_variables_default_and_expiry(app: TestApp)
     sim.shutdown().await;
 }
 
+/// Working hours (Asia/Shanghai) now: one member's hours are open now, the other's are not.
+/// (start, end) of each.
+fn hours_open_and_closed() -> ((String, String), (String, String)) {
+    use chrono::Timelike;
+    let h = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .hour();
+    let open = (format!("{h:02}:00"), format!("{:02}:00", h + 1));
+    let closed = if h < 20 {
+        (format!("{:02}:00", h + 2), format!("{:02}:00", h + 3))
+    } else {
+        ("01:00".to_string(), "02:00".to_string())
+    };
+    (open, closed)
+}
+
+/// A channel code's members have working hours (days, HH:MM): the contact way routes to the
+/// members working now; when no member works — as when every one is full — to the backup
+/// staff; every minute the code follows the hours (its built-in schedule); bad hours are
+/// refused naming the member's field, and nothing is created.
+async fn channel_code_members_follow_their_working_hours(app: TestApp) {
+    let (sim, staff) = world(&app).await;
+    let (u1, u2, backup) = (staff[0].1.clone(), staff[1].1.clone(), staff[2].1.clone());
+    let ((open_start, open_end), (closed_start, closed_end)) = hours_open_and_closed();
+    let before = n(&app, "SELECT COUNT(*) FROM channel_code".into()).await;
+    for (hours, field) in [
+        (json!({"workDays": [0]}), "staff[1].workDays"),
+        (json!({"workDays": [8]}), "staff[1].workDays"),
+        (json!({"workStart": "09:00"}), "staff[1].workEnd"),
+        (json!({"workEnd": "18:00"}), "staff[1].workStart"),
+        (
+            json!({"workStart": "9am", "workEnd": "18:00"}),
+            "staff[1].workStart",
+        ),
+        (
+            json!({"workStart": "09:00", "workEnd": "25:00"}),
+            "staff[1].workEnd",
+        ),
+        (
+            json!({"workStart": "18:00", "workEnd": "09:00"}),
+            "staff[1].workEnd",
+        ),
+    ] {
+        let mut second = json!({"userid": u2});
+        for (k, v) in hours.as_object().unwrap() {
+            second[k] = v.clone();
+        }
+        let body = json!({"name": "x", "staff": [{"userid": u1}, second]});
+        refused(&app, body, field).await;
+    }
+    assert_eq!(
+        n(&app, "SELECT COUNT(*) FROM channel_code".into()).await,
+        before
+    );
+
+    let r = app
+        .post(
+            "/api/v1/channel-codes",
+            &app.admin_token,
+            json!({
+                "name": "值班码",
+                "staff": [
+                    {"userid": u1, "workStart": closed_start, "workEnd": closed_end},
+                    {"userid": u2, "workDays": [7, 1, 2, 3, 4, 5, 6, 1], "workStart": open_start, "workEnd": open_end}
+                ],
+                "backupStaff": [backup],
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    assert_eq!(
+        r.data()["staff"][1]["workDays"],
+        json!([1, 2, 3, 4, 5, 6, 7])
+    );
+    assert_eq!(r.data()["staff"][0]["working"], false, "{:?}", r.body);
+    assert_eq!(r.data()["staff"][1]["working"], true, "{:?}", r.body);
+    let c = synced(&app, id).await;
+    assert_eq!(
+        c["activeUsers"],
+        json!([u2]),
+        "only the member at work: {c}"
+    );
+    let cfg = c["configId"].as_str().unwrap().to_string();
+    assert_eq!(
+        wecom(&sim).get_contact_way(&cfg).await.unwrap().user,
+        vec![u2.clone()]
+    );
+
+    // u2's hours end (as the clock would make them: their stored hours now lie ahead) and no
+    // member works: the minute check hands the code to the backup staff, in WeCom too.
+    let db = &app.state.db;
+    let stored: String = db
+        .fetch_one::<(String,)>(query("SELECT staff FROM channel_code WHERE id = ?").bind(id))
+        .await
+        .unwrap()
+        .0;
+    // Set member `i`'s hours in the stored code (what the clock would do to them).
+    let set_hours = |staff: &str, i: usize, (start, end): &(String, String)| {
+        let mut v: Value = serde_json::from_str(staff).unwrap();
+        v[i]["workStart"] = json!(start);
+        v[i]["workEnd"] = json!(end);
+        v.to_string()
+    };
+    let closed = (closed_start.clone(), closed_end.clone());
+    let open = (open_start.clone(), open_end.clone());
+    let shifted = set_hours(&stored, 1, &closed);
+    db.execute(
+        query("UPDATE channel_code SET staff = ? WHERE id = ?")
+            .bind(&shifted)
+            .bind(id),
+    )
+    .await
+    .unwrap();
+    let fire = || async {
+        db.execute(
+            query("UPDATE job_schedule SET next_fire_at = ? WHERE name = 'automation.channel_codes.working_hours'")
+                .bind(scrm::state::now_ms() - 1),
+        )
+        .await
+        .unwrap();
+    };
+    fire().await;
+    until("the code to move to the backup member", || async {
+        let c = code(&app, id).await;
+        (c["activeUsers"] == json!([backup])).then_some(())
+    })
+    .await;
+    assert_eq!(
+        wecom(&sim).get_contact_way(&cfg).await.unwrap().user,
+        vec![backup.clone()]
+    );
+    assert_eq!(code(&app, id).await["staff"][1]["working"], false);
+
+    // u1's hours begin: the code returns to u1 (the backup steps back).
+    let back = set_hours(&shifted, 0, &open);
+    db.execute(
+        query("UPDATE channel_code SET staff = ? WHERE id = ?")
+            .bind(&back)
+            .bind(id),
+    )
+    .await
+    .unwrap();
+    fire().await;
+    until("the code to return to u1", || async {
+        let c = code(&app, id).await;
+        (c["activeUsers"] == json!([u1])).then_some(())
+    })
+    .await;
+    assert_eq!(
+        wecom(&sim).get_contact_way(&cfg).await.unwrap().user,
+        vec![u1.clone()]
+    );
+    sim.shutdown().await;
+}
+
 scrm_db::db_tests!(crate::helpers::spawn_app;
+    channel_code_members_follow_their_working_hours,
     channel_code_brings_tags_owner_welcome_and_statistics,
     channel_codes_validate_update_and_stay_in_their_tenant,
     member_welcome_messages_with_variables_default_and_expiry,

@@ -12,7 +12,7 @@ use chrono::{TimeZone, Timelike};
 use scrm_db::query;
 use scrm_wecom_sim::SimHandle;
 use scrm_wecom_sim::deliveries::{Delivery, DeliveryKind};
-use scrm_wecom_sim::scenarios::AddContact;
+use scrm_wecom_sim::scenarios::{AddContact, JoinGroup};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
@@ -158,14 +158,7 @@ async fn a_new_customer_runs_delay_condition_tag_and_message_once(app: TestApp) 
         }),
     )
     .await;
-    let staff = sim
-        .company()
-        .staff
-        .iter()
-        .find(|s| s.contact_enabled && s.visible() && s.status == 1)
-        .unwrap()
-        .userid
-        .clone();
+    let staff = a_member(&sim);
     // Two customers add the member (WeCom's add_external_contact callbacks).
     let mut exts = Vec::new();
     for name in ["李雷", "韩梅梅"] {
@@ -1213,16 +1206,7 @@ async fn a_stage_change_starts_its_workflow_each_time(app: TestApp) {
     })
     .await;
     // Let the relay pass the "won" change too: still two.
-    until("every stage event relayed", || async {
-        (n(
-            &app,
-            "SELECT COUNT(*) FROM event_outbox WHERE published_at IS NULL".into(),
-        )
-        .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    all_relayed(&app).await;
     assert_eq!(runs_of(&app, wf).await.len(), 2, "{both:?}");
     sim.shutdown().await;
 }
@@ -1651,3 +1635,539 @@ async fn check_condition(app: &TestApp, wf: i64, mark: i64) -> i64 {
     })
     .await
 }
+
+/// Wait until the events relay has published every event.
+async fn all_relayed(app: &TestApp) {
+    until("every event relayed", || async {
+        (n(
+            app,
+            "SELECT COUNT(*) FROM event_outbox WHERE published_at IS NULL".into(),
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// A member of the simulated company who can have customers (userid).
+fn a_member(sim: &SimHandle) -> String {
+    sim.company()
+        .staff
+        .iter()
+        .find(|s| s.contact_enabled && s.visible() && s.status == 1)
+        .unwrap()
+        .userid
+        .clone()
+}
+
+/// A local CRM the webhook steps post to: its base URL and the bodies it received.
+async fn crm() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = hits.clone();
+    let router = axum::Router::new().route(
+        "/crm",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let h = h.clone();
+            async move {
+                h.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, hits)
+}
+
+/// Make a scheduled workflow's tick due now (the engine fires its schedule's latest tick).
+async fn fire_schedule(app: &TestApp, wf: i64) {
+    app.state
+        .db
+        .execute(
+            query("UPDATE job_schedule SET next_fire_at = ? WHERE name = ?")
+                .bind(scrm::state::now_ms() - 1)
+                .bind(format!("workflow:{wf}")),
+        )
+        .await
+        .unwrap();
+}
+
+/// A group chat of the synced company the customer is not in: (id, chat_id).
+async fn group_without(app: &TestApp, customer: i64, except: i64) -> (i64, String) {
+    app.state
+        .db
+        .fetch_one(
+            query(
+                "SELECT g.id, g.chat_id FROM group_chat g WHERE g.owner_userid IS NOT NULL AND g.id <> ? \
+                 AND NOT EXISTS (SELECT 1 FROM group_chat_member m WHERE m.group_id = g.id AND m.customer_id = ? AND m.status = 1) \
+                 ORDER BY g.id",
+            )
+            .bind(except)
+            .bind(customer),
+        )
+        .await
+        .unwrap()
+}
+
+/// Seed 002's tag trigger (tagIds) and group trigger (groupIds) start runs only for their tags
+/// and chats. The tag workflow: a random delay (duration…maxDuration), a condition of every
+/// clause kind but lacksTags (hasTags, stageIn, a field comparison, noInteractionDays) that one
+/// customer passes and one — active today — fails, a random message of a content set (texts)
+/// that reaches the delivery log once, an untag (remove_tag) and a webhook to a local CRM.
+async fn tag_and_group_triggers_run_conditions_random_messages_untag_and_webhook(app: TestApp) {
+    let sim = world(&app).await;
+    let (base, hits) = crm().await;
+    let tags = tag_ids(&app).await;
+    let (t1, t2) = (tags[0], tags[1]);
+    let owned = owned_with_owner(&app).await;
+    let (a, ext_a, _, name_a) = owned[0].clone();
+    let (b, _, _, _) = owned[1].clone();
+    let (c, ext_c, _, _) = owned[2].clone();
+    assert!(!name_a.is_empty());
+    // Take t1 and t2 off the three so that tagging them is an addition.
+    let db = &app.state.db;
+    for cid in [a, b, c] {
+        db.execute(
+            query("DELETE FROM customer_tag WHERE customer_id = ? AND tag_id IN (?, ?)")
+                .bind(cid)
+                .bind(t1)
+                .bind(t2),
+        )
+        .await
+        .unwrap();
+    }
+    let stage: String = db
+        .fetch_one::<(String,)>(query("SELECT stage FROM customer WHERE id = ?").bind(a))
+        .await
+        .unwrap()
+        .0;
+    let day = 86_400_000;
+    let now = scrm::state::now_ms();
+    db.execute(
+        query("UPDATE customer SET stage = ?, add_time = ? WHERE id IN (?, ?, ?)")
+            .bind(&stage)
+            .bind(now - 30 * day)
+            .bind(a)
+            .bind(b)
+            .bind(c),
+    )
+    .await
+    .unwrap();
+    let texts = ["早上好{nickname}", "您好{nickname}", "嗨{nickname}"];
+    let tagged = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "打标后跟进",
+            "trigger": {"type": "tag_added", "tagIds": [t1]},
+            "steps": [
+                {"key": "wait", "type": "delay", "duration": "1h", "maxDuration": "3h"},
+                {"key": "check", "type": "condition", "when": [
+                    {"hasTags": [t1]},
+                    {"stageIn": [stage]},
+                    {"field": "addTime", "op": "lt", "value": now - day},
+                    {"noInteractionDays": 3}
+                ], "otherwise": "stop"},
+                {"key": "hello", "type": "send_message", "texts": texts},
+                {"key": "untag", "type": "remove_tag", "tagIds": [t1]},
+                {"key": "crm", "type": "webhook", "url": format!("{base}/crm")}
+            ]
+        }),
+    )
+    .await;
+    let (g1, chat1) = group_without(&app, a, 0).await;
+    let (_, chat2) = group_without(&app, b, g1).await;
+    let joined = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "入群打标",
+            "trigger": {"type": "joined_group", "groupIds": [g1]},
+            "steps": [{"key": "tag", "type": "add_tag", "tagIds": [t2]}]
+        }),
+    )
+    .await;
+
+    // A and C get t1; B gets t2 (not the trigger's tag).
+    for (cid, tag) in [(a, t1), (c, t1), (b, t2)] {
+        let r = app
+            .post(
+                &format!("/api/v1/customers/{cid}/tags"),
+                &app.admin_token,
+                json!({"tagIds": [tag]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let runs = until("runs for A and C", || async {
+        let l = runs_of(&app, tagged).await;
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    let run_of = |cid: i64| {
+        runs.iter()
+            .find(|r| r["customerId"] == cid)
+            .unwrap_or_else(|| panic!("a run for {cid}: {runs:?}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (ra, rc) = (run_of(a), run_of(c));
+    assert_eq!(runs[0]["triggerType"], "tag_added");
+    // The random delay lies between duration and maxDuration, and the next step waits for it.
+    for r in [ra, rc] {
+        let d = step_logged(&app, r, 0, 2).await;
+        let wait = d["steps"][0]["result"]["waitMs"].as_i64().unwrap();
+        assert!((3_600_000..=3 * 3_600_000).contains(&wait), "{d}");
+        assert_eq!(
+            d["steps"][1]["dueAt"], d["steps"][0]["result"]["until"],
+            "{d}"
+        );
+        assert_eq!(d["nextStepAt"], d["steps"][1]["dueAt"]);
+    }
+    // Meanwhile A stays quiet (last seen 10 days ago); C was active today.
+    for (cid, at) in [(a, now - 10 * day), (c, now)] {
+        db.execute(
+            query("UPDATE customer SET last_active_at = ? WHERE id = ?")
+                .bind(at)
+                .bind(cid),
+        )
+        .await
+        .unwrap();
+    }
+    for r in [ra, rc] {
+        advance(&app, r, 1).await;
+    }
+    let done = run_status(&app, ra, 2).await;
+    let steps = done["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 5, "{done}");
+    assert_eq!(steps[1]["result"]["matched"], true, "{done}");
+    assert_eq!(steps[2]["result"]["errcode"], 0, "{done}");
+    assert_eq!(steps[3]["result"]["removed"], json!([t1]), "{done}");
+    assert_eq!(steps[4]["result"]["status"], 200, "{done}");
+    let stopped = run_status(&app, rc, 2).await;
+    assert_eq!(stopped["steps"].as_array().unwrap().len(), 2, "{stopped}");
+    assert_eq!(
+        stopped["steps"][1]["result"],
+        json!({"matched": false, "then": "stop"})
+    );
+
+    // One of the content set, with its variable, once; none to C.
+    let sent = until("the message", || async {
+        let s = sends_to(&sim, &ext_a);
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(sent.len(), 1);
+    let text = sent[0].content["text"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let options: Vec<String> = texts
+        .iter()
+        .map(|t| t.replace("{nickname}", &name_a))
+        .collect();
+    assert!(options.contains(&text), "{text} not in {options:?}");
+    assert!(sends_to(&sim, &ext_c).is_empty());
+    // Untagged in scrm; C keeps its tag.
+    assert!(!has_tag(&app, a, t1).await);
+    assert!(has_tag(&app, c, t1).await);
+    // The CRM got the run and its customer.
+    let hit = hits.lock().unwrap().clone();
+    assert_eq!(hit.len(), 1, "{hit:?}");
+    assert_eq!(hit[0]["runId"], ra);
+    assert_eq!(hit[0]["stepKey"], "crm");
+    assert_eq!(hit[0]["workflowId"], tagged);
+    assert_eq!(hit[0]["subject"]["id"], a);
+    assert_eq!(hit[0]["subject"]["externalId"], ext_a);
+
+    // A joins group chat 1 (the trigger's) and B chat 2: only A's run, and A gets t2.
+    sim.member_joins_group(JoinGroup {
+        chat_id: chat1,
+        member: Some(ext_a.clone()),
+        join_scene: 3,
+    })
+    .unwrap();
+    let (_, ext_b, _, _) = owned[1].clone();
+    sim.member_joins_group(JoinGroup {
+        chat_id: chat2,
+        member: Some(ext_b),
+        join_scene: 3,
+    })
+    .unwrap();
+    let runs = until("A's group run", || async {
+        let l = runs_of(&app, joined).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(runs[0]["customerId"], a, "{runs:?}");
+    assert_eq!(runs[0]["triggerType"], "joined_group");
+    run_status(&app, runs[0]["id"].as_i64().unwrap(), 2).await;
+    assert!(has_tag(&app, a, t2).await);
+    all_relayed(&app).await;
+    assert_eq!(
+        runs_of(&app, joined).await.len(),
+        1,
+        "B's chat starts nothing"
+    );
+    sim.shutdown().await;
+}
+
+/// A schedule trigger fires on its cron: per customer, every customer with one of its tags
+/// (tagIds) gets a run; per group chat (subject group), the chats of groupIds get a group_stats
+/// run that records the chat's members.
+async fn schedules_fire_for_tagged_customers_and_group_chats(app: TestApp) {
+    let sim = world(&app).await;
+    let tags = tag_ids(&app).await;
+    let (audience, mark) = (tags[0], tags[1]);
+    let owned = owned_customers(&app).await;
+    let db = &app.state.db;
+    db.execute(query("DELETE FROM customer_tag WHERE tag_id = ?").bind(mark))
+        .await
+        .unwrap();
+    for (cid, _) in &owned[..2] {
+        let r = app
+            .post(
+                &format!("/api/v1/customers/{cid}/tags"),
+                &app.admin_token,
+                json!({"tagIds": [audience]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let mut want: Vec<i64> = db
+        .fetch_all::<(i64,)>(
+            query("SELECT DISTINCT t.customer_id FROM customer_tag t JOIN customer c ON c.id = t.customer_id WHERE t.tag_id = ? AND c.status = 1 AND c.blacklisted = 0")
+                .bind(audience),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    want.sort_unstable();
+    assert!(want.len() >= 2);
+    let per_customer = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "每日打标",
+            "trigger": {"type": "schedule", "cron": "0 9 * * *", "tagIds": [audience]},
+            "steps": [{"key": "mark", "type": "add_tag", "tagIds": [mark]}]
+        }),
+    )
+    .await;
+    let (g1, _) = group_without(&app, 0, 0).await;
+    let members = n(
+        &app,
+        format!("SELECT COUNT(*) FROM group_chat_member WHERE group_id = {g1} AND status = 1"),
+    )
+    .await;
+    let per_group = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "群日报",
+            "trigger": {"type": "schedule", "cron": "0 22 * * *", "subject": "group", "groupIds": [g1]},
+            "steps": [{"key": "stats", "type": "group_stats"}]
+        }),
+    )
+    .await;
+    // Nothing before the cron fires.
+    assert!(runs_of(&app, per_customer).await.is_empty());
+    fire_schedule(&app, per_customer).await;
+    fire_schedule(&app, per_group).await;
+
+    let runs = until("a run per tagged customer", || async {
+        let l = runs_of(&app, per_customer).await;
+        (l.len() >= want.len()).then_some(l)
+    })
+    .await;
+    let mut got: Vec<i64> = runs
+        .iter()
+        .map(|r| r["customerId"].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want, "{runs:?}");
+    assert!(runs.iter().all(|r| r["triggerType"] == "schedule"));
+    for r in &runs {
+        run_status(&app, r["id"].as_i64().unwrap(), 2).await;
+    }
+    for cid in &want {
+        assert!(has_tag(&app, *cid, mark).await, "{cid} marked");
+    }
+    let untagged = owned
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|id| !want.contains(id));
+    if let Some(other) = untagged {
+        assert!(
+            !has_tag(&app, other, mark).await,
+            "{other} is not in the audience"
+        );
+    }
+
+    let runs = until("the chat's run", || async {
+        let l = runs_of(&app, per_group).await;
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["subjectType"], "group");
+    assert_eq!(runs[0]["groupId"], g1);
+    let done = run_status(&app, runs[0]["id"].as_i64().unwrap(), 2).await;
+    let stats = &done["steps"][0]["result"];
+    assert_eq!(stats["members"], members, "{done}");
+    assert!(stats["joinedToday"].is_i64(), "{done}");
+    assert!(stats["leftToday"].is_i64(), "{done}");
+    sim.shutdown().await;
+}
+
+/// Issue #8's scenario: a customer adds a member through a channel code; the code's welcome
+/// reaches the delivery log, its tags and owner are set, and a customer_added workflow's later
+/// steps are due at their times (a day, then two more) and run when brought forward.
+async fn a_customer_through_a_channel_code_is_welcomed_tagged_owned_and_nurtured_on_time(
+    app: TestApp,
+) {
+    let sim = world(&app).await;
+    let tags = tag_ids(&app).await;
+    let (code_tag, later_tag) = (tags[0], tags[1]);
+    let member = a_member(&sim);
+    let owner = n(
+        &app,
+        format!("SELECT id FROM staff WHERE userid = '{member}'"),
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/v1/channel-codes",
+            &app.admin_token,
+            json!({
+                "name": "门店活码",
+                "staff": [{"userid": member}],
+                "tagIds": [code_tag],
+                "ownerStaffId": owner,
+                "welcome": {"text": "欢迎{nickname}"},
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let code = r.data()["id"].as_i64().unwrap();
+    let state = r.data()["state"].as_str().unwrap().to_string();
+    crate::automation::synced(&app, code).await;
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({
+            "name": "新客培育",
+            "trigger": {"type": "customer_added"},
+            "steps": [
+                {"key": "day1", "type": "delay", "duration": "1d"},
+                {"key": "hello", "type": "send_message", "text": "第一天，{nickname}"},
+                {"key": "day3", "type": "delay", "duration": "2d"},
+                {"key": "tag", "type": "add_tag", "tagIds": [later_tag]}
+            ]
+        }),
+    )
+    .await;
+
+    let ext = sim
+        .customer_adds_staff(AddContact {
+            userid: member.clone(),
+            name: Some("王芳".into()),
+            state: Some(state),
+            ..Default::default()
+        })
+        .unwrap()
+        .external_userid;
+    let welcome = until("the welcome", || async {
+        sim.deliveries()
+            .into_iter()
+            .find(|d| d.kind == DeliveryKind::Welcome && d.recipient == ext)
+    })
+    .await;
+    assert_eq!(welcome.content["text"]["content"], "欢迎王芳");
+    assert_eq!(welcome.sender, member);
+    let cid = n(
+        &app,
+        format!("SELECT id FROM customer WHERE external_userid = '{ext}'"),
+    )
+    .await;
+    until("the code's tags and owner", || async {
+        let d = app
+            .get(&format!("/api/v1/customers/{cid}"), &app.admin_token)
+            .await;
+        let tagged = d.data()["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["id"] == code_tag));
+        (tagged && d.data()["followUserId"] == owner).then_some(())
+    })
+    .await;
+
+    // The workflow's run: the message is due a day after the add, nothing sent before.
+    let run_id = until("the run", || async {
+        runs_of(&app, wf)
+            .await
+            .iter()
+            .find(|r| r["customerId"] == cid)
+            .and_then(|r| r["id"].as_i64())
+    })
+    .await;
+    let due_ms = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let d = step_logged(&app, run_id, 0, 2).await;
+    assert_eq!(d["steps"][0]["result"]["waitMs"], 86_400_000, "{d}");
+    let first = due_ms(&d["steps"][1]["dueAt"]);
+    let job_at = n(
+        &app,
+        format!("SELECT run_at FROM job WHERE unique_key = 'wf:{run_id}:1'"),
+    )
+    .await;
+    // (The API shows times to the second.)
+    assert_eq!(job_at / 1000, first / 1000, "the message's job waits a day");
+    let added = due_ms(&d["startedAt"]);
+    assert!((first - added - 86_400_000).abs() < 60_000, "{d}");
+    assert!(sends_to(&sim, &ext).is_empty());
+
+    // Day one comes: the message goes out once; the tag is due two days later.
+    advance(&app, run_id, 1).await;
+    let d = step_logged(&app, run_id, 2, 2).await;
+    assert_eq!(d["steps"][1]["status"], 2, "{d}");
+    assert_eq!(d["steps"][2]["result"]["waitMs"], 2 * 86_400_000, "{d}");
+    let sent = until("the message", || async {
+        let s = sends_to(&sim, &ext);
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].content["text"]["content"], "第一天，王芳");
+    let third = due_ms(&d["steps"][3]["dueAt"]);
+    assert_eq!(
+        n(
+            &app,
+            format!("SELECT run_at FROM job WHERE unique_key = 'wf:{run_id}:3'")
+        )
+        .await
+            / 1000,
+        third / 1000,
+        "the tag's job waits two more days"
+    );
+    assert!(!has_tag(&app, cid, later_tag).await);
+
+    // Day three comes: tagged, done.
+    advance(&app, run_id, 3).await;
+    run_status(&app, run_id, 2).await;
+    assert!(has_tag(&app, cid, later_tag).await);
+    assert_eq!(sends_to(&sim, &ext).len(), 1, "still once");
+    sim.shutdown().await;
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    tag_and_group_triggers_run_conditions_random_messages_untag_and_webhook,
+    schedules_fire_for_tagged_customers_and_group_chats,
+    a_customer_through_a_channel_code_is_welcomed_tagged_owned_and_nurtured_on_time,
+);

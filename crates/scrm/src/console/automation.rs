@@ -33,6 +33,13 @@ pub struct CodeStaff {
     pub daily_limit: i64,
     #[serde(default)]
     pub adds_today: i64,
+    /// Working hours set through the API (the form does not edit them; a save keeps them).
+    #[serde(default)]
+    pub work_days: Option<Value>,
+    #[serde(default)]
+    pub work_start: Option<Value>,
+    #[serde(default)]
+    pub work_end: Option<Value>,
 }
 
 /// A welcome's content.
@@ -405,11 +412,34 @@ pub async fn update_code(
         return see_other("/console/channel-codes?done=deleted");
     }
     let d = CodeDraft::parse(&form);
+    let mut body = d.body();
+    // The form edits members and limits, not working hours: a member who stays keeps theirs.
+    if let Ok(stored) = one_code(&state, &c, id).await
+        && let Some(staff) = body["staff"].as_array_mut()
+    {
+        for m in staff {
+            if let Some(s) = stored
+                .staff
+                .iter()
+                .find(|s| m["userid"] == s.userid.as_str())
+            {
+                for (k, v) in [
+                    ("workDays", &s.work_days),
+                    ("workStart", &s.work_start),
+                    ("workEnd", &s.work_end),
+                ] {
+                    if let Some(v) = v {
+                        m[k] = v.clone();
+                    }
+                }
+            }
+        }
+    }
     let r = codes::update_code(
         State(state.clone()),
         c.user.clone(),
         ApiPath(id),
-        ApiJson(arg(d.body())?),
+        ApiJson(arg(body)?),
     )
     .await;
     match data::<_, Value>(r) {

@@ -1067,6 +1067,16 @@ async fn console_group_chats_staff_channel_codes_welcome_and_materials(app: Test
     assert!(list.body.contains("展会码"));
     let edit = s.get(&format!("/console/channel-codes/{code}/edit")).await;
     assert!(edit.body.contains(&format!("name=\"{limit}\" value=\"5\"")));
+    // Working hours set through the API (the form does not show them) survive a save here.
+    app.state
+        .db
+        .execute(
+            scrm_db::query("UPDATE channel_code SET staff = ? WHERE id = ?")
+                .bind(json!([{"userid": userid, "dailyLimit": 5, "workDays": [1, 2, 3, 4, 5], "workStart": "09:00", "workEnd": "18:00"}]).to_string())
+                .bind(code),
+        )
+        .await
+        .unwrap();
     let saved = s
         .post(
             &format!("/console/channel-codes/{code}"),
@@ -1084,6 +1094,13 @@ async fn console_group_chats_staff_channel_codes_welcome_and_materials(app: Test
         .await;
     assert_eq!(api.data()["name"], "展会码二");
     assert_eq!(api.data()["staff"][0]["dailyLimit"], 8);
+    assert_eq!(
+        api.data()["staff"][0]["workStart"],
+        "09:00",
+        "{:?}",
+        api.body
+    );
+    assert_eq!(api.data()["staff"][0]["workDays"], json!([1, 2, 3, 4, 5]));
     let bad = s
         .post(
             &format!("/console/channel-codes/{code}"),

@@ -119,6 +119,9 @@ pub struct Config {
     /// session lease lasts unless its holder renews it (every 500 ms while it lives). Another
     /// scrm process takes the gateway over this long after the holder died without closing.
     pub gateway_lease_ms: i64,
+    /// `SCRM_MOMENT_RETENTION_DAYS` (default 90, 1 to 3650): friends' moments posted longer ago
+    /// than this are deleted by the daily `devices.moments.cleanup` and not collected again.
+    pub moment_retention_days: i64,
     /// `SCRM_ALLOW_PRIVATE_URLS` (default `false`): let content sources and workflow webhooks
     /// fetch from loopback, private, link-local and metadata addresses. Off, such URLs are
     /// refused (SSRF guard); tests that serve from 127.0.0.1 turn it on.
@@ -550,6 +553,11 @@ impl Config {
         if !(500..=600_000).contains(&gateway_lease_ms) {
             return Err(bad("SCRM_GATEWAY_LEASE_MS", "must be 500 to 600000 ms"));
         }
+        let moment_retention_days =
+            parse_or(src, "SCRM_MOMENT_RETENTION_DAYS", 90i64, &mut sources)?;
+        if !(1..=3650).contains(&moment_retention_days) {
+            return Err(bad("SCRM_MOMENT_RETENTION_DAYS", "must be 1 to 3650 days"));
+        }
         let allow_private_urls = match src.get("SCRM_ALLOW_PRIVATE_URLS").as_deref().map(str::trim)
         {
             None | Some("") | Some("false") | Some("0") => false,
@@ -628,6 +636,7 @@ impl Config {
             alerts,
             device_send_gap_ms,
             gateway_lease_ms,
+            moment_retention_days,
             allow_private_urls,
             events,
         })
@@ -763,6 +772,10 @@ impl Config {
             (
                 "SCRM_GATEWAY_LEASE_MS".into(),
                 self.gateway_lease_ms.to_string(),
+            ),
+            (
+                "SCRM_MOMENT_RETENTION_DAYS".into(),
+                self.moment_retention_days.to_string(),
             ),
             (
                 "SCRM_ALLOW_PRIVATE_URLS".into(),

@@ -709,13 +709,16 @@ async fn collect_moments(app: &TestApp, done_before: i64) -> i64 {
         .await
         .unwrap();
     until("the collection done", || async {
-        let db = &app.state.db;
-        let done = db
-            .fetch_i64(query("SELECT COUNT(*) FROM device_command WHERE command = 'fetch_moments' AND status = 'done'"))
-            .await
-            .unwrap();
-        let open = db
-            .fetch_i64(query("SELECT COUNT(*) FROM device_command WHERE command = 'fetch_moments' AND status <> 'done'"))
+        // Both counts from one statement: read apart, the last page could be acknowledged in
+        // between and the count of done fetches come out one short.
+        let (done, open): (i64, i64) = app
+            .state
+            .db
+            .fetch_one(query(
+                "SELECT COUNT(CASE WHEN status = 'done' THEN 1 END), \
+                 COUNT(CASE WHEN status <> 'done' THEN 1 END) \
+                 FROM device_command WHERE command = 'fetch_moments'",
+            ))
             .await
             .unwrap();
         (done > done_before && open == 0).then_some(done)

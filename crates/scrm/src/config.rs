@@ -947,6 +947,22 @@ mod tests {
     }
 
     #[test]
+    fn device_defaults_are_seed_002s_gap_and_a_90_day_moment_retention() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.device_send_gap_ms, (3000, 8000));
+        assert_eq!(c.moment_retention_days, 90);
+        let c = cfg(&[("SCRM_MOMENT_RETENTION_DAYS", "30")]).unwrap();
+        assert_eq!(c.moment_retention_days, 30);
+        for bad in ["0", "3651", "ninety"] {
+            assert_eq!(
+                cfg(&[("SCRM_MOMENT_RETENTION_DAYS", bad)]).unwrap_err().key,
+                "SCRM_MOMENT_RETENTION_DAYS",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn a_private_alert_webhook_needs_private_urls_allowed() {
         let hook = |url: &'static str| {
             [

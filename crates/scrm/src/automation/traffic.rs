@@ -368,6 +368,21 @@ pub async fn assign(
     Ok(out)
 }
 
+/// The pool row, read first in a pick's transaction (a locking read: on MySQL the reads after
+/// it see what the previous holder committed), so that concurrent picks of one pool see each
+/// other.
+async fn lock_pool(tx: &mut Tx, tenant_id: i64, pool_id: i64) -> DbResult<Option<PoolRow>> {
+    let mut lock = query(format!(
+        "SELECT {POOL_COLUMNS} FROM traffic_pool WHERE tenant_id = ? AND id = ?"
+    ))
+    .bind(tenant_id)
+    .bind(pool_id);
+    if tx.backend() != Backend::Sqlite {
+        lock.push_sql(" FOR UPDATE");
+    }
+    tx.fetch_optional::<PoolRow>(lock).await
+}
+
 /// Choose the member (one transaction, the pool row locked so that concurrent picks see each
 /// other) and record the assignment as pending; an earlier pick of the same source is reused.
 async fn pick(
@@ -378,17 +393,7 @@ async fn pick(
     source: &Source<'_>,
 ) -> Result<(i64, MemberRow), AssignError> {
     let mut tx = state.db.begin().await?;
-    // The pool row first (a locking read: on MySQL the reads after it see what the previous
-    // holder committed), so that concurrent picks of one pool see each other.
-    let mut lock = query(format!(
-        "SELECT {POOL_COLUMNS} FROM traffic_pool WHERE tenant_id = ? AND id = ?"
-    ))
-    .bind(tenant_id)
-    .bind(pool_id);
-    if tx.backend() != Backend::Sqlite {
-        lock.push_sql(" FOR UPDATE");
-    }
-    let pool_row = tx.fetch_optional::<PoolRow>(lock).await?;
+    let pool_row = lock_pool(&mut tx, tenant_id, pool_id).await?;
     if let Some(key) = &source.key {
         let earlier: Option<(i64, i64)> = tx
             .fetch_optional(
@@ -618,16 +623,7 @@ pub async fn give_work(
     source: &str,
     work: &[Work],
 ) -> ApiResult<Vec<String>> {
-    let mut lock = query(format!(
-        "SELECT {POOL_COLUMNS} FROM traffic_pool WHERE tenant_id = ? AND id = ?"
-    ))
-    .bind(tenant_id)
-    .bind(pool_id);
-    if tx.backend() != Backend::Sqlite {
-        lock.push_sql(" FOR UPDATE");
-    }
-    let p = tx
-        .fetch_optional::<PoolRow>(lock)
+    let p = lock_pool(tx, tenant_id, pool_id)
         .await?
         .ok_or(ApiError::NotFound("traffic pool"))?;
     if p.enabled != 1 {
@@ -668,7 +664,10 @@ pub async fn give_work(
             return Err(work_refused(
                 &w.field,
                 "NO_POOL_ACCOUNT",
-                format!("no enabled device account of traffic pool {} can do this", p.name),
+                format!(
+                    "no enabled device account of traffic pool {} can do this",
+                    p.name
+                ),
             ));
         }
         let i = choose(&p.strategy, last, &able, &given, &loads, now).map_err(|next| {
@@ -719,11 +718,7 @@ fn bump(counts: &mut Vec<(i64, i64)>, id: i64) {
 /// A new friend arrived on device account `account`: each enabled pool holding the account
 /// counts it as given to the account today (a WeChat friend stays on the phone it added, so
 /// there is nothing to hand on): its daily cap, least-loaded load and statistics include it.
-pub async fn count_new_friend(
-    tx: &mut Tx,
-    tenant_id: i64,
-    account: &str,
-) -> DbResult<()> {
+pub async fn count_new_friend(tx: &mut Tx, tenant_id: i64, account: &str) -> DbResult<()> {
     let members: Vec<(i64, i64)> = tx
         .fetch_all(
             query(

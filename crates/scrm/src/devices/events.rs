@@ -345,7 +345,10 @@ async fn store_moments(
     // Moments past the retention are not kept (the daily clean-up would delete them), and
     // count as nothing new, so a collection stops at them.
     let oldest = now_ms() - state.config.moment_retention_days * 86_400_000;
-    for m in moments.iter().filter(|m| m.posted_at.is_none_or(|at| at >= oldest)) {
+    for m in moments
+        .iter()
+        .filter(|m| m.posted_at.is_none_or(|at| at >= oldest))
+    {
         let now = now_ms();
         let new = tx
             .execute(

@@ -145,9 +145,11 @@ pub async fn clean_moments(state: &AppState, now: i64) -> scrm_db::DbResult<u64>
         let ids: Vec<(i64,)> = state
             .db
             .fetch_all(
-                query("SELECT id FROM device_moment WHERE posted_at < ? ORDER BY posted_at LIMIT ?")
-                    .bind(cutoff)
-                    .bind(CLEANUP_BATCH as i64),
+                query(
+                    "SELECT id FROM device_moment WHERE posted_at < ? ORDER BY posted_at LIMIT ?",
+                )
+                .bind(cutoff)
+                .bind(CLEANUP_BATCH as i64),
             )
             .await?;
         if ids.is_empty() {

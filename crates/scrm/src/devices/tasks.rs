@@ -80,6 +80,18 @@ fn field(name: &str, message: &str) -> ApiError {
     ApiError::field(name, message)
 }
 
+/// A task names one device account (`accountId`) or a traffic pool of them (`poolId`), not
+/// both: the account, or empty for a pool (the pool picks when the task is recorded).
+fn account_or_pool(account: &Option<String>, pool: Option<i64>) -> ApiResult<String> {
+    match pool {
+        None => account_field(account),
+        Some(_) if account.as_deref().is_some_and(|a| !a.trim().is_empty()) => {
+            Err(field("poolId", "give accountId or poolId, not both"))
+        }
+        Some(_) => Ok(String::new()),
+    }
+}
+
 fn account_field(v: &Option<String>) -> ApiResult<String> {
     let a = v.as_deref().map(str::trim).unwrap_or_default();
     if a.is_empty() || a.len() > 64 {
@@ -146,13 +158,7 @@ pub async fn create_push(
     user: CurrentUser,
     ApiJson(b): ApiJson<PushBody>,
 ) -> ApiResult<Reply<Value>> {
-    let account = match b.pool_id {
-        None => account_field(&b.account_id)?,
-        Some(_) if b.account_id.as_deref().is_some_and(|a| !a.trim().is_empty()) => {
-            return Err(field("poolId", "give accountId or poolId, not both"));
-        }
-        Some(_) => String::new(),
-    };
+    let account = account_or_pool(&b.account_id, b.pool_id)?;
     let mut rooms: Vec<String> = Vec::new();
     // Each room's index in the request, for errors naming it.
     let mut given_at: Vec<usize> = Vec::new();
@@ -311,7 +317,15 @@ pub async fn push_progress(tx: &mut Tx, tenant_id: i64, push_id: i64) -> anyhow:
 }
 
 async fn push_view(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<Value> {
-    type Row = (String, Option<i64>, Option<String>, String, String, i64, i64);
+    type Row = (
+        String,
+        Option<i64>,
+        Option<String>,
+        String,
+        String,
+        i64,
+        i64,
+    );
     let row: Option<Row> = state
         .db
         .fetch_optional(
@@ -498,13 +512,7 @@ async fn create_auto_group(
     user: CurrentUser,
     ApiJson(b): ApiJson<AutoGroupBody>,
 ) -> ApiResult<Reply<Value>> {
-    let account = match b.pool_id {
-        None => account_field(&b.account_id)?,
-        Some(_) if b.account_id.as_deref().is_some_and(|a| !a.trim().is_empty()) => {
-            return Err(field("poolId", "give accountId or poolId, not both"));
-        }
-        Some(_) => String::new(),
-    };
+    let account = account_or_pool(&b.account_id, b.pool_id)?;
     let name = b
         .group_name
         .as_deref()
@@ -564,30 +572,34 @@ async fn create_auto_group(
         )
         .await?;
     // Through a pool: the pool's pick among its accounts with every member as a friend.
-    let account = match b.pool_id {
-        None => account,
-        Some(pool) => {
-            let work = traffic::Work {
-                key: format!("ag:{id}"),
-                able: friends_of_all(&mut tx, user.tenant_id, &members).await?,
-                field: "memberWxids".into(),
-            };
-            let picked = match traffic::give_work(&mut tx, user.tenant_id, pool, "auto_group", &[work]).await {
-                Ok(mut s) => s.remove(0),
-                Err(e) => {
-                    tx.rollback().await?;
-                    return Err(e);
-                }
-            };
-            tx.execute(
-                query("UPDATE device_auto_group SET account_wxid = ? WHERE id = ?")
-                    .bind(&picked)
-                    .bind(id),
-            )
-            .await?;
-            picked
-        }
-    };
+    let account =
+        match b.pool_id {
+            None => account,
+            Some(pool) => {
+                let work = traffic::Work {
+                    key: format!("ag:{id}"),
+                    able: friends_of_all(&mut tx, user.tenant_id, &members).await?,
+                    field: "memberWxids".into(),
+                };
+                let picked =
+                    match traffic::give_work(&mut tx, user.tenant_id, pool, "auto_group", &[work])
+                        .await
+                    {
+                        Ok(mut s) => s.remove(0),
+                        Err(e) => {
+                            tx.rollback().await?;
+                            return Err(e);
+                        }
+                    };
+                tx.execute(
+                    query("UPDATE device_auto_group SET account_wxid = ? WHERE id = ?")
+                        .bind(&picked)
+                        .bind(id),
+                )
+                .await?;
+                picked
+            }
+        };
     let c = NewCommand::new(
         &account,
         command::CREATE_CHATROOM,

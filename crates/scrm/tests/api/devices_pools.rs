@@ -106,7 +106,10 @@ async fn auto_group(app: &TestApp, body: Value) -> Value {
     let id = r.data()["autoGroupId"].as_i64().unwrap();
     until("the group created", || async {
         let r = app
-            .get(&format!("/api/v1/devices/auto-groups/{id}"), &app.admin_token)
+            .get(
+                &format!("/api/v1/devices/auto-groups/{id}"),
+                &app.admin_token,
+            )
             .await;
         (r.data()["status"] == "CREATED").then(|| r.data().clone())
     })
@@ -468,10 +471,12 @@ async fn a_disabled_or_full_pool_refuses_and_accounts_page(app: TestApp) {
         .map(|a| a["accountId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["wxid_c"]);
-    for (q, field) in [("pageSize=0", "pageSize"), ("page=0", "page"), ("pageSize=501", "pageSize")] {
-        let r = app
-            .get(&format!("/api/v1/devices/accounts?{q}"), t)
-            .await;
+    for (q, field) in [
+        ("pageSize=0", "pageSize"),
+        ("page=0", "page"),
+        ("pageSize=501", "pageSize"),
+    ] {
+        let r = app.get(&format!("/api/v1/devices/accounts?{q}"), t).await;
         assert_eq!(
             (r.status, r.body["fields"][0]["field"].as_str()),
             (400, Some(field)),

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
-use scrm_wecom::device::{AccountInfo, AccountStatus, Frame, Friend, Moment, command, event};
+use scrm_wecom::device::{
+    AccountInfo, AccountStatus, Chatroom, Frame, Friend, Moment, command, event,
+};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
@@ -221,6 +223,13 @@ impl GatewaySim {
         }
     }
 
+    /// The account left a chat room (quietly: scrm learns it from the next friend sync).
+    pub fn leave_room(&self, account: &str, room: &str) {
+        if let Some(d) = self.state.lock().devices.get_mut(account) {
+            d.rooms.remove(room);
+        }
+    }
+
     /// Someone joined a chat room: `member_joined` sent.
     pub fn join_room(&self, account: &str, room: &str, wxid: &str, nickname: &str) {
         if let Some(r) = self
@@ -264,6 +273,29 @@ impl GatewaySim {
     /// learns of it only by `fetch_moments` (moments collection).
     pub fn post_moment_unannounced(&self, account: &str, author: &str, text: &str) -> String {
         self.keep_moment(account, author, text).moment_id
+    }
+
+    /// A moment posted at `posted_at` (epoch ms), unannounced, e.g. long ago. Moments list
+    /// newest first by the order they were posted here: post older ones first.
+    pub fn post_moment_unannounced_at(
+        &self,
+        account: &str,
+        author: &str,
+        text: &str,
+        posted_at: i64,
+    ) -> String {
+        let mut s = self.state.lock();
+        let id = s.id("moment");
+        let m = Moment {
+            moment_id: id.clone(),
+            author: author.into(),
+            text: text.into(),
+            posted_at: Some(posted_at),
+        };
+        if let Some(d) = s.devices.get_mut(account) {
+            d.moments.push(m);
+        }
+        id
     }
 
     fn keep_moment(&self, account: &str, author: &str, text: &str) -> Moment {
@@ -551,7 +583,15 @@ fn run(
                     nickname: n.clone(),
                 })
                 .collect();
-            return Ok(json!({"friends": friends}));
+            let chatrooms: Vec<Chatroom> = d
+                .rooms
+                .iter()
+                .map(|(id, r)| Chatroom {
+                    chatroom_id: id.clone(),
+                    name: r.name.clone(),
+                })
+                .collect();
+            return Ok(json!({"friends": friends, "chatrooms": chatrooms}));
         }
         other => return Err(format!("unknown command {other}")),
     };

@@ -50,7 +50,9 @@ pub struct AccountInfo {
 /// - `like_moment` `{momentId}`; `fetch_moments` `{cursor?, limit?}` → result
 ///   `{moments: [Moment], cursor?}`, newest first, one page; `cursor` (opaque) when older ones
 ///   follow, to pass back for the next page;
-/// - `fetch_friends` `{}` → result `{friends: [Friend]}`.
+/// - `fetch_friends` `{}` → result `{friends: [Friend], chatrooms?: [Chatroom]}` — `chatrooms`,
+///   when the gateway sends it, is every chat room the account is in (rooms not listed were
+///   left); a gateway that leaves it out keeps scrm's list as it was.
 pub mod command {
     pub const SEND_TEXT: &str = "send_text";
     pub const SEND_IMAGE: &str = "send_image";
@@ -89,6 +91,15 @@ pub mod event {
 pub struct Friend {
     pub wxid: String,
     pub nickname: String,
+}
+
+/// A chat room an account is in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chatroom {
+    pub chatroom_id: String,
+    #[serde(default)]
+    pub name: String,
 }
 
 /// A moment (朋友圈) a friend posted.

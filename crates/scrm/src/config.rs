@@ -125,6 +125,9 @@ pub struct Config {
     /// session lease lasts unless its holder renews it (every 500 ms while it lives). Another
     /// scrm process takes the gateway over this long after the holder died without closing.
     pub gateway_lease_ms: i64,
+    /// `SCRM_MOMENT_RETENTION_DAYS` (default 90, 1 to 3650): friends' moments posted longer ago
+    /// than this are deleted by the daily `devices.moments.cleanup` and not collected again.
+    pub moment_retention_days: i64,
     /// `SCRM_ALLOW_PRIVATE_URLS` (default `false`): let content sources and workflow webhooks
     /// fetch from loopback, private, link-local and metadata addresses. Off, such URLs are
     /// refused (SSRF guard); tests that serve from 127.0.0.1 turn it on.
@@ -568,6 +571,11 @@ impl Config {
         if !(500..=600_000).contains(&gateway_lease_ms) {
             return Err(bad("SCRM_GATEWAY_LEASE_MS", "must be 500 to 600000 ms"));
         }
+        let moment_retention_days =
+            parse_or(src, "SCRM_MOMENT_RETENTION_DAYS", 90i64, &mut sources)?;
+        if !(1..=3650).contains(&moment_retention_days) {
+            return Err(bad("SCRM_MOMENT_RETENTION_DAYS", "must be 1 to 3650 days"));
+        }
         let allow_private_urls = match src.get("SCRM_ALLOW_PRIVATE_URLS").as_deref().map(str::trim)
         {
             None | Some("") | Some("false") | Some("0") => false,
@@ -648,6 +656,7 @@ impl Config {
             alerts,
             device_send_gap_ms,
             gateway_lease_ms,
+            moment_retention_days,
             allow_private_urls,
             events,
         })
@@ -791,6 +800,10 @@ impl Config {
             (
                 "SCRM_GATEWAY_LEASE_MS".into(),
                 self.gateway_lease_ms.to_string(),
+            ),
+            (
+                "SCRM_MOMENT_RETENTION_DAYS".into(),
+                self.moment_retention_days.to_string(),
             ),
             (
                 "SCRM_ALLOW_PRIVATE_URLS".into(),
@@ -978,6 +991,22 @@ mod tests {
         );
         assert_eq!(cfg(&[("SCRM_ROLE", "boss")]).unwrap_err().key, "SCRM_ROLE");
         assert_eq!(cfg(&[("DB_HOST", "h")]).unwrap_err().key, "DB_DATABASE");
+    }
+
+    #[test]
+    fn device_defaults_are_seed_002s_gap_and_a_90_day_moment_retention() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.device_send_gap_ms, (3000, 8000));
+        assert_eq!(c.moment_retention_days, 90);
+        let c = cfg(&[("SCRM_MOMENT_RETENTION_DAYS", "30")]).unwrap();
+        assert_eq!(c.moment_retention_days, 30);
+        for bad in ["0", "3651", "ninety"] {
+            assert_eq!(
+                cfg(&[("SCRM_MOMENT_RETENTION_DAYS", bad)]).unwrap_err().key,
+                "SCRM_MOMENT_RETENTION_DAYS",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! account is recorded as the account serving the customer. The pick is written first, keyed by
 //! its source (`wf:<run>:<step>`, `cc:<add>`), so a retried step or job hands the customer to the
 //! same member and WeCom's duplicate answers (40129, 40100) count as done.
+//!
+//! Device work goes through pools too ([`give_work`]): a group push or auto group naming a pool
+//! gives each chat room / group to one of the pool's device accounts able to do it (in the room;
+//! friends of every member), recorded as an assignment without a customer; a new friend on a
+//! device account counts for it ([`count_new_friend`]). A daily cap counts all of it.
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -343,6 +348,21 @@ pub async fn assign(
     Ok(out)
 }
 
+/// The pool row, read first in a pick's transaction (a locking read: on MySQL the reads after
+/// it see what the previous holder committed), so that concurrent picks of one pool see each
+/// other.
+async fn lock_pool(tx: &mut Tx, tenant_id: i64, pool_id: i64) -> DbResult<Option<PoolRow>> {
+    let mut lock = query(format!(
+        "SELECT {POOL_COLUMNS} FROM traffic_pool WHERE tenant_id = ? AND id = ?"
+    ))
+    .bind(tenant_id)
+    .bind(pool_id);
+    if tx.backend() != Backend::Sqlite {
+        lock.push_sql(" FOR UPDATE");
+    }
+    tx.fetch_optional::<PoolRow>(lock).await
+}
+
 /// Choose the member (one transaction, the pool row locked so that concurrent picks see each
 /// other) and record the assignment as pending; an earlier pick of the same source is reused.
 async fn pick(
@@ -353,17 +373,7 @@ async fn pick(
     source: &Source<'_>,
 ) -> Result<(i64, MemberRow), AssignError> {
     let mut tx = state.db.begin().await?;
-    // The pool row first (a locking read: on MySQL the reads after it see what the previous
-    // holder committed), so that concurrent picks of one pool see each other.
-    let mut lock = query(format!(
-        "SELECT {POOL_COLUMNS} FROM traffic_pool WHERE tenant_id = ? AND id = ?"
-    ))
-    .bind(tenant_id)
-    .bind(pool_id);
-    if tx.backend() != Backend::Sqlite {
-        lock.push_sql(" FOR UPDATE");
-    }
-    let pool_row = tx.fetch_optional::<PoolRow>(lock).await?;
+    let pool_row = lock_pool(&mut tx, tenant_id, pool_id).await?;
     if let Some(key) = &source.key {
         let earlier: Option<(i64, i64)> = tx
             .fetch_optional(
@@ -550,6 +560,169 @@ async fn deliver(
     crate::customers::cache::invalidate(state, tenant_id, &[customer_id]).await;
     answer["transferId"] = json!(transfer);
     Ok(answer)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device work through a pool
+
+/// One piece of device work a pool gives out: a chat room of a group push, a group to create.
+pub struct Work {
+    /// The assignment's dedupe key (`gp:<push>:<room>`, `ag:<auto group>`).
+    pub key: String,
+    /// The device accounts that can do it (in the chat room; friends of every member).
+    pub able: Vec<String>,
+    /// The request field it came from, for a refusal (`chatroomIds[2]`, `memberWxids`).
+    pub field: String,
+}
+
+fn work_refused(field: &str, name: &'static str, message: String) -> ApiError {
+    ApiError::Refused {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        name,
+        message: format!("{field}: {message}"),
+        fields: vec![FieldError {
+            field: field.to_string(),
+            message,
+        }],
+    }
+}
+
+/// Give each piece of work to one device account of pool `pool_id` — by the pool's strategy,
+/// among its enabled device members able to do it, inside their working hours and under their
+/// daily caps (a cap counts everything the pool gave the account that day: customers, chat
+/// rooms, groups, new friends) — recorded as the pool's assignments with no customer (`source`,
+/// status done) in `tx`, the pool row locked so that concurrent picks see each other. Returns
+/// the chosen account per piece. All or nothing: a piece no member can take is a refusal
+/// naming its field (`422 NO_POOL_ACCOUNT` when no device account of the pool can do it,
+/// `422 TRAFFIC_POOL_FULL` when those that can are at their caps or outside their hours, with
+/// the time one is next free); the caller rolls back.
+pub async fn give_work(
+    tx: &mut Tx,
+    tenant_id: i64,
+    pool_id: i64,
+    source: &str,
+    work: &[Work],
+) -> ApiResult<Vec<String>> {
+    let p = lock_pool(tx, tenant_id, pool_id)
+        .await?
+        .ok_or(ApiError::NotFound("traffic pool"))?;
+    if p.enabled != 1 {
+        return Err(ApiError::domain(
+            StatusCode::CONFLICT,
+            "TRAFFIC_POOL_DISABLED",
+            format!("traffic pool {} is disabled", p.name),
+        ));
+    }
+    let ms: Vec<MemberRow> = tx
+        .fetch_all(
+            query(format!(
+                "SELECT {MEMBER_COLUMNS} FROM traffic_pool_member WHERE tenant_id = ? AND pool_id = ? \
+                 AND account_type = 'WECHAT' ORDER BY id"
+            ))
+            .bind(tenant_id)
+            .bind(pool_id),
+        )
+        .await?;
+    let now = now_ms();
+    let day = day_of(now);
+    let mut given = given_on(tx, tenant_id, pool_id, &day).await?;
+    let mut loads = Vec::new();
+    if p.strategy == "least_loaded" {
+        for m in &ms {
+            loads.push((m.id, load(tx, tenant_id, m).await?));
+        }
+    }
+    let mut last = p.last_member_id;
+    let mut out = Vec::with_capacity(work.len());
+    for w in work {
+        let able: Vec<MemberRow> = ms
+            .iter()
+            .filter(|m| m.enabled == 1 && w.able.contains(&m.account_id))
+            .cloned()
+            .collect();
+        if able.is_empty() {
+            return Err(work_refused(
+                &w.field,
+                "NO_POOL_ACCOUNT",
+                format!(
+                    "no enabled device account of traffic pool {} can do this",
+                    p.name
+                ),
+            ));
+        }
+        let i = choose(&p.strategy, last, &able, &given, &loads, now).map_err(|next| {
+            let when = next.map_or_else(|| "none is free later today".into(), |t| format!("one is next free at {}", iso(t)));
+            work_refused(
+                &w.field,
+                "TRAFFIC_POOL_FULL",
+                format!(
+                    "every device account of traffic pool {} able to do this is at its daily cap or outside its working hours ({when})",
+                    p.name
+                ),
+            )
+        })?;
+        let m = &able[i];
+        tx.execute(
+            query("INSERT INTO traffic_assignment (tenant_id, pool_id, member_id, customer_id, assign_day, source, source_ref, status, created_at) VALUES (?, ?, ?, NULL, ?, ?, ?, 'done', ?)")
+                .bind(tenant_id)
+                .bind(pool_id)
+                .bind(m.id)
+                .bind(day.as_str())
+                .bind(source.to_string())
+                .bind(w.key.as_str())
+                .bind(now),
+        )
+        .await?;
+        bump(&mut given, m.id);
+        bump(&mut loads, m.id);
+        last = m.id;
+        out.push(m.account_id.clone());
+    }
+    tx.execute(
+        query("UPDATE traffic_pool SET last_member_id = ?, updated_at = ? WHERE id = ?")
+            .bind(last)
+            .bind(now)
+            .bind(pool_id),
+    )
+    .await?;
+    Ok(out)
+}
+
+fn bump(counts: &mut Vec<(i64, i64)>, id: i64) {
+    match counts.iter_mut().find(|c| c.0 == id) {
+        Some(c) => c.1 += 1,
+        None => counts.push((id, 1)),
+    }
+}
+
+/// A new friend arrived on device account `account`: each enabled pool holding the account
+/// counts it as given to the account today (a WeChat friend stays on the phone it added, so
+/// there is nothing to hand on): its daily cap, least-loaded load and statistics include it.
+pub async fn count_new_friend(tx: &mut Tx, tenant_id: i64, account: &str) -> DbResult<()> {
+    let members: Vec<(i64, i64)> = tx
+        .fetch_all(
+            query(
+                "SELECT m.pool_id, m.id FROM traffic_pool_member m JOIN traffic_pool p ON p.id = m.pool_id \
+                 WHERE m.tenant_id = ? AND m.account_type = 'WECHAT' AND m.account_id = ? AND p.enabled = 1",
+            )
+            .bind(tenant_id)
+            .bind(account),
+        )
+        .await?;
+    let now = now_ms();
+    let day = day_of(now);
+    for (pool_id, member_id) in members {
+        tx.execute(
+            query("INSERT INTO traffic_assignment (tenant_id, pool_id, member_id, customer_id, assign_day, source, source_ref, status, created_at) VALUES (?, ?, ?, NULL, ?, 'device_friend', NULL, 'done', ?)")
+                .bind(tenant_id)
+                .bind(pool_id)
+                .bind(member_id)
+                .bind(day.as_str())
+                .bind(now),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1081,19 +1254,29 @@ pub async fn list_assignments(
     count.append(&cond);
     let total = state.db.fetch_i64(count).await?;
     let mut page = query(
-        "SELECT id, member_id, customer_id, assign_day, source, status, error, created_at FROM traffic_assignment",
+        "SELECT id, member_id, customer_id, assign_day, source, source_ref, status, error, created_at FROM traffic_assignment",
     );
     page.append(&cond);
     page.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
         .push_bind(paging.size)
         .push_bind(paging.offset());
     #[allow(clippy::type_complexity)]
-    let rows: Vec<(i64, i64, i64, String, String, String, Option<String>, i64)> =
-        state.db.fetch_all(page).await?;
+    let rows: Vec<(
+        i64,
+        i64,
+        Option<i64>,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+    )> = state.db.fetch_all(page).await?;
     let list = rows
         .into_iter()
-        .map(|(id, member, customer, day, source, status, error, at)| {
-            json!({"id": id, "memberId": member, "customerId": customer, "day": day, "source": source, "status": status, "error": error, "createdAt": iso(at)})
+        .map(|(id, member, customer, day, source, source_ref, status, error, at)| {
+            json!({"id": id, "memberId": member, "customerId": customer, "day": day, "source": source,
+                   "sourceRef": source_ref, "status": status, "error": error, "createdAt": iso(at)})
         })
         .collect();
     Ok(ok(ListPage {

@@ -253,7 +253,9 @@ pub async fn create_gateway(State(state): State<AppState>, c: Chrome, body: Byte
 pub struct Push {
     pub group_push_id: i64,
     pub task_name: Option<String>,
-    pub account_id: String,
+    /// None for a push spread across a traffic pool (`pool_id`).
+    pub account_id: Option<String>,
+    pub pool_id: Option<i64>,
     pub status: String,
     pub target_count: i64,
     pub success_count: i64,
@@ -426,6 +428,21 @@ pub struct RoomResult {
     pub sends: i64,
 }
 
+/// Who pushes: the account, or the traffic pool a push was spread across.
+fn pushed_by(account: &Option<String>, pool: Option<i64>) -> String {
+    match (account, pool) {
+        (Some(a), _) => a.clone(),
+        (None, Some(p)) => format!("pool {p}"),
+        (None, None) => String::new(),
+    }
+}
+
+impl Push {
+    pub fn by(&self) -> String {
+        pushed_by(&self.account_id, self.pool_id)
+    }
+}
+
 impl RoomResult {
     pub fn room(&self) -> String {
         self.chatroom_id.as_str().unwrap_or("").to_string()
@@ -438,7 +455,9 @@ impl RoomResult {
 pub struct PushDetail {
     pub group_push_id: i64,
     pub task_name: Option<String>,
-    pub account_id: String,
+    /// None for a push spread across a traffic pool (`pool_id`).
+    pub account_id: Option<String>,
+    pub pool_id: Option<i64>,
     pub message_content: Value,
     pub status: String,
     pub target_count: i64,
@@ -449,6 +468,10 @@ pub struct PushDetail {
 }
 
 impl PushDetail {
+    pub fn by(&self) -> String {
+        pushed_by(&self.account_id, self.pool_id)
+    }
+
     /// The message in one line.
     pub fn message(&self) -> String {
         let d = &self.message_content["data"];

@@ -156,8 +156,11 @@ struct Stats {
 pub struct Assignment {
     pub id: i64,
     pub member_id: i64,
-    pub customer_id: i64,
+    /// None for device work (a chat room pushed to, a group created, a new friend).
+    pub customer_id: Option<i64>,
     pub source: String,
+    /// What the device work was (`gp:<push>:<room>`, `ag:<auto group>`).
+    pub source_ref: Option<String>,
     pub status: String,
     pub error: Option<String>,
     pub created_at: String,

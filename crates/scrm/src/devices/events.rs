@@ -4,7 +4,7 @@
 //! the acknowledgement is first stored.
 
 use scrm_db::{Backend, Tx, query};
-use scrm_wecom::device::{Friend, Moment, command, event};
+use scrm_wecom::device::{Chatroom, Friend, Moment, command, event};
 use serde_json::{Value, json};
 
 use super::commands::{CommandRow, NewCommand, insert_ignore, record};
@@ -75,6 +75,8 @@ async fn apply(
         event::FRIEND_ADDED => {
             let f: Friend = serde_json::from_value(data.clone())?;
             upsert_friends(tx, tenant_id, account, &[f]).await?;
+            // Traffic pools holding the account count the friend as given to it today.
+            crate::automation::traffic::count_new_friend(tx, tenant_id, account).await?;
         }
         event::FRIEND_DELETED => {
             tx.execute(
@@ -110,6 +112,12 @@ async fn apply(
             }
         }
         event::MEMBER_JOINED => {
+            // The account is in that room (a room it did not list before, e.g. joined since).
+            let room = Chatroom {
+                chatroom_id: text("chatroomId"),
+                name: String::new(),
+            };
+            upsert_rooms(tx, tenant_id, account, &[room]).await?;
             tasks::welcome_member(
                 state,
                 tx,
@@ -189,6 +197,22 @@ pub async fn after_command(
                 q.push_in_list(friends.iter().map(|f| f.wxid.clone()));
             }
             tx.execute(q).await?;
+            // The chat rooms, when the gateway lists them: the rooms a pool push can use.
+            if let Some(list) = result.get("chatrooms").filter(|v| v.is_array()) {
+                let rooms: Vec<Chatroom> = serde_json::from_value(list.clone()).unwrap_or_default();
+                upsert_rooms(tx, c.tenant_id, &c.account_wxid, &rooms).await?;
+                let mut q = query(
+                    "UPDATE device_chatroom SET left_room = 1, updated_at = ? WHERE tenant_id = ? AND account_wxid = ? AND left_room = 0",
+                )
+                .bind(now_ms())
+                .bind(c.tenant_id)
+                .bind(c.account_wxid.as_str());
+                if !rooms.is_empty() {
+                    q.push_sql(" AND chatroom_id NOT IN ");
+                    q.push_in_list(rooms.iter().map(|r| r.chatroom_id.clone()));
+                }
+                tx.execute(q).await?;
+            }
         }
         (_, command::FETCH_MOMENTS) if ok => {
             let moments: Vec<Moment> =
@@ -263,8 +287,41 @@ pub async fn upsert_friends(
     Ok(())
 }
 
-/// Store moments not seen before; with auto-like on, like each new one (a `like_moment`
-/// command, spaced like pushes). Returns how many were new.
+/// Chat rooms `account` is in (a friend sync's `chatrooms`, a group it created, a member
+/// joining): inserted or refreshed, a known name kept when the new one is empty.
+pub async fn upsert_rooms(
+    tx: &mut Tx,
+    tenant_id: i64,
+    account: &str,
+    rooms: &[Chatroom],
+) -> anyhow::Result<()> {
+    let sql = match tx.backend() {
+        Backend::MySql => {
+            "INSERT INTO device_chatroom (tenant_id, account_wxid, chatroom_id, name, left_room, updated_at) VALUES (?, ?, ?, ?, 0, ?) \
+             ON DUPLICATE KEY UPDATE name = IF(VALUES(name) = '', name, VALUES(name)), left_room = 0, updated_at = VALUES(updated_at)"
+        }
+        _ => {
+            "INSERT INTO device_chatroom (tenant_id, account_wxid, chatroom_id, name, left_room, updated_at) VALUES (?, ?, ?, ?, 0, ?) \
+             ON CONFLICT (tenant_id, account_wxid, chatroom_id) DO UPDATE SET name = CASE WHEN excluded.name = '' \
+             THEN device_chatroom.name ELSE excluded.name END, left_room = 0, updated_at = excluded.updated_at"
+        }
+    };
+    for r in rooms.iter().filter(|r| !r.chatroom_id.is_empty()) {
+        tx.execute(
+            query(sql)
+                .bind(tenant_id)
+                .bind(account)
+                .bind(r.chatroom_id.as_str())
+                .bind(r.name.as_str())
+                .bind(now_ms()),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Store moments not seen before and posted within the retention; with auto-like on, like each
+/// new one (a `like_moment` command, spaced like pushes). Returns how many were new.
 async fn store_moments(
     state: &AppState,
     tx: &mut Tx,
@@ -285,7 +342,13 @@ async fn store_moments(
         "device_moment (tenant_id, account_wxid, moment_id, author_wxid, text, liked, seen_at, posted_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
     );
     let mut stored = 0;
-    for m in moments {
+    // Moments past the retention are not kept (the daily clean-up would delete them), and
+    // count as nothing new, so a collection stops at them.
+    let oldest = now_ms() - state.config.moment_retention_days * 86_400_000;
+    for m in moments
+        .iter()
+        .filter(|m| m.posted_at.is_none_or(|at| at >= oldest))
+    {
         let now = now_ms();
         let new = tx
             .execute(

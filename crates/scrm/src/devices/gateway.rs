@@ -21,7 +21,7 @@ use super::provider::{Capability, Provider, resolve, resolve_for};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
-use crate::http::envelope::{Reply, created, ok};
+use crate::http::envelope::{Paging, Reply, created, ok};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::routes::{Access, Routes};
 use crate::http::{ApiError, ApiResult};
@@ -71,7 +71,7 @@ pub fn routes(state: &AppState) -> Routes {
             Method::GET,
             "/api/v1/devices/accounts",
             Access::Permission(perm::DEVICE_VIEW),
-            "Sender accounts of both providers (WeCom members and device accounts) with status and capabilities",
+            "Sender accounts of both providers (WeCom members and device accounts) with status, capabilities and health; paged with page/pageSize",
             list_accounts,
         )
         .route(
@@ -179,13 +179,18 @@ pub async fn list_gateways(
 #[serde(rename_all = "camelCase")]
 pub struct AccountsQuery {
     account_type: Option<String>,
+    page: Option<i64>,
+    page_size: Option<i64>,
 }
 
+/// `GET /api/v1/devices/accounts?accountType&page&pageSize`: without `page` and `pageSize`
+/// every account as a list (as seed 004's account list); with either, one page
+/// `{list, total, page, pageSize}` (pageSize 1-500, default 50) read from the database.
 pub async fn list_accounts(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<AccountsQuery>,
-) -> ApiResult<Reply<Vec<Value>>> {
+) -> ApiResult<Reply<Value>> {
     let want = q.account_type.as_deref().filter(|t| !t.is_empty());
     if let Some(t) = want
         && t != "WEWORK"
@@ -193,8 +198,26 @@ pub async fn list_accounts(
     {
         return Err(ApiError::field("accountType", "WEWORK or WECHAT"));
     }
-    let (out, _) = accounts_page(&state.db, user.tenant_id, want, None, 0, None).await?;
-    Ok(ok(out))
+    if q.page.is_none() && q.page_size.is_none() {
+        let (out, _) = accounts_page(&state.db, user.tenant_id, want, None, 0, None).await?;
+        return Ok(ok(Value::Array(out)));
+    }
+    if q.page_size.is_some_and(|n| !(1..=500).contains(&n)) {
+        return Err(ApiError::field("pageSize", "must be between 1 and 500"));
+    }
+    let paging = Paging::new(q.page, q.page_size, 50, 500)?;
+    let (list, total) = accounts_page(
+        &state.db,
+        user.tenant_id,
+        want,
+        None,
+        paging.offset(),
+        Some(paging.size),
+    )
+    .await?;
+    Ok(ok(
+        json!({"list": list, "total": total, "page": paging.page, "pageSize": paging.size}),
+    ))
 }
 
 /// The tenant's sender accounts (`want`: WEWORK, WECHAT or both; `only`: one account id):

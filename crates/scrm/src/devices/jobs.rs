@@ -1,4 +1,5 @@
-//! The device job kinds and their schedules.
+//! The device job kinds and their schedules (auto-like every 5 min, moments collection every
+//! 30 min, moments clean-up daily at 04:30).
 
 use std::time::Duration;
 
@@ -17,9 +18,15 @@ pub const AUTO_LIKE: &str = "devices.auto_like";
 /// Job kind: fetch moments of every active account (seed 002's `moments:collect`, every 30 min).
 pub const COLLECT: &str = "devices.moments.collect";
 
+/// Job kind: delete moments older than `SCRM_MOMENT_RETENTION_DAYS` (daily).
+pub const CLEANUP: &str = "devices.moments.cleanup";
+/// Moments deleted per statement.
+const CLEANUP_BATCH: usize = 1000;
+
 /// Register every device job kind.
 pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
-    let (s1, s2, s3, s4, s5, s6) = (
+    let (s1, s2, s3, s4, s5, s6, s7) = (
+        state.clone(),
         state.clone(),
         state.clone(),
         state.clone(),
@@ -49,6 +56,16 @@ pub fn register(builder: EngineBuilder, state: &AppState) -> EngineBuilder {
             KindOptions::default(),
             move |ctx, p| super::group_send::run_finish(s5.clone(), ctx, p),
         )
+        .register(CLEANUP, KindOptions::default(), move |_ctx, _p| {
+            let state = s7.clone();
+            async move {
+                let n = clean_moments(&state, crate::state::now_ms())
+                    .await
+                    .map_err(JobError::retryable)?;
+                tracing::info!(deleted = n, "moments past their retention deleted");
+                Ok(JobOutcome::Done)
+            }
+        })
         .register(
             super::health::SCORE,
             KindOptions::default().timeout(Duration::from_secs(1800)),
@@ -72,6 +89,14 @@ pub async fn on_startup(state: &AppState) -> anyhow::Result<()> {
             "devices.moments.collect",
             "*/30 * * * *",
             COLLECT,
+        ))
+        .await?;
+    state
+        .jobs
+        .ensure_schedule(&Schedule::new(
+            "devices.moments.cleanup",
+            "30 4 * * *",
+            CLEANUP,
         ))
         .await?;
     state
@@ -108,4 +133,33 @@ async fn fetch_moments(
         tx.commit().await.map_err(JobError::retryable)?;
     }
     Ok(JobOutcome::Done)
+}
+
+/// The moments clean-up: deletes every tenant's moments posted more than the retention
+/// (`SCRM_MOMENT_RETENTION_DAYS`) before `now`, a batch at a time (short statements beside a
+/// collection writing new ones). Returns how many.
+pub async fn clean_moments(state: &AppState, now: i64) -> scrm_db::DbResult<u64> {
+    let cutoff = now - state.config.moment_retention_days * 86_400_000;
+    let mut deleted = 0;
+    loop {
+        let ids: Vec<(i64,)> = state
+            .db
+            .fetch_all(
+                query(
+                    "SELECT id FROM device_moment WHERE posted_at < ? ORDER BY posted_at LIMIT ?",
+                )
+                .bind(cutoff)
+                .bind(CLEANUP_BATCH as i64),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(deleted);
+        }
+        let mut q = query("DELETE FROM device_moment WHERE id IN ");
+        q.push_in_list(ids.iter().map(|i| i.0));
+        deleted += state.db.execute(q).await?.rows_affected;
+        if ids.len() < CLEANUP_BATCH {
+            return Ok(deleted);
+        }
+    }
 }

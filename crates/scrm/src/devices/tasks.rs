@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use scrm_db::{Backend, Tx, query};
-use scrm_wecom::device::command;
+use scrm_wecom::device::{Chatroom, command};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,7 +15,7 @@ use super::provider::{Capability, resolve, resolve_for};
 use crate::audit;
 use crate::auth::CurrentUser;
 use crate::auth::permissions as perm;
-use crate::automation::{day_of, json_col};
+use crate::automation::{day_of, json_col, traffic};
 use crate::http::envelope::{Paging, RecordsPage, Reply, created, ok};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::routes::{Access, Routes};
@@ -80,6 +80,18 @@ fn field(name: &str, message: &str) -> ApiError {
     ApiError::field(name, message)
 }
 
+/// A task names one device account (`accountId`) or a traffic pool of them (`poolId`), not
+/// both: the account, or empty for a pool (the pool picks when the task is recorded).
+fn account_or_pool(account: &Option<String>, pool: Option<i64>) -> ApiResult<String> {
+    match pool {
+        None => account_field(account),
+        Some(_) if account.as_deref().is_some_and(|a| !a.trim().is_empty()) => {
+            Err(field("poolId", "give accountId or poolId, not both"))
+        }
+        Some(_) => Ok(String::new()),
+    }
+}
+
 fn account_field(v: &Option<String>) -> ApiResult<String> {
     let a = v.as_deref().map(str::trim).unwrap_or_default();
     if a.is_empty() || a.len() > 64 {
@@ -133,6 +145,9 @@ pub fn device_content(v: Option<&Value>) -> ApiResult<(&'static str, Value)> {
 #[serde(rename_all = "camelCase")]
 pub struct PushBody {
     account_id: Option<String>,
+    /// A traffic pool of device accounts instead of one account: each chat room is pushed by
+    /// one of the pool's accounts in that room, picked by the pool.
+    pool_id: Option<i64>,
     chatroom_ids: Option<Vec<String>>,
     message_content: Option<Value>,
     task_name: Option<String>,
@@ -143,8 +158,10 @@ pub async fn create_push(
     user: CurrentUser,
     ApiJson(b): ApiJson<PushBody>,
 ) -> ApiResult<Reply<Value>> {
-    let account = account_field(&b.account_id)?;
+    let account = account_or_pool(&b.account_id, b.pool_id)?;
     let mut rooms: Vec<String> = Vec::new();
+    // Each room's index in the request, for errors naming it.
+    let mut given_at: Vec<usize> = Vec::new();
     for (i, r) in b.chatroom_ids.unwrap_or_default().into_iter().enumerate() {
         let r = r.trim().to_string();
         if r.is_empty() || r.len() > 64 {
@@ -152,6 +169,7 @@ pub async fn create_push(
         }
         if !rooms.contains(&r) {
             rooms.push(r);
+            given_at.push(i);
         }
     }
     if rooms.is_empty() || rooms.len() > 500 {
@@ -164,24 +182,27 @@ pub async fn create_push(
     {
         return Err(field("taskName", "at most 100 characters"));
     }
-    resolve_for(
-        &state.db,
-        user.tenant_id,
-        &account,
-        Capability::SendToGroup,
-        "accountId",
-    )
-    .await?;
+    if b.pool_id.is_none() {
+        resolve_for(
+            &state.db,
+            user.tenant_id,
+            &account,
+            Capability::SendToGroup,
+            "accountId",
+        )
+        .await?;
+    }
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let id = tx
         .insert_id(
             query(
-                "INSERT INTO device_group_push (tenant_id, account_wxid, task_name, chatroom_ids, content, status, created_by, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?, ?)",
+                "INSERT INTO device_group_push (tenant_id, account_wxid, pool_id, task_name, chatroom_ids, content, status, created_by, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?)",
             )
             .bind(user.tenant_id)
             .bind(&account)
+            .bind(b.pool_id)
             .bind(b.task_name.clone())
             .bind(json!(rooms).to_string())
             .bind(b.message_content.clone().unwrap_or_default().to_string())
@@ -190,10 +211,24 @@ pub async fn create_push(
             .bind(now),
         )
         .await?;
-    for room in &rooms {
+    // Who pushes each room: the account, or the pool's pick among its accounts in the room.
+    let senders = match b.pool_id {
+        None => vec![account.clone(); rooms.len()],
+        Some(pool) => {
+            let work = room_work(&mut tx, user.tenant_id, id, &rooms, &given_at).await?;
+            match traffic::give_work(&mut tx, user.tenant_id, pool, "group_push", &work).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tx.rollback().await?;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    for (room, sender) in rooms.iter().zip(&senders) {
         let mut d = data.clone();
         d["to"] = json!(room);
-        let mut c = NewCommand::new(&account, cmd, d, "group_push", id);
+        let mut c = NewCommand::new(sender, cmd, d, "group_push", id);
         c.spaced = true;
         record(&state, &mut tx, user.tenant_id, c).await?;
     }
@@ -203,11 +238,44 @@ pub async fn create_push(
         "device.group_push.create",
         "device_group_push",
         id,
-        json!({"accountId": account, "chatrooms": rooms.len()}),
+        json!({"accountId": account, "poolId": b.pool_id, "chatrooms": rooms.len()}),
     )
     .await?;
     tx.commit().await?;
     Ok(created(push_view(&state, user.tenant_id, id).await?))
+}
+
+/// A pool push's chat rooms as pool work: each can be pushed by the device accounts that are in
+/// it (as their last friend sync, a group they created or a member joining showed) and are not
+/// logged out.
+async fn room_work(
+    tx: &mut Tx,
+    tenant_id: i64,
+    push_id: i64,
+    rooms: &[String],
+    given_at: &[usize],
+) -> ApiResult<Vec<traffic::Work>> {
+    let mut q = query(
+        "SELECT r.chatroom_id, r.account_wxid FROM device_chatroom r JOIN device_account a \
+         ON a.tenant_id = r.tenant_id AND a.wxid = r.account_wxid \
+         WHERE r.tenant_id = ? AND r.left_room = 0 AND a.status <> 'EXPIRED' AND r.chatroom_id IN ",
+    )
+    .bind(tenant_id);
+    q.push_in_list(rooms.iter().cloned());
+    let inside: Vec<(String, String)> = tx.fetch_all(q).await?;
+    Ok(rooms
+        .iter()
+        .zip(given_at)
+        .map(|(room, i)| traffic::Work {
+            key: format!("gp:{push_id}:{room}"),
+            able: inside
+                .iter()
+                .filter(|(r, _)| r == room)
+                .map(|(_, a)| a.clone())
+                .collect(),
+            field: format!("chatroomIds[{i}]"),
+        })
+        .collect())
 }
 
 /// Recompute a push's status from its commands.
@@ -249,36 +317,46 @@ pub async fn push_progress(tx: &mut Tx, tenant_id: i64, push_id: i64) -> anyhow:
 }
 
 async fn push_view(state: &AppState, tenant_id: i64, id: i64) -> ApiResult<Value> {
-    let row: Option<(String, Option<String>, String, String, i64, i64)> = state
+    type Row = (
+        String,
+        Option<i64>,
+        Option<String>,
+        String,
+        String,
+        i64,
+        i64,
+    );
+    let row: Option<Row> = state
         .db
         .fetch_optional(
-            query("SELECT account_wxid, task_name, content, status, created_at, updated_at FROM device_group_push WHERE tenant_id = ? AND id = ?")
+            query("SELECT account_wxid, pool_id, task_name, content, status, created_at, updated_at FROM device_group_push WHERE tenant_id = ? AND id = ?")
                 .bind(tenant_id)
                 .bind(id),
         )
         .await?;
-    let (account, name, content, status, created, updated) =
+    let (account, pool, name, content, status, created, updated) =
         row.ok_or(ApiError::NotFound("group push"))?;
-    let results: Vec<(String, String, Option<String>, i64)> = state
+    let results: Vec<(String, String, String, Option<String>, i64)> = state
         .db
         .fetch_all(
-            query("SELECT data, status, error, sends FROM device_command WHERE tenant_id = ? AND source = 'group_push' AND source_id = ? ORDER BY id")
+            query("SELECT account_wxid, data, status, error, sends FROM device_command WHERE tenant_id = ? AND source = 'group_push' AND source_id = ? ORDER BY id")
                 .bind(tenant_id)
                 .bind(id),
         )
         .await?;
     let results: Vec<Value> = results
         .into_iter()
-        .map(|(data, st, error, sends)| {
+        .map(|(by, data, st, error, sends)| {
             let d: Value = serde_json::from_str(&data).unwrap_or_default();
-            json!({"chatroomId": d["to"], "status": result_status(&st), "errorMessage": error, "sends": sends})
+            json!({"chatroomId": d["to"], "accountId": by, "status": result_status(&st), "errorMessage": error, "sends": sends})
         })
         .collect();
     let count = |s: &str| results.iter().filter(|r| r["status"] == s).count();
     Ok(json!({
         "groupPushId": id,
         "taskName": name,
-        "accountId": account,
+        "accountId": Some(account).filter(|a| !a.is_empty()),
+        "poolId": pool,
         "messageContent": serde_json::from_str::<Value>(&content).unwrap_or_default(),
         "status": status,
         "targetCount": results.len(),
@@ -305,6 +383,7 @@ pub fn result_status(s: &str) -> &'static str {
 #[serde(rename_all = "camelCase")]
 pub struct PushListQuery {
     account_id: Option<String>,
+    pool_id: Option<i64>,
     status: Option<String>,
     task_name: Option<String>,
     page: Option<i64>,
@@ -328,7 +407,17 @@ pub async fn list_pushes(
     let paging = Paging::new(q.page, q.size, 10, 100)?;
     let mut cond = query(" WHERE tenant_id = ?").bind(user.tenant_id);
     if let Some(a) = q.account_id.filter(|s| !s.is_empty()) {
-        cond.push_sql(" AND account_wxid = ?").push_bind(a);
+        // The account's own pushes and pool pushes it pushed rooms of.
+        cond.push_sql(
+            " AND (account_wxid = ? OR id IN (SELECT source_id FROM device_command WHERE tenant_id = ? \
+             AND source = 'group_push' AND account_wxid = ?))",
+        )
+        .push_bind(a.clone())
+        .push_bind(user.tenant_id)
+        .push_bind(a);
+    }
+    if let Some(p) = q.pool_id {
+        cond.push_sql(" AND pool_id = ?").push_bind(p);
     }
     if let Some(st) = q.status.filter(|s| !s.is_empty()) {
         if !PUSH_STATUSES.contains(&st.as_str()) {
@@ -347,13 +436,13 @@ pub async fn list_pushes(
     count.append(&cond);
     let total = state.db.fetch_i64(count).await?;
     let mut page = query(
-        "SELECT id, account_wxid, task_name, status, created_at, updated_at FROM device_group_push",
+        "SELECT id, account_wxid, pool_id, task_name, status, created_at, updated_at FROM device_group_push",
     );
     page.append(&cond);
     page.push_sql(" ORDER BY id DESC LIMIT ? OFFSET ?")
         .push_bind(paging.size)
         .push_bind(paging.offset());
-    type Row = (i64, String, Option<String>, String, i64, i64);
+    type Row = (i64, String, Option<i64>, Option<String>, String, i64, i64);
     let rows: Vec<Row> = state.db.fetch_all(page).await?;
     // The page's counts in one statement.
     let mut counts: Vec<(i64, String, i64)> = Vec::new();
@@ -368,7 +457,7 @@ pub async fn list_pushes(
     }
     let records = rows
         .into_iter()
-        .map(|(id, account, name, status, created, updated)| {
+        .map(|(id, account, pool, name, status, created, updated)| {
             let n = |want: Option<&str>| {
                 counts
                     .iter()
@@ -379,7 +468,8 @@ pub async fn list_pushes(
             json!({
                 "groupPushId": id,
                 "taskName": name,
-                "accountId": account,
+                "accountId": Some(account).filter(|a| !a.is_empty()),
+                "poolId": pool,
                 "status": status,
                 "targetCount": n(None),
                 "successCount": n(Some("done")),
@@ -409,6 +499,9 @@ pub async fn get_push(
 #[serde(rename_all = "camelCase")]
 struct AutoGroupBody {
     account_id: Option<String>,
+    /// A traffic pool of device accounts instead of one account: the pool picks one of its
+    /// accounts that has every member as a friend.
+    pool_id: Option<i64>,
     group_name: Option<String>,
     member_wxids: Option<Vec<String>>,
     welcome_message: Option<String>,
@@ -419,7 +512,7 @@ async fn create_auto_group(
     user: CurrentUser,
     ApiJson(b): ApiJson<AutoGroupBody>,
 ) -> ApiResult<Reply<Value>> {
-    let account = account_field(&b.account_id)?;
+    let account = account_or_pool(&b.account_id, b.pool_id)?;
     let name = b
         .group_name
         .as_deref()
@@ -450,14 +543,16 @@ async fn create_auto_group(
     if welcome.as_ref().is_some_and(|w| w.chars().count() > 2000) {
         return Err(field("welcomeMessage", "at most 2000 characters"));
     }
-    resolve_for(
-        &state.db,
-        user.tenant_id,
-        &account,
-        Capability::CreateGroup,
-        "accountId",
-    )
-    .await?;
+    if b.pool_id.is_none() {
+        resolve_for(
+            &state.db,
+            user.tenant_id,
+            &account,
+            Capability::CreateGroup,
+            "accountId",
+        )
+        .await?;
+    }
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     let id = tx
@@ -476,6 +571,35 @@ async fn create_auto_group(
             .bind(now),
         )
         .await?;
+    // Through a pool: the pool's pick among its accounts with every member as a friend.
+    let account =
+        match b.pool_id {
+            None => account,
+            Some(pool) => {
+                let work = traffic::Work {
+                    key: format!("ag:{id}"),
+                    able: friends_of_all(&mut tx, user.tenant_id, &members).await?,
+                    field: "memberWxids".into(),
+                };
+                let picked =
+                    match traffic::give_work(&mut tx, user.tenant_id, pool, "auto_group", &[work])
+                        .await
+                    {
+                        Ok(mut s) => s.remove(0),
+                        Err(e) => {
+                            tx.rollback().await?;
+                            return Err(e);
+                        }
+                    };
+                tx.execute(
+                    query("UPDATE device_auto_group SET account_wxid = ? WHERE id = ?")
+                        .bind(&picked)
+                        .bind(id),
+                )
+                .await?;
+                picked
+            }
+        };
     let c = NewCommand::new(
         &account,
         command::CREATE_CHATROOM,
@@ -490,11 +614,26 @@ async fn create_auto_group(
         "device.auto_group.create",
         "device_auto_group",
         id,
-        json!({"accountId": account, "groupName": name}),
+        json!({"accountId": account, "poolId": b.pool_id, "groupName": name}),
     )
     .await?;
     tx.commit().await?;
     Ok(created(auto_group_view(&state, user.tenant_id, id).await?))
+}
+
+/// The device accounts (not logged out) that have every one of `members` as a friend.
+async fn friends_of_all(tx: &mut Tx, tenant_id: i64, members: &[String]) -> ApiResult<Vec<String>> {
+    let mut q = query(
+        "SELECT f.account_wxid FROM device_friend f JOIN device_account a ON a.tenant_id = f.tenant_id \
+         AND a.wxid = f.account_wxid WHERE f.tenant_id = ? AND f.deleted = 0 AND a.status <> 'EXPIRED' \
+         AND f.friend_wxid IN ",
+    )
+    .bind(tenant_id);
+    q.push_in_list(members.iter().cloned());
+    q.push_sql(" GROUP BY f.account_wxid HAVING COUNT(*) = ?")
+        .push_bind(members.len() as i64);
+    let rows: Vec<(String,)> = tx.fetch_all(q).await?;
+    Ok(rows.into_iter().map(|(a,)| a).collect())
 }
 
 /// The chat room was created (or not): store it, and send the welcome into it.
@@ -528,6 +667,17 @@ pub async fn group_created(
     )
     .await?;
     let Some(room) = room else { return Ok(()) };
+    let group_name = data_name(c);
+    super::events::upsert_rooms(
+        tx,
+        c.tenant_id,
+        &c.account_wxid,
+        &[Chatroom {
+            chatroom_id: room.to_string(),
+            name: group_name,
+        }],
+    )
+    .await?;
     let row: Option<(Option<String>, String)> = tx
         .fetch_optional(
             query("SELECT welcome_message, member_wxids FROM device_auto_group WHERE tenant_id = ? AND id = ?")
@@ -553,6 +703,14 @@ pub async fn group_created(
     );
     record(state, tx, c.tenant_id, cmd).await?;
     Ok(())
+}
+
+/// The name a `create_chatroom` command asked for.
+fn data_name(c: &CommandRow) -> String {
+    serde_json::from_str::<Value>(&c.data)
+        .ok()
+        .and_then(|d| d["name"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 async fn nickname(

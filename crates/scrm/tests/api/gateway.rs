@@ -709,13 +709,16 @@ async fn collect_moments(app: &TestApp, done_before: i64) -> i64 {
         .await
         .unwrap();
     until("the collection done", || async {
-        let db = &app.state.db;
-        let done = db
-            .fetch_i64(query("SELECT COUNT(*) FROM device_command WHERE command = 'fetch_moments' AND status = 'done'"))
-            .await
-            .unwrap();
-        let open = db
-            .fetch_i64(query("SELECT COUNT(*) FROM device_command WHERE command = 'fetch_moments' AND status <> 'done'"))
+        // Both counts from one statement: read apart, the last page could be acknowledged in
+        // between and the count of done fetches come out one short.
+        let (done, open): (i64, i64) = app
+            .state
+            .db
+            .fetch_one(query(
+                "SELECT COUNT(CASE WHEN status = 'done' THEN 1 END), \
+                 COUNT(CASE WHEN status <> 'done' THEN 1 END) \
+                 FROM device_command WHERE command = 'fetch_moments'",
+            ))
             .await
             .unwrap();
         (done > done_before && open == 0).then_some(done)
@@ -807,7 +810,81 @@ async fn moments_collection_lists_each_moment_once_newest_first(app: TestApp) {
     sim.stop();
 }
 
+/// Moments posted longer ago than the retention (default 90 days) are not collected, and the
+/// daily clean-up (`devices.moments.cleanup`, scheduled) deletes stored moments once they are
+/// that old, for every tenant, leaving the younger ones listed.
+async fn moments_past_the_retention_are_not_kept(app: TestApp) {
+    let sim = gateway(&app).await;
+    sim.set_moments_page_size(2);
+    let day = 86_400_000i64;
+    let now = scrm::state::now_ms();
+    // Two moments from 100 days ago, then three recent ones (posted in time order).
+    sim.post_moment_unannounced_at("wxid_a", "f1", "去年的旅行", now - 100 * day);
+    sim.post_moment_unannounced_at("wxid_a", "f2", "旧照片", now - 100 * day + 1);
+    let recent: Vec<String> = ["一", "二", "三"]
+        .iter()
+        .map(|t| sim.post_moment_unannounced("wxid_a", "f1", t))
+        .collect();
+    // Pages [three, two], [one, old] (one new), [old] (nothing new): the walk stops there.
+    let done = collect_moments(&app, 0).await;
+    assert_eq!(done, 3);
+    let t = &app.admin_token;
+    let r = app.get("/api/v1/devices/moments", t).await;
+    assert_eq!(r.data()["total"], 3, "{:?}", r.body);
+    let listed: Vec<&str> = r.data()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["momentId"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = recent.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first);
+
+    // 91 days later for the oldest stored one (and for another tenant's moment): the clean-up
+    // deletes exactly those.
+    app.state
+        .db
+        .execute(
+            query("UPDATE device_moment SET posted_at = ? WHERE moment_id = ?")
+                .bind(now - 91 * day)
+                .bind(recent[0].as_str()),
+        )
+        .await
+        .unwrap();
+    app.state
+        .db
+        .execute(
+            query("INSERT INTO device_moment (tenant_id, account_wxid, moment_id, author_wxid, text, liked, seen_at, posted_at) \
+                   VALUES (2, 'wxid_z', 'm-other', 'fz', 'old', 0, ?, ?)")
+                .bind(now - 95 * day)
+                .bind(now - 95 * day),
+        )
+        .await
+        .unwrap();
+    let scheduled = crate::helpers::n(
+        &app,
+        "SELECT COUNT(*) FROM job_schedule WHERE name = 'devices.moments.cleanup'".into(),
+    )
+    .await;
+    assert_eq!(scheduled, 1, "the daily clean-up is scheduled");
+    app.state
+        .jobs
+        .enqueue_now(scrm_jobs::NewJob::new("devices.moments.cleanup", &json!({})).unwrap())
+        .await
+        .unwrap();
+    until("the clean-up done", || async {
+        let left = crate::helpers::n(&app, "SELECT COUNT(*) FROM device_moment".into()).await;
+        (left == 2).then_some(())
+    })
+    .await;
+    let r = app.get("/api/v1/devices/moments", t).await;
+    assert_eq!(r.data()["total"], 2, "{:?}", r.body);
+    assert_eq!(r.data()["list"][1]["momentId"], json!(recent[1]));
+    sim.stop();
+}
+
 scrm_db::db_tests!(crate::gateway::spawn;
+    moments_past_the_retention_are_not_kept,
     group_push_reaches_every_room_once_across_gateway_drops,
     tasks_an_account_cannot_do_are_refused_at_creation,
     auto_group_is_created_and_welcomed_and_members_get_the_group_welcome,

@@ -11,6 +11,7 @@ mod customers;
 mod customers_search;
 mod customers_wecom;
 mod devices_group_send;
+mod devices_pools;
 mod errors;
 mod events_relay;
 mod fuzz;

@@ -301,6 +301,25 @@ async fn an_sop_send_killed_after_its_wecom_call_reaches_the_group_once(app: Tes
     sop_send_killed_after_its_call(app, true).await;
 }
 
+/// Wait until the (first) execution of SOP template `tid` has completed (status 1).
+async fn sop_execution_completed(app: &TestApp, tid: i64) {
+    let mut done = Value::Null;
+    for _ in 0..900 {
+        let l = app
+            .get(
+                &format!("/api/sop/executions?templateId={tid}"),
+                &app.admin_token,
+            )
+            .await;
+        if l.data()["list"][0]["status"] == 1 {
+            done = l.data()["list"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["status"], 1, "completed: {done}");
+}
+
 async fn sop_send_killed_after_its_call(app: TestApp, group: bool) {
     let w = world(&app, 10, |c| c.size.group_chats = 6).await;
     let (template_type, target, recipient) = if group {
@@ -360,21 +379,7 @@ async fn sop_send_killed_after_its_call(app: TestApp, group: bool) {
         .start(CancellationToken::new())
         .await
         .unwrap();
-    let mut done = Value::Null;
-    for _ in 0..900 {
-        let l = app
-            .get(
-                &format!("/api/sop/executions?templateId={tid}"),
-                &app.admin_token,
-            )
-            .await;
-        if l.data()["list"][0]["status"] == 1 {
-            done = l.data()["list"][0].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(done["status"], 1, "completed: {done}");
+    sop_execution_completed(&app, tid).await;
     let per = w.sim.deliveries_per_recipient();
     assert_eq!(per.get(&recipient).copied(), Some(1), "{per:?}");
     assert!(w.sim.duplicate_deliveries().is_empty());
@@ -1396,21 +1401,7 @@ async fn sop_send_survives_a_wecom_outage(
 
     // WeCom recovers: the message goes out once and the execution completes.
     w.sim.state().update_config(|c| fault(&mut c.faults, false));
-    let mut done = Value::Null;
-    for _ in 0..900 {
-        let l = app
-            .get(
-                &format!("/api/sop/executions?templateId={tid}"),
-                &app.admin_token,
-            )
-            .await;
-        if l.data()["list"][0]["status"] == 1 {
-            done = l.data()["list"][0].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(done["status"], 1, "completed: {done}");
+    sop_execution_completed(&app, tid).await;
     let per = w.sim.deliveries_per_recipient();
     assert_eq!(per.get(&ext1).copied(), Some(1), "{per:?}");
     assert!(w.sim.duplicate_deliveries().is_empty());

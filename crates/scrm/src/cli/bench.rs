@@ -66,6 +66,13 @@ pub struct SyncBench {
     /// Lifetime of the simulator's access tokens in seconds (short: they expire mid-run).
     #[arg(long, default_value_t = 20)]
     token_lifetime_secs: u64,
+    /// Call the simulator at this rate per API, as scrm calls WeCom (its default is 40,
+    /// SCRM_WECOM_CALLS_PER_SECOND; WeCom allows 166 = 10,000/min); default: unlimited.
+    #[arg(long)]
+    calls_per_second: Option<f64>,
+    /// Calls that may go out back to back under --calls-per-second (SCRM_WECOM_CALL_BURST).
+    #[arg(long, default_value_t = 200)]
+    call_burst: u32,
 }
 
 #[derive(Args)]
@@ -223,6 +230,9 @@ pub async fn run(cmd: BenchCommand, config: crate::config::Config) -> anyhow::Re
                 latency_max_ms: a.latency_max_ms,
                 changed_pct: a.changed_pct,
                 token_lifetime_secs: a.token_lifetime_secs,
+                rate: a
+                    .calls_per_second
+                    .map(|r| scrm_wecom::client::Rate::new(r, a.call_burst)),
             };
             let report = crate::integration::bench::run(config, args).await?;
             println!("{report}");

@@ -14,7 +14,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use scrm_db::query;
 use scrm_wecom::WeComClient;
-use scrm_wecom::client::ClientConfig;
+use scrm_wecom::client::{ClientConfig, Rate};
 use scrm_wecom_sim::scenarios::EditContact;
 use scrm_wecom_sim::{SimConfig, SimHandle, Simulator};
 use serde::Serialize;
@@ -38,6 +38,8 @@ pub struct BenchArgs {
     pub changed_pct: f64,
     /// Lifetime of the simulator's access tokens: short, so tokens expire during the run.
     pub token_lifetime_secs: u64,
+    /// Call the simulator at this rate per API (as WeCom is called); None: unlimited.
+    pub rate: Option<Rate>,
 }
 
 impl Default for BenchArgs {
@@ -50,6 +52,7 @@ impl Default for BenchArgs {
             latency_max_ms: 15,
             changed_pct: 1.0,
             token_lifetime_secs: 20,
+            rate: None,
         }
     }
 }
@@ -75,8 +78,14 @@ pub struct RunFigures {
     pub customers_per_s: f64,
     /// Rows written (created + updated + deleted) per second.
     pub written_per_s: f64,
-    /// calls × mean latency / allowed concurrency, seconds.
+    /// The time WeCom's calls alone need, seconds: the larger of the latency bound and the
+    /// rate bound.
     pub bound_seconds: f64,
+    /// calls × mean latency / allowed concurrency.
+    pub latency_bound_seconds: f64,
+    /// Under a rate per API (`--calls-per-second`): the busiest API's calls beyond the burst
+    /// divided by the rate; 0 without one.
+    pub rate_bound_seconds: f64,
     /// seconds / bound_seconds (the goal: ≤ 1.2).
     pub ratio: f64,
     /// Attempts of the run (a transient failure that survives the client's retries retries
@@ -99,6 +108,8 @@ pub struct Report {
     pub token_lifetime_secs: u64,
     pub latency_ms: (u64, u64),
     pub allowed_concurrency: usize,
+    /// Calls per second per API and burst, when the calls were rate limited.
+    pub calls_per_second: Option<(f64, u32)>,
     pub full: RunFigures,
     /// What was compared with the simulator after the full sync.
     pub checked: String,
@@ -125,10 +136,16 @@ impl std::fmt::Display for Report {
             self.latency_ms.1,
             self.allowed_concurrency
         )?;
+        if let Some((rate, burst)) = self.calls_per_second {
+            writeln!(
+                f,
+                "  calls limited to {rate} per second per API (burst {burst}), as scrm calls WeCom"
+            )?;
+        }
         for r in [&self.full, &self.incremental] {
             writeln!(
                 f,
-                "  {} ({}): {:.1} s, {} WeCom calls (log: {}), created {} updated {} deleted {} unchanged {} failed {}, {:.0} customers/s, {:.0} written/s; bound {:.1} s → {:.2}x; {} attempt(s); {}",
+                "  {} ({}): {:.1} s, {} WeCom calls (log: {}), created {} updated {} deleted {} unchanged {} failed {}, {:.0} customers/s, {:.0} written/s; bound {:.1} s (latency {:.1} s, rate {:.1} s) → {:.2}x; {} attempt(s); {}",
                 r.sync_type,
                 r.status,
                 r.seconds,
@@ -142,6 +159,8 @@ impl std::fmt::Display for Report {
                 r.customers_per_s,
                 r.written_per_s,
                 r.bound_seconds,
+                r.latency_bound_seconds,
+                r.rate_bound_seconds,
                 r.ratio,
                 r.attempts,
                 r.message.as_deref().unwrap_or("")
@@ -211,12 +230,15 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<Report> 
     let sim_cfg = sim_config(&args);
     let fault_rate = fault_rate(&sim_cfg);
     let sim = Simulator::start(sim_cfg).await?;
+    if let Some(rate) = args.rate {
+        super::client::limit_loopback(&state, &sim.base_url(), rate)?;
+    }
     let c = setup(&state, &sim).await?;
     let mean_latency =
         (args.latency_min_ms + args.latency_max_ms.max(args.latency_min_ms)) as f64 / 2.0 / 1000.0;
     reset_peak_rss();
 
-    let full = run_sync(&state, &c, &sim, SyncType::Full, mean_latency).await?;
+    let full = run_sync(&state, &c, &sim, SyncType::Full, mean_latency, args.rate).await?;
     println!("full: {}", serde_json::to_string(&full)?);
     anyhow::ensure!(
         full.status == "success",
@@ -227,7 +249,15 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<Report> 
     println!("checked: {checked}");
 
     let changed = change(&sim, args.changed_pct)?;
-    let incremental = run_sync(&state, &c, &sim, SyncType::Customer, mean_latency).await?;
+    let incremental = run_sync(
+        &state,
+        &c,
+        &sim,
+        SyncType::Customer,
+        mean_latency,
+        args.rate,
+    )
+    .await?;
     println!("incremental: {}", serde_json::to_string(&incremental)?);
     anyhow::ensure!(
         incremental.status == "success"
@@ -250,6 +280,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<Report> 
         token_lifetime_secs: args.token_lifetime_secs,
         latency_ms: (args.latency_min_ms, args.latency_max_ms),
         allowed_concurrency: FETCH_CONCURRENCY,
+        calls_per_second: args.rate.map(|r| (r.per_second, r.burst)),
         full,
         checked,
         changed,
@@ -292,8 +323,10 @@ async fn run_sync(
     sim: &SimHandle,
     t: SyncType,
     mean_latency: f64,
+    rate: Option<Rate>,
 ) -> anyhow::Result<RunFigures> {
     let before = sim_calls(sim);
+    let per_api_before = sim.call_counts();
     let started = Instant::now();
     let mut tx = state.db.begin().await?;
     let id = sync::log::create(&mut tx, c.tenant_id, c.id, t.as_str(), false, "bench").await?;
@@ -315,7 +348,17 @@ async fn run_sync(
         .db
         .fetch_i64(query("SELECT COUNT(*) FROM customer WHERE tenant_id = ?").bind(c.tenant_id))
         .await?;
-    let bound = calls as f64 * mean_latency / FETCH_CONCURRENCY as f64;
+    let latency_bound = calls as f64 * mean_latency / FETCH_CONCURRENCY as f64;
+    let rate_bound = rate.map_or(0.0, |r| {
+        sim.call_counts()
+            .iter()
+            .map(|(api, n)| {
+                let made = n - per_api_before.get(api).copied().unwrap_or(0);
+                made.saturating_sub(u64::from(r.burst)) as f64 / r.per_second
+            })
+            .fold(0.0, f64::max)
+    });
+    let bound = latency_bound.max(rate_bound);
     Ok(RunFigures {
         sync_type: t.as_str().into(),
         status: log.status.clone(),
@@ -331,6 +374,8 @@ async fn run_sync(
         customers_per_s: customers as f64 / seconds,
         written_per_s: (log.created + log.updated + log.deleted) as f64 / seconds,
         bound_seconds: bound,
+        latency_bound_seconds: latency_bound,
+        rate_bound_seconds: rate_bound,
         ratio: if bound > 0.0 { seconds / bound } else { 0.0 },
         attempts,
         message: log.message.clone(),

@@ -69,7 +69,28 @@ pub fn shared(state: &AppState, base: &str) -> anyhow::Result<WeComClient> {
             state.config.wecom_call_burst,
         ),
     );
-    let client = match &state.redis {
+    let client = build(state, config)?;
+    if let Ok(mut m) = clients().lock() {
+        m.entry(key).or_insert_with(|| client.clone());
+    }
+    Ok(client)
+}
+
+/// Make this process call a loopback base (the simulator) at `rate` per API per corp, as it
+/// calls WeCom, instead of unlimited: `scrm bench sync --calls-per-second` measures a sync at
+/// WeCom's rate limits. Call before anything else uses the base.
+pub fn limit_loopback(state: &AppState, base: &str, rate: Rate) -> anyhow::Result<()> {
+    let mut config = ClientConfig::for_simulator(base);
+    config.rate_limits.default = rate;
+    let client = build(state, config)?;
+    if let Ok(mut m) = clients().lock() {
+        m.insert(format!("{base}|{}", state.redis.is_some()), client);
+    }
+    Ok(())
+}
+
+fn build(state: &AppState, config: ClientConfig) -> anyhow::Result<WeComClient> {
+    Ok(match &state.redis {
         Some(conn) => {
             let tokens = RedisTokenCache::new(conn.clone(), "scrm:wecom");
             let limits =
@@ -80,11 +101,7 @@ pub fn shared(state: &AppState, base: &str) -> anyhow::Result<WeComClient> {
             let limits = MemoryRateLimiter::new(config.rate_limits.clone());
             WeComClient::new(config, Arc::new(MemoryTokenCache::new()), Arc::new(limits))?
         }
-    };
-    if let Ok(mut m) = clients().lock() {
-        m.entry(key).or_insert_with(|| client.clone());
-    }
-    Ok(client)
+    })
 }
 
 /// The clients for a configuration.

@@ -163,6 +163,43 @@ async fn assert_matches(app: &TestApp, sim: &SimHandle) {
     }
 }
 
+/// Every customer's owner and add time come from its earliest follow relation in WeCom (a first
+/// sync writes customers while their relations are still arriving, in any order).
+async fn assert_owners(app: &TestApp, sim: &SimHandle) {
+    let c = sim.config();
+    let wc = WeComClient::in_memory(ClientConfig::for_simulator(sim.base_url())).unwrap();
+    let api = wc.app(c.creds.corp_id.clone(), c.creds.app_secret.clone());
+    let saved = sim.config().faults;
+    sim.update_config(|c| c.faults = Default::default());
+    let pairs = api
+        .list_all_customers_by_user(api.get_follow_user_list().await.unwrap())
+        .await
+        .unwrap();
+    sim.update_config(|c| c.faults = saved);
+    let mut first: HashMap<&str, (i64, &str)> = HashMap::new();
+    for p in &pairs {
+        let f = (p.follow_info.createtime, p.follow_info.userid.as_str());
+        first
+            .entry(p.external_contact.external_userid.as_str())
+            .and_modify(|e| *e = (*e).min(f))
+            .or_insert(f);
+    }
+    let rows: Vec<(String, Option<String>, Option<i64>)> = app
+        .state
+        .db
+        .fetch_all(query("SELECT c.external_userid, s.userid, c.add_time FROM customer c LEFT JOIN staff s ON s.id = c.follow_user_id WHERE c.status = 1"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), first.len());
+    let several = pairs.len() - first.len();
+    assert!(several > 0, "some customers have several followers");
+    for (ext, owner, add_time) in rows {
+        let (at, userid) = first[ext.as_str()];
+        assert_eq!(owner.as_deref(), Some(userid), "owner of {ext}");
+        assert_eq!(add_time, Some(at * 1000), "add time of {ext}");
+    }
+}
+
 async fn full_sync_matches_the_company_under_transient_faults(app: TestApp) {
     // A few thousand customers: many batches of the bulk apply.
     let sim = sim(3000).await;
@@ -183,6 +220,7 @@ async fn full_sync_matches_the_company_under_transient_faults(app: TestApp) {
     // The run counted its own calls: at least one per 100 customers.
     assert!(log["apiCalls"].as_i64().unwrap() >= 30, "{log}");
     assert_matches(&app, &sim).await;
+    assert_owners(&app, &sim).await;
     if app.state.db.backend() == scrm_db::Backend::Postgres {
         // The apply refreshed the statistics inside its transaction once 2,000 customers were
         // in (else PostgreSQL plans each batch's look-up for an empty tenant).
@@ -369,6 +407,137 @@ async fn a_failed_sync_changes_nothing(app: TestApp) {
         n(&app, "SELECT MAX(updated_at) FROM customer").await,
     );
     assert_eq!(after, snapshot, "nothing changed");
+    sim.shutdown().await;
+}
+
+/// A first sync (on MySQL and PostgreSQL it writes customers while it still fetches them)
+/// that fails in the middle of the customers' fetch leaves nothing behind: no customer, no
+/// member, no tag, no remembered hash; the next run writes everything.
+async fn a_first_sync_that_fails_midway_changes_nothing(app: TestApp) {
+    let sim = sim(3000).await;
+    connect(&app, &sim).await;
+    sim.update_config(|c| {
+        c.callback.url = None;
+        c.faults.latency_min_ms = 15;
+        c.faults.latency_max_ms = 15;
+    });
+    let pages = |sim: &scrm_wecom_sim::Sim| -> u64 {
+        sim.call_counts()
+            .iter()
+            .filter(|(api, _)| api.contains("batch/get_by_user"))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    // The secret is reset in WeCom's console once half the customers' pages were fetched.
+    let watcher = {
+        let sim = sim.state().clone();
+        tokio::spawn(async move {
+            while pages(&sim) < 20 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            sim.set_secret_errcode(SecretKind::App, 40001);
+            sim.set_secret_errcode(SecretKind::Contact, 40001);
+        })
+    };
+    let log = sync(&app, json!({"syncType": "full"})).await;
+    watcher.await.unwrap();
+    assert_eq!(log["status"], "failed", "{log}");
+    assert!(
+        pages(sim.state()) >= 20,
+        "it failed in the customers' fetch"
+    );
+    assert!(
+        log["message"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing was changed"),
+        "{log}"
+    );
+    for table in [
+        "customer",
+        "customer_follow",
+        "customer_tag",
+        "customer_gram",
+        "staff",
+        "tag",
+        "wework_sync_hash",
+    ] {
+        assert_eq!(
+            n(&app, &format!("SELECT COUNT(*) FROM {table}")).await,
+            0,
+            "{table} after the failed run"
+        );
+    }
+    sim.set_secret_errcode(SecretKind::App, 0);
+    sim.set_secret_errcode(SecretKind::Contact, 0);
+    let log = sync(&app, json!({"syncType": "full"})).await;
+    assert_eq!(log["status"], "success", "{log}");
+    assert_matches(&app, &sim).await;
+    assert_owners(&app, &sim).await;
+    sim.shutdown().await;
+}
+
+/// A customer scrm knew before its first sync (entered by hand with WeCom's id) is merged,
+/// not duplicated: it gets WeCom's name, every relation and tag, and its earliest follower as
+/// owner; the counts say one updated, the rest created.
+async fn a_customer_known_before_the_first_sync_is_merged(app: TestApp) {
+    let sim = sim(600).await;
+    connect(&app, &sim).await;
+    sim.update_config(|c| c.callback.url = None);
+    let ext = {
+        let co = sim.company();
+        (0..co.customers.len() as u32)
+            .find(|idx| {
+                co.follows_of(*idx)
+                    .filter(|(_, f)| {
+                        let s = &co.staff[f.staff as usize];
+                        s.contact_enabled && s.visible()
+                    })
+                    .count()
+                    >= 2
+            })
+            .map(|idx| co.external_userid(idx))
+            .expect("a customer with two followers")
+    };
+    let r = app
+        .post(
+            "/api/v1/customers",
+            &app.admin_token,
+            json!({"externalUserid": ext, "name": "手工录入"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let log = sync(&app, json!({"syncType": "full"})).await;
+    assert_eq!(log["status"], "success", "{log}");
+    assert_eq!(log["updated"], 1, "{log}");
+    assert_eq!(
+        n(
+            &app,
+            &format!("SELECT COUNT(*) FROM customer WHERE external_userid = '{ext}'")
+        )
+        .await,
+        1
+    );
+    assert!(
+        n(
+            &app,
+            &format!("SELECT COUNT(*) FROM customer_follow f JOIN customer c ON c.id = f.customer_id WHERE c.external_userid = '{ext}' AND f.status = 1")
+        )
+        .await
+            >= 2
+    );
+    assert_matches(&app, &sim).await;
+    assert_owners(&app, &sim).await;
+    // The customer list's total (a counter) counts it once.
+    let list = app
+        .get("/api/v1/customers?page=1&size=1", &app.admin_token)
+        .await;
+    assert_eq!(
+        list.data()["total"].as_i64(),
+        Some(n(&app, "SELECT COUNT(*) FROM customer").await),
+        "{:?}",
+        list.body
+    );
     sim.shutdown().await;
 }
 
@@ -703,6 +872,8 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     full_sync_matches_the_company_under_transient_faults,
     incremental_sync_writes_only_the_changes,
     a_failed_sync_changes_nothing,
+    a_first_sync_that_fails_midway_changes_nothing,
+    a_customer_known_before_the_first_sync_is_merged,
     runs_of_one_type_do_not_overlap_and_bad_requests_are_named,
     each_scenario_reaches_scrm_as_a_callback_within_a_second,
 );

@@ -40,6 +40,10 @@ pub struct Ctx {
     /// `customer.created` events (which would fire "new friend" SOPs for old customers), no
     /// "added today" statistics and no timeline rows.
     pub bootstrap: bool,
+    /// The customers being written may not have all their follow relations yet (a first sync
+    /// applied while it is still fetched): only add relations and tags, end none, remove none,
+    /// and leave the add statistics to the end ([`super::apply_customers::Streaming`]).
+    pub partial: bool,
     pub counts: Counts,
     pub errors: Vec<ItemError>,
     staff_ids: HashMap<String, i64>,
@@ -58,6 +62,7 @@ impl Ctx {
             now,
             force,
             bootstrap: false,
+            partial: false,
             counts: Counts::default(),
             errors: Vec::new(),
             staff_ids: HashMap::new(),

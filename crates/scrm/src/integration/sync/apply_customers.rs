@@ -202,7 +202,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
         }
     }
     staff::upsert_follows(tx, t, &follow_rows, now).await?;
-    if !existing.is_empty() {
+    if !existing.is_empty() && !ctx.partial {
         let mut q = query("SELECT f.customer_id, f.staff_id, s.userid FROM customer_follow f JOIN staff s ON s.id = f.staff_id AND s.tenant_id = f.tenant_id WHERE f.tenant_id = ? AND f.status = 1 AND f.customer_id IN ").bind(t);
         q.push_in_list(existing.iter().copied());
         let active: Vec<(i64, i64, String)> = tx.fetch_all(q).await?;
@@ -242,13 +242,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
     {
         let id = id_of(c);
         let first = &c.follows[0];
-        let added_at = first.createtime * 1000;
-        let counted_on = if !ctx.bootstrap {
-            Some(now)
-        } else {
-            (now - added_at <= BACKFILL_MS && added_at <= now).then_some(added_at)
-        };
-        if let Some(day) = counted_on {
+        if let Some(day) = counted_on(ctx, c).filter(|_| !ctx.partial) {
             adds.push((day, text(&first.state, 50).flatten(), Some(sids[0])));
         }
         if ctx.bootstrap {
@@ -308,7 +302,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
         } else if !add.is_empty() {
             tags::add_to_customer(tx, t, cid, &add, None, now).await?;
         }
-        if !remove.is_empty() {
+        if !remove.is_empty() && !ctx.partial {
             tags::remove_from_customer(tx, t, cid, &remove, None, now).await?;
         }
     }
@@ -326,6 +320,17 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
         events::emit_many(tx, t, &out).await?;
     }
     Ok(created)
+}
+
+/// The day a new customer counts as added in the statistics: today, or on a first sync the
+/// day WeCom says it was added when that was within the last 30 days (else not at all).
+fn counted_on(ctx: &Ctx, c: &StagedCustomer) -> Option<i64> {
+    let added_at = c.follows[0].createtime * 1000;
+    if !ctx.bootstrap {
+        Some(ctx.now)
+    } else {
+        (ctx.now - added_at <= BACKFILL_MS && added_at <= ctx.now).then_some(added_at)
+    }
 }
 
 /// Mark one follow relation ended.
@@ -487,4 +492,249 @@ pub async fn remember(tx: &mut Tx, ctx: &Ctx, c: &StagedCustomer) -> DbResult<()
         ctx.now,
     )
     .await
+}
+
+/// A first sync's customers written while they are still being fetched, in the one
+/// transaction of the run, so the database works while WeCom answers and little is left to do
+/// after the last call (a first sync has nothing to compare with, so nothing waits for the
+/// whole list; later syncs compare hashes and apply after the fetch, [`all_customers`]).
+///
+/// WeCom lists one row per (customer, member following it), and the members are fetched in
+/// chunks at the same time, so a customer may get another follow relation after it was
+/// written: it is written again with the relations known then ([`Ctx::partial`]: relations and
+/// tags only added), and the last write of every customer carries all of them. Customers that
+/// existed before the sync (a callback or an import came first) are written once more at the
+/// end with everything, so relations and tags WeCom no longer has are ended and removed as in
+/// [`all_customers`]. The add statistics are counted at the end, from each customer's earliest
+/// relation.
+#[derive(Default)]
+pub struct Streaming {
+    /// Every customer fetched so far, with the relations fetched so far.
+    seen: HashMap<String, StagedCustomer>,
+    /// Fetched, not written yet.
+    pending: Vec<String>,
+    /// Written, then given another relation.
+    dirty: HashSet<String>,
+    written: HashSet<String>,
+    /// Created by this sync (counted, and added to the statistics at the end).
+    created: Vec<String>,
+    /// Existed before this sync: written once more at the end with every relation.
+    existed: Vec<String>,
+    /// The owner (first follower's userid) each customer created by this sync was written with.
+    owners: HashMap<String, String>,
+    analyze_at: usize,
+}
+
+impl Streaming {
+    /// Take in one page of WeCom's (customer, follow relation) rows; write whatever makes a
+    /// full batch.
+    pub async fn page(
+        &mut self,
+        tx: &mut Tx,
+        ctx: &mut Ctx,
+        pairs: Vec<scrm_wecom::client::CustomerWithFollowInfo>,
+    ) -> DbResult<()> {
+        for pair in pairs {
+            let id = &pair.external_contact.external_userid;
+            if let Some(c) = self.seen.get_mut(id) {
+                if self.written.contains(id) {
+                    self.dirty.insert(id.clone());
+                }
+                c.follows.push(pair.follow_info);
+            } else {
+                self.pending.push(id.clone());
+                self.seen.insert(
+                    id.clone(),
+                    StagedCustomer {
+                        contact: pair.external_contact,
+                        follows: vec![pair.follow_info],
+                    },
+                );
+            }
+        }
+        while self.pending.len() >= BATCH {
+            let ids: Vec<String> = self.pending.drain(..BATCH).collect();
+            self.write(tx, ctx, ids).await?;
+        }
+        if self.dirty.len() >= BATCH {
+            let ids: Vec<String> = self.dirty.drain().collect();
+            self.write(tx, ctx, ids).await?;
+        }
+        Ok(())
+    }
+
+    /// Write these customers as they are known now (the valid ones), with their hashes.
+    async fn write(&mut self, tx: &mut Tx, ctx: &mut Ctx, ids: Vec<String>) -> DbResult<()> {
+        let mut list: Vec<&StagedCustomer> = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(c) = self.seen.get_mut(id) {
+                c.order_follows();
+            }
+        }
+        // Customers scrm had before this sync wait for the end and all their relations (a
+        // partial write would set their owner from whichever relation came first).
+        let new: Vec<&str> = ids
+            .iter()
+            .filter(|id| !self.written.contains(*id))
+            .map(String::as_str)
+            .collect();
+        let mut known: HashSet<String> = HashSet::new();
+        for chunk in new.chunks(500) {
+            let mut q = query(
+                "SELECT external_userid FROM customer WHERE tenant_id = ? AND external_userid IN ",
+            )
+            .bind(ctx.tenant_id);
+            q.push_in_list(chunk.iter().copied());
+            known.extend(tx.fetch_all::<(String,)>(q).await?.into_iter().map(|r| r.0));
+        }
+        for id in &ids {
+            if known.contains(id) {
+                self.existed.push(id.clone());
+            } else if let Some(c) = self.seen.get(id).filter(|c| invalid(c).is_none()) {
+                list.push(c);
+            }
+        }
+        if list.is_empty() {
+            return Ok(());
+        }
+        if self.analyze_at == 0 {
+            self.analyze_at = ANALYZE_FIRST_AT;
+        }
+        if self.written.len() >= self.analyze_at {
+            refresh_statistics(tx).await?;
+            self.analyze_at *= 2;
+        }
+        let created = batch(tx, ctx, &list).await?;
+        let hashes: Vec<(String, String)> = list
+            .iter()
+            .map(|c| (c.contact.external_userid.clone(), customer_hash(c)))
+            .collect();
+        hash::put_many(tx, ctx.tenant_id, kind::CUSTOMER, &hashes, ctx.now).await?;
+        // The upsert keeps an owner once set (scrm may have assigned one): a customer this sync
+        // created and wrote before its earliest follower's relation arrived gets that owner now.
+        let mut owners: Vec<(i64, i64)> = Vec::new();
+        for (c, created) in list.iter().zip(created) {
+            let id = &c.contact.external_userid;
+            let first = &c.follows[0].userid;
+            if self.written.insert(id.clone()) {
+                if created {
+                    ctx.counts.created += 1;
+                    self.created.push(id.clone());
+                    self.owners.insert(id.clone(), first.clone());
+                } else {
+                    // Written a moment ago by someone else (a callback): all of it again at
+                    // the end (and counted there).
+                    self.existed.push(id.clone());
+                }
+            } else if let Some(owner) = self.owners.get_mut(id).filter(|o| *o != first) {
+                owner.clone_from(first);
+                if let Some(cid) = ctx.customer_ids.get(id).copied() {
+                    owners.push((cid, ctx.staff_id(tx, first).await?));
+                }
+            }
+        }
+        set_owners(tx, ctx.tenant_id, &owners, ctx.now).await
+    }
+
+    /// The fetch is complete: write what is left, the customers that existed before with all
+    /// their relations, the statistics and the counter; report the customers that cannot be
+    /// stored. Returns every customer fetched (in external_userid order).
+    pub async fn finish(mut self, tx: &mut Tx, ctx: &mut Ctx) -> DbResult<Vec<StagedCustomer>> {
+        let left: Vec<String> = self.pending.drain(..).chain(self.dirty.drain()).collect();
+        for ids in left.chunks(BATCH) {
+            self.write(tx, ctx, ids.to_vec()).await?;
+        }
+        ctx.partial = false;
+        let existed = std::mem::take(&mut self.existed);
+        for ids in existed.chunks(BATCH) {
+            let mut list: Vec<&StagedCustomer> = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(c) = self.seen.get_mut(id) {
+                    c.order_follows();
+                }
+            }
+            for id in ids {
+                if let Some(c) = self.seen.get(id).filter(|c| invalid(c).is_none()) {
+                    list.push(c);
+                }
+            }
+            batch(tx, ctx, &list).await?;
+            let hashes: Vec<(String, String)> = list
+                .iter()
+                .map(|c| (c.contact.external_userid.clone(), customer_hash(c)))
+                .collect();
+            hash::put_many(tx, ctx.tenant_id, kind::CUSTOMER, &hashes, ctx.now).await?;
+            for c in &list {
+                ctx.counts.updated += 1;
+                self.written.insert(c.contact.external_userid.clone());
+            }
+        }
+        let mut adds: Vec<(i64, Option<String>, Option<i64>)> = Vec::new();
+        for id in &self.created {
+            let Some(c) = self.seen.get(id) else { continue };
+            if let Some(day) = counted_on(ctx, c) {
+                let first = &c.follows[0];
+                let staff = ctx.staff_id(tx, &first.userid).await?;
+                adds.push((day, text(&first.state, 50).flatten(), Some(staff)));
+            }
+        }
+        let adds: Vec<(i64, Option<&str>, Option<i64>)> = adds
+            .iter()
+            .map(|(day, channel, staff)| (*day, channel.as_deref(), *staff))
+            .collect();
+        for chunk in adds.chunks(1000) {
+            stats::record_added_many(tx, ctx.tenant_id, chunk).await?;
+        }
+        let mut out: Vec<StagedCustomer> = self.seen.into_values().collect();
+        out.sort_by(|a, b| a.contact.external_userid.cmp(&b.contact.external_userid));
+        // A customer that cannot be stored is left out (and one written before a bad relation
+        // of it arrived keeps what it had, its hash forgotten so the next sync looks again).
+        let mut forget = Vec::new();
+        for c in &mut out {
+            c.order_follows();
+            if let Some(why) = invalid(c) {
+                ctx.skip(format!("customer {:?}", c.contact.external_userid), why);
+                if self.written.contains(&c.contact.external_userid) {
+                    forget.push(c.contact.external_userid.clone());
+                }
+            }
+        }
+        hash::remove(tx, ctx.tenant_id, kind::CUSTOMER, &forget).await?;
+        ctx.bootstrap = false;
+        store::count_customers(tx, ctx.tenant_id, self.created.len() as i64).await?;
+        Ok(out)
+    }
+}
+
+/// Set the owner (`follow_user_id`) of these customers, many a statement.
+async fn set_owners(tx: &mut Tx, tenant_id: i64, owners: &[(i64, i64)], now: i64) -> DbResult<()> {
+    for chunk in owners.chunks(500) {
+        let mut q = query("UPDATE customer SET follow_user_id = CASE id");
+        for (customer, staff) in chunk {
+            q.push_sql(" WHEN ? THEN ?")
+                .push_bind(*customer)
+                .push_bind(*staff);
+        }
+        q.push_sql(" END, updated_at = ? WHERE tenant_id = ? AND id IN ")
+            .push_bind(now)
+            .push_bind(tenant_id);
+        q.push_in_list(chunk.iter().map(|(customer, _)| *customer));
+        tx.execute(q).await?;
+    }
+    Ok(())
+}
+
+/// Whether a tenant's customers were synced before (their hashes are kept): the first sync
+/// writes customers as they are fetched ([`Streaming`]).
+pub async fn synced_before(db: &scrm_db::Db, tenant_id: i64) -> DbResult<bool> {
+    let found: Option<(i64,)> = db
+        .fetch_optional(
+            query(
+                "SELECT tenant_id FROM wework_sync_hash WHERE tenant_id = ? AND kind = ? LIMIT 1",
+            )
+            .bind(tenant_id)
+            .bind(kind::CUSTOMER),
+        )
+        .await?;
+    Ok(found.is_some())
 }

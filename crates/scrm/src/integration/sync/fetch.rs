@@ -264,6 +264,20 @@ pub async fn customers(
     slots: &Slots,
     tail: &watch::Sender<bool>,
 ) -> Result<Vec<StagedCustomer>, WeComError> {
+    let pairs = customer_pages(conn, progress, slots, tail, None).await?;
+    Ok(group_pairs(pairs))
+}
+
+/// Pages of (customer, one follow relation) as WeCom returns them, one per member following the
+/// customer: handed to `sink` page by page as they arrive when there is one (the apply of a
+/// first sync writes them while the rest is still fetched), else returned together.
+pub async fn customer_pages(
+    conn: &Conn,
+    progress: &Arc<Progress>,
+    slots: &Slots,
+    tail: &watch::Sender<bool>,
+    sink: Option<tokio::sync::mpsc::UnboundedSender<Vec<CustomerWithFollowInfo>>>,
+) -> Result<Vec<CustomerWithFollowInfo>, WeComError> {
     let users = slots.call(|| conn.customers.get_follow_user_list()).await?;
     // Chunks small enough that every slot has work, at most 100 (WeCom's limit per request).
     let size = users.len().div_ceil(FETCH_CONCURRENCY * 4).clamp(1, 100);
@@ -276,6 +290,7 @@ pub async fn customers(
             let app = conn.customers.clone();
             let progress = progress.clone();
             let open = open.clone();
+            let sink = sink.clone();
             async move {
                 // Page by page (a chunk is at most 100 members, WeCom's limit per request), so
                 // a page refused for its token is fetched once more, not the whole chunk.
@@ -285,7 +300,13 @@ pub async fn customers(
                     let page = slots
                         .call(|| app.batch_get_by_user(&chunk, &cursor, 100))
                         .await?;
-                    out.extend(page.external_contact_list);
+                    match &sink {
+                        // The receiver only goes away when the run has failed.
+                        Some(sink) => {
+                            let _ = sink.send(page.external_contact_list);
+                        }
+                        None => out.extend(page.external_contact_list),
+                    }
                     if page.next_cursor.is_empty() {
                         break;
                     }
@@ -308,8 +329,14 @@ pub async fn customers(
         .buffer_unordered(n.max(1))
         .try_collect()
         .await?;
+    Ok(pairs.into_iter().flatten().collect())
+}
+
+/// The pairs grouped by customer: each customer with its follow relations, earliest first (one
+/// per member), customers in external_userid order.
+pub fn group_pairs(pairs: impl IntoIterator<Item = CustomerWithFollowInfo>) -> Vec<StagedCustomer> {
     let mut by_id: HashMap<String, StagedCustomer> = HashMap::new();
-    for pair in pairs.into_iter().flatten() {
+    for pair in pairs {
         let id = pair.external_contact.external_userid.clone();
         by_id
             .entry(id)
@@ -321,13 +348,18 @@ pub async fn customers(
             .push(pair.follow_info);
     }
     let mut out: Vec<StagedCustomer> = by_id.into_values().collect();
-    for c in &mut out {
-        c.follows
-            .sort_by(|a, b| (a.createtime, &a.userid).cmp(&(b.createtime, &b.userid)));
-        c.follows.dedup_by(|a, b| a.userid == b.userid);
-    }
+    out.iter_mut().for_each(StagedCustomer::order_follows);
     out.sort_by(|a, b| a.contact.external_userid.cmp(&b.contact.external_userid));
-    Ok(out)
+    out
+}
+
+impl StagedCustomer {
+    /// Follow relations earliest first (the first is the customer's owner), one per member.
+    pub fn order_follows(&mut self) {
+        self.follows
+            .sort_by(|a, b| (a.createtime, &a.userid).cmp(&(b.createtime, &b.userid)));
+        self.follows.dedup_by(|a, b| a.userid == b.userid);
+    }
 }
 
 /// Errcodes about one chat alone (it vanished or is out of range): skip the chat, not the sync.

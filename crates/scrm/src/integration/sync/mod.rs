@@ -204,22 +204,37 @@ pub async fn run(
         })
     });
     let _groups_guard = groups_task.as_ref().map(|t| AbortOnDrop(t.abort_handle()));
-    let mut staged = match fetch::head(&conn, sync_type.phases(), &progress, &slots, &tail).await {
+    let mut ctx = apply::Ctx::new(row.tenant_id, now_ms(), row.force_full != 0);
+    // A tenant's first customer sync (nothing to compare with) writes the customers while they
+    // are fetched, in the run's one transaction. Not on SQLite, whose one writer would hold
+    // the database for the whole fetch.
+    let streaming = sync_type.phases().contains(&SyncType::Customer)
+        && state.db.backend() != scrm_db::Backend::Sqlite
+        && !apply_customers::synced_before(&state.db, row.tenant_id).await?;
+    let fetch_phases: Vec<SyncType> = sync_type
+        .phases()
+        .iter()
+        .copied()
+        .filter(|p| !streaming || *p != SyncType::Customer)
+        .collect();
+    let (no_tail, _) = tokio::sync::watch::channel(false);
+    let head_tail = if streaming { &no_tail } else { &tail };
+    let mut staged = match fetch::head(&conn, &fetch_phases, &progress, &slots, head_tail).await {
         Ok(s) => s,
         Err(e) => return fetch_failed(state, &row, &conn, e, may_retry).await,
     };
-    let head_done = std::time::Instant::now();
-    let head_ms = head_done.duration_since(started).as_millis();
-    // The apply's transaction holds SQLite's write lock: the live progress is no longer written
-    // to the log (the CLI still gets it) until the run ends.
-    let _ = log::progress(&state.db, log_id, "apply", 0, staged.fetched()).await;
-    progress
-        .db_writes
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    if let Ok(mut p) = progress.phase.lock() {
-        *p = "apply".into();
+    let mut head_done = std::time::Instant::now();
+    if !streaming {
+        // The apply's transaction holds SQLite's write lock: the live progress is no longer
+        // written to the log (the CLI still gets it) until the run ends.
+        let _ = log::progress(&state.db, log_id, "apply", 0, staged.fetched()).await;
+        progress
+            .db_writes
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut p) = progress.phase.lock() {
+            *p = "apply".into();
+        }
     }
-    let mut ctx = apply::Ctx::new(row.tenant_id, now_ms(), row.force_full != 0);
     let apply_started = std::time::Instant::now();
     let mut tx = state.db.begin().await?;
     if tx.backend() == scrm_db::Backend::Postgres {
@@ -233,6 +248,52 @@ pub async fn run(
         .await?;
     }
     let mut applied = apply_head(&mut tx, &mut ctx, &staged).await;
+    if streaming && applied.is_err() {
+        // The group chats' fetch waits for this.
+        drop(tail);
+    } else if streaming {
+        let (sink, mut pages) = tokio::sync::mpsc::unbounded_channel();
+        let customers_task = {
+            let (conn, progress, slots) = (conn.clone(), progress.clone(), slots.clone());
+            tokio::spawn(async move {
+                let r = fetch::customer_pages(&conn, &progress, &slots, &tail, Some(sink)).await;
+                let _ = tail.send(true);
+                r
+            })
+        };
+        let _customers_guard = AbortOnDrop(customers_task.abort_handle());
+        ctx.bootstrap = true;
+        ctx.partial = true;
+        let mut stream = apply_customers::Streaming::default();
+        applied = ctx.preload_staff(&mut tx).await;
+        while let Some(page) = pages.recv().await {
+            if applied.is_ok() {
+                applied = stream.page(&mut tx, &mut ctx, page).await;
+            }
+            if applied.is_err() {
+                break;
+            }
+        }
+        if applied.is_ok() {
+            let fetched = match customers_task.await {
+                Ok(r) => r,
+                Err(e) => Err(scrm_wecom::WeComError::Decode {
+                    api: "externalcontact/batch/get_by_user",
+                    message: format!("the customers' fetch stopped: {e}"),
+                }),
+            };
+            head_done = std::time::Instant::now();
+            if let Err(e) = fetched {
+                drop(tx);
+                return fetch_failed(state, &row, &conn, e, may_retry).await;
+            }
+            match stream.finish(&mut tx, &mut ctx).await {
+                Ok(list) => staged.customers = Some(list),
+                Err(e) => applied = Err(e),
+            }
+        }
+    }
+    let head_ms = head_done.duration_since(started).as_millis();
     // The group chats: wait for their fetch, then apply them.
     // The last WeCom call ended with the head's fetch or the group chats', whichever was later.
     let mut fetched_at = head_done;

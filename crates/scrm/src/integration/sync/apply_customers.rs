@@ -15,6 +15,7 @@ use super::hash::{self, kind};
 use crate::customers::model::CustomerFields;
 use crate::customers::{risk, staff, stats, store, tags, timeline};
 use crate::events;
+use scrm_wecom::client::FollowInfo;
 
 /// The deletion kind a sync records for a relation that vanished without a callback.
 pub const MISSING_IN_WECOM: &str = "missing_in_wecom";
@@ -190,14 +191,7 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
         let cid = id_of(c);
         for (f, sid) in c.follows.iter().zip(sids) {
             if wanted.insert((cid, *sid)) {
-                follow_rows.push(staff::FollowRow {
-                    customer_id: cid,
-                    staff_id: *sid,
-                    remark: (!f.remark.is_empty()).then(|| cut(&f.remark, 255)),
-                    add_time: Some(f.createtime * 1000),
-                    add_way: f.add_way,
-                    state: (!f.state.is_empty()).then(|| cut(&f.state, 64)),
-                });
+                follow_rows.push(follow_row(cid, *sid, f));
             }
         }
     }
@@ -320,6 +314,18 @@ async fn batch(tx: &mut Tx, ctx: &mut Ctx, list: &[&StagedCustomer]) -> DbResult
         events::emit_many(tx, t, &out).await?;
     }
     Ok(created)
+}
+
+/// A follow relation as stored.
+fn follow_row(customer_id: i64, staff_id: i64, f: &FollowInfo) -> staff::FollowRow {
+    staff::FollowRow {
+        customer_id,
+        staff_id,
+        remark: (!f.remark.is_empty()).then(|| cut(&f.remark, 255)),
+        add_time: Some(f.createtime * 1000),
+        add_way: f.add_way,
+        state: (!f.state.is_empty()).then(|| cut(&f.state, 64)),
+    }
 }
 
 /// The day a new customer counts as added in the statistics: today, or on a first sync the
@@ -501,12 +507,12 @@ pub async fn remember(tx: &mut Tx, ctx: &Ctx, c: &StagedCustomer) -> DbResult<()
 ///
 /// WeCom lists one row per (customer, member following it), and the members are fetched in
 /// chunks at the same time, so a customer may get another follow relation after it was
-/// written: it is written again with the relations known then ([`Ctx::partial`]: relations and
-/// tags only added), and the last write of every customer carries all of them. Customers that
-/// existed before the sync (a callback or an import came first) are written once more at the
-/// end with everything, so relations and tags WeCom no longer has are ended and removed as in
-/// [`all_customers`]. The add statistics are counted at the end, from each customer's earliest
-/// relation.
+/// written ([`Ctx::partial`]): the late relations are added on their own (their rows and tags),
+/// and the customer's row is rewritten only when a late relation is its earliest (owner, add
+/// time, remark and channel come from that one). Customers that existed before the sync (a
+/// callback or an import came first) are written at the end with all their relations, so
+/// relations and tags WeCom no longer has are ended and removed as in [`all_customers`]. The
+/// add statistics are counted at the end, from each customer's earliest relation.
 #[derive(Default)]
 pub struct Streaming {
     /// Every customer fetched so far, with the relations fetched so far.
@@ -516,13 +522,21 @@ pub struct Streaming {
     /// Written, then given another relation.
     dirty: HashSet<String>,
     written: HashSet<String>,
+    /// What was written of each customer this sync created.
+    shapes: HashMap<String, Written>,
     /// Created by this sync (counted, and added to the statistics at the end).
     created: Vec<String>,
-    /// Existed before this sync: written once more at the end with every relation.
+    /// Existed before this sync: written at the end with every relation.
     existed: Vec<String>,
-    /// The owner (first follower's userid) each customer created by this sync was written with.
-    owners: HashMap<String, String>,
     analyze_at: usize,
+}
+
+/// What a streaming sync wrote of a customer it created: the members whose relations are in,
+/// the earliest relation (createtime, userid) and the tags.
+struct Written {
+    members: HashSet<String>,
+    first: (i64, String),
+    tags: BTreeSet<i64>,
 }
 
 impl Streaming {
@@ -558,14 +572,15 @@ impl Streaming {
         }
         if self.dirty.len() >= BATCH {
             let ids: Vec<String> = self.dirty.drain().collect();
-            self.write(tx, ctx, ids).await?;
+            self.late(tx, ctx, ids).await?;
         }
         Ok(())
     }
 
-    /// Write these customers as they are known now (the valid ones), with their hashes.
-    async fn write(&mut self, tx: &mut Tx, ctx: &mut Ctx, ids: Vec<String>) -> DbResult<()> {
-        let mut list: Vec<&StagedCustomer> = Vec::with_capacity(ids.len());
+    /// Write these customers, fetched for the first time, as they are known now (the valid
+    /// ones), with their hashes.
+    async fn write(&mut self, tx: &mut Tx, ctx: &mut Ctx, mut ids: Vec<String>) -> DbResult<()> {
+        ids.sort_unstable();
         for id in &ids {
             if let Some(c) = self.seen.get_mut(id) {
                 c.order_follows();
@@ -573,20 +588,16 @@ impl Streaming {
         }
         // Customers scrm had before this sync wait for the end and all their relations (a
         // partial write would set their owner from whichever relation came first).
-        let new: Vec<&str> = ids
-            .iter()
-            .filter(|id| !self.written.contains(*id))
-            .map(String::as_str)
-            .collect();
         let mut known: HashSet<String> = HashSet::new();
-        for chunk in new.chunks(500) {
+        for chunk in ids.chunks(500) {
             let mut q = query(
                 "SELECT external_userid FROM customer WHERE tenant_id = ? AND external_userid IN ",
             )
             .bind(ctx.tenant_id);
-            q.push_in_list(chunk.iter().copied());
+            q.push_in_list(chunk.iter().map(String::as_str));
             known.extend(tx.fetch_all::<(String,)>(q).await?.into_iter().map(|r| r.0));
         }
+        let mut list: Vec<&StagedCustomer> = Vec::with_capacity(ids.len());
         for id in &ids {
             if known.contains(id) {
                 self.existed.push(id.clone());
@@ -610,54 +621,121 @@ impl Streaming {
             .map(|c| (c.contact.external_userid.clone(), customer_hash(c)))
             .collect();
         hash::put_many(tx, ctx.tenant_id, kind::CUSTOMER, &hashes, ctx.now).await?;
-        // The upsert keeps an owner once set (scrm may have assigned one): a customer this sync
-        // created and wrote before its earliest follower's relation arrived gets that owner now.
-        let mut owners: Vec<(i64, i64)> = Vec::new();
+        let map = ctx.tag_map(tx).await?.clone();
         for (c, created) in list.iter().zip(created) {
             let id = &c.contact.external_userid;
-            let first = &c.follows[0].userid;
-            if self.written.insert(id.clone()) {
-                if created {
-                    ctx.counts.created += 1;
-                    self.created.push(id.clone());
-                    self.owners.insert(id.clone(), first.clone());
-                } else {
-                    // Written a moment ago by someone else (a callback): all of it again at
-                    // the end (and counted there).
-                    self.existed.push(id.clone());
-                }
-            } else if let Some(owner) = self.owners.get_mut(id).filter(|o| *o != first) {
-                owner.clone_from(first);
-                if let Some(cid) = ctx.customer_ids.get(id).copied() {
-                    owners.push((cid, ctx.staff_id(tx, first).await?));
-                }
+            self.written.insert(id.clone());
+            if created {
+                ctx.counts.created += 1;
+                self.created.push(id.clone());
+                let first = &c.follows[0];
+                self.shapes.insert(
+                    id.clone(),
+                    Written {
+                        members: c.follows.iter().map(|f| f.userid.clone()).collect(),
+                        first: (first.createtime, first.userid.clone()),
+                        tags: c
+                            .follows
+                            .iter()
+                            .flat_map(|f| f.tag_id.iter())
+                            .filter_map(|w| map.get(w).copied())
+                            .collect(),
+                    },
+                );
+            } else {
+                // Written a moment ago by someone else (a callback): all of it again at the
+                // end (and counted there).
+                self.existed.push(id.clone());
             }
         }
-        set_owners(tx, ctx.tenant_id, &owners, ctx.now).await
+        Ok(())
+    }
+
+    /// Relations that arrived after their customer (created by this sync) was written: their
+    /// rows and new tags; the customer's row again only where a late relation is the earliest.
+    async fn late(&mut self, tx: &mut Tx, ctx: &mut Ctx, mut ids: Vec<String>) -> DbResult<()> {
+        ids.sort_unstable();
+        let t = ctx.tenant_id;
+        let map = ctx.tag_map(tx).await?.clone();
+        let mut follows = Vec::new();
+        let mut tagged: Vec<(i64, i64)> = Vec::new();
+        let mut earliest: Vec<String> = Vec::new();
+        let mut hashes: Vec<(String, String)> = Vec::new();
+        for id in &ids {
+            let (Some(shape), Some(c), Some(cid)) = (
+                self.shapes.get_mut(id),
+                self.seen.get_mut(id),
+                ctx.customer_ids.get(id).copied(),
+            ) else {
+                continue;
+            };
+            c.order_follows();
+            if invalid(c).is_some() {
+                // Reported (and its hash forgotten) at the end.
+                continue;
+            }
+            for f in &c.follows {
+                if shape.members.insert(f.userid.clone()) {
+                    let sid = ctx.staff_id(tx, &f.userid).await?;
+                    follows.push(follow_row(cid, sid, f));
+                    for tag in f.tag_id.iter().filter_map(|w| map.get(w).copied()) {
+                        if shape.tags.insert(tag) {
+                            tagged.push((cid, tag));
+                        }
+                    }
+                }
+            }
+            let first = &c.follows[0];
+            if (first.createtime, first.userid.as_str()) != (shape.first.0, shape.first.1.as_str())
+            {
+                shape.first = (first.createtime, first.userid.clone());
+                earliest.push(id.clone());
+            }
+            hashes.push((id.clone(), customer_hash(c)));
+        }
+        staff::upsert_follows(tx, t, &follows, ctx.now).await?;
+        tags::tag_quietly(tx, t, &tagged, ctx.now).await?;
+        // The upsert keeps an owner once set (scrm may have assigned one); these customers are
+        // this sync's own, so their owner follows their earliest relation.
+        let mut rows = Vec::with_capacity(earliest.len());
+        let mut owners = Vec::with_capacity(earliest.len());
+        for id in &earliest {
+            if let (Some(c), Some(cid)) = (self.seen.get(id), ctx.customer_ids.get(id).copied()) {
+                let owner = ctx.staff_id(tx, &c.follows[0].userid).await?;
+                rows.push((id.clone(), fields_of(c, owner)));
+                owners.push((cid, owner));
+            }
+        }
+        store::upsert_many(tx, t, &rows, ctx.now).await?;
+        set_owners(tx, t, &owners, ctx.now).await?;
+        hash::put_many(tx, t, kind::CUSTOMER, &hashes, ctx.now).await
     }
 
     /// The fetch is complete: write what is left, the customers that existed before with all
     /// their relations, the statistics and the counter; report the customers that cannot be
     /// stored. Returns every customer fetched (in external_userid order).
     pub async fn finish(mut self, tx: &mut Tx, ctx: &mut Ctx) -> DbResult<Vec<StagedCustomer>> {
-        let left: Vec<String> = self.pending.drain(..).chain(self.dirty.drain()).collect();
-        for ids in left.chunks(BATCH) {
+        let pending = std::mem::take(&mut self.pending);
+        for ids in pending.chunks(BATCH) {
             self.write(tx, ctx, ids.to_vec()).await?;
+        }
+        let dirty: Vec<String> = self.dirty.drain().collect();
+        for ids in dirty.chunks(BATCH) {
+            self.late(tx, ctx, ids.to_vec()).await?;
         }
         ctx.partial = false;
         let existed = std::mem::take(&mut self.existed);
         for ids in existed.chunks(BATCH) {
-            let mut list: Vec<&StagedCustomer> = Vec::with_capacity(ids.len());
             for id in ids {
                 if let Some(c) = self.seen.get_mut(id) {
                     c.order_follows();
                 }
             }
-            for id in ids {
-                if let Some(c) = self.seen.get(id).filter(|c| invalid(c).is_none()) {
-                    list.push(c);
-                }
-            }
+            let list: Vec<&StagedCustomer> = ids
+                .iter()
+                .filter_map(|id| self.seen.get(id))
+                .filter(|c| invalid(c).is_none())
+                .collect();
             batch(tx, ctx, &list).await?;
             let hashes: Vec<(String, String)> = list
                 .iter()

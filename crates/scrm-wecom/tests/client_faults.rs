@@ -13,9 +13,11 @@ use scrm_wecom::client::{
 use serde_json::json;
 use support::{CORP, Fake, Reply, SECRET};
 
+/// A timeout far above the local fake's answers, so a stalled machine does not turn an answer
+/// into a timeout and a retry (and the exact call counts wrong); the timeout test sets its own.
 fn config(fake: &Fake) -> ClientConfig {
     ClientConfig {
-        timeout: Duration::from_millis(500),
+        timeout: Duration::from_secs(5),
         ..ClientConfig::for_simulator(&fake.base_url)
     }
 }
@@ -145,7 +147,11 @@ async fn concurrency_limit_backs_off_and_retries() {
 #[tokio::test]
 async fn a_timed_out_write_is_not_repeated_but_a_read_is() {
     let fake = Fake::start().await;
-    let app = client(&fake).app(CORP, SECRET);
+    let cfg = ClientConfig {
+        timeout: Duration::from_millis(500),
+        ..config(&fake)
+    };
+    let app = WeComClient::in_memory(cfg).unwrap().app(CORP, SECRET);
     let slow = Reply::Delay(
         Duration::from_millis(900),
         json!({"errcode": 0, "errmsg": "ok", "msgid": "m"}),

@@ -29,7 +29,7 @@ async fn redis_available() -> bool {
             .await
             .ok()
     };
-    match tokio::time::timeout(Duration::from_secs(2), ok).await {
+    match tokio::time::timeout(Duration::from_secs(10), ok).await {
         Ok(Some(_)) => true,
         _ => {
             if std::env::var_os("CI").is_some() {

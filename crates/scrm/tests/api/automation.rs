@@ -645,13 +645,14 @@ async fn member_welcome_messages_with_variables_default_and_expiry(app: TestApp)
 }
 
 /// Working hours (Asia/Shanghai) now: one member's hours are open now, the other's are not.
-/// (start, end) of each.
+/// (start, end) of each. Open is the whole day (an hour-long window could close mid-test when
+/// the hour turns); closed starts at least an hour ahead of now.
 fn hours_open_and_closed() -> ((String, String), (String, String)) {
     use chrono::Timelike;
     let h = chrono::Utc::now()
         .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
         .hour();
-    let open = (format!("{h:02}:00"), format!("{:02}:00", h + 1));
+    let open = ("00:00".to_string(), "24:00".to_string());
     let closed = if h < 20 {
         (format!("{:02}:00", h + 2), format!("{:02}:00", h + 3))
     } else {

@@ -14,11 +14,20 @@ use scrm_wecom_sim::gateway::{Delivery, DropPoint, GatewaySim};
 use serde_json::{Value, json};
 
 use crate::helpers::until;
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, quiet_schedules, spawn_app_with};
 
 /// scrm with no gap between pushes of one account (the default is seed 002's 3-8 s).
 pub async fn spawn(backend: Backend) -> TestApp {
-    spawn_app_with(backend, &[("SCRM_DEVICE_SEND_GAP_MS", "0-0")]).await
+    let app = spawn_app_with(backend, &[("SCRM_DEVICE_SEND_GAP_MS", "0-0")]).await;
+    quiet_device_schedules(&app).await;
+    app
+}
+
+/// The built-in moments collection (every 30 min) and auto-like (every 5 min) would send their
+/// own `fetch_moments` to the test phone; the tests run those jobs themselves when they want
+/// them.
+async fn quiet_device_schedules(app: &TestApp) {
+    quiet_schedules(app, &["devices.moments.collect", "devices.auto_like"]).await;
 }
 
 /// A gateway registered through the API and the simulator connected as it, holding `wxid_a`
@@ -896,7 +905,9 @@ scrm_db::db_tests!(crate::gateway::spawn;
 
 /// scrm whose gateway lease lapses 1.5 s after its holder stops renewing it.
 pub async fn spawn_short_lease(backend: Backend) -> TestApp {
-    spawn_app_with(backend, SHORT_LEASE).await
+    let app = spawn_app_with(backend, SHORT_LEASE).await;
+    quiet_device_schedules(&app).await;
+    app
 }
 
 const SHORT_LEASE: &[(&str, &str)] = &[

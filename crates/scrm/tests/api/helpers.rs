@@ -52,6 +52,11 @@ pub fn config(url: &str, extra: &[(&str, &str)]) -> Config {
     env.insert("SCRM_DB_MAX_CONNECTIONS".into(), "8".into());
     // Tests serve feeds and webhooks from 127.0.0.1 (the guard's own test turns it off).
     env.insert("SCRM_ALLOW_PRIVATE_URLS".into(), "true".into());
+    // No WeCom reconciliation on the clock (hourly and nightly by default): one starting a sync
+    // in the middle of a test would change what it observes. The test of the schedule sets its
+    // own (`spawn_app_reconciling`).
+    env.insert("WEWORK_SYNC_INCREMENTAL_CRON".into(), "off".into());
+    env.insert("WEWORK_SYNC_FULL_CRON".into(), "off".into());
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
@@ -249,6 +254,41 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Switch off the built-in schedules `names` (say `scrm_jobs.alerts`, every minute) so they
+/// cannot act between a test's steps, and wait until no job one of them enqueued is pending or
+/// running. The firing that could race the switch commits before the switch returns (it updates
+/// the same row, `AND enabled = 1`), so its job is visible to the wait.
+pub async fn quiet_schedules(app: &TestApp, names: &[&str]) {
+    let db = &app.state.db;
+    for name in names {
+        let kind = until(&format!("the schedule {name}"), || async {
+            db.fetch_optional::<(String,)>(
+                scrm_db::query("SELECT kind FROM job_schedule WHERE name = ?").bind(*name),
+            )
+            .await
+            .unwrap()
+            .map(|r| r.0)
+        })
+        .await;
+        db.execute(
+            scrm_db::query("UPDATE job_schedule SET enabled = 0 WHERE name = ?").bind(*name),
+        )
+        .await
+        .unwrap();
+        until(&format!("no {kind} job pending or running"), || async {
+            let open = db
+                .fetch_i64(
+                    scrm_db::query("SELECT COUNT(*) FROM job WHERE kind = ? AND state IN (0, 1)")
+                        .bind(kind.as_str()),
+                )
+                .await
+                .unwrap();
+            (open == 0).then_some(())
+        })
+        .await;
     }
 }
 

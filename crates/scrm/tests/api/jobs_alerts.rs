@@ -10,7 +10,7 @@ use scrm_jobs::NewJob;
 use scrm_wecom_sim::{DeliveryKind, SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, quiet_schedules, spawn_app_with};
 
 const SECRET: &str = "alert-webhook-secret-0123456789";
 
@@ -79,6 +79,9 @@ pub async fn alert_world(backend: Backend) -> AlertWorld {
     )
     .await;
     crate::integration::connect(&app, &sim).await;
+    // The built-in every-minute evaluation would otherwise notify between the test's own
+    // evaluations (which then report nothing notified).
+    quiet_schedules(&app, &["scrm_jobs.alerts"]).await;
     AlertWorld {
         app,
         sim,

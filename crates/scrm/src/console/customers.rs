@@ -338,6 +338,23 @@ fn back_of(form: &Form) -> String {
         .unwrap_or_else(|| "/console/customers?".into())
 }
 
+/// A bulk action's post: the form, the list to go back to (its filters and page) and the
+/// ticked customers — what every bulk action reads first.
+struct Bulk {
+    form: Form,
+    back: String,
+    ids: Vec<i64>,
+}
+
+impl Bulk {
+    fn parse(body: &[u8]) -> Bulk {
+        let form = Form::parse(body);
+        let back = back_of(&form);
+        let ids = form.ids("ids");
+        Bulk { form, back, ids }
+    }
+}
+
 fn with(back: &str, params: &[(&str, String)]) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
@@ -374,11 +391,10 @@ pub async fn bulk_tags(
     user: CurrentUser,
     body: Bytes,
 ) -> PageResult {
-    let form = Form::parse(&body);
-    let back = back_of(&form);
+    let Bulk { form, back, ids } = Bulk::parse(&body);
     let add = form.get("action").as_deref() != Some("remove");
     let body = json!({
-        "customerIds": form.ids("ids"),
+        "customerIds": ids,
         "tagIds": form.ids("tagId"),
         "action": if add { "add" } else { "remove" },
     });
@@ -395,9 +411,7 @@ pub async fn bulk_blacklist(
     user: CurrentUser,
     body: Bytes,
 ) -> PageResult {
-    let form = Form::parse(&body);
-    let back = back_of(&form);
-    let ids = form.ids("ids");
+    let Bulk { form, back, ids } = Bulk::parse(&body);
     if ids.is_empty() {
         return see_other(&with(&back, &[("error", "customerIds".into())]));
     }
@@ -425,11 +439,10 @@ pub async fn bulk_assign(
     user: CurrentUser,
     body: Bytes,
 ) -> PageResult {
-    let form = Form::parse(&body);
-    let back = back_of(&form);
+    let Bulk { form, back, ids } = Bulk::parse(&body);
     // No customer ticked is the API's refusal of `customerIds`.
     let body = json!({
-        "customerIds": form.ids("ids"),
+        "customerIds": ids,
         "toStaffId": form.ids("toStaffId").first(),
         "kind": "assign",
     });

@@ -335,9 +335,49 @@ pub async fn pushes(
 #[derive(Default)]
 pub struct PushDraft {
     pub account_id: String,
+    /// The traffic pool chosen instead of an account (its id), or empty.
+    pub pool_id: String,
     pub task_name: String,
     pub rooms: String,
     pub text: String,
+}
+
+impl PushDraft {
+    pub fn is_pool(&self, id: &i64) -> bool {
+        self.pool_id == id.to_string()
+    }
+}
+
+/// A traffic pool the push form offers (the API's pool, the fields the select shows).
+#[derive(Deserialize)]
+pub struct PoolChoice {
+    pub id: i64,
+    pub name: String,
+    pub enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct PoolList {
+    list: Vec<PoolChoice>,
+}
+
+/// The most traffic pools the push form offers.
+const PUSH_POOLS: i64 = 100;
+
+/// The tenant's traffic pools for the push form (none for a role that may not see pools).
+async fn pool_choices(state: &AppState, c: &Chrome) -> PageResultOf<Vec<PoolChoice>> {
+    if !c.can(perm::TRAFFIC_POOL_VIEW) {
+        return Ok(Vec::new());
+    }
+    let l: PoolList = data(
+        crate::automation::traffic::list_pools(
+            State(state.clone()),
+            c.user.clone(),
+            ApiQuery(arg(json!({"page": 1, "size": PUSH_POOLS}))?),
+        )
+        .await,
+    )?;
+    Ok(l.list)
 }
 
 #[derive(Template)]
@@ -345,6 +385,7 @@ pub struct PushDraft {
 struct PushForm {
     c: Chrome,
     accounts: Vec<Account>,
+    pools: Vec<PoolChoice>,
     d: PushDraft,
     errors: FieldErrors,
 }
@@ -358,11 +399,13 @@ async fn push_form(
 ) -> PageResult {
     // Only device accounts can push into chat rooms.
     let accounts = device_choices(state, &c).await?;
+    let pools = pool_choices(state, &c).await?;
     reshow(
         status,
         &PushForm {
             c,
             accounts,
+            pools,
             d,
             errors,
         },
@@ -381,11 +424,12 @@ pub async fn new_push(State(state): State<AppState>, c: Chrome) -> PageResult {
     .await
 }
 
-/// `POST /console/group-pushes` (accountId, taskName, chatroomIds one a line, text).
+/// `POST /console/group-pushes` (accountId or poolId, taskName, chatroomIds one a line, text).
 pub async fn create_push(State(state): State<AppState>, c: Chrome, body: Bytes) -> PageResult {
     let form = Form::parse(&body);
     let d = PushDraft {
         account_id: form.get("accountId").unwrap_or_default(),
+        pool_id: form.get("poolId").unwrap_or_default(),
         task_name: form.get("taskName").unwrap_or_default(),
         rooms: form.get("chatroomIds").unwrap_or_default(),
         text: form.get("text").unwrap_or_default(),
@@ -396,8 +440,12 @@ pub async fn create_push(State(state): State<AppState>, c: Chrome, body: Bytes) 
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .collect();
+    // The select offers pool ids; the account goes only when one was chosen (or no pool was),
+    // so a pool alone is not "both" and neither is "accountId is required".
+    let pool = d.pool_id.trim().parse::<i64>().ok();
     let body = json!({
-        "accountId": d.account_id,
+        "accountId": Some(&d.account_id).filter(|a| !a.is_empty() || pool.is_none()),
+        "poolId": pool,
         "taskName": Some(&d.task_name).filter(|n| !n.is_empty()),
         "chatroomIds": rooms,
         "messageContent": {"type": "TEXT", "data": {"text": d.text}},
@@ -423,6 +471,8 @@ pub async fn create_push(State(state): State<AppState>, c: Chrome, body: Bytes) 
 #[serde(rename_all = "camelCase")]
 pub struct RoomResult {
     pub chatroom_id: Value,
+    /// The account that pushes this room (a pool push's pick).
+    pub account_id: Option<String>,
     pub status: String,
     pub error_message: Option<String>,
     pub sends: i64,

@@ -263,20 +263,26 @@ fn field_of(e: &ApiError) -> Vec<(String, String)> {
                 general(message.clone())
             }
         }
-        ApiError::Validation { fields, .. } => fields
-            .iter()
-            .map(|f| {
-                let field = match f.field.as_str() {
-                    "senderAccountId" => "sender",
-                    "messageContent" => "text",
-                    "scheduledTime" => "scheduled",
-                    "taskName" => "taskName",
-                    t if t.starts_with("target") => "target",
-                    _ => "",
-                };
-                (field.to_string(), f.message.clone())
-            })
-            .collect(),
+        // A sender that does not exist or cannot send now (OFFLINE / EXPIRED) is a refusal
+        // naming the sender field, shown beside the sender select.
+        ApiError::Validation { fields, .. } | ApiError::Refused { fields, .. }
+            if !fields.is_empty() =>
+        {
+            fields
+                .iter()
+                .map(|f| {
+                    let field = match f.field.as_str() {
+                        s if s.starts_with("senderAccountId") => "sender",
+                        "messageContent" => "text",
+                        "scheduledTime" => "scheduled",
+                        "taskName" => "taskName",
+                        t if t.starts_with("target") => "target",
+                        _ => "",
+                    };
+                    (field.to_string(), f.message.clone())
+                })
+                .collect()
+        }
         ApiError::Domain { name, message, .. } => {
             let field = match *name {
                 "SENDER_ACCOUNT_NOT_FOUND" => "sender",

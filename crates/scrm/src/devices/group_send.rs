@@ -59,9 +59,11 @@ pub fn device_message(content: &Value) -> Option<(&'static str, Value)> {
 }
 
 /// The sender accounts of a create request, checked: each exists (404
-/// `SENDER_ACCOUNT_NOT_FOUND`), a WeCom member is active, a device account is not logged out
-/// (422 `SENDER_ACCOUNT_EXPIRED`) and can send this content (422 `CAPABILITY_NOT_SUPPORTED`),
-/// every error naming the field. Nothing is written.
+/// `SENDER_ACCOUNT_NOT_FOUND`), is ACTIVE — a WeCom member who left or a logged-out device
+/// account is 422 `SENDER_ACCOUNT_EXPIRED`, a disabled / not activated member or a device
+/// whose gateway is not connected 422 `SENDER_ACCOUNT_OFFLINE` — and a device account can send
+/// this content (422 `CAPABILITY_NOT_SUPPORTED`), every error naming the field. Nothing is
+/// written.
 pub async fn check_senders(
     state: &AppState,
     tenant_id: i64,
@@ -72,28 +74,21 @@ pub async fn check_senders(
     for (id, field) in senders {
         let acc = resolve(&state.db, tenant_id, id, field).await?;
         acc.require(Capability::SendToCustomer, field)?;
-        match acc.provider {
-            Provider::WeCom => {
-                crate::operation::tasks::check_sender(state, tenant_id, id).await?;
-            }
-            Provider::Device => {
-                acc.require_usable(field)?;
-                if device_message(content).is_none() {
-                    let kind = content["type"].as_str().unwrap_or("this");
-                    let message = format!(
-                        "a personal WeChat (device) account cannot send {kind} content (TEXT, LINK, or IMAGE with data.pic_url)"
-                    );
-                    return Err(ApiError::Refused {
-                        status: StatusCode::UNPROCESSABLE_ENTITY,
-                        name: "CAPABILITY_NOT_SUPPORTED",
-                        message: format!("{field}: {message}"),
-                        fields: vec![FieldError {
-                            field: field.clone(),
-                            message,
-                        }],
-                    });
-                }
-            }
+        acc.require_active(field)?;
+        if acc.provider == Provider::Device && device_message(content).is_none() {
+            let kind = content["type"].as_str().unwrap_or("this");
+            let message = format!(
+                "a personal WeChat (device) account cannot send {kind} content (TEXT, LINK, or IMAGE with data.pic_url)"
+            );
+            return Err(ApiError::Refused {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                name: "CAPABILITY_NOT_SUPPORTED",
+                message: format!("{field}: {message}"),
+                fields: vec![FieldError {
+                    field: field.clone(),
+                    message,
+                }],
+            });
         }
         out.push(acc);
     }

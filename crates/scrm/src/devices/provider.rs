@@ -223,15 +223,47 @@ impl SenderAccount {
         if self.status != "EXPIRED" {
             return Ok(());
         }
-        Err(ApiError::Refused {
+        Err(self.not_sendable(field, "SENDER_ACCOUNT_EXPIRED"))
+    }
+
+    /// Refuse an account that cannot send now (a group send's senders, seed 004): EXPIRED is
+    /// 422 `SENDER_ACCOUNT_EXPIRED`, OFFLINE 422 `SENDER_ACCOUNT_OFFLINE`, naming `field`.
+    /// Stricter than [`Self::require_usable`]: a group send is the user's choice of who sends
+    /// now, and an OFFLINE WeCom member (disabled, not activated) is refused by WeCom itself.
+    pub fn require_active(&self, field: &str) -> ApiResult<()> {
+        self.require_usable(field)?;
+        if self.status == "ACTIVE" {
+            return Ok(());
+        }
+        Err(self.not_sendable(field, "SENDER_ACCOUNT_OFFLINE"))
+    }
+
+    /// The refusal of an account in a state that cannot send, with what the state means for
+    /// its provider.
+    fn not_sendable(&self, field: &str, name: &'static str) -> ApiError {
+        let why = match (self.provider, name) {
+            (Provider::WeCom, "SENDER_ACCOUNT_EXPIRED") => "the WeCom member has left the company",
+            (Provider::WeCom, _) => "the WeCom member is disabled or not activated",
+            (Provider::Device, "SENDER_ACCOUNT_EXPIRED") => {
+                "the account is logged out and needs a new login"
+            }
+            (Provider::Device, _) => "the account's device is not connected",
+        };
+        let state = if name == "SENDER_ACCOUNT_EXPIRED" {
+            "EXPIRED"
+        } else {
+            "OFFLINE"
+        };
+        let message = format!("{} is {state}: {why}", self.account_id);
+        ApiError::Refused {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            name: "SENDER_ACCOUNT_EXPIRED",
-            message: format!("{field}: the account is logged out and needs a new login"),
+            name,
+            message: format!("{field}: {message}"),
             fields: vec![FieldError {
                 field: field.to_string(),
-                message: "the account is EXPIRED".into(),
+                message,
             }],
-        })
+        }
     }
 }
 

@@ -60,30 +60,6 @@ pub async fn check_target(state: &AppState, tenant_id: i64, target: &Target) -> 
     Ok(())
 }
 
-/// A sender account: an active staff member of the tenant. Returns (userid, name).
-pub async fn check_sender(
-    state: &AppState,
-    tenant_id: i64,
-    userid: &str,
-) -> ApiResult<(String, String)> {
-    let row: Option<(String, String, i64)> = state
-        .db
-        .fetch_optional(
-            query("SELECT userid, name, status FROM staff WHERE tenant_id = ? AND userid = ?")
-                .bind(tenant_id)
-                .bind(userid),
-        )
-        .await?;
-    match row {
-        Some((u, n, 1)) => Ok((u, n)),
-        _ => Err(ApiError::domain(
-            StatusCode::NOT_FOUND,
-            "SENDER_ACCOUNT_NOT_FOUND",
-            format!("sender account {userid:?} does not exist or is not active"),
-        )),
-    }
-}
-
 /// Store a task and, when `start_at` is given, its start job — one transaction, audited.
 pub async fn create(
     state: &AppState,

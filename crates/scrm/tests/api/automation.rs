@@ -981,18 +981,9 @@ scrm_db::db_tests!(crate::automation::spawn_api_only; a_group_welcome_killed_aft
 /// the welcome's next attempt (another worker's, after the lease) finds it in WeCom's send
 /// records instead of sending again — the chat is welcomed once.
 async fn a_group_welcome_killed_after_its_wecom_call_welcomes_once(app: TestApp) {
+    use crate::helpers::{crash_worker, wait_hung};
     use scrm::operation::mass::engine::chaos;
-    use tokio_util::sync::CancellationToken;
-    let config = scrm_jobs::EngineConfig {
-        lease: std::time::Duration::from_millis(800),
-        heartbeat: std::time::Duration::from_millis(200),
-        poll_interval: std::time::Duration::from_millis(100),
-        ..Default::default()
-    };
-    let first = scrm::jobs::engine(&app.state, config.clone())
-        .start(CancellationToken::new())
-        .await
-        .unwrap();
+    let first = crash_worker(&app).await;
     scrm::jobs::ensure_events_relay(&app.state).await.unwrap();
     let (sim, _) = world(&app).await;
     let (g1, chat1): (i64, String) = app
@@ -1019,15 +1010,9 @@ async fn a_group_welcome_killed_after_its_wecom_call_welcomes_once(app: TestApp)
         join_scene: 3,
     })
     .unwrap();
-    until("the welcome hung after its WeCom call", || async {
-        (chaos::hung() > 0).then_some(())
-    })
-    .await;
+    wait_hung("the welcome hung after its WeCom call").await;
     first.abort(); // the process dies: the msgid was never recorded
-    let _second = scrm::jobs::engine(&app.state, config)
-        .start(CancellationToken::new())
-        .await
-        .unwrap();
+    let _second = crash_worker(&app).await;
     let sends = until("the welcome recorded as sent", || async {
         let d = app
             .get(

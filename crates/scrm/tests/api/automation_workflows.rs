@@ -2171,3 +2171,157 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     schedules_fire_for_tagged_customers_and_group_chats,
     a_customer_through_a_channel_code_is_welcomed_tagged_owned_and_nurtured_on_time,
 );
+
+/// The executions of SOP template `tid` once `n` of them have finished (done or failed).
+async fn sop_finished(app: &TestApp, tid: i64, n: usize) -> Vec<Value> {
+    until(
+        &format!("{n} executions of template {tid} finished"),
+        || async {
+            let l = app
+                .get(
+                    &format!("/api/sop/executions?templateId={tid}&pageSize=100"),
+                    &app.admin_token,
+                )
+                .await;
+            let list = l.data()["list"].as_array().cloned().unwrap_or_default();
+            (list.len() == n && list.iter().all(|e| e["status"] == 1 || e["status"] == 3))
+                .then_some(list)
+        },
+    )
+    .await
+}
+
+/// `monthlyQuota` is the number of mass messages a customer may get from the company in a
+/// month, and WeCom counts every add_msg_template message: SOP and workflow messages to a
+/// customer count beside group sends, and one over the quota is not sent — its step (or result)
+/// says why, per customer.
+async fn the_monthly_quota_counts_sop_and_workflow_messages(app: TestApp) {
+    let sim = world(&app).await;
+    // Customers whose owner is an active member (WeCom takes sends from those only).
+    let owned: Vec<(i64, String)> = app
+        .state
+        .db
+        .fetch_all(query(
+            "SELECT c.id, c.external_userid FROM customer c JOIN staff s ON s.tenant_id = c.tenant_id \
+             AND s.id = c.follow_user_id WHERE c.status = 1 AND s.status = 1 ORDER BY c.id",
+        ))
+        .await
+        .unwrap();
+    assert!(owned.len() >= 3, "{owned:?}");
+    let (c1, e1) = owned[0].clone();
+    let (c2, e2) = owned[1].clone();
+    let (c3, e3) = owned[2].clone();
+    let r = app
+        .put(
+            "/api/v1/operation/settings",
+            &app.admin_token,
+            json!({"monthlyQuota": 1, "firstPollMs": 100, "pollIntervalMs": 200}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // An SOP message to c1: its one message this month.
+    let t = app
+        .post(
+            "/api/sop/template",
+            &app.admin_token,
+            json!({"templateName": "月度问候", "templateType": 1, "triggerType": 4, "steps": [
+                {"stepName": "问候", "stepType": 1, "delayTime": 0, "delayUnit": "minute", "actionContent": {"content": "本月活动"}}]}),
+        )
+        .await;
+    assert_eq!(t.status, 201, "{:?}", t.body);
+    let tid = t.data()["templateId"].as_i64().unwrap();
+    let execute = |c: i64| {
+        app.post(
+            "/api/sop/execute",
+            &app.admin_token,
+            json!({"templateId": tid, "targetType": 1, "targetIds": [c]}),
+        )
+    };
+    assert_eq!(execute(c1).await.status, 200);
+    let done = sop_finished(&app, tid, 1).await;
+    assert_eq!(done[0]["status"], 1, "{done:?}");
+
+    // A workflow's message to c1 and c2: c1 is over the quota, c2 is not.
+    let wf = published(
+        &app,
+        &app.admin_token,
+        json!({"name": "配额", "trigger": {"type": "manual"},
+               "steps": [{"type": "send_message", "text": "你好"}]}),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("{BASE}/{wf}/runs"),
+            &app.admin_token,
+            json!({"customerIds": [c1, c2]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let runs = until("both runs finished", || async {
+        let rs = runs_of(&app, wf).await;
+        (rs.len() == 2 && rs.iter().all(|r| r["status"] == 2 || r["status"] == 3)).then_some(rs)
+    })
+    .await;
+    let of = |c: i64| runs.iter().find(|r| r["customerId"] == c).unwrap().clone();
+    let r1 = run(&app, of(c1)["id"].as_i64().unwrap()).await;
+    assert_eq!(r1["status"], 3, "{r1}");
+    let why = r1["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("monthly mass-message quota reached (1"),
+        "{r1}"
+    );
+    assert_eq!(of(c2)["status"], 2, "{:?}", of(c2));
+
+    // A mass send (each customer's owner sends) to all three: only c3 has had nothing.
+    let r = app
+        .post(
+            "/v1/workbench/mass-send",
+            &app.admin_token,
+            json!({"target": {"customerIds": [c1, c2, c3]}, "messageContent": {"type": "TEXT", "data": {"text": "双十一"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.data()["groupSendTaskId"].as_i64().unwrap();
+    let d = until("the mass send finished", || async {
+        let d = app
+            .get(
+                &format!("/api/v1/workbench/group-send/tasks/{id}"),
+                &app.admin_token,
+            )
+            .await;
+        (d.data()["status"] == "PARTIAL_SUCCESS" || d.data()["status"] == "COMPLETED")
+            .then(|| d.data().clone())
+    })
+    .await;
+    assert_eq!(d["status"], "PARTIAL_SUCCESS", "{d}");
+    for r in d["results"].as_array().unwrap() {
+        if r["customerId"] == c3 {
+            assert_eq!(r["status"], "SUCCESS", "{r}");
+        } else {
+            assert_eq!(r["status"], "FAILED", "{r}");
+            assert!(r["errorMessage"].as_str().unwrap().contains("quota"), "{r}");
+        }
+    }
+
+    // And an SOP message to c3 now is over it too: the step says why.
+    assert_eq!(execute(c3).await.status, 200);
+    let list = sop_finished(&app, tid, 2).await;
+    let e = list.iter().find(|e| e["targetId"] == c3).unwrap();
+    assert_eq!(e["status"], 3, "{e}");
+    let err = e["steps"][0]["result"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(err.contains("monthly mass-message quota reached"), "{e}");
+
+    // WeCom got one message for each of them, never a second.
+    let per = sim.deliveries_per_recipient();
+    for ext in [&e1, &e2, &e3] {
+        assert_eq!(per.get(ext.as_str()).copied(), Some(1), "{ext}: {per:?}");
+    }
+    sim.shutdown().await;
+}
+
+scrm_db::db_tests!(crate::helpers::spawn_app;
+    the_monthly_quota_counts_sop_and_workflow_messages,
+);

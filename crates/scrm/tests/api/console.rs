@@ -701,6 +701,52 @@ async fn console_group_send_form_shows_the_api_errors_next_to_the_fields(app: Te
     assert!(count.body.contains(">0<"));
 }
 
+/// A sender that cannot send now (a WeCom member who is disabled: OFFLINE) is refused by the
+/// API with its stable name, and the form shows why next to the sender select.
+async fn console_group_send_form_shows_an_offline_sender_next_to_the_sender(app: TestApp) {
+    let c = customer(&app, json!({"externalUserid": "wmOff", "name": "离线客户"})).await;
+    let tenant = app.get("/api/v1/auth/me", &app.admin_token).await.data()["tenantId"]
+        .as_i64()
+        .unwrap();
+    let now = scrm::state::now_ms();
+    app.state
+        .db
+        .execute(scrm_db::query("INSERT INTO staff (tenant_id, userid, name, status, created_at, updated_at) VALUES (?, 'm-off', '停用成员', 2, ?, ?)").bind(tenant).bind(now).bind(now))
+        .await
+        .unwrap();
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let refused = s
+        .post(
+            "/console/group-send",
+            &[
+                ("taskName", "问候"),
+                ("senderAccountId", "m-off"),
+                ("customerIds", &c.to_string()),
+                ("text", "您好"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let at = refused
+        .body
+        .find("id=\"error-sender\"")
+        .unwrap_or_else(|| panic!("the sender's error: {}", refused.body));
+    let shown: String = refused.body[at..].chars().take(200).collect();
+    assert!(shown.contains("m-off is OFFLINE"), "{shown}");
+    let api = app
+        .post(
+            "/api/v1/workbench/group-send/tasks",
+            &app.admin_token,
+            json!({"senderAccountId": "m-off", "target": {"customerIds": [c]}, "messageContent": {"type": "TEXT", "data": {"text": "您好"}}}),
+        )
+        .await;
+    assert_eq!((api.status, api.error()), (422, "SENDER_ACCOUNT_OFFLINE"));
+    let tasks = app
+        .get("/api/v1/workbench/group-send/tasks", &app.admin_token)
+        .await;
+    assert_eq!(tasks.data()["total"], 0, "nothing was created");
+}
+
 async fn console_tags_sop_and_users_pages_list_and_sop_executions_pause(app: TestApp) {
     tags(&app, "来源", &["展会", "官网"]).await;
     let c = customer(&app, json!({"externalUserid": "wmS", "name": "SOP客户"})).await;
@@ -3276,6 +3322,127 @@ async fn console_device_account_ai_reply_form_and_paged_accounts(app: TestApp) {
     assert_eq!(api.data()[60]["accountId"], "wxid_a");
 }
 
+/// The group-push form offers the tenant's traffic pools beside the account: a push to a pool
+/// spreads its rooms over the pool's phones; an account and a pool together, or rooms no phone
+/// of the pool is in, come back with the API's problem next to the field.
+async fn console_group_push_form_picks_a_traffic_pool(app: TestApp) {
+    let sim = crate::devices_pools::phones(&app).await;
+    let r = app
+        .post(
+            "/api/v1/automation/traffic-pools",
+            &app.admin_token,
+            json!({"name": "群推送池", "strategy": "round_robin",
+                   "members": [{"accountId": "wxid_a"}, {"accountId": "wxid_b"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let pool = r.data()["id"].as_i64().unwrap().to_string();
+    let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
+    let form = s.get("/console/group-pushes/new").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("id=\"push-pool\""), "{}", form.body);
+    assert!(
+        form.body
+            .contains(&format!("<option value=\"{pool}\">群推送池</option>")),
+        "{}",
+        form.body
+    );
+
+    let made = s
+        .post(
+            "/console/group-pushes",
+            &[
+                ("accountId", ""),
+                ("poolId", &pool),
+                ("taskName", "池推送"),
+                ("chatroomIds", "r1@chatroom\nr2@chatroom"),
+                ("text", "大家好"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let id: i64 = made
+        .location
+        .trim_start_matches("/console/group-pushes/")
+        .trim_end_matches("?done=created")
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", made.location));
+    let p = crate::gateway::push_done(&app, id).await;
+    assert_eq!(p["poolId"].as_i64().unwrap().to_string(), pool, "{p}");
+    let mut by: Vec<&str> = p["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["accountId"].as_str().unwrap())
+        .collect();
+    by.sort_unstable();
+    assert_eq!(by, ["wxid_a", "wxid_b"], "round robin over the pool: {p}");
+    for room in ["r1@chatroom", "r2@chatroom"] {
+        let n = sim
+            .deliveries()
+            .iter()
+            .filter(|d| d.to == room && d.kind == "send_text")
+            .count();
+        assert_eq!(n, 1, "{room}");
+    }
+    // The push's page names the pool and, for each room, the phone the pool picked.
+    let shown = s.get(&format!("/console/group-pushes/{id}")).await;
+    assert!(
+        shown.body.contains(&format!("pool {pool}")),
+        "{}",
+        shown.body
+    );
+    for w in ["wxid_a", "wxid_b"] {
+        assert!(
+            shown
+                .body
+                .contains(&format!("<td class=\"result-account\">{w}</td>")),
+            "{}",
+            shown.body
+        );
+    }
+
+    let both = s
+        .post(
+            "/console/group-pushes",
+            &[
+                ("accountId", "wxid_a"),
+                ("poolId", &pool),
+                ("chatroomIds", "r1@chatroom"),
+                ("text", "hi"),
+            ],
+        )
+        .await;
+    assert_eq!(both.status, 400, "{}", both.body);
+    assert!(both.body.contains("id=\"error-poolId\""), "{}", both.body);
+    assert!(
+        both.body
+            .contains(&format!("<option value=\"{pool}\" selected>")),
+        "the pool stays chosen"
+    );
+    let nobody = s
+        .post(
+            "/console/group-pushes",
+            &[
+                ("poolId", &pool),
+                ("chatroomIds", "r5@chatroom"),
+                ("text", "hi"),
+            ],
+        )
+        .await;
+    assert_eq!(nobody.status, 422, "{}", nobody.body);
+    assert!(
+        nobody.body.contains("id=\"error-chatroomIds\""),
+        "{}",
+        nobody.body
+    );
+    let pushes = app
+        .get("/api/v1/devices/group-pushes", &app.admin_token)
+        .await;
+    assert_eq!(pushes.data()["total"], 1, "nothing more was created");
+    sim.stop();
+}
+
 async fn console_device_gateways_accounts_and_group_pushes(app: TestApp) {
     let s = Session::login(&app, "admin", ADMIN_PASSWORD).await;
     let empty = s.get("/console/devices").await;
@@ -4046,6 +4213,7 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     console_viewer_sees_no_write_buttons_and_cannot_post_them,
     console_workbench_shows_todays_figures_and_the_growth_chart,
     console_group_send_form_shows_the_api_errors_next_to_the_fields,
+    console_group_send_form_shows_an_offline_sender_next_to_the_sender,
     console_tags_sop_and_users_pages_list_and_sop_executions_pause,
     console_tags_are_created_renamed_reordered_and_deleted,
     console_group_chats_staff_channel_codes_welcome_and_materials,
@@ -4067,5 +4235,6 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
 
 scrm_db::db_tests!(crate::gateway::spawn;
     console_device_gateways_accounts_and_group_pushes,
+    console_group_push_form_picks_a_traffic_pool,
     console_device_account_ai_reply_form_and_paged_accounts,
 );

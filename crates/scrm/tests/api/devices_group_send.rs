@@ -5,7 +5,6 @@
 //! out one gap apart when it returns.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use scrm::operation::mass::Settings;
 use scrm_db::{Backend, query};
@@ -90,15 +89,7 @@ async fn wecom_world(app: &TestApp) -> (SimHandle, Vec<String>, Vec<(i64, String
 /// A gateway registered through the API with the simulator connected as it, holding `wxid_a`
 /// with friends f1..f4 and rooms r1..r4; returns once scrm has the four friends.
 async fn gateway(app: &TestApp) -> GatewaySim {
-    let r = app
-        .post(
-            "/api/v1/devices/gateways",
-            &app.admin_token,
-            json!({"name": "phones"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let token = r.data()["token"].as_str().unwrap().to_string();
+    let token = crate::gateway::register(app).await;
     let sim = GatewaySim::new();
     sim.add_device("wxid_a", "Alice's phone");
     for i in 1..=4 {
@@ -110,11 +101,7 @@ async fn gateway(app: &TestApp) -> GatewaySim {
             &["wxid_a", "f1"],
         );
     }
-    let url = format!(
-        "{}/api/v1/devices/gateway/ws",
-        app.base.replace("http://", "ws://")
-    );
-    sim.connect(&url, &token, Duration::from_millis(100));
+    crate::gateway::connect(app, &sim, &token);
     until("the first friend sync", || async {
         let r = app
             .get("/api/v1/devices/accounts/wxid_a/friends", &app.admin_token)
@@ -372,13 +359,7 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
     );
     assert_eq!(r.body["fields"][0]["field"], "senderAccountIds[1]");
     gw.set_status("wxid_a", AccountStatus::Expired);
-    until("wxid_a EXPIRED", || async {
-        let r = app
-            .get("/api/v1/devices/accounts?accountType=WECHAT", t)
-            .await;
-        (r.data()[0]["status"] == "EXPIRED").then_some(())
-    })
-    .await;
+    crate::gateway::account_status(&app, "wxid_a", "EXPIRED").await;
     let r = app
         .post(
             "/api/v1/workbench/group-send/tasks",
@@ -392,6 +373,27 @@ async fn a_device_account_sends_beside_a_wecom_member_in_one_group_send(app: Tes
         "{:?}",
         r.body
     );
+    // Logged in again, then the phone's gateway gone: OFFLINE, refused too (a group send is
+    // sent now or at its time by the accounts chosen; a group push waits for the device).
+    gw.set_status("wxid_a", AccountStatus::Active);
+    crate::gateway::account_status(&app, "wxid_a", "ACTIVE").await;
+    gw.stop();
+    gw.drop_connection();
+    crate::gateway::account_status(&app, "wxid_a", "OFFLINE").await;
+    let r = app
+        .post(
+            "/api/v1/workbench/group-send/tasks",
+            t,
+            json!({"senderAccountIds": [member, "wxid_a"], "target": {"customerIds": all}, "messageContent": text}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (422, "SENDER_ACCOUNT_OFFLINE"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.body["fields"][0]["field"], "senderAccountIds[1]");
     let after = app
         .state
         .db
@@ -407,13 +409,7 @@ async fn commands_held_while_an_account_is_offline_keep_their_gap(app: TestApp) 
     let gw = gateway(&app).await;
     let t = &app.admin_token;
     gw.set_status("wxid_a", AccountStatus::Offline);
-    until("wxid_a OFFLINE", || async {
-        let r = app
-            .get("/api/v1/devices/accounts?accountType=WECHAT", t)
-            .await;
-        (r.data()[0]["status"] == "OFFLINE").then_some(())
-    })
-    .await;
+    crate::gateway::account_status(&app, "wxid_a", "OFFLINE").await;
     let rooms: Vec<String> = (1..=4).map(|i| format!("r{i}@chatroom")).collect();
     let r = app
         .post(
@@ -640,10 +636,7 @@ async fn a_traffic_pool_hands_customers_to_device_accounts_and_group_sends_follo
         .map(|c| c.0)
         .collect();
     assert_eq!(targets.len(), 4, "the simulated company");
-    let r = app
-        .post("/api/v1/devices/gateways", t, json!({"name": "phones"}))
-        .await;
-    let token = r.data()["token"].as_str().unwrap().to_string();
+    let token = crate::gateway::register(&app).await;
     let gw = GatewaySim::new();
     for w in ["wxid_a", "wxid_b"] {
         gw.add_device(w, w);
@@ -651,11 +644,7 @@ async fn a_traffic_pool_hands_customers_to_device_accounts_and_group_sends_follo
             gw.add_friend(w, &format!("f{i}"), &format!("friend {i}"));
         }
     }
-    let url = format!(
-        "{}/api/v1/devices/gateway/ws",
-        app.base.replace("http://", "ws://")
-    );
-    gw.connect(&url, &token, Duration::from_millis(100));
+    crate::gateway::connect(&app, &gw, &token);
     for w in ["wxid_a", "wxid_b"] {
         until("the friend syncs", || async {
             let r = app

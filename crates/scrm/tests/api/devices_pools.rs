@@ -3,24 +3,18 @@
 //! pool's phones by its strategy and daily caps, refused at creation when no phone of the pool
 //! can take them; new friends counted for the phone that got them; the paged account list.
 
-use std::time::Duration;
-
 use scrm_db::query;
 use scrm_wecom_sim::gateway::GatewaySim;
 use serde_json::{Value, json};
 
+use crate::gateway::push_completed as push;
 use crate::helpers::{TestApp, n, until};
 
 /// Three phones on one gateway: `wxid_a` and `wxid_b` in chat rooms r1..r4, `wxid_c` alone in
 /// r5; `wxid_a` has friends f1..f3, `wxid_b` f1 and f2. Returns once every friend sync (which
 /// also lists the rooms) is done.
-async fn phones(app: &TestApp) -> GatewaySim {
-    let t = &app.admin_token;
-    let r = app
-        .post("/api/v1/devices/gateways", t, json!({"name": "phones"}))
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let token = r.data()["token"].as_str().unwrap().to_string();
+pub(crate) async fn phones(app: &TestApp) -> GatewaySim {
+    let token = crate::gateway::register(app).await;
     let sim = GatewaySim::new();
     for (w, friends) in [
         ("wxid_a", &["f1", "f2", "f3"][..]),
@@ -39,11 +33,7 @@ async fn phones(app: &TestApp) -> GatewaySim {
         }
     }
     sim.add_room("wxid_c", "r5@chatroom", "room 5", &["wxid_c", "f1"]);
-    let url = format!(
-        "{}/api/v1/devices/gateway/ws",
-        app.base.replace("http://", "ws://")
-    );
-    sim.connect(&url, &token, Duration::from_millis(100));
+    crate::gateway::connect(app, &sim, &token);
     until("the three friend syncs", || async {
         let done = n(
             app,
@@ -55,24 +45,6 @@ async fn phones(app: &TestApp) -> GatewaySim {
     })
     .await;
     sim
-}
-
-async fn push(app: &TestApp, body: Value) -> Value {
-    let r = app
-        .post("/api/v1/devices/group-pushes", &app.admin_token, body)
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let id = r.data()["groupPushId"].as_i64().unwrap();
-    until("the push to finish", || async {
-        let r = app
-            .get(
-                &format!("/api/v1/devices/group-pushes/{id}"),
-                &app.admin_token,
-            )
-            .await;
-        (r.data()["status"] == "COMPLETED").then(|| r.data().clone())
-    })
-    .await
 }
 
 /// (chat room, account) of each result of a push, in the request's order.

@@ -34,6 +34,12 @@ async fn quiet_device_schedules(app: &TestApp) {
 /// ("Alice's phone") with friends f1..f3 and chat rooms r1..r5; returns once scrm lists the
 /// account ACTIVE.
 pub async fn gateway(app: &TestApp) -> GatewaySim {
+    let token = register(app).await;
+    connect_sim(app, &token).await
+}
+
+/// Register a gateway ("phones") through the API: its token, shown this once.
+pub(crate) async fn register(app: &TestApp) -> String {
     let r = app
         .post(
             "/api/v1/devices/gateways",
@@ -42,8 +48,35 @@ pub async fn gateway(app: &TestApp) -> GatewaySim {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let token = r.data()["token"].as_str().unwrap().to_string();
-    connect_sim(app, &token).await
+    r.data()["token"].as_str().unwrap().to_string()
+}
+
+/// Connect `sim` to `app` as the gateway holding `token` (reconnecting 100 ms after a drop).
+pub(crate) fn connect(app: &TestApp, sim: &GatewaySim, token: &str) {
+    sim.connect(&ws_url(app), token, Duration::from_millis(100));
+}
+
+/// Post a group push (201) and wait until it is COMPLETED: the push with its results.
+pub(crate) async fn push_completed(app: &TestApp, body: Value) -> Value {
+    let r = app
+        .post("/api/v1/devices/group-pushes", &app.admin_token, body)
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    push_done(app, r.data()["groupPushId"].as_i64().unwrap()).await
+}
+
+/// Wait until group push `id` is COMPLETED: the push with its results.
+pub(crate) async fn push_done(app: &TestApp, id: i64) -> Value {
+    until("the push to finish", || async {
+        let r = app
+            .get(
+                &format!("/api/v1/devices/group-pushes/{id}"),
+                &app.admin_token,
+            )
+            .await;
+        (r.data()["status"] == "COMPLETED").then(|| r.data().clone())
+    })
+    .await
 }
 
 /// The simulator connected as the gateway holding `token`, with `wxid_a`'s friends and rooms
@@ -62,11 +95,7 @@ pub async fn connect_sim(app: &TestApp, token: &str) -> GatewaySim {
             &["wxid_a", "f1"],
         );
     }
-    let url = format!(
-        "{}/api/v1/devices/gateway/ws",
-        app.base.replace("http://", "ws://")
-    );
-    sim.connect(&url, token, Duration::from_millis(100));
+    connect(app, &sim, token);
     account_status(app, "wxid_a", "ACTIVE").await;
     // The hello's friend sync is done (so the tests' commands are the next ones).
     until("the first friend sync", || async {
@@ -79,7 +108,8 @@ pub async fn connect_sim(app: &TestApp, token: &str) -> GatewaySim {
     sim
 }
 
-async fn account_status(app: &TestApp, wxid: &str, want: &str) {
+/// Wait until scrm lists device account `wxid` with status `want` (ACTIVE / OFFLINE / EXPIRED).
+pub(crate) async fn account_status(app: &TestApp, wxid: &str, want: &str) {
     until(&format!("{wxid} {want}"), || async {
         let r = app
             .get(
@@ -117,16 +147,7 @@ async fn group_push_reaches_every_room_once_across_gateway_drops(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.data()["groupPushId"].as_i64().unwrap();
-    let done = until("the push to finish", || async {
-        let r = app
-            .get(
-                &format!("/api/v1/devices/group-pushes/{id}"),
-                &app.admin_token,
-            )
-            .await;
-        (r.data()["status"] == "COMPLETED").then(|| r.data().clone())
-    })
-    .await;
+    let done = push_done(&app, id).await;
     assert_eq!(done["targetCount"], 5);
     assert_eq!(done["successCount"], 5);
     let deliveries = sim.deliveries();
@@ -915,7 +936,7 @@ const SHORT_LEASE: &[(&str, &str)] = &[
     ("SCRM_GATEWAY_LEASE_MS", "1500"),
 ];
 
-fn ws_url(app: &TestApp) -> String {
+pub(crate) fn ws_url(app: &TestApp) -> String {
     format!(
         "{}/api/v1/devices/gateway/ws",
         app.base.replace("http://", "ws://")
@@ -923,25 +944,11 @@ fn ws_url(app: &TestApp) -> String {
 }
 
 async fn push(app: &TestApp, rooms: &[String]) -> Value {
-    let r = app
-        .post(
-            "/api/v1/devices/group-pushes",
-            &app.admin_token,
-            json!({"accountId": "wxid_a", "chatroomIds": rooms,
-                   "messageContent": {"type": "TEXT", "data": {"text": "hi"}}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let id = r.data()["groupPushId"].as_i64().unwrap();
-    until("the push to finish", || async {
-        let r = app
-            .get(
-                &format!("/api/v1/devices/group-pushes/{id}"),
-                &app.admin_token,
-            )
-            .await;
-        (r.data()["status"] == "COMPLETED").then(|| r.data().clone())
-    })
+    push_completed(
+        app,
+        json!({"accountId": "wxid_a", "chatroomIds": rooms,
+               "messageContent": {"type": "TEXT", "data": {"text": "hi"}}}),
+    )
     .await
 }
 
@@ -960,14 +967,7 @@ async fn lease_owner(app: &TestApp) -> Option<String> {
 async fn a_gateway_on_two_processes_gets_each_command_once(app: TestApp) {
     let app2 =
         crate::helpers::spawn_app_on(app.state.config.database_url.expose(), SHORT_LEASE).await;
-    let r = app
-        .post(
-            "/api/v1/devices/gateways",
-            &app.admin_token,
-            json!({"name": "phones"}),
-        )
-        .await;
-    let token = r.data()["token"].as_str().unwrap().to_string();
+    let token = register(&app).await;
     let sim = GatewaySim::new();
     sim.add_device("wxid_a", "Alice's phone");
     sim.add_friend("wxid_a", "f1", "Fay");

@@ -296,3 +296,28 @@ pub async fn quiet_schedules(app: &TestApp, names: &[&str]) {
 pub async fn n(app: &TestApp, sql: String) -> i64 {
     app.state.db.fetch_i64(scrm_db::query(sql)).await.unwrap()
 }
+
+/// A worker for the crash tests: a job engine on `app`'s database with a short lease (800 ms,
+/// heartbeat 200 ms, so a second worker takes a dead one's jobs within a second) and no
+/// built-in schedules. `abort()` the handle to kill it mid-job, the way a SIGKILL would.
+pub async fn crash_worker(app: &TestApp) -> scrm_jobs::EngineHandle {
+    let config = scrm_jobs::EngineConfig {
+        lease: std::time::Duration::from_millis(800),
+        heartbeat: std::time::Duration::from_millis(200),
+        builtins: false,
+        poll_interval: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    scrm::jobs::engine(&app.state, config)
+        .start(tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("a crash-test worker")
+}
+
+/// Wait until a WeCom send armed with `chaos::hang_after_next_call()` hangs after its call
+/// (the answer never recorded), and check that exactly one did.
+pub async fn wait_hung(what: &str) {
+    use scrm::operation::mass::engine::chaos;
+    until(what, || async { (chaos::hung() > 0).then_some(()) }).await;
+    assert_eq!(chaos::hung(), 1, "{what}");
+}

@@ -6,12 +6,11 @@ use std::time::Duration;
 use scrm::operation::mass::Settings;
 use scrm::operation::mass::engine::chaos;
 use scrm_db::query;
-use scrm_jobs::{EngineConfig, Scope, Target};
+use scrm_jobs::{Scope, Target};
 use scrm_wecom_sim::{SimConfig, SimHandle, Simulator};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, crash_worker, wait_hung};
 
 /// A company in the simulator mirrored into scrm: staff, customers (owner = first follow).
 struct World {
@@ -124,6 +123,19 @@ async fn wait_final(app: &TestApp, id: i64) -> Value {
     panic!("task {id} did not finish");
 }
 
+/// Start mass task `id` now (seed 000's execute, immediate) and wait until it is final.
+async fn execute_now(app: &TestApp, id: i64) -> Value {
+    let e = app
+        .post(
+            "/api/mass-task/execute",
+            &app.admin_token,
+            json!({"taskId": id, "immediate": true}),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{:?}", e.body);
+    wait_final(app, id).await
+}
+
 fn text(s: &str) -> Value {
     json!({"type": "TEXT", "data": {"text": s}})
 }
@@ -233,17 +245,7 @@ async fn a_group_send_to_a_tag_reaches_each_customer_exactly_once(app: TestApp) 
 
 async fn a_worker_killed_after_the_wecom_call_never_sends_twice(app: TestApp) {
     let w = world(&app, 60, |_| {}).await;
-    let config = EngineConfig {
-        lease: Duration::from_millis(800),
-        heartbeat: Duration::from_millis(200),
-        builtins: false,
-        poll_interval: Duration::from_millis(100),
-        ..Default::default()
-    };
-    let first = scrm::jobs::engine(&app.state, config.clone())
-        .start(CancellationToken::new())
-        .await
-        .unwrap();
+    let first = crash_worker(&app).await;
     chaos::hang_after_next_call();
     let ids: Vec<i64> = w.customers.iter().map(|c| c.0).collect();
     let r = app
@@ -255,18 +257,9 @@ async fn a_worker_killed_after_the_wecom_call_never_sends_twice(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.data()["groupSendTaskId"].as_i64().unwrap();
-    for _ in 0..1800 {
-        if chaos::hung() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(chaos::hung(), 1, "a batch hung after its WeCom call");
+    wait_hung("a batch hung after its WeCom call").await;
     first.abort(); // the process dies: the msgid was never recorded
-    let _second = scrm::jobs::engine(&app.state, config)
-        .start(CancellationToken::new())
-        .await
-        .unwrap();
+    let _second = crash_worker(&app).await;
     let d = wait_final(&app, id).await;
     assert_eq!(d["status"], "COMPLETED", "{d}");
     assert_eq!(d["successCount"], w.customers.len());
@@ -347,17 +340,7 @@ async fn sop_send_killed_after_its_call(app: TestApp, group: bool) {
     let r = app.post("/api/sop/template", &app.admin_token, body).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let tid = r.data()["templateId"].as_i64().unwrap();
-    let config = EngineConfig {
-        lease: Duration::from_millis(800),
-        heartbeat: Duration::from_millis(200),
-        builtins: false,
-        poll_interval: Duration::from_millis(100),
-        ..Default::default()
-    };
-    let first = scrm::jobs::engine(&app.state, config.clone())
-        .start(CancellationToken::new())
-        .await
-        .unwrap();
+    let first = crash_worker(&app).await;
     chaos::hang_after_next_call();
     let r = app
         .post(
@@ -367,18 +350,9 @@ async fn sop_send_killed_after_its_call(app: TestApp, group: bool) {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    for _ in 0..1800 {
-        if chaos::hung() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(chaos::hung(), 1, "the send step hung after its WeCom call");
+    wait_hung("the send step hung after its WeCom call").await;
     first.abort(); // the process dies: the msgid was never recorded
-    let _second = scrm::jobs::engine(&app.state, config)
-        .start(CancellationToken::new())
-        .await
-        .unwrap();
+    let _second = crash_worker(&app).await;
     sop_execution_completed(&app, tid).await;
     let per = w.sim.deliveries_per_recipient();
     assert_eq!(per.get(&recipient).copied(), Some(1), "{per:?}");
@@ -477,6 +451,127 @@ async fn group_send_validates_and_stays_in_its_tenant(app: TestApp) {
     assert_eq!((again.status, again.error()), (409, "TASK_STATE_CONFLICT"));
 }
 
+/// A group send naming a sender that cannot send now is refused when it is created, naming the
+/// field, and nothing is stored: a member who left is EXPIRED, a disabled or not activated one
+/// OFFLINE (seed 004's account states) — as the seed's `senderAccountId`, in
+/// `senderAccountIds`, and in seed 002's mass send. A mass task (seed 000) names no sender: the
+/// customers of an owner who left are recorded FAILED with the reason, the others are sent.
+async fn a_send_from_an_offline_or_expired_member_is_refused_at_creation(app: TestApp) {
+    let w = world(&app, 12, |_| {}).await;
+    let db = &app.state.db;
+    let now = scrm::state::now_ms();
+    for (userid, status) in [("m-disabled", 2), ("m-inactive", 4), ("m-left", 5)] {
+        db.execute(query("INSERT INTO staff (tenant_id, userid, name, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)").bind(w.tenant).bind(userid).bind(format!("name-{userid}")).bind(status).bind(now).bind(now))
+            .await
+            .unwrap();
+    }
+    let active = w.staff[0].1.clone();
+    let c = w.customers[0].0;
+    let tasks = || db.fetch_i64(query("SELECT COUNT(*) FROM t_group_send_task"));
+    for (body, path, status, error, field) in [
+        (
+            json!({"senderAccountId": "m-disabled"}),
+            "/api/v1/workbench/group-send/tasks",
+            422,
+            "SENDER_ACCOUNT_OFFLINE",
+            "senderAccountId",
+        ),
+        (
+            json!({"senderAccountId": "m-inactive"}),
+            "/api/v1/workbench/group-send/tasks",
+            422,
+            "SENDER_ACCOUNT_OFFLINE",
+            "senderAccountId",
+        ),
+        (
+            json!({"senderAccountId": "m-left"}),
+            "/api/v1/workbench/group-send/tasks",
+            422,
+            "SENDER_ACCOUNT_EXPIRED",
+            "senderAccountId",
+        ),
+        (
+            json!({"senderAccountIds": [active, "m-left"]}),
+            "/api/v1/workbench/group-send/tasks",
+            422,
+            "SENDER_ACCOUNT_EXPIRED",
+            "senderAccountIds[1]",
+        ),
+        (
+            json!({"senderAccountId": "m-disabled"}),
+            "/v1/workbench/mass-send",
+            422,
+            "SENDER_ACCOUNT_OFFLINE",
+            "senderAccountId",
+        ),
+    ] {
+        let mut b = body.clone();
+        b["target"] = json!({"customerIds": [c]});
+        b["messageContent"] = text("本周活动");
+        let r = app.post(path, &app.admin_token, b).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (status, error),
+            "{body}: {:?}",
+            r.body
+        );
+        assert_eq!(r.body["fields"][0]["field"], field, "{:?}", r.body);
+        let state = if error.ends_with("EXPIRED") {
+            "EXPIRED"
+        } else {
+            "OFFLINE"
+        };
+        assert!(
+            r.body["message"].as_str().unwrap().contains(state),
+            "{:?}",
+            r.body
+        );
+    }
+    assert_eq!(tasks().await.unwrap(), 0, "nothing was created");
+    assert_eq!(calls(&w, "add_msg_template"), 0);
+
+    // Seed 000's mass task: each customer's owner sends; one owner left the company since.
+    let gone = w.customers[0].2.clone();
+    let theirs = customers_of(&w, &gone);
+    let others: Vec<i64> = w
+        .customers
+        .iter()
+        .filter(|c| c.2 != gone)
+        .map(|c| c.0)
+        .take(2)
+        .collect();
+    assert!(!theirs.is_empty() && others.len() == 2);
+    db.execute(query("UPDATE staff SET status = 5 WHERE userid = ?").bind(&gone))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = theirs.iter().chain(&others).copied().collect();
+    let r = app.post("/api/mass-task", &app.admin_token, json!({"taskName": "老客回访", "taskType": 1, "targetType": 1, "targetIds": ids, "messageContent": "回访", "messageType": 1})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.data()["id"].as_i64().unwrap();
+    let d = execute_now(&app, id).await;
+    assert_eq!(d["status"], "PARTIAL_SUCCESS", "{d}");
+    for r in d["results"].as_array().unwrap() {
+        let cid = r["customerId"].as_i64().unwrap();
+        if theirs.contains(&cid) {
+            assert_eq!(r["status"], "FAILED", "{r}");
+            assert!(
+                r["errorMessage"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not an active WeCom member"),
+                "{r}"
+            );
+        } else {
+            assert_eq!(r["status"], "SUCCESS", "{r}");
+        }
+    }
+    let per = w.sim.deliveries_per_recipient();
+    for (cid, ext, _) in &w.customers {
+        let want = usize::from(others.contains(cid));
+        assert_eq!(per.get(ext).copied().unwrap_or(0), want, "customer {cid}");
+    }
+}
+
 async fn mass_tasks_are_created_executed_and_listed(app: TestApp) {
     let w = world(&app, 12, |_| {}).await;
     let ids: Vec<i64> = w.customers.iter().take(5).map(|c| c.0).collect();
@@ -490,15 +585,7 @@ async fn mass_tasks_are_created_executed_and_listed(app: TestApp) {
             .data()["total"],
         1
     );
-    let e = app
-        .post(
-            "/api/mass-task/execute",
-            &app.admin_token,
-            json!({"taskId": id, "immediate": true}),
-        )
-        .await;
-    assert_eq!(e.status, 200, "{:?}", e.body);
-    let d = wait_final(&app, id).await;
+    let d = execute_now(&app, id).await;
     assert_eq!(d["status"], "COMPLETED", "{d}");
     assert_eq!(w.sim.delivery_count(), 5);
     assert_eq!(
@@ -1321,6 +1408,7 @@ scrm_db::db_tests!(crate::helpers::spawn_app;
     a_group_send_to_a_tag_reaches_each_customer_exactly_once,
     operation_settings_are_shown_changed_and_checked,
     group_send_validates_and_stays_in_its_tenant,
+    a_send_from_an_offline_or_expired_member_is_refused_at_creation,
     mass_tasks_are_created_executed_and_listed,
     an_sop_runs_its_steps_on_schedule_pauses_and_cancels,
     materials_are_managed_and_uploaded_once,
@@ -1819,16 +1907,7 @@ async fn mass_tasks_target_group_chats_and_tags_and_skip_deleted_customers(app: 
         async move {
             let r = app.post("/api/mass-task", &app.admin_token, body).await;
             assert_eq!(r.status, 200, "{:?}", r.body);
-            let id = r.data()["id"].as_i64().unwrap();
-            let e = app
-                .post(
-                    "/api/mass-task/execute",
-                    &app.admin_token,
-                    json!({"taskId": id, "immediate": true}),
-                )
-                .await;
-            assert_eq!(e.status, 200, "{:?}", e.body);
-            wait_final(app, id).await
+            execute_now(app, r.data()["id"].as_i64().unwrap()).await
         }
     };
     let d = run(json!({"taskName": "群成员", "taskType": 1, "targetType": 3, "targetIds": [g], "messageContent": "群里的客户"})).await;

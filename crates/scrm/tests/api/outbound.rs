@@ -189,12 +189,7 @@ async fn a_webhook_step_whose_name_resolves_privately_fails_with_the_reason(app:
 
 async fn an_ai_reply_endpoint_is_refused_when_stored_and_when_called(app: TestApp) {
     let t = &app.admin_token;
-    let r = app
-        .post("/api/v1/devices/gateways", t, json!({"name": "phones"}))
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let token = r.data()["token"].as_str().unwrap().to_string();
-    let sim = crate::gateway::connect_sim(&app, &token).await;
+    let sim = crate::gateway::gateway(&app).await;
     let (endpoint, seen) = crate::gateway::fake_chat().await;
     let config = |endpoint: &str| json!({"enabled": true, "endpoint": endpoint, "model": "gpt-4o-mini", "systemPrompt": "你是客服"});
     const AI: &str = "/api/v1/devices/accounts/wxid_a/ai-reply";

@@ -510,6 +510,16 @@ async fn send_message(
             return Ok(json!({"errcode": 0, "msgid": msgid, "reconciled": true}));
         }
     }
+    // The monthly quota counts workflow messages to a customer as WeCom does: one over it is
+    // not sent, and the step (and the run) say why.
+    if !subj.group
+        && let Some(why) =
+            crate::operation::mass::over_quota(&state.db, run.tenant_id, subj.id, now)
+                .await
+                .map_err(|e| ActError::Retry(e.to_string()))?
+    {
+        return Err(ActError::Fail(why));
+    }
     calling(state, log, now).await?;
     let mut req = MsgTemplate {
         sender: owner,
@@ -807,6 +817,22 @@ async fn finish(
         // Another attempt logged it already.
         tx.rollback().await?;
         return Ok(());
+    }
+    // A message that reached a customer counts toward the monthly quota (as SOP sends do).
+    if st == step_status::DONE
+        && step.kind == StepType::SendMessage
+        && run.subject_type == 1
+        && result["failList"].as_array().is_none_or(|l| l.is_empty())
+    {
+        crate::operation::mass::store::log_mass_message(
+            &mut tx,
+            run.tenant_id,
+            run.subject_id,
+            "workflow",
+            log.id,
+            now,
+        )
+        .await?;
     }
     let mut paused = false;
     match next {

@@ -180,6 +180,21 @@ impl Settings {
     }
 }
 
+/// Why a mass message to `customer_id` at `now` (an SOP or workflow send step) would exceed the
+/// tenant's monthly quota — the quota reason recorded on the step — or None when it may go.
+pub async fn over_quota(
+    db: &Db,
+    tenant_id: i64,
+    customer_id: i64,
+    now: i64,
+) -> scrm_db::DbResult<Option<String>> {
+    let Some(quota) = Settings::load(db, tenant_id).await?.quota_for(now) else {
+        return Ok(None);
+    };
+    let had = store::month_count(db, tenant_id, customer_id, month_of(now).0).await?;
+    Ok((had >= quota).then(|| store::quota_reason(quota)))
+}
+
 /// The natural month (Asia/Shanghai) of `ms`: its first instant, the first instant of the next
 /// month (epoch milliseconds), and its number of days.
 pub fn month_of(ms: i64) -> (i64, i64, i64) {

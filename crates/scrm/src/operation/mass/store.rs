@@ -275,10 +275,29 @@ pub async fn resolve_targets(tx: &mut Tx, task: &TaskRow, now: i64) -> DbResult<
                 .bind(task.id),
             )
             .await?;
+            if task.task_type == 1 {
+                // Each customer's owner sends: an owner WeCom would refuse as sender (disabled,
+                // not activated, left — seed 004's OFFLINE / EXPIRED) is named per customer
+                // here instead of costing a call that fails with 40003.
+                tx.execute(
+                    query(
+                        "UPDATE t_group_send_result SET status = 'FAILED', error_message = ? \
+                         WHERE task_id = ? AND status = 'PENDING' AND sender_userid IN \
+                         (SELECT s.userid FROM staff s WHERE s.tenant_id = ? AND s.status <> 1)",
+                    )
+                    .bind(OWNER_NOT_ACTIVE)
+                    .bind(task.id)
+                    .bind(task.tenant_id),
+                )
+                .await?;
+            }
         }
     }
     Ok(i64::try_from(n).unwrap_or(i64::MAX))
 }
+
+/// The reason of a result not sent because its customer's owner cannot send in WeCom.
+pub const OWNER_NOT_ACTIVE: &str = "the customer's owner is not an active WeCom member (OFFLINE or EXPIRED: disabled, not activated or left)";
 
 /// The reason of a result not sent because the customer's monthly quota is used up.
 pub fn quota_reason(quota: i64) -> String {
@@ -287,8 +306,8 @@ pub fn quota_reason(quota: i64) -> String {
 
 /// Record FAILED, with the quota reason, the task's PENDING results whose customer already has
 /// `quota` mass messages of this tenant this month (since `month_start`): sent (SUCCESS) or
-/// waiting for the sender's confirmation (SUBMITTED) in a WeCom batch of another task. Returns
-/// how many were held back.
+/// waiting for the sender's confirmation (SUBMITTED) in a WeCom batch of another task, or sent
+/// by an SOP or workflow step (`mass_message_log`). Returns how many were held back.
 pub async fn apply_monthly_quota(
     tx: &mut Tx,
     task: &TaskRow,
@@ -303,9 +322,11 @@ pub async fn apply_monthly_quota(
             query(
                 "UPDATE t_group_send_result SET status = 'FAILED', error_message = ?, update_time = ? \
                  WHERE task_id = ? AND status = 'PENDING' AND customer_id IN (SELECT q.customer_id FROM \
-                 (SELECT r.customer_id FROM t_group_send_result r WHERE r.tenant_id = ? AND r.task_id <> ? \
+                 (SELECT u.customer_id FROM (\
+                 SELECT r.customer_id FROM t_group_send_result r WHERE r.tenant_id = ? AND r.task_id <> ? \
                  AND r.batch_id IS NOT NULL AND r.status IN ('SUCCESS', 'SUBMITTED') AND r.update_time >= ? \
-                 GROUP BY r.customer_id HAVING COUNT(*) >= ?) q)",
+                 UNION ALL SELECT m.customer_id FROM mass_message_log m WHERE m.tenant_id = ? AND m.sent_at >= ?\
+                 ) u GROUP BY u.customer_id HAVING COUNT(*) >= ?) q)",
             )
             .bind(quota_reason(quota))
             .bind(now)
@@ -313,10 +334,68 @@ pub async fn apply_monthly_quota(
             .bind(task.tenant_id)
             .bind(task.id)
             .bind(month_start)
+            .bind(task.tenant_id)
+            .bind(month_start)
             .bind(quota),
         )
         .await?
         .rows_affected)
+}
+
+/// Mass messages `customer_id` has had from the tenant since `month_start`: group-send and
+/// mass-task results sent or awaiting confirmation, and SOP / workflow sends.
+pub async fn month_count(
+    db: &Db,
+    tenant_id: i64,
+    customer_id: i64,
+    month_start: i64,
+) -> DbResult<i64> {
+    let sent = db
+        .fetch_i64(
+            query(
+                "SELECT COUNT(*) FROM t_group_send_result WHERE tenant_id = ? AND customer_id = ? \
+                 AND update_time >= ? AND batch_id IS NOT NULL AND status IN ('SUCCESS', 'SUBMITTED')",
+            )
+            .bind(tenant_id)
+            .bind(customer_id)
+            .bind(month_start),
+        )
+        .await?;
+    let stepped = db
+        .fetch_i64(
+            query(
+                "SELECT COUNT(*) FROM mass_message_log WHERE tenant_id = ? AND customer_id = ? AND sent_at >= ?",
+            )
+            .bind(tenant_id)
+            .bind(customer_id)
+            .bind(month_start),
+        )
+        .await?;
+    Ok(sent + stepped)
+}
+
+/// Record an SOP or workflow message to a customer (`source` `sop` / `workflow`, `ref_id` its
+/// step log row) for the monthly quota, in the transaction that logs the step done.
+pub async fn log_mass_message(
+    tx: &mut Tx,
+    tenant_id: i64,
+    customer_id: i64,
+    source: &str,
+    ref_id: i64,
+    now: i64,
+) -> DbResult<()> {
+    tx.execute(
+        query(
+            "INSERT INTO mass_message_log (tenant_id, customer_id, source, ref_id, sent_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(customer_id)
+        .bind(source)
+        .bind(ref_id)
+        .bind(now),
+    )
+    .await?;
+    Ok(())
 }
 
 /// A planned batch.

@@ -13,6 +13,7 @@ use super::{status, step_status};
 use crate::operation::content::{self, MessageContent, WeComMessage};
 use crate::operation::mass::actions;
 use crate::operation::mass::engine::{Audience, reconcile};
+use crate::operation::mass::{over_quota, store as mass_store};
 use crate::operation::wecom::{TenantWeCom, client_for};
 use crate::state::AppState;
 
@@ -223,6 +224,16 @@ async fn act(
                 }
             }
             let now = ctx.now_ms();
+            // The monthly quota counts SOP messages to a customer as WeCom does: one over it is
+            // not sent, and the step says why.
+            if !subj.group
+                && let Some(customer) = subj.customer_id
+                && let Some(why) = over_quota(&state.db, e.tenant_id, customer, now)
+                    .await
+                    .map_err(|e| ActError::Retry(e.to_string()))?
+            {
+                return Err(ActError::Fail(why));
+            }
             state
                 .db
                 .execute(query("UPDATE sop_execution_step SET status = 1, attempt_started_at = ?, updated_at = ? WHERE id = ?").bind(now).bind(now).bind(step.id))
@@ -376,6 +387,16 @@ async fn finish_step(
             .bind(step.id),
     )
     .await?;
+    // A message that reached a customer counts toward the monthly quota (one not sent because
+    // the customer is not the owner's any more is in WeCom's fail_list).
+    if st == step_status::DONE
+        && matches!(step.step_type, 1 | 3)
+        && e.target_type == 1
+        && result["failList"].as_array().is_none_or(|l| l.is_empty())
+    {
+        mass_store::log_mass_message(&mut tx, e.tenant_id, e.target_id, "sop", step.id, now)
+            .await?;
+    }
     // What is left open and what failed, in one statement.
     let (left, failed): (i64, i64) = tx
         .fetch_one(

@@ -208,8 +208,7 @@ pub async fn run(
     // A tenant's first customer sync (nothing to compare with) writes the customers while they
     // are fetched, in the run's one transaction. Not on SQLite, whose one writer would hold
     // the database for the whole fetch.
-    let streaming = std::env::var("XX_STREAM").map_or(true, |v| v != "0")
-        && sync_type.phases().contains(&SyncType::Customer)
+    let streaming = sync_type.phases().contains(&SyncType::Customer)
         && state.db.backend() != scrm_db::Backend::Sqlite
         && !apply_customers::synced_before(&state.db, row.tenant_id).await?;
     let fetch_phases: Vec<SyncType> = sync_type

@@ -78,11 +78,18 @@ pub(crate) fn push_ids(q: &mut Query, ids: &[i64]) {
 /// The earliest moment something may become claimable after `now`: a pending job's `run_at`
 /// or a spaced key's `next_allowed_at`. The engine sleeps until then (or its poll interval).
 pub(crate) async fn next_wake(db: &Db, now: i64, kinds: &[String]) -> DbResult<Option<i64>> {
-    // One round trip for both minima.
-    let mut q =
-        query("SELECT (SELECT MIN(run_at) FROM job WHERE state = 0 AND run_at > ?").bind(now);
+    // One round trip for both minima. The job's is the first row of the pending-jobs index
+    // after `now` (`ORDER BY run_at LIMIT 1`), not `MIN(run_at)`: with the kind filter
+    // MariaDB cannot shortcut MIN and read every pending job due after `now` to find it —
+    // 46,600 rows and 110 ms a call with 100,000 delayed jobs queued, measured (session 9),
+    // and a dispatcher waits for the answer before it claims again. PostgreSQL's plan for
+    // the MIN form was an Aggregate over the same index range too; now a Limit over it.
+    let mut q = query("SELECT (SELECT run_at FROM job WHERE state = 0 AND run_at > ?").bind(now);
     push_kinds(&mut q, db.backend(), kinds);
-    q.push_sql("), (SELECT MIN(next_allowed_at) FROM job_key WHERE next_allowed_at > ?)");
+    q.push_sql(
+        " ORDER BY run_at LIMIT 1), \
+         (SELECT MIN(next_allowed_at) FROM job_key WHERE next_allowed_at > ?)",
+    );
     q.push_bind(now);
     let (job, key) = db.fetch_one::<(Option<i64>, Option<i64>)>(q).await?;
     Ok(match (job, key) {

@@ -17,7 +17,7 @@ use scrm_wecom::client::{
     CustomerWithFollowInfo, Department, ExternalContact, FollowInfo, GetCorpTagListRequest,
     GroupChat, TagGroup, User,
 };
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use super::SyncType;
 use crate::integration::client::Conn;
@@ -107,29 +107,20 @@ impl Progress {
     }
 }
 
-/// The WeCom calls one sync may have in flight, shared by every part of its fetch (customers and
-/// group chats are fetched at the same time, together never more than [`FETCH_CONCURRENCY`]).
+/// The WeCom calls one part of a sync may have in flight: [`FETCH_CONCURRENCY`]. WeCom limits
+/// concurrent calls per API (45033), so the customers' fetch and the group chats' fetch (other
+/// APIs) each have their own; under a rate limit a call waiting for its permit holds its slot,
+/// and a shared budget would leave the group chats waiting for the customers to finish.
 #[derive(Clone)]
 pub struct Slots {
     sem: Arc<Semaphore>,
-    /// Calls of the first rank waiting for a slot: while any wait, the second rank (the group
-    /// chats) takes none, so it only fills the slots the customers' fetch leaves free.
-    waiting: Arc<AtomicI64>,
 }
 
 impl Default for Slots {
     fn default() -> Self {
         Slots {
             sem: Arc::new(Semaphore::new(FETCH_CONCURRENCY)),
-            waiting: Arc::new(AtomicI64::new(0)),
         }
-    }
-}
-
-fn closed() -> WeComError {
-    WeComError::Decode {
-        api: "sync",
-        message: "fetch slots closed".into(),
     }
 }
 
@@ -140,48 +131,23 @@ impl Slots {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, WeComError>>,
     {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let slot = self.sem.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _slot = slot.map_err(|_| closed())?;
-        again(call).await
-    }
-
-    /// The same in a slot no first-rank call is waiting for.
-    async fn call_second<T, F, Fut>(&self, call: F) -> Result<T, WeComError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, WeComError>>,
-    {
-        let _slot = loop {
-            if self.waiting.load(Ordering::SeqCst) == 0 {
-                match self.sem.try_acquire() {
-                    Ok(p) => break p,
-                    Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
-                    Err(tokio::sync::TryAcquireError::NoPermits) => {}
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        };
+        let _slot = self.sem.acquire().await.map_err(|_| WeComError::Decode {
+            api: "sync",
+            message: "fetch slots closed".into(),
+        })?;
         again(call).await
     }
 }
 
 /// Fetch what the given phases need except group chats ([`groups`], fetched beside it): the
-/// directory and tags, then customers. `tail` is told when the customers' fetch no longer keeps
-/// every slot busy (or at once when there are no customers to fetch), so the group chats can
-/// use the slots it leaves free.
+/// directory and tags, then customers.
 pub async fn head(
     conn: &Conn,
     phases: &[SyncType],
     progress: &Arc<Progress>,
     slots: &Slots,
-    tail: &watch::Sender<bool>,
 ) -> Result<Staged, WeComError> {
     let mut staged = Staged::default();
-    if !phases.contains(&SyncType::Customer) {
-        let _ = tail.send(true);
-    }
     for phase in phases {
         match phase {
             SyncType::Department => {
@@ -203,9 +169,7 @@ pub async fn head(
                 );
             }
             SyncType::Customer => {
-                let fetched = customers(conn, progress, slots, tail).await;
-                let _ = tail.send(true);
-                staged.customers = Some(fetched?);
+                staged.customers = Some(customers(conn, progress, slots).await?);
             }
             SyncType::Groupchat | SyncType::Full => {}
         }
@@ -262,9 +226,8 @@ pub async fn customers(
     conn: &Conn,
     progress: &Arc<Progress>,
     slots: &Slots,
-    tail: &watch::Sender<bool>,
 ) -> Result<Vec<StagedCustomer>, WeComError> {
-    let pairs = customer_pages(conn, progress, slots, tail, None).await?;
+    let pairs = customer_pages(conn, progress, slots, None).await?;
     Ok(group_pairs(pairs))
 }
 
@@ -275,7 +238,6 @@ pub async fn customer_pages(
     conn: &Conn,
     progress: &Arc<Progress>,
     slots: &Slots,
-    tail: &watch::Sender<bool>,
     sink: Option<tokio::sync::mpsc::UnboundedSender<Vec<CustomerWithFollowInfo>>>,
 ) -> Result<Vec<CustomerWithFollowInfo>, WeComError> {
     let users = slots.call(|| conn.customers.get_follow_user_list()).await?;
@@ -284,12 +246,10 @@ pub async fn customer_pages(
     let chunks: Vec<Vec<String>> = users.chunks(size).map(<[String]>::to_vec).collect();
     let n = chunks.len();
     progress.phase("fetch:customer", n as i64);
-    let open = Arc::new(AtomicI64::new(n as i64));
     let pairs: Vec<Vec<CustomerWithFollowInfo>> = futures::stream::iter(chunks)
         .map(|chunk| {
             let app = conn.customers.clone();
             let progress = progress.clone();
-            let open = open.clone();
             let sink = sink.clone();
             async move {
                 // Page by page (a chunk is at most 100 members, WeCom's limit per request), so
@@ -319,10 +279,6 @@ pub async fn customer_pages(
                     cursor = page.next_cursor;
                 }
                 progress.add(1);
-                // Fewer chunks left than slots: the group chats may have the free ones.
-                if open.fetch_sub(1, Ordering::Relaxed) - 1 < FETCH_CONCURRENCY as i64 {
-                    let _ = tail.send(true);
-                }
                 Ok::<_, WeComError>(out)
             }
         })
@@ -382,7 +338,7 @@ pub async fn groups(
     slots: &Slots,
 ) -> Result<GroupsFetched, WeComError> {
     let list = slots
-        .call_second(|| conn.customers.groupchat_list_all(0, None))
+        .call(|| conn.customers.groupchat_list_all(0, None))
         .await?;
     progress
         .groups_total
@@ -392,9 +348,7 @@ pub async fn groups(
             let app = conn.customers.clone();
             let progress = progress.clone();
             async move {
-                let r = slots
-                    .call_second(|| app.groupchat_get(&item.chat_id, true))
-                    .await;
+                let r = slots.call(|| app.groupchat_get(&item.chat_id, true)).await;
                 progress.groups_done.fetch_add(1, Ordering::Relaxed);
                 match r {
                     Ok(chat) => Ok(Ok((chat, item.status))),

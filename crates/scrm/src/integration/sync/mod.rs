@@ -190,16 +190,13 @@ pub async fn run(
         ))
         .abort_handle(),
     );
-    // The group chats are fetched beside the rest, in the slots the customers' fetch leaves
-    // free, and still while the customers are applied (they need the customers' ids, so they
-    // are applied last).
+    // The group chats are fetched beside the rest (other APIs: their own slots) and still while
+    // the customers are applied (they need the customers' ids, so they are applied last).
     let slots = fetch::Slots::default();
-    let (tail, mut tail_rx) = tokio::sync::watch::channel(false);
     let groups_task = sync_type.phases().contains(&SyncType::Groupchat).then(|| {
-        let (conn, progress, slots) = (conn.clone(), progress.clone(), slots.clone());
+        let (conn, progress) = (conn.clone(), progress.clone());
         tokio::spawn(async move {
-            let _ = tail_rx.wait_for(|t| *t).await;
-            let r = fetch::groups(&conn, &progress, &slots).await;
+            let r = fetch::groups(&conn, &progress, &fetch::Slots::default()).await;
             (r, std::time::Instant::now())
         })
     });
@@ -217,9 +214,7 @@ pub async fn run(
         .copied()
         .filter(|p| !streaming || *p != SyncType::Customer)
         .collect();
-    let (no_tail, _) = tokio::sync::watch::channel(false);
-    let head_tail = if streaming { &no_tail } else { &tail };
-    let mut staged = match fetch::head(&conn, &fetch_phases, &progress, &slots, head_tail).await {
+    let mut staged = match fetch::head(&conn, &fetch_phases, &progress, &slots).await {
         Ok(s) => s,
         Err(e) => return fetch_failed(state, &row, &conn, e, may_retry).await,
     };
@@ -248,17 +243,12 @@ pub async fn run(
         .await?;
     }
     let mut applied = apply_head(&mut tx, &mut ctx, &staged).await;
-    if streaming && applied.is_err() {
-        // The group chats' fetch waits for this.
-        drop(tail);
-    } else if streaming {
+    if streaming && applied.is_ok() {
         let (sink, mut pages) = tokio::sync::mpsc::unbounded_channel();
         let customers_task = {
             let (conn, progress, slots) = (conn.clone(), progress.clone(), slots.clone());
             tokio::spawn(async move {
-                let r = fetch::customer_pages(&conn, &progress, &slots, &tail, Some(sink)).await;
-                let _ = tail.send(true);
-                r
+                fetch::customer_pages(&conn, &progress, &slots, Some(sink)).await
             })
         };
         let _customers_guard = AbortOnDrop(customers_task.abort_handle());

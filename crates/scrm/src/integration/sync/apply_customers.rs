@@ -490,14 +490,16 @@ async fn refresh_statistics(tx: &mut Tx) -> DbResult<()> {
 /// Store one customer's hash after a callback or repair applied it (so the next incremental sync
 /// does not write it again).
 pub async fn remember(tx: &mut Tx, ctx: &Ctx, c: &StagedCustomer) -> DbResult<()> {
-    hash::put_many(
-        tx,
-        ctx.tenant_id,
-        kind::CUSTOMER,
-        &[(c.contact.external_userid.clone(), customer_hash(c))],
-        ctx.now,
-    )
-    .await
+    remember_many(tx, ctx, &[c]).await
+}
+
+/// Store these customers' hashes as they are now.
+async fn remember_many(tx: &mut Tx, ctx: &Ctx, list: &[&StagedCustomer]) -> DbResult<()> {
+    let hashes: Vec<(String, String)> = list
+        .iter()
+        .map(|c| (c.contact.external_userid.clone(), customer_hash(c)))
+        .collect();
+    hash::put_many(tx, ctx.tenant_id, kind::CUSTOMER, &hashes, ctx.now).await
 }
 
 /// A first sync's customers written while they are still being fetched, in the one
@@ -616,11 +618,7 @@ impl Streaming {
             self.analyze_at *= 2;
         }
         let created = batch(tx, ctx, &list).await?;
-        let hashes: Vec<(String, String)> = list
-            .iter()
-            .map(|c| (c.contact.external_userid.clone(), customer_hash(c)))
-            .collect();
-        hash::put_many(tx, ctx.tenant_id, kind::CUSTOMER, &hashes, ctx.now).await?;
+        remember_many(tx, ctx, &list).await?;
         let map = ctx.tag_map(tx).await?.clone();
         for (c, created) in list.iter().zip(created) {
             let id = &c.contact.external_userid;
@@ -737,11 +735,7 @@ impl Streaming {
                 .filter(|c| invalid(c).is_none())
                 .collect();
             batch(tx, ctx, &list).await?;
-            let hashes: Vec<(String, String)> = list
-                .iter()
-                .map(|c| (c.contact.external_userid.clone(), customer_hash(c)))
-                .collect();
-            hash::put_many(tx, ctx.tenant_id, kind::CUSTOMER, &hashes, ctx.now).await?;
+            remember_many(tx, ctx, &list).await?;
             for c in &list {
                 ctx.counts.updated += 1;
                 self.written.insert(c.contact.external_userid.clone());

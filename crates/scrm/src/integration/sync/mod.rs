@@ -256,13 +256,11 @@ pub async fn run(
         ctx.partial = true;
         let mut stream = apply_customers::Streaming::default();
         applied = ctx.preload_staff(&mut tx).await;
-        while let Some(page) = pages.recv().await {
-            if applied.is_ok() {
-                applied = stream.page(&mut tx, &mut ctx, page).await;
-            }
-            if applied.is_err() {
+        while applied.is_ok() {
+            let Some(page) = pages.recv().await else {
                 break;
-            }
+            };
+            applied = stream.page(&mut tx, &mut ctx, page).await;
         }
         if applied.is_ok() {
             let fetched = match customers_task.await {
